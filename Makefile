@@ -1,0 +1,40 @@
+# Two entry points (see README): `make run` starts the workbench, `make test` runs the tests.
+# Both create the virtual environment and install everything they need on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8050
+
+.PHONY: run test setup browser bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP) assets/vendor/3Dmol-min.js
+
+# 3Dmol.js is served by the app itself (no CDN); it comes from the npm registry, not git.
+assets/vendor/3Dmol-min.js:
+	mkdir -p assets/vendor build/npm
+	cd build/npm && (test -f node_modules/3dmol/build/3Dmol-min.js || npm install --silent --no-audit --no-fund --prefix . 3dmol@2.5.5)
+	cp build/npm/node_modules/3dmol/build/3Dmol-min.js assets/vendor/3Dmol-min.js
+
+# Headless Chromium for the browser tests (Debian package; needs root, as on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+run: setup
+	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+
+test: setup browser
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build assets/vendor

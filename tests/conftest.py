@@ -1,0 +1,30 @@
+"""Shared test setup: float64 JAX, dtype-aware tolerances, tiny systems."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+TOL = {np.float32: 1e-4, np.float64: 1e-8}
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+PDB_DIR = os.path.abspath(os.path.join(SHARED, "data", "pdb"))
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)
+
+
+def shared_pdb(name: str) -> str:
+    """Path of a structure in ../shared/data/pdb, or skip the test with the reason."""
+    path = os.path.join(PDB_DIR, name)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not present (../shared/data/pdb is only on project machines)")
+    return path
