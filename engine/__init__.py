@@ -1,0 +1,38 @@
+"""Pure-JAX engine for neural reparametrization of energy minimization.
+
+Public surface: configuration (RunSpec and its parts), system/energy builders, slow modes,
+``run`` and its result types. Float64 is enabled so that float64 runs and validations are
+possible; every array the engine creates is cast to the run's configured dtype.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from .config import (  # noqa: E402
+    EnergyConfig,
+    ModesConfig,
+    OptimConfig,
+    ReparamConfig,
+    RunSpec,
+    ScheduleConfig,
+    SpecError,
+    SystemConfig,
+)
+from .run import RunResult, run  # noqa: E402
+from .systems import build_system, make_energy, structure_metrics  # noqa: E402
+from .types import EnergyModel, Progress, SlowModes, System  # noqa: E402
+
+
+def slow_modes(*args, **kwargs) -> SlowModes:
+    """See engine.modes.slow_modes (imported lazily: it pulls in scipy's sparse solvers)."""
+    from .modes import slow_modes as _slow_modes
+
+    return _slow_modes(*args, **kwargs)
+
+
+__all__ = [
+    "EnergyConfig", "ModesConfig", "OptimConfig", "ReparamConfig", "RunSpec", "ScheduleConfig",
+    "SpecError", "SystemConfig", "RunResult", "run", "build_system", "make_energy",
+    "structure_metrics", "EnergyModel", "Progress", "SlowModes", "System", "slow_modes",
+]

@@ -63,10 +63,12 @@ def _pair_distances(x, pairs):
 
 def _sparse_term(term: PairTerm):
     pairs = jnp.asarray(term.pairs)
-    weights = jnp.asarray(term.weights)
+    weights = np.asarray(term.weights)
 
     def energy(x):
-        return term.scale * jnp.sum(weights * term.potential(_pair_distances(x, pairs)))
+        # weights cast to x's dtype so a float32 run stays float32 under jax_enable_x64
+        w = jnp.asarray(weights, dtype=x.dtype)
+        return term.scale * jnp.sum(w * term.potential(_pair_distances(x, pairs)))
 
     return energy
 
@@ -127,7 +129,7 @@ def _cutoff_repulsion(n, mask_np, potential, scale, cutoff):
     from scipy.spatial import cKDTree
 
     skin = 0.5
-    v_cut = potential(jnp.asarray(cutoff))
+    v_cut = float(potential(np.float64(cutoff)))
 
     def build(x, capacity=None):
         x = np.asarray(x, dtype=np.float64)
@@ -143,7 +145,7 @@ def _cutoff_repulsion(n, mask_np, potential, scale, cutoff):
     def energy(x, aux):
         valid = aux[:, 0] != aux[:, 1]
         r = _pair_distances(x, aux)
-        r = jnp.where(valid, r, cutoff)
+        r = jnp.where(valid, r, jnp.asarray(cutoff, x.dtype))
         v = jnp.where(valid & (r < cutoff), potential(r) - v_cut, 0.0)
         return scale * jnp.sum(v)
 
