@@ -6,6 +6,282 @@ structure sources (PDB files, uploads, the RCSB download cache).
 
 from __future__ import annotations
 
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
 # ---- run bundles -------------------------------------------------------------------------
+# A bundle is a directory: config.json (spec, library versions, summary, timings),
+# metrics.csv (one row per logged step, row 0 = step 0), frames.npz (frames_step [F],
+# frames_x [F, n, 3]), final.pdb (final structure), trajectory.pdb on request.
+
+BUNDLE_FILES = ("config.json", "metrics.csv", "frames.npz", "final.pdb")
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that determine numerical results."""
+    import importlib.metadata as metadata
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "optax", "numpy", "scipy", "mdtraj", "openmm"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def metrics_csv(metrics: dict) -> str:
+    """Columns -> CSV text, one row per logged step."""
+    import csv
+    import io as _io
+
+    names = list(metrics)
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for row in zip(*(metrics[k] for k in names)):
+        writer.writerow([_fmt(v) for v in row])
+    return buf.getvalue()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return repr(float(v))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def pdb_text(system, frames) -> str:
+    """PDB text of one frame [n, 3] or a multi-model trajectory [F, n, 3]."""
+    import tempfile
+
+    from .topology import trajectory
+
+    traj = trajectory(system, frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "out.pdb")
+        traj.save_pdb(path)
+        return Path(path).read_text()
+
+
+def write_bundle(result, out_dir, *, trajectory: bool = False) -> Path:
+    """Write a RunResult as a bundle in ``out_dir`` (created); returns the directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "spec": result.spec.to_dict(),
+        "status": result.status,
+        "message": result.message,
+        "summary": result.summary(),
+        "timings": result.timings,
+        "system": {
+            "name": result.system.name,
+            "n_atoms": result.system.n_atoms,
+            "length_unit": result.system.length_unit,
+            "energy_unit": result.system.energy_unit,
+        },
+        "versions": library_versions(),
+    }
+    _atomic_write(out / "config.json", json.dumps(config, indent=2, default=_json_default).encode())
+    _atomic_write(out / "metrics.csv", metrics_csv(result.metrics).encode())
+    buf = io.BytesIO()
+    np.savez_compressed(buf, frames_step=result.frames_step, frames_x=result.frames_x, x_final=result.x_final)
+    _atomic_write(out / "frames.npz", buf.getvalue())
+    _atomic_write(out / "final.pdb", pdb_text(result.system, result.x_final).encode())
+    if trajectory:
+        _atomic_write(out / "trajectory.pdb", pdb_text(result.system, result.frames_x).encode())
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
+
+
+def read_bundle(path) -> dict:
+    """Load a bundle: {"config": dict, "metrics": {col: array}, "frames_step", "frames_x", "x_final"}."""
+    import csv
+
+    path = Path(path)
+    missing = [f for f in BUNDLE_FILES[:3] if not (path / f).exists()]
+    if missing:
+        raise ValueError(f"{path} is not a run bundle: missing {', '.join(missing)}")
+    config = json.loads((path / "config.json").read_text())
+    with open(path / "metrics.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    names, body = rows[0], rows[1:]
+    metrics = {n: np.array([float(r[i]) for r in body]) for i, n in enumerate(names)}
+    with np.load(path / "frames.npz") as data:
+        frames = {k: data[k] for k in data.files}
+    return {"config": config, "metrics": metrics, **frames}
+
+
+def write_text(path, text: str) -> None:
+    """Write a small text file atomically (summary tables, JSON results)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, text.encode())
+
 
 # ---- structure sources (proteins) ---------------------------------------------------------
+# Everything here returns bytes or parsed objects; the protein builder (engine/protein/build.py)
+# never opens a file itself. Files are written only under ``structure_cache_dir()``.
+
+import os as _os  # noqa: E402
+import re as _re  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+import urllib.error as _urlerror  # noqa: E402
+import urllib.request as _urlrequest  # noqa: E402
+import warnings as _warnings  # noqa: E402
+
+PDB_URL_ENV = "SLOWMODE_PDB_URL"  # base URL for PDB-id downloads: <base>/<ID>.pdb
+CACHE_ENV = "SLOWMODE_CACHE"  # cache folder (downloads, parse scratch files)
+DEFAULT_PDB_URL = "https://files.rcsb.org/download"
+MAX_STRUCTURE_BYTES = 64 * 2**20  # larger files are refused before reading them
+_PDB_ID = _re.compile(r"^[0-9][A-Za-z0-9]{3}$")
+
+
+class StructureError(ValueError):
+    """A structure source or its contents cannot be used; the message is shown to the user."""
+
+
+def structure_cache_dir() -> str:
+    """The folder for downloaded structures: $SLOWMODE_CACHE, else ~/.cache/slowmode-workbench."""
+    path = _os.environ.get(CACHE_ENV) or _os.path.join(
+        _os.path.expanduser("~"), ".cache", "slowmode-workbench"
+    )
+    return _os.path.abspath(path)
+
+
+def is_pdb_id(text: str) -> bool:
+    """True for a 4-character PDB id such as "2JOF" (a digit, then three letters or digits)."""
+    return bool(_PDB_ID.match(text or ""))
+
+
+def read_structure_file(path: str) -> bytes:
+    """Read a structure file from disk, refusing missing, non-regular or huge files.
+
+    Raises:
+      StructureError: the path does not exist, is not a file, or exceeds MAX_STRUCTURE_BYTES.
+    """
+    if not _os.path.isfile(path):
+        raise StructureError(f"structure file not found: {path!r}")
+    size = _os.path.getsize(path)
+    if size > MAX_STRUCTURE_BYTES:
+        raise StructureError(
+            f"structure file {path!r} is {size / 2**20:.0f} MiB; the limit is "
+            f"{MAX_STRUCTURE_BYTES // 2**20} MiB"
+        )
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def bundled_villin_pdb() -> bytes:
+    """OpenMM's own test structure: villin headpiece HP35 (N68H) in a water box, as bytes."""
+    import openmm.app
+
+    return read_structure_file(_os.path.join(_os.path.dirname(openmm.app.__file__), "data", "test.pdb"))
+
+
+def fetch_pdb(pdb_id: str, *, base_url: str | None = None, cache_dir: str | None = None,
+              timeout: float = 20.0) -> bytes:
+    """The PDB-format entry of a PDB id, from the on-disk cache or downloaded once.
+
+    Args:
+      pdb_id: 4-character PDB id, any case ("2jof").
+      base_url: download from ``<base_url>/<ID>.pdb``; default $SLOWMODE_PDB_URL, else RCSB.
+      cache_dir: default ``structure_cache_dir()``; the file is stored as ``pdb/<ID>.pdb``.
+      timeout: seconds for the HTTP request.
+
+    Raises:
+      StructureError: malformed id, unknown id (HTTP 404), no network, or a reply that is not
+        a PDB file. One line each, no traceback for the user.
+    """
+    if not is_pdb_id(pdb_id):
+        raise StructureError(f"{pdb_id!r} is not a PDB id (4 characters, e.g. 2JOF)")
+    pdb_id = pdb_id.upper()
+    folder = _os.path.join(cache_dir or structure_cache_dir(), "pdb")
+    cached = _os.path.join(folder, f"{pdb_id}.pdb")
+    if _os.path.isfile(cached):
+        return read_structure_file(cached)
+    base = (base_url or _os.environ.get(PDB_URL_ENV) or DEFAULT_PDB_URL).rstrip("/")
+    url = f"{base}/{pdb_id}.pdb"
+    try:
+        with _urlrequest.urlopen(url, timeout=timeout) as reply:
+            data = reply.read(MAX_STRUCTURE_BYTES + 1)
+    except _urlerror.HTTPError as err:
+        if err.code == 404:
+            raise StructureError(f"unknown PDB id {pdb_id}: {url} answered 404 (not found)") from None
+        raise StructureError(f"could not download PDB {pdb_id} from {url}: HTTP {err.code}") from None
+    except (_urlerror.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise StructureError(
+            f"could not download PDB {pdb_id} from {url} ({reason}); the machine may be offline: "
+            "upload the file or give a local path instead"
+        ) from None
+    if len(data) > MAX_STRUCTURE_BYTES:
+        raise StructureError(f"PDB {pdb_id} from {url} exceeds {MAX_STRUCTURE_BYTES // 2**20} MiB")
+    if not _re.search(rb"^(ATOM  |HETATM)", data[:2**20], _re.MULTILINE):
+        raise StructureError(f"the reply from {url} is not a PDB file (no ATOM records)")
+    _os.makedirs(folder, exist_ok=True)
+    fd, tmp = _tempfile.mkstemp(dir=folder, suffix=".part")
+    with _os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    _os.replace(tmp, cached)  # atomic: concurrent downloads of one id never see half a file
+    return data
+
+
+def parse_pdb_bytes(data: bytes):
+    """Parse PDB-format text with mdtraj (all models as frames).
+
+    mdtraj reads only from a path, so the bytes go through a scratch file in the cache folder,
+    removed at once.
+
+    Returns:
+      mdtraj.Trajectory, positions in nm.
+
+    Raises:
+      StructureError: mdtraj cannot read the text (the message names its error).
+    """
+    import mdtraj
+
+    folder = _os.path.join(structure_cache_dir(), "scratch")
+    _os.makedirs(folder, exist_ok=True)
+    fd, tmp = _tempfile.mkstemp(dir=folder, suffix=".pdb")
+    try:
+        with _os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        with _warnings.catch_warnings():
+            # dummy CRYST1 records and odd element columns are common and harmless here
+            _warnings.simplefilter("ignore")
+            return mdtraj.load_pdb(tmp, standard_names=True)
+    except StructureError:
+        raise
+    except Exception as err:  # mdtraj raises many types on bad text
+        raise StructureError(f"could not read the PDB text: {type(err).__name__}: {err}") from None
+    finally:
+        _os.remove(tmp)
+
+
+def write_protein_pdb(path: str, x, topology) -> None:
+    """Write positions x [n_atoms, 3] (nm) with an mdtraj Topology as a PDB file (mdtraj)."""
+    import mdtraj
+    import numpy as np
+
+    traj = mdtraj.Trajectory(np.asarray(x, dtype=np.float64)[None], topology)
+    traj.save_pdb(path, force_overwrite=True)
