@@ -131,6 +131,14 @@ def read_bundle(path) -> dict:
     return {"config": config, "metrics": metrics, **frames}
 
 
+def read_json(path) -> dict:
+    """Read a JSON file (a bundle's config.json or a spec); clear error if unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read JSON from {path}: {e}") from None
+
+
 def write_text(path, text: str) -> None:
     """Write a small text file atomically (summary tables, JSON results)."""
     path = Path(path)
@@ -285,3 +293,27 @@ def write_protein_pdb(path: str, x, topology) -> None:
 
     traj = mdtraj.Trajectory(np.asarray(x, dtype=np.float64)[None], topology)
     traj.save_pdb(path, force_overwrite=True)
+
+
+def structure_source_bytes(source: str) -> tuple[bytes, str]:
+    """Resolve a structure source to its bytes and a short label.
+
+    Args:
+      source: "villin" (the embedded default protein), a path to a PDB file, or a PDB id.
+
+    Returns:
+      (data, label): the file's bytes and e.g. "villin HP35", "2JOF", "native.pdb".
+
+    Raises:
+      StructureError: none of the three, or the file/download fails (see ``fetch_pdb``).
+    """
+    source = (source or "").strip()
+    if source.lower() == "villin":
+        return bundled_villin_pdb(), "villin HP35"
+    if _os.path.isfile(source):
+        return read_structure_file(source), _os.path.basename(source)
+    if is_pdb_id(source):
+        return fetch_pdb(source), source.upper()
+    raise StructureError(
+        f"structure {source!r} is neither an existing file, a 4-character PDB id nor 'villin'"
+    )
