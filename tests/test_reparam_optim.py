@@ -6,10 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from engine import EnergyConfig, OptimConfig, ReparamConfig, SlowModes, SystemConfig, build_system, make_energy
+from engine import EnergyConfig, OptimConfig, ReparamConfig, SystemConfig, build_system, make_energy
 from engine.loop import make_chunk_fn
 from engine.optim import clip_rows, fire, make_optimizer
 from engine.reparam import make_reparam, propagation_factors
+from util import fake_modes
 
 N = 60
 
@@ -22,17 +23,6 @@ def system():
 @pytest.fixture(scope="module")
 def model(system):
     return make_energy(system, EnergyConfig(dtype="float64"))
-
-
-def fake_modes(space: str, k: int, seed: int = 0) -> SlowModes:
-    """Orthonormal columns with a constant first vector (like the Laplacian's zero mode)."""
-    n_dof = N if space == "node" else 3 * N
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=(n_dof, k))
-    a[:, 0] = 1.0
-    q, _ = np.linalg.qr(a)
-    values = np.concatenate([[0.0], np.linspace(0.5, 3.0, k - 1)])
-    return SlowModes(q, values, np.arange(k) == 0, space, "test", 0.0)
 
 
 REPARAMS = {

@@ -1,0 +1,182 @@
+"""run(): logging, two stages, stop, divergence, determinism; bundles and the CLI."""
+
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine import EnergyConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig, SpecError, SystemConfig, run
+from engine import io
+from engine.presets import PRESETS, paper_spec
+
+from util import fake_modes
+
+BASE = RunSpec(
+    system=SystemConfig(kind="lj-loop", n=60),
+    energy=EnergyConfig(dtype="float64"),
+    schedule=ScheduleConfig(max_steps=200, stopping="none"),
+    chunk_size=20,
+    frame_every=40,
+)
+
+
+def test_gd_run_logs_every_chunk_from_step_zero():
+    progress = []
+    result = run(BASE, on_progress=progress.append)
+    m = result.metrics
+    assert result.status == "done"
+    np.testing.assert_array_equal(m["step"], np.arange(0, 201, 20))
+    assert set(m) >= {"step", "stage", "wall_time_s", "energy", "grad_norm", "bond_ok_frac", "loop_contact_frac",
+                      "collapsed_pairs", "radius_of_gyration"}
+    assert m["energy"][-1] < m["energy"][0]
+    assert np.all(np.diff(m["wall_time_s"]) >= 0)
+    assert [p.step for p in progress] == list(m["step"])
+    np.testing.assert_array_equal(result.frames_step, [0, 40, 80, 120, 160, 200])
+    assert result.frames_x.shape == (6, 60, 3)
+    np.testing.assert_allclose(result.frames_x[0], result.system.x0)
+    assert sum(p.x is not None for p in progress) == 6
+
+
+def test_same_spec_same_result():
+    a, b = run(BASE), run(BASE)
+    np.testing.assert_array_equal(a.metrics["energy"], b.metrics["energy"])
+    np.testing.assert_array_equal(a.x_final, b.x_final)
+
+
+def test_stop_request_keeps_what_was_computed():
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    result = run(BASE, should_stop=should_stop)
+    assert result.status == "stopped"
+    assert list(result.metrics["step"]) == [0, 20, 40, 60]
+    assert result.x_final.shape == (60, 3)
+
+
+def test_divergence_is_a_status_with_history(monkeypatch):
+    # An energy that turns NaN once descent pushes |x|^2 below half its start.
+    import importlib
+
+    run_module = importlib.import_module("engine.run")  # the module, not the function
+    from engine.types import EnergyModel
+
+    def nan_energy(system, cfg):
+        c = 0.5 * float(np.sum(system.x0**2))
+        fn = lambda x: jnp.log(jnp.sum(x**2) - c)  # noqa: E731
+        return EnergyModel(fn, lambda x, aux: fn(x), lambda key, x: jnp.zeros((0, 2), jnp.int32), None, None, "nan")
+
+    monkeypatch.setattr(run_module, "make_energy", nan_energy)
+    result = run(BASE.replace(**{"optim.learning_rate": 0.5, "schedule.max_steps": 2000}))
+    assert result.status == "diverged"
+    assert "not finite or exploded" in result.message
+    assert len(result.metrics["step"]) >= 2 and np.isfinite(result.metrics["energy"][0])
+    assert not np.isfinite(result.metrics["energy"][-1])
+
+
+@pytest.mark.parametrize("kind", ["linear", "gnn"])
+def test_two_stage_fixed_switch(kind):
+    spec = BASE.replace(**{"reparam.kind": kind, "reparam.hidden": 16, "schedule.switch": "fixed",
+                           "schedule.stage1_steps": 80})
+    result = run(spec, modes=fake_modes("node", 15))
+    stages = result.metrics["stage"]
+    assert result.stage_switch_step == 80
+    assert set(stages[result.metrics["step"] <= 80]) == {1}
+    assert set(stages[result.metrics["step"] > 80]) == {2}
+    # stage 2 starts where stage 1 ended: the energy is continuous across the switch
+    e = result.metrics["energy"]
+    assert e[-1] < e[0]
+
+
+def test_early_stopping_reference_rule_ends_run():
+    spec = BASE.replace(**{"schedule.stopping": "reference", "schedule.patience": 2, "schedule.min_delta": 10.0,
+                           "schedule.max_steps": 2000})
+    result = run(spec)
+    assert result.status == "done" and result.message.startswith("converged")
+    # step 20 sets best; steps 40 and 60 are two checks without a gain of 10
+    assert result.metrics["step"][-1] == 60
+
+
+def test_random_subset_run_reports_full_energy():
+    spec = BASE.replace(**{"energy.repulsion": "random-subset", "energy.resample_every": 40})
+    full = run(BASE.replace(**{"schedule.max_steps": 20}))
+    sub = run(spec.replace(**{"schedule.max_steps": 20}))
+    # row 0 is the same configuration, reported with the full deterministic energy
+    assert sub.metrics["energy"][0] == full.metrics["energy"][0]
+
+
+def test_spec_validation_names_field():
+    with pytest.raises(SpecError, match=r"system.n must be .*\[50, 4000\].*got 10"):
+        SystemConfig(kind="lj-loop", n=10)
+    with pytest.raises(SpecError, match="optim.learning_rate"):
+        OptimConfig(learning_rate=float("nan"))
+    with pytest.raises(SpecError, match="reparam.kind"):
+        ReparamConfig(kind="mlp")
+    spec = paper_spec("lj-loop", 400, "gnn", 2)
+    assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(SpecError, match="optim.bogus"):
+        RunSpec.from_dict({"optim": {"bogus": 1}})
+
+
+def test_presets_are_valid_specs():
+    for name, (desc, specs) in PRESETS.items():
+        assert desc and specs, name
+        assert {s.label for s in specs} == {"gd", "cg", "gnn"}
+
+
+def test_bundle_roundtrip(tmp_path):
+    result = run(BASE)
+    io.write_bundle(result, tmp_path / "b", trajectory=True)
+    bundle = io.read_bundle(tmp_path / "b")
+    assert bundle["config"]["spec"] == BASE.to_dict()
+    assert "jax" in bundle["config"]["versions"]
+    np.testing.assert_allclose(bundle["metrics"]["energy"], result.metrics["energy"], rtol=1e-15)
+    np.testing.assert_allclose(bundle["x_final"], result.x_final)
+    pdb = (tmp_path / "b" / "final.pdb").read_text()
+    assert pdb.count("ATOM") == 60 and "CONECT" in pdb
+    assert (tmp_path / "b" / "trajectory.pdb").read_text().count("MODEL") == len(result.frames_step)
+    with pytest.raises(ValueError, match="not a run bundle"):
+        io.read_bundle(tmp_path)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--n", "10", "--out", "X"], "--n: must be"),
+        (["run", "--n", "abc", "--out", "X"], "--n"),
+        (["run", "--lr", "-1", "--out", "X"], "--lr: must be in (0.0, 10.0]"),
+        (["run", "--method", "magic", "--out", "X"], "--method"),
+        (["run", "--n", "100"], "--out"),
+        (["compare", "--methods", "gd,xx", "--out", "X"], "--methods"),
+    ],
+)
+def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path):
+    proc = _cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "X").exists()
+
+
+def test_cli_run_and_rerun_from_config(tmp_path):
+    out = tmp_path / "gd"
+    proc = _cli("run", "--system", "bond-lj-loop", "--n", "50", "--steps", "60", "--method", "gd", "--dtype",
+                "float64", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("step,stage,wall_time_s,energy,grad_norm")
+    assert lines[1].startswith("0,")
+    again = tmp_path / "again"
+    proc = _cli("run", "--config", str(out / "config.json"), "--out", str(again), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    a, b = io.read_bundle(out), io.read_bundle(again)
+    np.testing.assert_array_equal(a["metrics"]["energy"], b["metrics"]["energy"])
