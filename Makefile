@@ -12,7 +12,7 @@ PORT ?= 8050
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
 setup: $(STAMP) assets/vendor/3Dmol-min.js
@@ -33,8 +33,11 @@ run: setup
 test: setup browser
 	$(BIN)/python -m pytest -q
 
+# Benchmarks write bench/results/*.json|png; tables are collected in docs/benchmarks.md.
 bench: setup
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_overhead
+	$(BIN)/python -m bench.bench_modes
+	$(BIN)/python -m bench.bench_fig3
 
 clean:
 	rm -rf $(VENV) build assets/vendor
