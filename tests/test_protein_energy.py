@@ -95,7 +95,9 @@ def test_terms_match_openmm_force_groups(peptide):
     for i, force in enumerate(system.getForces()):
         force.setForceGroup(i)
         groups[names.get(type(force), type(force).__name__)] = i
-    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     ctx.setPositions(peptide.x0)
 
     def omm(name):
@@ -159,7 +161,9 @@ def test_blocked_pair_sums_equal_single_block(peptide, monkeypatch):
 
 @pytest.fixture(scope="module")
 def residue_system():
-    return build_protein_system(SystemConfig(kind="protein", sequence="DAYAQWLKDGGPSSGRPPPS", model="residue"), 0)
+    return build_protein_system(
+        SystemConfig(kind="protein", sequence="DAYAQWLKDGGPSSGRPPPS", model="residue"), 0
+    )
 
 
 def test_residue_model_energy_and_gradient(residue_system):

@@ -27,6 +27,7 @@ Every problem with the input is a ``StructureError`` (a ``ValueError``) with one
 from __future__ import annotations
 
 import io as _stringio
+import random
 import re
 import warnings
 
@@ -80,17 +81,26 @@ def _scan(text: str) -> tuple[int, int]:
     Runs before mdtraj so that enormous or cut files are refused without parsing them.
     """
     n_models, heavy, in_first = 0, 0, True
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for lineno, line in enumerate(lines, 1):
         rec = line[:6]
         if rec.startswith("MODEL"):
             n_models += 1
         elif rec.startswith("ENDMDL"):
             in_first = False
         elif rec in ("ATOM  ", "HETATM"):
-            if len(line.rstrip()) < 54:
+            try:
+                xyz = [float(line[k : k + 8]) for k in (30, 38, 46)]
+            except ValueError:
+                xyz = []
+            if len(line.rstrip()) < 54 or len(xyz) != 3:
                 raise StructureError(
-                    f"line {lineno} is a truncated {rec.strip()} record (no full x, y, z): "
-                    "the file is cut or malformed"
+                    f"line {lineno} is a truncated or malformed {rec.strip()} record (no readable "
+                    "x, y, z): the file is cut or damaged"
+                )
+            if lineno == len(lines) and not text.endswith(("\n", "\r")) and len(line) < 78:
+                raise StructureError(
+                    f"the file ends inside the {rec.strip()} record on line {lineno}: it is truncated"
                 )
             if in_first and line[17:20].strip() not in _WATER:
                 element = line[76:78].strip() or line[12:14].strip().lstrip("0123456789")[:1]
@@ -232,13 +242,17 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
     Returns:
       (topology, positions [n', 3] nm, variants used).
     """
+    import openmm
     import openmm.app as app
     import openmm.unit as unit
     from pdbfixer import PDBFixer
 
     text = _stringio.StringIO()
     app.PDBFile.writeFile(omm_top, unit.Quantity(pos, unit.nanometer), text, keepIds=True)
-    fixer = PDBFixer(pdbfile=_stringio.StringIO(text.getvalue()))
+    # the Reference platform makes pdbfixer's clash minimization deterministic (the CPU
+    # platform's threaded force sums are not), so seeded starts are reproducible
+    reference = openmm.Platform.getPlatformByName("Reference")
+    fixer = PDBFixer(pdbfile=_stringio.StringIO(text.getvalue()), platform=reference)
     fixer.findMissingResidues()
     fixer.missingResidues = {}  # gaps stay gaps: modelling whole loops is beyond a start structure
     fixer.findMissingAtoms()
@@ -259,7 +273,14 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
             fixer.addMissingAtoms(seed=0)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     n_before = modeller.topology.getNumAtoms()
-    used = modeller.addHydrogens(forcefield, pH=7.0, variants=variants)
+    # Modeller puts new hydrogens at positions from Python's global `random`, then minimizes
+    # them: seed it for this call only (and restore its state) so builds are reproducible
+    state = random.getstate()
+    random.seed(0)
+    try:
+        used = modeller.addHydrogens(forcefield, pH=7.0, variants=variants, platform=reference)
+    finally:
+        random.setstate(state)
     n_added = modeller.topology.getNumAtoms() - n_before
     if n_added:
         notes.append(f"added {n_added} hydrogens (OpenMM Modeller, pH 7)")
@@ -427,21 +448,35 @@ def _building_names(omm_top) -> list[list[str]]:
 
 
 def _relax(system, x: np.ndarray) -> np.ndarray:
-    """A few L-BFGS iterations (OpenMM) on a built chain: template side chains and hydrogens
-    placed on an ideal backbone can overlap (LJ energies of 1e5-1e7 kJ/mol), which would make
-    every optimizer's first steps about clashes rather than folding. Returns [n, 3] nm."""
+    """Remove clashes from a chain built from sequence: a few L-BFGS iterations (OpenMM).
+
+    Template side chains and hydrogens placed on an ideal backbone can overlap (LJ energies of
+    1e5-1e7 kJ/mol), which would make every optimizer's first steps about clashes rather than
+    folding. The relaxation runs in vacuum (the GB force removed: 50x cheaper, and clashes are
+    a van der Waals matter) on the Reference platform, the only deterministic one, so seeded
+    starts are reproducible.
+
+    Args:
+      system: the openmm.System of the protein.
+      x: [n, 3] positions (nm).
+
+    Returns:
+      [n, 3] relaxed positions (nm).
+    """
+    import copy
+
     import openmm
 
-    ctx = openmm.Context(
-        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU")
-    )
+    vacuum = copy.deepcopy(system)
+    for i in reversed(range(vacuum.getNumForces())):
+        if isinstance(vacuum.getForce(i), openmm.CustomGBForce):
+            vacuum.removeForce(i)
+    platform = openmm.Platform.getPlatformByName("Reference")
+    ctx = openmm.Context(vacuum, openmm.VerletIntegrator(0.001), platform)
     ctx.setPositions(x)
     openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, RELAX_ITERATIONS)
-    out = np.asarray(
-        ctx.getState(getPositions=True).getPositions(asNumpy=True)._value, dtype=np.float64
-    )
-    del ctx
-    return out
+    state = ctx.getState(getPositions=True)
+    return np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
 
 
 def _md_topology(omm_top):
@@ -483,7 +518,7 @@ def _build_allatom(cfg, seed, pdb_bytes, start_bytes) -> System:
         notes.insert(
             0,
             "built from sequence on ideal geometry; 'native' is the ideal alpha helix "
-            f"relaxed by {RELAX_ITERATIONS} OpenMM L-BFGS iterations",
+            f"relaxed by {RELAX_ITERATIONS} L-BFGS iterations in vacuum (OpenMM)",
         )
         reference = None
 
@@ -498,13 +533,18 @@ def _build_allatom(cfg, seed, pdb_bytes, start_bytes) -> System:
         notes.append(
             f"start: {start} chain built from the sequence"
             + (f" (seed {seed})" if start == "random" else "")
-            + f", side-chain clashes relaxed by {RELAX_ITERATIONS} OpenMM L-BFGS iterations"
+            + f", clashes relaxed by {RELAX_ITERATIONS} L-BFGS iterations in vacuum (OpenMM)"
         )
     else:
         data = (
             start_bytes if start_bytes is not None else engine_io.structure_source_bytes(start)[0]
         )
-        straj, snotes = protein_structure_from_bytes(data, 1)
+        straj, _ = protein_structure_from_bytes(data, 1)
+        if straj.n_residues != top.getNumResidues():
+            raise StructureError(
+                f"start structure {start!r} does not have the native's residues: "
+                f"{straj.n_residues} vs {top.getNumResidues()} residues"
+            )
         stop, sx = _omm_from_md(straj)
         _, stop, sx, _ = _prepare_allatom(stop, sx, ff, [], variants)
         x0 = _match_atoms(top, stop, sx, f"start structure {start!r}")
