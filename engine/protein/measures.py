@@ -68,7 +68,7 @@ def rmsd(x: np.ndarray, reference: np.ndarray, topology, atom_indices=None) -> f
 
     a = mdtraj.Trajectory(np.asarray(x, dtype=np.float32)[None], topology)
     b = mdtraj.Trajectory(np.asarray(reference, dtype=np.float32)[None], topology)
-    return float(mdtraj.rmsd(a, b, 0, atom_indices=atom_indices)[0])
+    return float(mdtraj.rmsd(a, b, 0, atom_indices=atom_indices, parallel=False)[0])
 
 
 def protein_metrics(x, system: System) -> dict[str, float]:
@@ -93,7 +93,10 @@ def protein_metrics(x, system: System) -> dict[str, float]:
     traj = mdtraj.Trajectory(x[None].astype(np.float32), cache["topology"])
     for name, idx in cache["sets"].items():
         if len(idx):
-            out[f"rmsd_{name}"] = float(mdtraj.rmsd(traj, ref, 0, atom_indices=idx)[0])
+            # parallel=False: one frame gains nothing from OpenMP, and its spinning threads
+            # slow every call ~500x when the cores are busy (JAX, OpenMM, other jobs)
+            value = mdtraj.rmsd(traj, ref, 0, atom_indices=idx, parallel=False)[0]
+            out[f"rmsd_{name}"] = float(value)
     i, j = cache["contacts"]
     if len(i):
         r = np.linalg.norm(x[i] - x[j], axis=1)
