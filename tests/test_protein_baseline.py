@@ -1,0 +1,81 @@
+"""OpenMM baselines (minimization, Langevin MD) on the protein's own System, logged like JAX runs."""
+
+import numpy as np
+import pytest
+
+from engine.config import RunSpec, ScheduleConfig, SystemConfig
+from engine.protein.baseline import run_openmm, run_openmm_result
+from engine.protein.build import build_protein_system
+from engine.protein.energy import energy_terms
+
+COLUMNS = {"step", "stage", "wall_time_s", "energy", "grad_norm", "radius_of_gyration"}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLOWMODE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return RunSpec(
+        system=SystemConfig(kind="protein", sequence="YGGFM", start="extended"),
+        chunk_size=10,
+        frame_every=20,
+        schedule=ScheduleConfig(max_steps=60),
+    )
+
+
+@pytest.fixture(scope="module")
+def peptide(spec):
+    return build_protein_system(spec.system, spec.seed)
+
+
+def test_minimization_lowers_the_energy_of_the_same_system(spec, peptide):
+    progress = []
+    out = run_openmm(spec, peptide, method="openmm-min", on_progress=progress.append)
+    m = out["metrics"]
+    assert out["status"] == "done" and COLUMNS <= set(m)
+    assert m["step"][0] == 0 and np.all(np.diff(m["step"]) > 0) and m["step"][-1] <= 60
+    assert np.all(m["stage"] == 2) and np.all(np.diff(m["wall_time_s"]) >= 0)
+    assert m["energy"][-1] < m["energy"][0]
+    # OpenMM's CPU energy is the JAX energy of the same positions (mixed precision: 1e-5)
+    assert m["energy"][0] == pytest.approx(
+        energy_terms(peptide, peptide.x0)["total"], rel=1e-5, abs=1e-2
+    )
+    assert m["energy"][-1] == pytest.approx(
+        energy_terms(peptide, out["x_final"])["total"], rel=1e-5, abs=1e-2
+    )
+    assert out["frames_x"].shape == (len(out["frames_step"]), peptide.n_atoms, 3)
+    assert out["frames_step"][0] == 0 and out["frames_step"][-1] == m["step"][-1]
+    assert len(progress) == len(m["step"]) and progress[0].x is not None
+
+
+def test_langevin_dynamics_runs_and_stops_on_request(spec, peptide):
+    out = run_openmm(spec, peptide, method="openmm-md", n_steps=40)
+    assert out["status"] == "done" and out["metrics"]["step"].tolist() == [0, 10, 20, 30, 40]
+    assert np.all(np.isfinite(out["metrics"]["energy"]))
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    stopped = run_openmm(spec, peptide, method="openmm-md", n_steps=1000, should_stop=stop)
+    assert stopped["status"] == "stopped" and stopped["metrics"]["step"][-1] == 20
+
+
+def test_run_result_wrapper(spec, peptide):
+    result = run_openmm_result(spec, "openmm-min", system=peptide)
+    assert result.summary()["method"] == "openmm-min"
+    assert result.x_final.shape == (peptide.n_atoms, 3)
+
+
+def test_residue_model_and_unknown_method_are_refused(spec, peptide):
+    residue = build_protein_system(
+        SystemConfig(kind="protein", sequence="YGGFM", model="residue"), 0
+    )
+    with pytest.raises(ValueError, match="all-atom"):
+        run_openmm(spec, residue, method="openmm-min")
+    with pytest.raises(ValueError, match="method must be one of"):
+        run_openmm(spec, peptide, method="openmm-npt")
