@@ -137,7 +137,8 @@ def spec_from_args(args, method: str) -> RunSpec:
         data = io.read_json(args.config)
         spec = RunSpec.from_dict(data.get("spec", data))
         return spec.replace(method_label=spec.method_label)
-    if method not in METHOD_KIND:
+    label = method
+    if method not in METHOD_KIND:  # OpenMM baselines: the spec describes system and logging only
         method = "gd"
     if args.paper or args.improved:
         if args.system == "protein":
@@ -167,7 +168,7 @@ def spec_from_args(args, method: str) -> RunSpec:
             max_steps=args.steps, stage1_max_steps=max(1, args.steps // 2), stopping=args.stopping,
             patience=args.patience, min_delta=args.min_delta, switch=args.switch,
         ),
-        seed=args.seed, chunk_size=args.chunk, frame_every=args.frame_every, method_label=method,
+        seed=args.seed, chunk_size=args.chunk, frame_every=args.frame_every, method_label=label,
     )
 
 
