@@ -1,4 +1,4 @@
-"""OpenMM baselines (minimization, Langevin MD) on the protein's own System, logged like JAX runs."""
+"""OpenMM baselines (minimization, Langevin MD) on the protein's own System, logged as JAX runs."""
 
 import numpy as np
 import pytest

@@ -41,7 +41,7 @@ def _atom_line(serial, name, resname, resseq, xyz, element, record="ATOM  ", cha
 
 
 def _tiny_pdb_text() -> str:
-    """A 3-residue peptide built from sequence, written by mdtraj via engine.io (runs everywhere)."""
+    """PDB text of a 3-residue peptide built from sequence (runs everywhere)."""
     s = build_protein_system(_protein(sequence="GAG"), 0)
     lines = []
     for a in s.topology.atoms:

@@ -41,7 +41,7 @@ def _openmm_reference(system, xs):
 
 
 def _configurations(system, seed=0):
-    """The start structure plus N_PERTURBED Gaussian perturbations (0.005..0.05 nm per coordinate)."""
+    """The start plus N_PERTURBED Gaussian perturbations (0.005..0.05 nm per coordinate)."""
     rng = np.random.default_rng(seed)
     scales = np.linspace(0.005, 0.05, N_PERTURBED)
     return [system.x0] + [system.x0 + s * rng.standard_normal(system.x0.shape) for s in scales]
@@ -150,7 +150,8 @@ def test_blocked_pair_sums_equal_single_block(peptide, monkeypatch):
     params = amber_parameters(peptide.payload["openmm_system"])
     x = jnp.asarray(peptide.x0)
     single = jax.jit(jax.value_and_grad(make_amber_fns(params)[0]))(x)
-    monkeypatch.setattr(amber, "_BLOCK_ELEMENTS", 37 * params.n_atoms)  # several padded blocks
+    monkeypatch.setattr(amber, "_SINGLE_BLOCK_PAIRS", 0)
+    monkeypatch.setattr(amber, "_BLOCK_ELEMENTS", 37 * params.n_atoms)  # blocks of 37 rows, padded
     blocked = jax.jit(jax.value_and_grad(make_amber_fns(params)[0]))(x)
     assert float(blocked[0]) == pytest.approx(float(single[0]), rel=1e-12)
     np.testing.assert_allclose(np.asarray(blocked[1]), np.asarray(single[1]), rtol=1e-9, atol=1e-9)

@@ -100,7 +100,8 @@ def _scan(text: str) -> tuple[int, int]:
                 )
             if lineno == len(lines) and not text.endswith(("\n", "\r")) and len(line) < 78:
                 raise StructureError(
-                    f"the file ends inside the {rec.strip()} record on line {lineno}: it is truncated"
+                    f"the file ends inside the {rec.strip()} record on line {lineno}: "
+                    "it is truncated"
                 )
             if in_first and line[17:20].strip() not in _WATER:
                 element = line[76:78].strip() or line[12:14].strip().lstrip("0123456789")[:1]
@@ -149,8 +150,10 @@ def _classify(top) -> tuple[list[int], list[str]]:
     if ions:
         notes.append("stripped ions: " + ", ".join(f"{n} x{c}" for n, c in sorted(ions.items())))
     if ligands:
-        notes.append("stripped ligands/heterogens: "
-                     + ", ".join(f"{n} ({c} atoms)" for n, c in sorted(ligands.items())))  # fmt: skip
+        notes.append(
+            "stripped ligands/heterogens: "
+            + ", ".join(f"{n} ({c} atoms)" for n, c in sorted(ligands.items()))
+        )
     if nucleic:
         notes.append(f"stripped {nucleic} DNA/RNA residues")
     return keep, notes
@@ -349,11 +352,12 @@ def _match_atoms(native_top, other_top, other_x: np.ndarray, what: str) -> np.nd
     oth_res = [r.name for r in other_top.residues()]
     if nat_res != oth_res:
         diff = next(
-            (i for i, (a, b) in enumerate(zip(nat_res, oth_res)) if a != b),
+            (i for i, (a, b) in enumerate(zip(nat_res, oth_res, strict=False)) if a != b),
             min(len(nat_res), len(oth_res)),
         )
         raise StructureError(
-            f"{what} does not have the native's residues: {len(oth_res)} vs {len(nat_res)} residues, "
+            f"{what} does not have the native's residues: {len(oth_res)} vs {len(nat_res)} "
+            "residues, "
             f"first difference at residue {diff + 1}"
         )
     index = {k: i for i, k in enumerate(_atom_keys(other_top))}
@@ -419,7 +423,7 @@ def _backbone_topology(chains: list[list[str]], backbones: list[np.ndarray]):
 
     top = app.Topology()
     pos = []
-    for c, (names, bb) in enumerate(zip(chains, backbones)):
+    for c, (names, bb) in enumerate(zip(chains, backbones, strict=True)):
         chain = top.addChain(chr(ord("A") + c % 26))
         for i, name in enumerate(names):
             res = top.addResidue(name, chain, str(i + 1))
@@ -602,7 +606,7 @@ def _build_residue(cfg, seed, pdb_bytes, start_bytes) -> System:
         reference = None
         notes.append("built from sequence; 'native' is the CA trace of the ideal alpha helix")
     md_top = ca_traj.topology
-    for a, b in zip(list(md_top.atoms)[:-1], list(md_top.atoms)[1:]):
+    for a, b in zip(list(md_top.atoms)[:-1], list(md_top.atoms)[1:], strict=True):
         if a.residue.chain.index == b.residue.chain.index:
             md_top.add_bond(a, b)
     chains = [[r.name for r in ch.residues] for ch in md_top.chains]

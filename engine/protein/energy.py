@@ -97,7 +97,7 @@ def make_protein_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
 
 
 def energy_terms(system: System, x) -> dict[str, float]:
-    """Per-term energies (kJ/mol) of positions x [n_atoms, 3] (nm), as Python floats, plus "total"."""
+    """Per-term energies (kJ/mol) at x [n_atoms, 3] (nm), as Python floats, plus "total"."""
     energy_fns(system)
     terms_fn = system.payload["_terms_jit"]
     terms = {k: float(v) for k, v in terms_fn(jnp.asarray(np.asarray(x, dtype=np.float64))).items()}
