@@ -203,7 +203,8 @@ def bundled_villin_pdb() -> bytes:
     """OpenMM's own test structure: villin headpiece HP35 (N68H) in a water box, as bytes."""
     import openmm.app
 
-    return read_structure_file(_os.path.join(_os.path.dirname(openmm.app.__file__), "data", "test.pdb"))
+    folder = _os.path.dirname(openmm.app.__file__)
+    return read_structure_file(_os.path.join(folder, "data", "test.pdb"))
 
 
 def fetch_pdb(pdb_id: str, *, base_url: str | None = None, cache_dir: str | None = None,
@@ -234,8 +235,10 @@ def fetch_pdb(pdb_id: str, *, base_url: str | None = None, cache_dir: str | None
             data = reply.read(MAX_STRUCTURE_BYTES + 1)
     except _urlerror.HTTPError as err:
         if err.code == 404:
-            raise StructureError(f"unknown PDB id {pdb_id}: {url} answered 404 (not found)") from None
-        raise StructureError(f"could not download PDB {pdb_id} from {url}: HTTP {err.code}") from None
+            message = f"unknown PDB id {pdb_id}: {url} answered 404 (not found)"
+        else:
+            message = f"could not download PDB {pdb_id} from {url}: HTTP {err.code}"
+        raise StructureError(message) from None
     except (_urlerror.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise StructureError(
