@@ -1,0 +1,334 @@
+"""Hessians of energies: analytic 3x3 pair blocks, block-norm force constants, autodiff.
+
+Contract:
+- ``pair_coefficients(x, pair_terms) -> PairCoefficients``: per-pair radial derivatives of a
+  pure pair-potential energy (``EnergyModel.pair_terms``), the ingredients of every analytic
+  object below.
+- ``pair_hessian(x, pair_terms) -> [3n, 3n]`` dense Hessian assembled from 3x3 pair blocks;
+  ``pair_block_norms(x, pair_terms) -> [n, n]`` the Frobenius norms of those blocks (the
+  reference's force-constant matrix K, method.md §4.1) without building the 3n x 3n matrix.
+- ``autodiff_hessian(energy_fn, x) -> [3n, 3n]`` for energies without pair terms (proteins),
+  by batched Hessian-vector products; ``make_hvp_fn(energy_fn, x)`` for matrix-free solvers.
+- ``hessian(model, x)`` picks the analytic route when ``model.pair_terms`` is set.
+
+Conventions: positions x are [n_atoms, 3] in the system's length unit; Hessians are in
+energy / length^2, flattened with row 3i + c (atom i, Cartesian component c). Everything is
+float64 numpy on the host; JAX is used for the derivatives of the potentials (never written
+by hand) and for autodiff of whole energies. The package enables x64 (engine/__init__.py).
+
+Pair blocks [1]. For one term of the energy, ``scale * w * phi(r_ij)`` with r_ij = |x_i - x_j|,
+the off-diagonal block is
+
+    H_ij = -scale w [phi''(r) u u^T + phi'(r) / r (I - u u^T)],   u = (x_i - x_j) / r,
+
+and each diagonal block is minus the sum of the off-diagonal blocks in its block row
+(translation invariance). The block has eigenvalue -scale w phi'' along u and
+-scale w phi'/r twice across it, so its Frobenius norm is scale |w| sqrt(phi''^2 + 2 phi'^2/r^2).
+
+[1] e.g. Atilgan et al., "Anisotropy of fluctuation dynamics of proteins with an elastic
+    network model", Biophys. J. 80 (2001), eq. 2 with a general pair potential.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .types import EnergyFn, EnergyModel, PairTerm
+
+# Distances below this (length units) are treated as this value in the 1/r factors: two
+# coincident particles have no defined bond direction, and the soft cores keep phi finite.
+MIN_DISTANCE = 1e-9
+# Rows of the dense [n, 3, n, 3] assembly done per numpy pass: bounds temporaries to
+# ~ROW_CHUNK * n * 9 doubles (37 MB at n = 4000) while keeping passes vectorised.
+ROW_CHUNK = 128
+# Autodiff Hessians: Hessian-vector products evaluated together, chosen so that a batch of
+# HVPs through an all-pairs [n, n] energy stays near this many doubles of temporaries.
+_HVP_BATCH_BUDGET = 2**24
+
+
+class PairCoefficients(NamedTuple):
+    """Radial derivatives of a pair energy, one row per (term, pair).
+
+    Fields:
+      i, j: [m] int atom indices (i != j; pairs may repeat across terms).
+      d1: [m] scale * w * phi'(r) / r, energy / length^2.
+      d2: [m] scale * w * phi''(r), energy / length^2.
+      n_atoms: number of atoms.
+    """
+
+    i: np.ndarray
+    j: np.ndarray
+    d1: np.ndarray
+    d2: np.ndarray
+    n_atoms: int
+
+
+@functools.lru_cache(maxsize=64)
+def _term_coefficient_fn(potential: Callable) -> Callable:
+    """Jitted (x, i, j, sw) -> (sw phi'(r)/r, sw phi''(r)) per pair, phi' and phi'' by jax.grad.
+
+    Cached per potential object, so repeated Hessians of one energy model (samples, solver
+    comparisons) compile once per pair-array shape.
+    """
+    dphi = jax.grad(lambda r: potential(r))
+    d2phi = jax.grad(dphi)
+
+    @jax.jit
+    def coefficients(x, i, j, sw):
+        d = x[i] - x[j]
+        r = jnp.maximum(jnp.sqrt(jnp.sum(d * d, axis=-1)), MIN_DISTANCE)
+        return sw * jax.vmap(dphi)(r) / r, sw * jax.vmap(d2phi)(r)
+
+    return coefficients
+
+
+def _as_positions(x, n_atoms: int | None = None) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3 or (n_atoms is not None and x.shape[0] != n_atoms):
+        want = f"({n_atoms}, 3)" if n_atoms is not None else "(n_atoms, 3)"
+        raise ValueError(f"x must have shape {want}; got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x must be finite; got NaN or inf positions")
+    return x
+
+
+def pair_coefficients(x, pair_terms: Sequence[PairTerm]) -> PairCoefficients:
+    """Per-pair phi'/r and phi'' of every pair term at positions x.
+
+    Args:
+      x: [n_atoms, 3] positions (length units).
+      pair_terms: the energy as pair terms (``EnergyModel.pair_terms``).
+
+    Returns:
+      PairCoefficients with one row per pair of every term (terms with scale 0 skipped).
+
+    Raises:
+      ValueError: x is not [n_atoms, 3] and finite, or a term's pairs are out of range or
+        pair an atom with itself.
+    """
+    x = _as_positions(x)
+    n = x.shape[0]
+    parts_i, parts_j, parts_d1, parts_d2 = [], [], [], []
+    for t, term in enumerate(pair_terms):
+        pairs = np.asarray(term.pairs, dtype=np.int64).reshape(-1, 2)
+        if pairs.size == 0 or float(term.scale) == 0.0:
+            continue
+        if pairs.min() < 0 or pairs.max() >= n or np.any(pairs[:, 0] == pairs[:, 1]):
+            raise ValueError(
+                f"pair_terms[{t}].pairs must hold distinct atom indices in [0, {n - 1}]"
+            )
+        weights = np.broadcast_to(np.asarray(term.weights, dtype=np.float64), (len(pairs),))
+        i, j = pairs[:, 0], pairs[:, 1]
+        d1, d2 = _term_coefficient_fn(term.potential)(
+            jnp.asarray(x), jnp.asarray(i), jnp.asarray(j), jnp.asarray(float(term.scale) * weights)
+        )
+        parts_i.append(i)
+        parts_j.append(j)
+        parts_d1.append(np.asarray(d1, dtype=np.float64))
+        parts_d2.append(np.asarray(d2, dtype=np.float64))
+    if not parts_i:
+        empty = np.zeros(0)
+        return PairCoefficients(empty.astype(np.int64), empty.astype(np.int64), empty, empty, n)
+    return PairCoefficients(
+        np.concatenate(parts_i),
+        np.concatenate(parts_j),
+        np.concatenate(parts_d1),
+        np.concatenate(parts_d2),
+        n,
+    )
+
+
+def _dense_coefficients(coef: PairCoefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric [n, n] sums of d1 and d2 over all terms touching each pair (zero diagonal)."""
+    n = coef.n_atoms
+    out = []
+    for v in (coef.d1, coef.d2):
+        m = np.zeros((n, n))
+        np.add.at(m, (coef.i, coef.j), v)  # add.at: pairs may repeat across terms
+        m += m.T
+        out.append(m)
+    return out[0], out[1]
+
+
+def _row_chunks(x: np.ndarray, d1: np.ndarray, d2: np.ndarray):
+    """Yield (rows, comps, a) over row blocks: comps[c] = x_ic - x_jc [m, n], a = (d2-d1)/r^2.
+
+    The coupling block of pair (i, j) is C_ij = a_ij d d^T + d1_ij I with d = x_i - x_j, so
+    that H_ij = -C_ij and H_ii = sum_j C_ij.
+    """
+    n = x.shape[0]
+    for start in range(0, n, ROW_CHUNK):
+        rows = slice(start, min(start + ROW_CHUNK, n))
+        comps = [x[rows, c, None] - x[None, :, c] for c in range(3)]
+        r2 = comps[0] * comps[0] + comps[1] * comps[1] + comps[2] * comps[2]
+        a = (d2[rows] - d1[rows]) / np.maximum(r2, MIN_DISTANCE**2)
+        yield rows, comps, a
+
+
+def pair_hessian(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
+    """Dense Hessian of a pair energy from analytic 3x3 pair blocks.
+
+    Args:
+      x: [n_atoms, 3] positions (length units).
+      pair_terms: the energy as pair terms.
+
+    Returns:
+      [3 n_atoms, 3 n_atoms] float64, symmetric, row 3i + c (energy / length^2).
+
+    NOTE: 9 n^2 doubles (1.15 GB at n = 4000).
+    """
+    x = _as_positions(x)
+    n = x.shape[0]
+    d1, d2 = _dense_coefficients(pair_coefficients(x, pair_terms))
+    h = np.empty((n, 3, n, 3))
+    for rows, comps, a in _row_chunks(x, d1, d2):
+        m = rows.stop - rows.start
+        diag = np.empty((m, 3, 3))
+        for c in range(3):
+            ac = a * comps[c]
+            for e in range(c, 3):
+                block = ac * comps[e]
+                if c == e:
+                    block += d1[rows]
+                # Self couplings are zero (zero diagonal of d1, d2), so row sums are H_ii.
+                diag[:, c, e] = diag[:, e, c] = block.sum(axis=1)
+                np.negative(block, out=block)
+                h[rows, c, :, e] = block
+                if c != e:
+                    h[rows, e, :, c] = block
+        local = np.arange(m)
+        h[rows.start + local, :, rows.start + local, :] = diag
+    return h.reshape(3 * n, 3 * n)
+
+
+def pair_block_norms(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
+    """Frobenius norms of the 3x3 blocks of a pair energy's Hessian, without building it.
+
+    The reference's force-constant matrix K (method.md §4.1, step 2), diagonal included.
+
+    Args:
+      x: [n_atoms, 3] positions (length units).
+      pair_terms: the energy as pair terms.
+
+    Returns:
+      K: [n_atoms, n_atoms] float64, symmetric, elementwise >= 0 (energy / length^2).
+    """
+    x = _as_positions(x)
+    n = x.shape[0]
+    d1, d2 = _dense_coefficients(pair_coefficients(x, pair_terms))
+    k = np.sqrt(d2 * d2 + 2.0 * d1 * d1)
+    # Diagonal blocks H_ii = sum_j C_ij; only their norms are needed.
+    for rows, comps, a in _row_chunks(x, d1, d2):
+        diag = np.empty((rows.stop - rows.start, 3, 3))
+        for c in range(3):
+            ac = a * comps[c]
+            for e in range(c, 3):
+                diag[:, c, e] = diag[:, e, c] = np.einsum("ij,ij->i", ac, comps[e])
+            diag[:, c, c] += d1[rows].sum(axis=1)
+        local = np.arange(rows.stop - rows.start)
+        k[rows.start + local, rows.start + local] = np.sqrt(np.einsum("icd,icd->i", diag, diag))
+    return k
+
+
+def block_norms(h: np.ndarray) -> np.ndarray:
+    """Frobenius norms of the 3x3 blocks of a dense Hessian.
+
+    Args:
+      h: [3n, 3n] Hessian, row 3i + c.
+
+    Returns:
+      [n, n] float64 block norms.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    if h.ndim != 2 or h.shape[0] != h.shape[1] or h.shape[0] % 3:
+        raise ValueError(f"h must have shape (3n, 3n); got {h.shape}")
+    n = h.shape[0] // 3
+    h4 = h.reshape(n, 3, n, 3)
+    return np.sqrt(np.einsum("icjd,icjd->ij", h4, h4))
+
+
+def _hvp_batch_size(n_atoms: int) -> int:
+    return int(np.clip(_HVP_BATCH_BUDGET // max(n_atoms * n_atoms * 8, 1), 1, 64))
+
+
+def make_hvp_fn(energy_fn: EnergyFn, x) -> Callable[[np.ndarray], np.ndarray]:
+    """Matrix-free Hessian products at x: forward-over-reverse (jvp of grad), jitted.
+
+    Args:
+      energy_fn: x [n_atoms, 3] -> scalar energy.
+      x: [n_atoms, 3] positions where the Hessian is taken.
+
+    Returns:
+      hvp_fn: V [3n] or [3n, m] -> H V of the same shape, float64 numpy.
+    """
+    x = jnp.asarray(_as_positions(x))
+    n = x.shape[0]
+    grad_fn = jax.grad(energy_fn)
+
+    def hvp(x0, v):
+        return jax.jvp(grad_fn, (x0,), (v.reshape(n, 3),))[1].reshape(-1)
+
+    block = jax.jit(jax.vmap(hvp, in_axes=(None, 1), out_axes=1))
+
+    def hvp_fn(v):
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape[0] != 3 * n or v.ndim not in (1, 2):
+            raise ValueError(f"v must have shape ({3 * n},) or ({3 * n}, m); got {v.shape}")
+        out = block(x, jnp.asarray(v.reshape(3 * n, -1)))
+        return np.asarray(out, dtype=np.float64).reshape(v.shape)
+
+    return hvp_fn
+
+
+def autodiff_hessian(energy_fn: EnergyFn, x, *, batch_size: int | None = None) -> np.ndarray:
+    """Dense Hessian by batched Hessian-vector products (one per Cartesian coordinate).
+
+    Args:
+      energy_fn: x [n_atoms, 3] -> scalar energy.
+      x: [n_atoms, 3] positions.
+      batch_size: HVPs evaluated together (None: sized for an all-pairs energy, <= 64).
+
+    Returns:
+      [3n, 3n] float64, symmetrised ((H + H^T) / 2), row 3i + c.
+
+    NOTE: costs 3n gradient-like evaluations; minutes above ~1000 atoms for all-pairs
+    energies (platform-notes §2b). Prefer ``pair_hessian`` when the energy has pair terms.
+    """
+    x = jnp.asarray(_as_positions(x))
+    n = x.shape[0]
+    n_dof = 3 * n
+    bs = batch_size or _hvp_batch_size(n)
+    if bs < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    grad_fn = jax.grad(energy_fn)
+
+    @jax.jit
+    def columns(x0):
+        def column(idx):
+            e = jax.nn.one_hot(idx, n_dof, dtype=x0.dtype).reshape(n, 3)
+            return jax.jvp(grad_fn, (x0,), (e,))[1].reshape(-1)
+
+        return jax.lax.map(column, jnp.arange(n_dof), batch_size=min(bs, n_dof))
+
+    h = np.asarray(columns(x), dtype=np.float64)
+    return 0.5 * (h + h.T)
+
+
+def hessian(model: EnergyModel, x) -> np.ndarray:
+    """Dense Hessian of ``model.energy_fn`` at x: analytic pair blocks when available.
+
+    Args:
+      model: the energy; ``model.pair_terms`` selects the analytic route.
+      x: [n_atoms, 3] positions.
+
+    Returns:
+      [3n, 3n] float64 symmetric Hessian, row 3i + c.
+    """
+    if model.pair_terms is not None:
+        return pair_hessian(x, model.pair_terms)
+    return autodiff_hessian(model.energy_fn, x)

@@ -1,0 +1,622 @@
+"""Slow modes of an energy: the reference's block-norm Laplacian and the full Hessian.
+
+Contract: ``slow_modes(system, model, cfg, n_modes, *, seed, x) -> SlowModes`` is pure
+computation (no files, no threads), deterministic given ``seed``, and returns float64 host
+arrays. Two constructions (method.md §4):
+
+- "block-laplacian" (§4.1, the reference): K_ij = Frobenius norm of the 3x3 Hessian block
+  (i, j), averaged over configurations; L = diag(K 1) - K; the lowest eigenvectors of L in
+  node space [n_atoms, k]. The constant vector (L 1 = 0) is kept and flagged rigid. Modes
+  are ordered by their Laplacian eigenvalue (the construction's notion of slowness); the
+  returned ``values`` are the reference's Rayleigh quotients psi^T K psi clamped at 0
+  (§9.1 item 7), which are *not* monotone in that order (they roughly decrease).
+- "hessian" (§4.2): the k eigenpairs of the full 3n x 3n Hessian with the smallest
+  |eigenvalue|, Cartesian space [3 n_atoms, k], row 3i + c, sorted by |value|. Rigid-body
+  zero modes are the analytic translations (exact zero modes everywhere) and, at a
+  stationary point, rotations about the centroid; they are returned as the analytic
+  vectors, flagged, with their Rayleigh quotients as values, and the other modes are
+  computed in their orthogonal complement. ``cfg.keep_rigid`` decides whether they count
+  among the ``n_modes``.
+
+Where (``cfg.at``): "samples" averages over the reference's random configurations (loops:
+x_s = init_sigma N(0,1) c_s; proteins: x + std(x)/10 N(0,1) c_s); "x0" uses one
+configuration; "minimum" relaxes it first with L-BFGS, bounded in steps and seconds.
+
+Solvers (``cfg.solver``), all on a dense Hessian (analytic pair blocks when
+``model.pair_terms`` is set, batched autodiff otherwise):
+
+- "dense": LAPACK ``eigh``; for an indefinite Hessian the eigenvalues are found first and
+  then the eigenvectors of the contiguous index window around 0 (two passes).
+- "iterative": shift-invert block Krylov around 0 on a Cholesky (positive semi-definite
+  operators) or LU factorization, Rayleigh-Ritz with the shift-inverted operator, residuals
+  checked against the Hessian itself. Unpreconditioned Lanczos on H is hopeless here: the
+  slow modes cluster next to the rigid-body zeros (platform-notes §2c). For autodiff
+  energies above ``AUTODIFF_DENSE_MAX_ATOMS`` atoms, matrix-free LOBPCG on Hessian-vector
+  products instead (smallest *algebraic* eigenvalues: right near a minimum only).
+- "auto": "dense" when the operator has at most ``AUTO_DENSE_MAX_DOF`` rows or more than
+  ``AUTO_DENSE_MODE_FRACTION`` of its modes are wanted, else "iterative".
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import jax
+import numpy as np
+import scipy.linalg as sla
+import scipy.optimize
+import scipy.sparse.linalg as ssla
+
+from . import hessian as hess
+from .config import ModesConfig
+from .types import EnergyModel, SlowModes, System
+
+# Reference sampling per loop kind (method.md §4.1): (n_samples, scale_min, scale_max).
+LOOP_SAMPLING = {"bond-lj-loop": (10, 3.0, 8.0), "lj-loop": (40, 0.01, 0.2)}
+# Protein sampling (reference notebook): x + std(x)/10 N(0,1) c_s, c_s = linspace(0.2, 1, 10).
+PROTEIN_SAMPLING = (10, 0.2, 1.0)
+PROTEIN_SAMPLE_STD_FRACTION = 0.1
+
+# "minimum": L-BFGS until max|g| <= RELAX_GTOL_REL * max|g(start)| or a bound is hit.
+# NOTE: the seconds bound makes the result depend on machine speed when it binds (large n).
+RELAX_MAX_STEPS = 1000
+RELAX_MAX_SECONDS = 30.0
+RELAX_GTOL_REL = 1e-9
+
+# Rotations count as zero modes when |H r| <= ROTATION_TOL * ||H||_inf for each unit
+# rotation vector r (H r = Omega grad E exactly, so this tests stationarity).
+ROTATION_TOL = 1e-7
+# Iterative solvers stop when every wanted residual |H psi - mu psi| <= SOLVER_TOL ||H||_inf.
+SOLVER_TOL = 1e-10
+SOLVER_MAX_BLOCKS = 60
+LOBPCG_MAX_ITER = 500
+
+AUTO_DENSE_MAX_DOF = 900
+AUTO_DENSE_MODE_FRACTION = 0.1
+AUTODIFF_DENSE_MAX_ATOMS = 2000
+
+
+# ---- configurations ------------------------------------------------------------------------
+
+
+def sample_configurations(system: System, cfg: ModesConfig, x: np.ndarray, rng) -> np.ndarray:
+    """The reference's random configurations for averaging Hessians (method.md §4.1).
+
+    Args:
+      system: loops read ``system.meta["system"]``; proteins sample around ``x``.
+      cfg: ``n_samples`` / ``sample_scale_min`` / ``sample_scale_max`` override the defaults.
+      x: [n_atoms, 3] centre configuration for proteins (ignored for loops).
+      rng: numpy Generator.
+
+    Returns:
+      [n_samples, n_atoms, 3] float64 positions (length units).
+
+    Raises:
+      ValueError: a loop kind without reference sampling and without full overrides, or
+        sample_scale_min > sample_scale_max.
+    """
+    n = system.n_atoms
+    if system.kind == "protein":
+        default = PROTEIN_SAMPLING
+    else:
+        default = LOOP_SAMPLING.get(system.meta.get("system"))
+        if default is None and None in (cfg.n_samples, cfg.sample_scale_min, cfg.sample_scale_max):
+            raise ValueError(
+                f"system.meta['system'] must be one of {', '.join(LOOP_SAMPLING)} for reference "
+                f"sampling, got {system.meta.get('system')!r}; or set modes.n_samples, "
+                "modes.sample_scale_min and modes.sample_scale_max"
+            )
+        default = default or (None, None, None)
+    n_samples = cfg.n_samples if cfg.n_samples is not None else default[0]
+    lo = cfg.sample_scale_min if cfg.sample_scale_min is not None else default[1]
+    hi = cfg.sample_scale_max if cfg.sample_scale_max is not None else default[2]
+    if lo > hi:
+        raise ValueError(
+            f"modes.sample_scale_min must be <= modes.sample_scale_max, got {lo} > {hi}"
+        )
+    scales = np.linspace(lo, hi, n_samples)[:, None, None]
+    noise = rng.standard_normal((n_samples, n, 3))
+    if system.kind == "protein":
+        return x[None] + PROTEIN_SAMPLE_STD_FRACTION * np.std(x) * noise * scales
+    init_sigma = n ** (1.0 / 3.0) / 2.0
+    return init_sigma * noise * scales
+
+
+def relax(
+    model: EnergyModel,
+    x: np.ndarray,
+    *,
+    max_steps: int = RELAX_MAX_STEPS,
+    max_seconds: float = RELAX_MAX_SECONDS,
+) -> tuple[np.ndarray, int]:
+    """A short L-BFGS relaxation of ``model.energy_fn`` (float64).
+
+    Args:
+      model: the energy.
+      x: [n_atoms, 3] start (length units).
+      max_steps: L-BFGS iteration bound, >= 0.
+      max_seconds: wall-clock bound, > 0.
+
+    Returns:
+      (x_relaxed [n_atoms, 3], number of L-BFGS iterations).
+    """
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+    if not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    shape = x.shape
+    value_and_grad = jax.jit(jax.value_and_grad(model.energy_fn))
+
+    def fun(flat):
+        e, g = value_and_grad(flat.reshape(shape))
+        return float(e), np.asarray(g, dtype=np.float64).ravel()
+
+    _, g0 = fun(x.ravel())
+    g0_max = float(np.max(np.abs(g0)))
+    if max_steps == 0 or g0_max == 0.0:
+        return x, 0
+    deadline = time.perf_counter() + max_seconds
+    steps = [0]
+
+    def callback(intermediate_result):
+        del intermediate_result
+        steps[0] += 1
+        if time.perf_counter() > deadline:
+            raise StopIteration
+
+    res = scipy.optimize.minimize(
+        fun,
+        x.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        callback=callback,
+        options={"maxiter": max_steps, "gtol": RELAX_GTOL_REL * g0_max, "ftol": 0.0, "maxcor": 20},
+    )
+    x_min = np.asarray(res.x, dtype=np.float64).reshape(shape)
+    if not np.all(np.isfinite(x_min)):
+        return x, 0
+    return x_min, int(steps[0])
+
+
+# ---- rigid-body modes ---------------------------------------------------------------------
+
+
+def rigid_body_basis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal translations and rotations (about the centroid) of a configuration.
+
+    Args:
+      x: [n_atoms, 3] positions.
+
+    Returns:
+      (translations [3n, 3], rotations [3n, r]) with r = 3, or 2 for a collinear
+      configuration (0 for one atom); rotations are orthogonal to translations.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    translations = np.zeros((n, 3, 3))
+    for a in range(3):
+        translations[:, a, a] = 1.0 / np.sqrt(n)
+    y = x - x.mean(axis=0)
+    rotations = np.stack([np.cross(np.eye(3)[a], y) for a in range(3)], axis=-1)  # [n, 3, 3]
+    rotations = rotations.reshape(3 * n, 3)
+    u, s, _ = np.linalg.svd(rotations, full_matrices=False)
+    keep = s > 1e-10 * max(float(s.max(initial=0.0)), 1e-300)
+    return translations.reshape(3 * n, 3), u[:, keep]
+
+
+def _fix_signs(vectors: np.ndarray) -> np.ndarray:
+    """Make the largest-magnitude entry of each column positive (deterministic output)."""
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def _project_out(a: np.ndarray, basis: np.ndarray, alpha: float) -> np.ndarray:
+    """P a P + alpha B B^T in place, P = I - B B^T (B orthonormal [N, r]).
+
+    The complement keeps a's spectrum restricted to it; the basis moves to eigenvalue alpha,
+    out of the way of the lowest-|mu| search.
+    """
+    if basis.shape[1] == 0:
+        return a
+    ab = a @ basis  # [N, r]
+    bab = basis.T @ ab  # [r, r]
+    # P a P = a - B (B^T a) - (a B) B^T + B (B^T a B) B^T; a symmetric.
+    a -= ab @ basis.T
+    a -= basis @ ab.T
+    a += basis @ (bab + alpha * np.eye(basis.shape[1])) @ basis.T
+    return a
+
+
+# ---- eigensolvers -------------------------------------------------------------------------
+
+
+def _abs_window(sorted_values: np.ndarray, k: int) -> tuple[int, int]:
+    """[lo, hi) index window of the k values nearest 0 in an ascending array (contiguous)."""
+    lo = hi = int(np.searchsorted(sorted_values, 0.0))
+    while hi - lo < k:
+        if hi == len(sorted_values) or (lo > 0 and -sorted_values[lo - 1] <= sorted_values[hi]):
+            lo -= 1
+        else:
+            hi += 1
+    return lo, hi
+
+
+def dense_lowest(a: np.ndarray, k: int, *, psd_hint: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """The k eigenpairs of a dense symmetric matrix with the smallest |eigenvalue|.
+
+    One ``eigh`` subset pass when the matrix is positive semi-definite (smallest algebraic =
+    smallest |.|), which is tested with a Cholesky factorization when ``psd_hint`` is set;
+    otherwise all eigenvalues first, then the eigenvectors of the contiguous index window
+    around 0.
+
+    Args:
+      a: [N, N] symmetric.
+      k: number of pairs, 1..N.
+      psd_hint: the matrix is expected to be positive semi-definite.
+
+    Returns:
+      (values [k] ascending, vectors [N, k], description).
+    """
+    psd = False
+    if psd_hint:
+        scale = float(np.max(np.abs(a).sum(axis=1))) or 1.0
+        try:
+            m = a.copy(order="F")
+            m[np.diag_indices_from(m)] += 1e-13 * scale
+            sla.cholesky(m, lower=True, overwrite_a=True, check_finite=False)
+            psd = True
+        except np.linalg.LinAlgError:
+            psd = False
+        del m
+    if psd:
+        lo, hi = 0, k
+    else:
+        w = sla.eigh(a, eigvals_only=True, check_finite=False)
+        lo, hi = _abs_window(w, k)
+    values, vectors = sla.eigh(a, subset_by_index=[lo, hi - 1], check_finite=False, driver="evr")
+    return values, vectors, "dense-eigh" + ("" if psd else " (two-pass)")
+
+
+def _factorize(a: np.ndarray, shift: float, try_cholesky: bool):
+    """solve_fn(B) = (a + shift I)^{-1} B with a Cholesky or LU factorization.
+
+    Returns (solve_fn, kind), kind "cholesky" or "lu" (also when Cholesky was tried and the
+    matrix turned out indefinite). The matrix is copied once.
+    """
+    m = a.copy(order="F")
+    m[np.diag_indices_from(m)] += shift
+    if try_cholesky:
+        try:
+            factor = sla.cho_factor(m, lower=True, overwrite_a=False, check_finite=False)
+            return (lambda b: sla.cho_solve(factor, b, check_finite=False)), "cholesky"
+        except np.linalg.LinAlgError:
+            pass  # not positive definite after all: LU below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sla.LinAlgWarning)  # exactly singular: huge but finite
+        factor = sla.lu_factor(m, overwrite_a=True, check_finite=False)
+    return (lambda b: sla.lu_solve(factor, b, check_finite=False)), "lu"
+
+
+def shift_invert_lowest(
+    a: np.ndarray,
+    k: int,
+    *,
+    psd_hint: bool,
+    rng,
+    scale: float,
+    tol: float = SOLVER_TOL,
+    max_blocks: int = SOLVER_MAX_BLOCKS,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The k eigenpairs of a symmetric matrix nearest 0, by shift-invert block Krylov.
+
+    The Krylov space of B = (a - sigma I)^{-1} (sigma = -1e-13 scale, so exactly singular
+    matrices still factor) is grown a block at a time; Rayleigh-Ritz with B picks the Ritz
+    pairs of largest |theta| (mu = sigma + 1/theta nearest sigma) and stops when their true
+    residuals |a y - mu y| are below tol * scale. A final Rayleigh-Ritz with a polishes the
+    values.
+
+    Args:
+      a: [N, N] symmetric.
+      k: number of pairs, 1..N.
+      psd_hint: try a Cholesky factorization first (LU if it fails).
+      rng: numpy Generator for the starting block.
+      scale: ||a||_inf (or another bound on ||a||_2), for the shift and the tolerance.
+      tol: relative residual tolerance.
+      max_blocks: Krylov blocks before giving up on convergence (the best pairs are returned).
+
+    Returns:
+      (values [k] ascending, vectors [N, k], description) where description names the
+      factorization and the number of block solves, plus "not converged" when it failed.
+    """
+    n_dof = a.shape[0]
+    sigma = -1e-13 * scale
+    solve, kind = _factorize(a, -sigma, psd_hint)
+    block = min(n_dof, k + max(10, k // 2))
+    # Growing basis capped in columns; beyond it, restart from the best Ritz vectors.
+    max_cols = min(n_dof, max(6 * block, 2 * k + 200))
+    q, _ = np.linalg.qr(rng.standard_normal((n_dof, block)))
+    basis, images = [q], []
+    n_solves = 0
+    converged = False
+    prev_mu = None
+    for it in range(max_blocks):
+        images.append(solve(basis[-1]))
+        n_solves += 1
+        qm = np.hstack(basis)
+        bq = np.hstack(images)
+        t = qm.T @ bq
+        theta, s = np.linalg.eigh(0.5 * (t + t.T))
+        order = np.argsort(-np.abs(theta))
+        sel = order[:k]
+        y = qm @ s[:, sel]
+        mu = np.sort(sigma + 1.0 / theta[sel])
+        best = (y, qm @ s[:, order[: min(block, len(order))]])
+        # True residuals cost a product with a; take them once the Ritz values settle
+        # (their error is quadratic in the residual), every 5th block, or at the end.
+        settled = prev_mu is not None and np.all(
+            np.abs(mu - prev_mu) <= 1e-6 * np.abs(mu) + tol * scale
+        )
+        if settled or it % 5 == 4 or qm.shape[1] >= n_dof:
+            resid = np.linalg.norm(a @ y - y * (sigma + 1.0 / theta[sel]), axis=0)
+            if np.all(resid <= tol * scale) or qm.shape[1] >= n_dof:
+                converged = True
+                break
+        prev_mu = mu
+        w = images[-1]
+        for _ in range(2):  # classical Gram-Schmidt, twice, for orthogonality
+            w = w - qm @ (qm.T @ w)
+        w, r = np.linalg.qr(w)
+        diag = np.abs(np.diag(r))
+        w = w[:, diag > 1e-12 * max(float(diag.max(initial=0.0)), 1e-300)]
+        if w.shape[1] == 0:
+            converged = True  # the Krylov space is invariant: the Ritz pairs are exact
+            break
+        if qm.shape[1] + w.shape[1] > max_cols:
+            restart, _ = np.linalg.qr(best[1])
+            w = w - restart @ (restart.T @ w)
+            w, _ = np.linalg.qr(w)
+            basis, images = [restart, w], [solve(restart)]
+            n_solves += 1
+        else:
+            basis.append(w)
+    y = best[0]
+    # Final Rayleigh-Ritz with a itself on the selected vectors: values are exact quotients.
+    y, _ = np.linalg.qr(y)
+    ay = a @ y
+    values, s = np.linalg.eigh(0.5 * (y.T @ ay + ay.T @ y))
+    vectors = y @ s
+    desc = f"shift-invert-{kind} ({n_solves} block solves of {block})"
+    if not converged:
+        desc += " not converged"
+    return values, vectors, desc
+
+
+def lobpcg_lowest(
+    hvp_fn, n_dof: int, k: int, *, constraints: np.ndarray, rng, tol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Matrix-free LOBPCG for the k smallest algebraic eigenpairs of H (HVPs only).
+
+    Args:
+      hvp_fn: V [N, m] -> H V.
+      n_dof: N.
+      k: number of pairs.
+      constraints: [N, r] orthonormal vectors to exclude (rigid-body modes).
+      rng: numpy Generator for the starting block.
+      tol: LOBPCG residual tolerance.
+
+    Returns:
+      (values [k] ascending, vectors [N, k], description).
+
+    NOTE: smallest algebraic equals smallest |mu| only for a positive semi-definite H
+    (near a minimum); without a preconditioner convergence can take hundreds of iterations.
+    """
+    op = ssla.LinearOperator((n_dof, n_dof), matvec=hvp_fn, matmat=hvp_fn, dtype=np.float64)
+    x0 = rng.standard_normal((n_dof, k))
+    y = constraints if constraints.shape[1] else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        values, vectors = ssla.lobpcg(
+            op, x0, Y=y, largest=False, tol=tol, maxiter=LOBPCG_MAX_ITER
+        )
+    desc = "lobpcg-hvp (smallest algebraic)"
+    if any("not reaching the requested tolerance" in str(w.message) for w in caught):
+        desc += " not converged"
+    order = np.argsort(values)
+    return values[order], vectors[:, order], desc
+
+
+def _solve(a: np.ndarray, k: int, solver: str, *, psd_hint: bool, rng, scale: float):
+    """Dispatch to the dense or shift-invert solver; returns (values, vectors, description)."""
+    if solver == "dense":
+        return dense_lowest(a, k, psd_hint=psd_hint)
+    return shift_invert_lowest(a, k, psd_hint=psd_hint, rng=rng, scale=scale)
+
+
+def _pick_solver(requested: str, n_dof: int, k: int) -> str:
+    if requested != "auto":
+        return requested
+    if n_dof <= AUTO_DENSE_MAX_DOF or k > AUTO_DENSE_MODE_FRACTION * n_dof:
+        return "dense"
+    return "iterative"
+
+
+# ---- constructions ------------------------------------------------------------------------
+
+
+def _configurations(system, model, cfg, x, rng) -> tuple[np.ndarray, str]:
+    """[S, n, 3] configurations to evaluate at, and a label for the method string."""
+    if cfg.at == "samples":
+        xs = sample_configurations(system, cfg, x, rng)
+        return xs, f"samples({len(xs)})"
+    if cfg.at == "minimum":
+        x_min, steps = relax(model, x)
+        return x_min[None], f"minimum({steps} L-BFGS steps)"
+    return x[None], "x0"
+
+
+def _block_laplacian(system, model, cfg, n_modes, x, rng):
+    xs, where = _configurations(system, model, cfg, x, rng)
+    n = system.n_atoms
+    k_mat = np.zeros((n, n))
+    for xi in xs:
+        if model.pair_terms is not None:
+            k_mat += hess.pair_block_norms(xi, model.pair_terms)
+        else:
+            k_mat += hess.block_norms(hess.autodiff_hessian(model.energy_fn, xi))
+    k_mat /= len(xs)
+    lap = np.diag(k_mat.sum(axis=1)) - k_mat
+    const = np.full((n, 1), 1.0 / np.sqrt(n))
+    scale = float(np.max(np.abs(lap).sum(axis=1))) or 1.0
+    k_free = min(n_modes - 1 if cfg.keep_rigid else n_modes, n - 1)
+    solver = _pick_solver(cfg.solver, n, k_free)
+    vectors = np.zeros((n, 0))
+    desc = "none"
+    if k_free > 0:
+        a = _project_out(lap.copy(), const, 2.0 * scale)
+        _, vectors, desc = _solve(a, k_free, solver, psd_hint=True, rng=rng, scale=scale)
+        del a
+    rigid = np.zeros(vectors.shape[1], dtype=bool)
+    if cfg.keep_rigid:
+        vectors = np.hstack([const, vectors])
+        rigid = np.concatenate([[True], rigid])
+    vectors = _fix_signs(vectors)
+    # Slowness order is the Laplacian's; values are the reference's K Rayleigh quotients.
+    lap_values = np.einsum("ik,ik->k", vectors, lap @ vectors)
+    order = np.argsort(np.abs(lap_values), kind="stable")
+    vectors, rigid = vectors[:, order], rigid[order]
+    values = np.maximum(np.einsum("ik,ik->k", vectors, k_mat @ vectors), 0.0)
+    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
+    return vectors, values, rigid, f"block-laplacian@{where}/{construction}/{desc}"
+
+
+def _full_hessian(system, model, cfg, n_modes, x, rng):
+    xs, where = _configurations(system, model, cfg, x, rng)
+    n = system.n_atoms
+    n_dof = 3 * n
+    translations, rotations = rigid_body_basis(xs[0])
+    large_autodiff = model.pair_terms is None and n > AUTODIFF_DENSE_MAX_ATOMS
+    if large_autodiff and cfg.solver != "dense" and len(xs) == 1:
+        return _matrix_free_hessian(model, cfg, n_modes, xs[0], translations, rotations, rng, where)
+    h = np.zeros((n_dof, n_dof))
+    for xi in xs:
+        h += hess.hessian(model, xi)
+    h /= len(xs)
+    scale = float(np.max(np.abs(h).sum(axis=1))) or 1.0
+    rigid_basis = translations
+    if cfg.at != "samples" and rotations.shape[1]:
+        # H r = Omega grad E: rotations are zero modes only at a stationary point.
+        if np.max(np.linalg.norm(h @ rotations, axis=0)) <= ROTATION_TOL * scale:
+            rigid_basis = np.hstack([translations, rotations])
+    n_rigid = rigid_basis.shape[1]
+    rigid_values = np.einsum("ik,ik->k", rigid_basis, h @ rigid_basis)
+    k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
+    solver = _pick_solver(cfg.solver, n_dof, max(k_free, 1))
+    values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
+    if k_free > 0:
+        h = _project_out(h, rigid_basis, 2.0 * scale)
+        psd_hint = cfg.at == "minimum"
+        values, vectors, desc = _solve(h, k_free, solver, psd_hint=psd_hint, rng=rng, scale=scale)
+    del h
+    rigid = np.zeros(len(values), dtype=bool)
+    if cfg.keep_rigid:
+        vectors = np.hstack([rigid_basis, vectors])
+        values = np.concatenate([rigid_values, values])
+        rigid = np.concatenate([np.ones(n_rigid, dtype=bool), rigid])
+    order = np.argsort(np.abs(values), kind="stable")[: max(n_modes, 0)]
+    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
+    return (
+        _fix_signs(vectors[:, order]),
+        values[order],
+        rigid[order],
+        f"hessian@{where}/{construction}/{desc}",
+    )
+
+
+def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, where):
+    """Large autodiff energies: LOBPCG on Hessian-vector products (no dense Hessian)."""
+    n_dof = x.size
+    hvp_fn = hess.make_hvp_fn(model.energy_fn, x)
+    rigid_basis = translations
+    if cfg.at != "samples" and rotations.shape[1]:
+        hr = hvp_fn(rotations)
+        scale = float(np.max(np.abs(hvp_fn(np.eye(n_dof, 8))).sum(axis=0))) or 1.0
+        if np.max(np.linalg.norm(hr, axis=0)) <= ROTATION_TOL * scale:
+            rigid_basis = np.hstack([translations, rotations])
+    n_rigid = rigid_basis.shape[1]
+    rigid_values = np.einsum("ik,ik->k", rigid_basis, hvp_fn(rigid_basis))
+    k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
+    values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
+    if k_free > 0:
+        values, vectors, desc = lobpcg_lowest(
+            hvp_fn, n_dof, k_free, constraints=rigid_basis, rng=rng
+        )
+    rigid = np.zeros(len(values), dtype=bool)
+    if cfg.keep_rigid:
+        vectors = np.hstack([rigid_basis, vectors])
+        values = np.concatenate([rigid_values, values])
+        rigid = np.concatenate([np.ones(n_rigid, dtype=bool), rigid])
+    order = np.argsort(np.abs(values), kind="stable")[:n_modes]
+    return (
+        _fix_signs(vectors[:, order]),
+        values[order],
+        rigid[order],
+        f"hessian@{where}/autodiff-hvp/{desc}",
+    )
+
+
+def slow_modes(
+    system: System,
+    model: EnergyModel,
+    cfg: ModesConfig,
+    n_modes: int,
+    *,
+    seed: int = 0,
+    x: np.ndarray | None = None,
+) -> SlowModes:
+    """The lowest modes of a Hessian-derived operator of ``model`` (see module docstring).
+
+    Args:
+      system: the system (kind, meta["system"] for reference sampling, x0).
+      model: its energy; ``model.pair_terms`` enables the analytic Hessian.
+      cfg: construction, location, sampling and solver.
+      n_modes: number of modes, 1..n_dof (n_dof = n_atoms for "block-laplacian", 3 n_atoms
+        for "hessian"). With ``cfg.keep_rigid`` False at most n_dof minus the number of
+        rigid-body modes exist, and no more are returned.
+      seed: seeds the sampled configurations and the iterative solvers' starting blocks.
+      x: [n_atoms, 3] configuration for at="x0", start for "minimum", sampling centre for
+        proteins at "samples" (default ``system.x0``); ignored for loops at "samples".
+
+    Returns:
+      SlowModes with float64 vectors [n_dof, k], values [k], rigid [k], space "node" or
+      "cartesian", a method string naming construction, location and solver, and the wall
+      time in seconds.
+
+    Raises:
+      ValueError: n_modes out of range, x of the wrong shape, or no sampling defaults.
+    """
+    start = time.perf_counter()
+    n = system.n_atoms
+    n_dof = n if cfg.method == "block-laplacian" else 3 * n
+    if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)):
+        raise ValueError(f"n_modes must be an integer in [1, {n_dof}], got {n_modes!r}")
+    if not 1 <= n_modes <= n_dof:
+        raise ValueError(f"n_modes must be in [1, {n_dof}] for this system, got {n_modes}")
+    x = hess._as_positions(system.x0 if x is None else x, n)
+    rng = np.random.default_rng(seed)
+    if cfg.method == "block-laplacian":
+        vectors, values, rigid, method = _block_laplacian(system, model, cfg, int(n_modes), x, rng)
+        space = "node"
+    else:
+        vectors, values, rigid, method = _full_hessian(system, model, cfg, int(n_modes), x, rng)
+        space = "cartesian"
+    return SlowModes(
+        vectors=np.ascontiguousarray(vectors, dtype=np.float64),
+        values=np.asarray(values, dtype=np.float64),
+        rigid=np.asarray(rigid, dtype=bool),
+        space=space,
+        method=method,
+        seconds=time.perf_counter() - start,
+    )
