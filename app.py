@@ -1,0 +1,28 @@
+"""Workbench entry point: `make run` (or `python app.py --host 127.0.0.1 --port 8050`).
+
+One server process with threads: engine runs execute on the registry's worker pool, so the
+JAX compile cache and the run registry are shared by every browser session.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from workbench.config import from_argv  # noqa: E402
+from workbench.server import create_app  # noqa: E402
+
+
+def main(argv=None) -> None:
+    config = from_argv(argv)
+    app = create_app(config)
+    print(
+        f"Workbench on http://{config.host}:{config.port} "
+        f"(runs kept in {os.path.abspath(config.run_dir)})"
+    )
+    app.run(
+        host=config.host, port=config.port, debug=False, threaded=True, dev_tools_hot_reload=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+/*
+ * 3Dmol viewers of the workbench (3Dmol.js is served from /assets/vendor, never a CDN).
+ *
+ * One viewer per host div, created once from a "view" (topology: loop beads + bonds, or a
+ * protein's PDB text) and afterwards only given new coordinates: atom positions are written
+ * in place and the model's geometry is rebuilt, so the camera stays where the user put it.
+ * Viewers of one side-by-side group are linked (rotate one, all follow).
+ *
+ * window.wbStats[div] counts the frames applied, for bench/bench_ui.py and the browser test.
+ */
+(function () {
+  "use strict";
+  const viewers = {};   // div id -> {el, viewer, model, atoms, key}
+  const views = {};     // div id -> last view payload (to rebuild a viewer whose div was replaced)
+  const anim = {timer: null, div: null};
+  window.wbStats = window.wbStats || {};
+
+  function chainColor(i, n) {
+    // blue -> red along the chain, so folding of the loop is readable
+    const t = n > 1 ? i / (n - 1) : 0;
+    const r = Math.round(40 + 200 * t), g = Math.round(90 + 80 * Math.sin(Math.PI * t)), b = Math.round(230 - 190 * t);
+    return (r << 16) | (g << 8) | b;
+  }
+
+  // Antialiasing costs ~7x per frame on software WebGL (SwiftShader/llvmpipe: headless or
+  // GPU-less machines), which would drop the live view below 10 frames/s; keep it on real GPUs.
+  let softwareGL = null;
+  function isSoftwareGL() {
+    if (softwareGL !== null) return softwareGL;
+    try {
+      const gl = document.createElement("canvas").getContext("webgl");
+      const ext = gl && gl.getExtension("WEBGL_debug_renderer_info");
+      const name = ext ? String(gl.getParameter(ext.UNMASKED_RENDERER_WEBGL)) : "";
+      softwareGL = /swiftshader|llvmpipe|software/i.test(name);
+    } catch (e) { softwareGL = true; }
+    return softwareGL;
+  }
+
+  function build(div, view) {
+    const el = document.getElementById(div);
+    if (!el || typeof $3Dmol === "undefined") return null;
+    const old = viewers[div];
+    if (old && old.el === el && old.key === view.key) return old;
+    if (old) { try { old.viewer.clear(); } catch (e) { /* its canvas is already gone */ } }
+    el.innerHTML = "";
+    const viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: !isSoftwareGL()});
+    let model;
+    if (view.kind === "protein") {
+      model = viewer.addModel(view.pdb, "pdb");
+      model.setStyle({}, {cartoon: {color: "spectrum"}, stick: {radius: 0.12}});
+    } else {
+      const n = view.n, x = view.x0, atoms = [];
+      for (let i = 0; i < n; i++) {
+        atoms.push({elem: "C", x: x[3 * i], y: x[3 * i + 1], z: x[3 * i + 2], index: i, serial: i,
+                    bonds: [], bondOrder: [], color: chainColor(i, n)});
+      }
+      const b = view.bonds;
+      for (let k = 0; k + 1 < b.length; k += 2) {
+        atoms[b[k]].bonds.push(b[k + 1]); atoms[b[k]].bondOrder.push(1);
+        atoms[b[k + 1]].bonds.push(b[k]); atoms[b[k + 1]].bondOrder.push(1);
+      }
+      model = viewer.addModel();
+      model.addAtoms(atoms);
+      model.setStyle({}, {sphere: {radius: 0.32}, stick: {radius: 0.12}});
+    }
+    viewer.zoomTo();
+    viewer.render();
+    const entry = {el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}), key: view.key, linked: new Set()};
+    viewers[div] = entry;
+    return entry;
+  }
+
+  function setCoords(entry, xyz) {
+    const atoms = entry.atoms, n = Math.min(atoms.length, xyz.length / 3);
+    for (let i = 0; i < n; i++) {
+      atoms[i].x = xyz[3 * i]; atoms[i].y = xyz[3 * i + 1]; atoms[i].z = xyz[3 * i + 2];
+    }
+    entry.model.molObj = null;  // rebuild geometry from the moved atoms; the view matrix is untouched
+    entry.viewer.render();
+  }
+
+  function link(divs) {
+    const live = (divs || []).map(d => viewers[d]).filter(Boolean);
+    for (const a of live) for (const b of live) {
+      if (a !== b && !a.linked.has(b)) { a.viewer.linkViewer(b.viewer); a.linked.add(b); }
+    }
+  }
+
+  function count(div, step, ms) {
+    const s = window.wbStats[div] || (window.wbStats[div] = {frames: 0, first: null, last: null, step: null, draw_ms: 0});
+    const now = performance.now();
+    s.frames += 1; s.first = s.first === null ? now : s.first; s.last = now; s.step = step; s.draw_ms += ms || 0;
+  }
+
+  /* frame = {div, key, view (first time only), xyz, step, link: [divs]} */
+  function frame(f) {
+    if (!f || !f.div) return window.dash_clientside.no_update;
+    if (f.view) views[f.div] = Object.assign({key: f.key}, f.view);
+    const view = views[f.div];
+    if (!view) return window.dash_clientside.no_update;
+    if (anim.div === f.div) stopAnim();
+    const t0 = performance.now();
+    const entry = build(f.div, view);
+    if (!entry) return window.dash_clientside.no_update;
+    if (f.xyz) setCoords(entry, f.xyz);
+    if (f.link) link(f.link);
+    count(f.div, f.step, performance.now() - t0);
+    return f.step;
+  }
+
+  function stopAnim() {
+    if (anim.timer !== null) cancelAnimationFrame(anim.timer);
+    anim.timer = null; anim.div = null;
+  }
+
+  /* Mode animation: x(t) = base + amp * sin(phase) * disp. The phase advances with the
+     screen refresh only: the animation has no physical timescale. */
+  function animate(payload, amp) {
+    stopAnim();
+    if (!payload || !payload.div) return window.dash_clientside.no_update;
+    views[payload.div] = Object.assign({key: payload.key}, payload.view);
+    const entry = build(payload.div, views[payload.div]);
+    if (!entry) return window.dash_clientside.no_update;
+    const base = payload.base, disp = payload.disp, a = Number(amp || 0), xyz = new Array(base.length);
+    if (!disp) { setCoords(entry, base); return payload.mode; }
+    anim.div = payload.div;
+    const t0 = performance.now();
+    const tick = function (now) {
+      const s = a * Math.sin((now - t0) / 1000 * 2 * Math.PI * 0.6);
+      for (let i = 0; i < base.length; i++) xyz[i] = base[i] + s * disp[i];
+      setCoords(entry, xyz);
+      count(payload.div, payload.mode);
+      anim.timer = requestAnimationFrame(tick);
+    };
+    anim.timer = requestAnimationFrame(tick);
+    return payload.mode;
+  }
+
+  /* Poll chain: each reply of poll_runs (a new "seen") schedules exactly one next poll, at
+     most every seen._ms ms, so two polls are never in flight with the same counters (an
+     Interval would fire regardless and resend points). The next tick is set with set_props
+     from a timer: a callback output would form a cycle (seen -> tick -> poll -> seen) that
+     Dash refuses to follow. The watchdog restarts the chain if a reply was lost. */
+  const chain = {last: 0, inflight: false, n: 0};
+  function schedule(ms) {
+    const wait = Math.max(0, (ms || 80) - (performance.now() - chain.last));
+    chain.inflight = true;
+    setTimeout(function () {
+      chain.last = performance.now();
+      chain.n += 1;
+      window.dash_clientside.set_props("wb-poll", {data: chain.n});
+    }, wait);
+  }
+  function onSeen(seen) {
+    chain.inflight = false;  // the reply to the previous tick has been applied
+    if (seen && seen._active) schedule(seen._ms);
+    return window.dash_clientside.no_update;
+  }
+  function watchdog(n, seen) {
+    // only a reply missing for 10 s restarts the chain; a slow reply must not be doubled
+    if (seen && seen._active && chain.inflight && performance.now() - chain.last > 10000) schedule(0);
+    return window.dash_clientside.no_update;
+  }
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    wb: {frame: frame, animate: animate, onSeen: onSeen, watchdog: watchdog},
+  });
+  window.wbViewers = viewers;
+})();

@@ -1,0 +1,82 @@
+"""Helpers for the real-browser tests and the UI benchmark: a workbench server on a free
+loopback port in a thread, and headless Debian Chromium driven by Playwright with every
+non-loopback request blocked and recorded.
+
+Blocking uses Chromium itself (a proxy at a dead loopback port for everything that is not
+loopback; Chromium never proxies loopback), not Playwright request interception: interception
+runs a Python handler per request, which stalls the page whenever the test thread is not
+inside a Playwright call and would distort the frame-rate measurement. Every request is still
+seen by a passive listener, so attempted non-loopback requests are recorded and asserted on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from urllib.parse import urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--proxy-server=http://127.0.0.1:9",
+]
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """Serve a Dash app with werkzeug (threaded) until ``stop()``."""
+
+    def __init__(self, app, port: int | None = None):
+        import logging
+
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per poll request
+        self.port = port or free_port()
+        self.server = make_server("127.0.0.1", self.port, app.server, threaded=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="wb-test-server", daemon=True
+        )
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def guard_offline(context, attempted: list[str]) -> None:
+    """Record every request that tries to leave the loopback interface (the proxy flag makes
+    it fail)."""
+
+    def record(request):
+        host = urlparse(request.url).hostname or ""
+        if not request.url.startswith(("data:", "blob:")) and host not in LOOPBACK:
+            attempted.append(request.url)
+
+    context.on("request", record)
+
+
+def chromium_missing() -> str | None:
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (install Debian's chromium: `make browser`)"
+    return None

@@ -1,0 +1,196 @@
+"""Engine-facing work for the workbench: runs, spectra, viewer payloads and exports.
+
+Everything here may be slow or import the engine; nothing here touches Dash. The registry
+calls ``run_engine`` on its pool threads; callbacks call the small payload helpers.
+
+Viewer payloads ("views") are plain JSON: {"kind", "n", "bonds" | "pdb", "scale", "x0"}.
+Coordinates cross to the browser in Angstrom-like display units: proteins (nm) are scaled
+by 10, loops (reduced units, bond length 1) are drawn as is; both rounded to 3 decimals
+so a frame of 1000 beads is ~25 kB of JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import engine
+from engine import io as engine_io
+
+SPECTRUM_MAX_MODES = 1500  # spectra show at most this many modes (dense solvers above ~n=1500)
+
+
+@functools.lru_cache(maxsize=16)
+def build_system(system_cfg, seed: int):
+    """engine.build_system, cached: the spectrum, runs and exports of one config share it."""
+    return engine.build_system(system_cfg, seed)
+
+
+def display_scale(system) -> float:
+    return 10.0 if system.length_unit == "nm" else 1.0
+
+
+def flat(x: np.ndarray, scale: float = 1.0) -> list[float]:
+    """[n, 3] -> flat list rounded to 3 decimals (display units)."""
+    return np.round(np.asarray(x, np.float64) * scale, 3).ravel().tolist()
+
+
+def system_view(system) -> dict:
+    """What the browser needs to draw ``system`` once; frames then carry coordinates only."""
+    scale = display_scale(system)
+    view = {
+        "kind": system.kind,
+        "n": system.n_atoms,
+        "scale": scale,
+        "x0": flat(system.x0, scale),
+        "name": system.name,
+    }
+    if system.kind == "protein":
+        # PDB text carries residues and atom names for the cartoon; 3Dmol assigns bonds once
+        view["pdb"] = engine_io.pdb_text(system, system.x0)
+    else:
+        view["bonds"] = np.asarray(system.bonds, np.int64).ravel().tolist()
+    return view
+
+
+def run_engine(spec, on_progress, should_stop, on_system):
+    """The registry's runner: build (cached), report the view, run the engine."""
+    system = build_system(spec.system, spec.seed)
+    on_system(system, system_view(system))
+    return engine.run(spec, on_progress=on_progress, should_stop=should_stop, system=system)
+
+
+def spectrum_modes(system, energy_cfg, modes_cfg, seed: int):
+    """Slow modes over the whole displayed range (all of them for n_dof <= SPECTRUM_MAX_MODES)."""
+    n_dof = system.n_atoms * (3 if modes_cfg.method == "hessian" else 1)
+    model = engine.make_energy(system, energy_cfg)
+    return engine.slow_modes(system, model, modes_cfg, min(n_dof, SPECTRUM_MAX_MODES), seed=seed)
+
+
+def spectrum_task(spec):
+    """A registry task computing the spectrum of ``spec``'s system; returns its payload."""
+
+    def task(report, should_stop):
+        del should_stop  # one engine call; nothing to interrupt between
+        report("building the system")
+        system = build_system(spec.system, spec.seed)
+        report(f"computing the Hessian spectrum ({spec.modes.method}, at {spec.modes.at})")
+        modes = spectrum_modes(system, spec.energy, spec.modes, spec.seed)
+        payload = {
+            "values": np.asarray(modes.values, np.float64),
+            "rigid": np.asarray(modes.rigid, bool),
+            "vectors": np.asarray(modes.vectors, np.float32),
+            "space": modes.space,
+            "method": modes.method,
+            "seconds": float(modes.seconds),
+            "view": system_view(system),
+            "x": np.asarray(system.x0, np.float64),
+            "scale": display_scale(system),
+            "heatmaps": residue_heatmaps(system),
+        }
+        return payload
+
+    return task
+
+
+def residue_heatmaps(system) -> dict | None:
+    """{title: [n_res, n_res] matrix} of a residue-level protein model, else None.
+
+    The engine defines the VdW / H-bond / hydrophobic matrices for the residue model only.
+    """
+    if system.kind != "protein" or (system.meta or {}).get("model", "residue") != "residue":
+        return None
+    from engine.protein.energy import residue_matrices
+
+    try:
+        mats = residue_matrices(system)
+    except ValueError:  # an all-atom system: no residue matrices
+        return None
+    return {str(k): np.asarray(v, np.float64) for k, v in mats.items()}
+
+
+def mode_displacement(payload: dict, index: int) -> np.ndarray:
+    """Displacement [n, 3] of mode ``index``, largest bead displacement = 1 display unit.
+
+    Cartesian modes are reshaped. Node-space modes (one ψ shared by x, y and z) move every
+    bead along the structure's long axis with amplitude ψ(i): the direction is a choice made
+    for display, the relative amplitudes are the mode's.
+    """
+    v = np.asarray(payload["vectors"][:, index], np.float64)
+    x = np.asarray(payload["x"], np.float64)
+    if payload["space"] == "cartesian":
+        d = v.reshape(-1, 3)
+    else:
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        d = v[:, None] * vt[0][None, :]
+    peak = np.max(np.linalg.norm(d, axis=1))
+    return d / peak if peak > 0 else d
+
+
+# ---- structures on this machine and CLI bundles ---------------------------------------------
+def list_structures(dirs) -> list[tuple[str, str]]:
+    """[(label, absolute path)] of *.pdb files in ``dirs``, plus the bundled villin."""
+    out = [("villin headpiece HP35 (bundled with OpenMM)", "villin")]
+    for d in dirs:
+        if os.path.isdir(d):
+            for name in sorted(os.listdir(d)):
+                if name.lower().endswith(".pdb"):
+                    out.append((name, os.path.abspath(os.path.join(d, name))))
+    return out
+
+
+def find_bundles(dirs, max_depth: int = 2) -> list[tuple[str, dict]]:
+    """[(folder, config.json)] of CLI bundles found under ``dirs`` (config+metrics+frames)."""
+    found = []
+
+    def walk(path: Path, depth: int):
+        if all((path / f).is_file() for f in ("config.json", "metrics.csv", "frames.npz")):
+            try:
+                found.append((str(path.resolve()), json.loads((path / "config.json").read_text())))
+            except (OSError, ValueError):
+                pass
+            return
+        if depth < max_depth:
+            for child in sorted(p for p in path.iterdir() if p.is_dir()):
+                walk(child, depth + 1)
+
+    for d in dirs:
+        if os.path.isdir(d):
+            walk(Path(d), 0)
+    return found
+
+
+def read_bundle(path: str) -> dict:
+    """Registry bundle_reader: engine.io.read_bundle plus a view rebuilt from its spec."""
+    data = engine_io.read_bundle(path)
+    spec = engine.RunSpec.from_dict(data["config"]["spec"])
+    data["view"] = system_view(build_system(spec.system, spec.seed))
+    return data
+
+
+# ---- exports ---------------------------------------------------------------------------------
+def export_file(data: dict, fmt: str) -> tuple[str, str]:
+    """(filename, text) of an export: final PDB, trajectory PDB, curves CSV or config JSON."""
+    label = f"{data['label']}"
+    if fmt == "csv":
+        return f"{label}_curves.csv", engine_io.metrics_csv(data["metrics"])
+    if fmt == "json":
+        config = {"spec": data["spec"], "status": data["status"]}
+        return f"{label}_config.json", json.dumps(config, indent=2)
+    system = data["system"]
+    if system is None:
+        spec = engine.RunSpec.from_dict(data["spec"])
+        system = build_system(spec.system, spec.seed)
+    if fmt == "pdb":
+        return f"{label}_final.pdb", engine_io.pdb_text(
+            system, np.asarray(data["x_final"], np.float64)
+        )
+    if fmt == "traj":
+        frames = np.stack([np.asarray(x, np.float64) for _, x in data["frames"]])
+        return f"{label}_trajectory.pdb", engine_io.pdb_text(system, frames)
+    raise ValueError(f"unknown export format {fmt!r}")

@@ -1,0 +1,51 @@
+"""Build the Dash app and its registry (one process, many threads; house style §2.11).
+
+``create_app(config)`` installs a fresh RunRegistry (re-indexing ``config.run_dir``) and returns
+the Dash app. Dash registers ``@callback`` functions with the first app created in a process,
+so there is one app per process: the server, a browser test, or the UI benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dash
+
+from . import jobs, layout
+from . import registry as reg
+from .config import ServerConfig
+from .registry import RunRegistry
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+
+
+def create_app(config: ServerConfig, runner=None) -> dash.Dash:
+    """The workbench app; ``runner`` replaces the engine (tests)."""
+    vendor = os.path.join(ASSETS, "vendor", "3Dmol-min.js")
+    if not os.path.isfile(vendor):
+        raise FileNotFoundError(
+            f"{vendor} is missing: run `make setup` (it fetches 3Dmol.js from npm)"
+        )
+    registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
+    registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
+    reg.install(registry)
+    from . import callbacks  # noqa: F401  (registers every @callback)
+
+    app = dash.Dash(
+        __name__,
+        assets_folder=ASSETS,
+        title="Slow-mode workbench",
+        serve_locally=True,  # every script and style from this server, never a CDN
+        update_title=None,
+    )
+    structures = jobs.list_structures(config.structure_dirs)
+    presets = _presets()
+    app.layout = lambda: layout.build(structures, presets, config.max_upload_bytes, config.poll_ms)
+    app.server.config["MAX_CONTENT_LENGTH"] = 4 * config.max_upload_bytes + 1_000_000
+    return app
+
+
+def _presets() -> dict:
+    from engine.presets import PRESETS
+
+    return PRESETS
