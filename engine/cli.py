@@ -93,7 +93,7 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--activation", choices=("tanh", "relu", "leaky_relu", "silu"), default="tanh")
-    p.add_argument("--propagation", choices=("psi", "psi-lambda"), default="psi-lambda")
+    p.add_argument("--propagation", choices=("psi", "psi-lambda"), default="psi")
     p.add_argument("--residual", choices=("none", "concat"), default="none")
     p.add_argument("--fit-x0", action="store_true", help="fit the GNN to x0 before optimizing")
     p.add_argument("--optimizer", choices=("adam", "sgd", "fire"), default="adam")

@@ -155,7 +155,8 @@ class ReparamConfig:
     kind: "none" (plain positions, GD), "linear" (CG, x = Psi z), "gnn".
     n_modes: k, the number of slow modes (None: ceil(n/4)).
     hidden: GNN width h; n_layers: graph layers 1..3; activation; residual "none"|"concat".
-    propagation: "psi" (A = Psi Psi^T, paper) or "psi-lambda" (Psi Lambda Psi^T, reference).
+    propagation: "psi" (A = Psi Psi^T, the paper's; default) or "psi-lambda" (Psi Lambda Psi^T,
+        the reference code's; its scale follows the per-pair-mean energy and so changes with n).
     fit_to_x0: fit the GNN output to x0 before optimizing (at most fit_steps Adam steps).
     """
 
@@ -165,7 +166,7 @@ class ReparamConfig:
     n_layers: int = 1
     activation: str = "tanh"
     residual: str = "none"
-    propagation: str = "psi-lambda"
+    propagation: str = "psi"
     self_init: str = "normal"
     fit_to_x0: bool = False
     fit_steps: int = 1000

@@ -56,9 +56,16 @@ def build_loop_system(cfg: SystemConfig, seed: int) -> System:
     )
 
 
+def safe_distance(d2):
+    """sqrt of squared distances with gradient 0 (not NaN) where two beads coincide exactly;
+    a GNN whose activations saturate can map several beads onto one point."""
+    positive = d2 > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
+
+
 def _pair_distances(x, pairs):
     d = x[pairs[:, 0]] - x[pairs[:, 1]]
-    return jnp.sqrt(jnp.sum(d * d, axis=-1))
+    return safe_distance(jnp.sum(d * d, axis=-1))
 
 
 def _sparse_term(term: PairTerm):
@@ -88,7 +95,7 @@ def _all_pairs_repulsion(n, mask_np, potential, scale):
     def energy(x):
         d = x[:, None, :] - x[None, :, :]
         d2 = jnp.sum(d * d, axis=-1)
-        r = jnp.sqrt(jnp.where(mask, d2, 1.0))  # where() keeps sqrt'(0) out of the gradient
+        r = safe_distance(jnp.where(mask, d2, 1.0))  # where() keeps the diagonal out
         return scale * jnp.sum(jnp.where(mask, potential(r), 0.0))
 
     return energy
@@ -146,7 +153,7 @@ def _cutoff_repulsion(n, mask_np, potential, scale, cutoff):
         valid = aux[:, 0] != aux[:, 1]
         d = x[aux[:, 0]] - x[aux[:, 1]]
         # padding rows are (0, 0): keep sqrt'(0) out of the gradient
-        r = jnp.sqrt(jnp.where(valid, jnp.sum(d * d, axis=-1), jnp.asarray(cutoff, x.dtype) ** 2))
+        r = safe_distance(jnp.where(valid, jnp.sum(d * d, axis=-1), jnp.asarray(cutoff, x.dtype) ** 2))
         v = jnp.where(valid & (r < cutoff), potential(r) - v_cut, 0.0)
         return scale * jnp.sum(v)
 

@@ -178,7 +178,10 @@ def run(
 
     def log(step_: int, stage_: int, x_np: np.ndarray, energy: float, gnorm: float) -> dict:
         row = {"step": step_, "stage": stage_, "wall_time_s": wall(), "energy": energy, "grad_norm": gnorm}
-        row.update(structure_metrics(x_np, system))
+        if np.all(np.isfinite(x_np)):
+            row.update(structure_metrics(x_np, system))
+        else:  # diverged positions: keep the columns, mark the metrics missing
+            row.update({k_: math.nan for k_ in columns if k_ not in row})
         for k_, v in row.items():
             columns.setdefault(k_, []).append(v)
         return row

@@ -142,3 +142,16 @@ def test_structure_metrics_on_ideal_layout():
     assert m["radius_of_gyration"] == pytest.approx(1.1 * np.sqrt((60**2 - 1) / 12), rel=1e-9)
     x[5] = x[4] + 0.1
     assert structure_metrics(x, system)["collapsed_pairs"] >= 1
+
+
+@pytest.mark.parametrize("repulsion", ["all-pairs", "random-subset", "cutoff"])
+def test_coincident_beads_give_finite_gradient(repulsion, key):
+    system = build_system(SystemConfig(kind="bond-lj-loop", n=50), seed=0)
+    model = make_energy(system, EnergyConfig(repulsion=repulsion, dtype="float64"))
+    x = np.array(system.x0)
+    x[1] = x[0]  # bonded pair on top of each other
+    x[30] = x[7]  # a repulsion pair too
+    x = jnp.asarray(x)
+    aux = model.aux_init(key, x)
+    assert np.all(np.isfinite(np.asarray(jax.grad(model.energy_fn)(x))))
+    assert np.all(np.isfinite(np.asarray(jax.grad(model.train_energy_fn)(x, aux))))
