@@ -188,7 +188,8 @@ def plot(table):
         for a in (ax, ax_ref):
             a.set_xlabel("wall time incl. slow modes (s)")
             a.set_ylabel("final energy")
-            a.legend(fontsize=7)
+            if a.get_legend_handles_labels()[0]:
+                a.legend(fontsize=7)
             a.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(RESULTS / "fig3.png", dpi=110)
