@@ -149,6 +149,7 @@ class RunRegistry:
         self._store = store or RunStore(config.run_dir)
         self._bundle_reader = bundle_reader
         self._lock = threading.Lock()
+        self._io_lock = threading.Lock()  # orders meta.json writes of one registry
         self._records: dict[str, _Record] = {}
         self._seq = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="wb-run")
@@ -250,8 +251,11 @@ class RunRegistry:
                 )
                 ids.append(run_id)
         for run_id in ids:
-            rec = self._records[run_id]
-            self._store.save_meta(run_id, self._meta(rec), rec.spec_dict)
+            with self._io_lock:
+                with self._lock:
+                    rec = self._records[run_id]
+                    meta, spec_dict = self._meta(rec), rec.spec_dict
+                self._store.save_meta(run_id, meta, spec_dict)
             self._pool.submit(self._execute, run_id)
         return ids
 
@@ -289,12 +293,10 @@ class RunRegistry:
                     time.time(),
                 )
                 rec.version += 1
-                meta = self._meta(rec)
             else:
                 rec.status, rec.started = "running", time.time()
                 rec.version += 1
-                meta = self._meta(rec)
-        self._store.save_meta(run_id, meta)
+        self._write_meta(run_id)
         if rec.status == "cancelled":
             return
         try:
@@ -406,7 +408,19 @@ class RunRegistry:
                 }
             rec.version += 1
 
+    def _write_meta(self, run_id: str) -> None:
+        """Write the current meta.json (serialized with _persist: the last write is the newest)."""
+        with self._io_lock:
+            with self._lock:
+                rec = self._records[run_id]
+                meta = self._meta(rec)
+            self._store.save_meta(run_id, meta)
+
     def _persist(self, run_id: str) -> None:
+        with self._io_lock:
+            self._persist_locked(run_id)
+
+    def _persist_locked(self, run_id: str) -> None:
         with self._lock:
             rec = self._records[run_id]
             meta, spec, view = self._meta(rec), rec.spec_dict, rec.view
@@ -475,10 +489,9 @@ class RunRegistry:
                 return False
             rec.shared = True
             rec.version += 1
-            meta = self._meta(rec)
-            save = rec.status in TERMINAL or rec.status == "running"
-        if save and rec.source != "cli":
-            self._store.save_meta(run_id, meta)
+            save = rec.source != "cli"
+        if save:
+            self._write_meta(run_id)
         return True
 
     # ---- reading -------------------------------------------------------------------------------
