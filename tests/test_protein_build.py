@@ -322,3 +322,15 @@ def test_unknown_model_and_sequence_mismatch():
         build_protein_system(_protein(sequence="GAG", model="amber-gbn2"), 0)
     with pytest.raises(StructureError, match="does not match"):
         build_protein_system(_protein(pdb="villin", sequence="GAG"), 0)
+
+
+def test_huge_sequence_is_refused_before_building():
+    with pytest.raises(StructureError, match=f"the limit is {MAX_HEAVY_ATOMS}"):
+        build_protein_system(_protein(sequence="W" * 400), 0)
+
+
+def test_single_residue_peptide():
+    with pytest.raises(StructureError, match="at least 2 residues"):
+        build_protein_system(_protein(sequence="A"), 0)
+    s = build_protein_system(_protein(sequence="A", model="residue"), 0)
+    assert s.n_atoms == 1

@@ -282,6 +282,8 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
     random.seed(0)
     try:
         used = modeller.addHydrogens(forcefield, pH=7.0, variants=variants, platform=reference)
+    except ValueError as err:  # no template for a residue: OpenMM's message names it
+        raise StructureError(f"cannot add hydrogens: {err}") from None
     finally:
         random.setstate(state)
     n_added = modeller.topology.getNumAtoms() - n_before
@@ -417,6 +419,31 @@ def _compact_coil(names: list[str], rng: np.random.Generator, n_draws: int = 24)
     return best
 
 
+# heavy atoms per residue (amber14 templates), for refusing huge sequences before building
+_HEAVY_PER_RESIDUE = dict(
+    zip(
+        "GASCDPNTEVQHMILKRFYW",
+        (4, 5, 6, 6, 8, 7, 8, 7, 9, 7, 9, 10, 8, 8, 8, 9, 11, 11, 12, 14),
+        strict=True,
+    )
+)
+
+
+def _check_sequence_size(seq: str) -> None:
+    if len(seq) < 2:
+        raise StructureError(
+            "system.sequence needs at least 2 residues for the all-atom model (amber14 has no "
+            "template for a free amino acid)"
+        )
+    heavy = sum(_HEAVY_PER_RESIDUE[c] for c in seq) + 1  # + the C-terminal OXT
+    if heavy > MAX_HEAVY_ATOMS:
+        raise StructureError(
+            f"system.sequence of {len(seq)} residues has {heavy} heavy atoms; the limit is "
+            f"{MAX_HEAVY_ATOMS} for the all-atom model (the residue model takes up to "
+            f"{peptide.MAX_SEQUENCE_LENGTH} residues)"
+        )
+
+
 def _backbone_topology(chains: list[list[str]], backbones: list[np.ndarray]):
     """openmm Topology + positions [n, 3] (nm) holding N, CA, C, O of each residue."""
     import openmm.app as app
@@ -514,6 +541,7 @@ def _build_allatom(cfg, seed, pdb_bytes, start_bytes) -> System:
         reference = native
     else:
         seq = peptide.parse_sequence(cfg.sequence)
+        _check_sequence_size(seq)
         label = f"peptide {seq if len(seq) <= 12 else seq[:10] + '...'}"
         chains = [[peptide.ONE_TO_THREE[c] for c in seq]]
         top0, pos0 = _backbone_topology(chains, _backbones(chains, "helix", seed))
