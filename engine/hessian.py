@@ -68,13 +68,34 @@ class PairCoefficients(NamedTuple):
     n_atoms: int
 
 
+def _potential_key(potential: Callable):
+    """Cache key under which equal potentials share a compiled function.
+
+    ``functools.partial(f, eps=0.01)`` objects built by two energy models are distinct but
+    equal in effect; keying on (f, args, keywords) lets them share one compilation.
+    """
+    if isinstance(potential, functools.partial):
+        try:
+            key = (potential.func, potential.args, tuple(sorted(potential.keywords.items())))
+            hash(key)
+            return key
+        except TypeError:
+            pass
+    return potential
+
+
 @functools.lru_cache(maxsize=64)
-def _term_coefficient_fn(potential: Callable) -> Callable:
+def _term_coefficient_fn(key) -> Callable:
     """Jitted (x, i, j, sw) -> (sw phi'(r)/r, sw phi''(r)) per pair, phi' and phi'' by jax.grad.
 
-    Cached per potential object, so repeated Hessians of one energy model (samples, solver
-    comparisons) compile once per pair-array shape.
+    Cached per potential (see ``_potential_key``), so repeated Hessians of one energy model
+    (samples, solver comparisons, new runs) compile once per pair-array shape.
     """
+    if isinstance(key, tuple):
+        func, args, keywords = key
+        potential = functools.partial(func, *args, **dict(keywords))
+    else:
+        potential = key
     dphi = jax.grad(lambda r: potential(r))
     d2phi = jax.grad(dphi)
 
@@ -124,7 +145,7 @@ def pair_coefficients(x, pair_terms: Sequence[PairTerm]) -> PairCoefficients:
             )
         weights = np.broadcast_to(np.asarray(term.weights, dtype=np.float64), (len(pairs),))
         i, j = pairs[:, 0], pairs[:, 1]
-        d1, d2 = _term_coefficient_fn(term.potential)(
+        d1, d2 = _term_coefficient_fn(_potential_key(term.potential))(
             jnp.asarray(x), jnp.asarray(i), jnp.asarray(j), jnp.asarray(float(term.scale) * weights)
         )
         parts_i.append(i)
@@ -253,19 +274,27 @@ def block_norms(h: np.ndarray) -> np.ndarray:
 
 
 def _hvp_batch_size(n_atoms: int) -> int:
-    return int(np.clip(_HVP_BATCH_BUDGET // max(n_atoms * n_atoms * 8, 1), 1, 64))
+    return int(np.clip(_HVP_BATCH_BUDGET // max(n_atoms * n_atoms * 8, 1), 1, 3 * n_atoms))
 
 
-def make_hvp_fn(energy_fn: EnergyFn, x) -> Callable[[np.ndarray], np.ndarray]:
+def make_hvp_fn(
+    energy_fn: EnergyFn, x, *, block_size: int = 8
+) -> Callable[[np.ndarray], np.ndarray]:
     """Matrix-free Hessian products at x: forward-over-reverse (jvp of grad), jitted.
+
+    Columns are processed ``block_size`` at a time (the last block zero-padded), so the
+    function compiles once whatever the number of columns an iterative solver passes.
 
     Args:
       energy_fn: x [n_atoms, 3] -> scalar energy.
       x: [n_atoms, 3] positions where the Hessian is taken.
+      block_size: columns per vmapped evaluation, >= 1.
 
     Returns:
       hvp_fn: V [3n] or [3n, m] -> H V of the same shape, float64 numpy.
     """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1; got {block_size}")
     x = jnp.asarray(_as_positions(x))
     n = x.shape[0]
     grad_fn = jax.grad(energy_fn)
@@ -279,10 +308,37 @@ def make_hvp_fn(energy_fn: EnergyFn, x) -> Callable[[np.ndarray], np.ndarray]:
         v = np.asarray(v, dtype=np.float64)
         if v.shape[0] != 3 * n or v.ndim not in (1, 2):
             raise ValueError(f"v must have shape ({3 * n},) or ({3 * n}, m); got {v.shape}")
-        out = block(x, jnp.asarray(v.reshape(3 * n, -1)))
-        return np.asarray(out, dtype=np.float64).reshape(v.shape)
+        cols = v.reshape(3 * n, -1)
+        m = cols.shape[1]
+        padded = np.zeros((3 * n, -(-m // block_size) * block_size))
+        padded[:, :m] = cols
+        out = np.concatenate(
+            [
+                np.asarray(block(x, jnp.asarray(padded[:, c : c + block_size])))
+                for c in range(0, padded.shape[1], block_size)
+            ],
+            axis=1,
+        )
+        return out[:, :m].reshape(v.shape)
 
     return hvp_fn
+
+
+@functools.lru_cache(maxsize=8)
+def _hessian_columns_fn(energy_fn: EnergyFn, n_atoms: int, batch_size: int) -> Callable:
+    """Jitted x -> [3n, 3n] stack of H e_i, cached so samples of one energy compile once."""
+    n_dof = 3 * n_atoms
+    grad_fn = jax.grad(energy_fn)
+
+    @jax.jit
+    def columns(x0):
+        def column(idx):
+            e = jax.nn.one_hot(idx, n_dof, dtype=x0.dtype).reshape(n_atoms, 3)
+            return jax.jvp(grad_fn, (x0,), (e,))[1].reshape(-1)
+
+        return jax.lax.map(column, jnp.arange(n_dof), batch_size=min(batch_size, n_dof))
+
+    return columns
 
 
 def autodiff_hessian(energy_fn: EnergyFn, x, *, batch_size: int | None = None) -> np.ndarray:
@@ -291,7 +347,8 @@ def autodiff_hessian(energy_fn: EnergyFn, x, *, batch_size: int | None = None) -
     Args:
       energy_fn: x [n_atoms, 3] -> scalar energy.
       x: [n_atoms, 3] positions.
-      batch_size: HVPs evaluated together (None: sized for an all-pairs energy, <= 64).
+      batch_size: HVPs evaluated together (None: sized for an all-pairs energy's
+        [n, n] temporaries; all 3n at once for small systems).
 
     Returns:
       [3n, 3n] float64, symmetrised ((H + H^T) / 2), row 3i + c.
@@ -301,21 +358,10 @@ def autodiff_hessian(energy_fn: EnergyFn, x, *, batch_size: int | None = None) -
     """
     x = jnp.asarray(_as_positions(x))
     n = x.shape[0]
-    n_dof = 3 * n
-    bs = batch_size or _hvp_batch_size(n)
-    if bs < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    grad_fn = jax.grad(energy_fn)
-
-    @jax.jit
-    def columns(x0):
-        def column(idx):
-            e = jax.nn.one_hot(idx, n_dof, dtype=x0.dtype).reshape(n, 3)
-            return jax.jvp(grad_fn, (x0,), (e,))[1].reshape(-1)
-
-        return jax.lax.map(column, jnp.arange(n_dof), batch_size=min(bs, n_dof))
-
-    h = np.asarray(columns(x), dtype=np.float64)
+    bs = batch_size or _hvp_batch_size(n)
+    h = np.asarray(_hessian_columns_fn(energy_fn, n, bs)(x), dtype=np.float64)
     return 0.5 * (h + h.T)
 
 

@@ -39,6 +39,7 @@ Solvers (``cfg.solver``), all on a dense Hessian (analytic pair blocks when
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 
@@ -123,30 +124,42 @@ def sample_configurations(system: System, cfg: ModesConfig, x: np.ndarray, rng) 
     return init_sigma * noise * scales
 
 
+@functools.lru_cache(maxsize=4)
+def _value_and_grad_fn(energy_fn):
+    """Jitted value_and_grad, cached so repeated relaxations of one energy compile once."""
+    return jax.jit(jax.value_and_grad(energy_fn))
+
+
 def relax(
     model: EnergyModel,
     x: np.ndarray,
     *,
-    max_steps: int = RELAX_MAX_STEPS,
-    max_seconds: float = RELAX_MAX_SECONDS,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """A short L-BFGS relaxation of ``model.energy_fn`` (float64).
+
+    Stops when max|g| <= RELAX_GTOL_REL * max|g(x)|, after ``max_steps`` iterations, after
+    ``max_seconds``, or when the line search fails (gradient at rounding level).
 
     Args:
       model: the energy.
       x: [n_atoms, 3] start (length units).
-      max_steps: L-BFGS iteration bound, >= 0.
-      max_seconds: wall-clock bound, > 0.
+      max_steps: L-BFGS iteration bound, >= 0 (None: RELAX_MAX_STEPS).
+      max_seconds: wall-clock bound, > 0 (None: RELAX_MAX_SECONDS).
 
     Returns:
-      (x_relaxed [n_atoms, 3], number of L-BFGS iterations).
+      (x_relaxed [n_atoms, 3], number of L-BFGS iterations); x itself if the relaxation
+      produced non-finite positions.
     """
+    max_steps = RELAX_MAX_STEPS if max_steps is None else max_steps
+    max_seconds = RELAX_MAX_SECONDS if max_seconds is None else max_seconds
     if max_steps < 0:
         raise ValueError(f"max_steps must be >= 0, got {max_steps}")
     if not max_seconds > 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
     shape = x.shape
-    value_and_grad = jax.jit(jax.value_and_grad(model.energy_fn))
+    value_and_grad = _value_and_grad_fn(model.energy_fn)
 
     def fun(flat):
         e, g = value_and_grad(flat.reshape(shape))
@@ -541,9 +554,12 @@ def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, w
     hvp_fn = hess.make_hvp_fn(model.energy_fn, x)
     rigid_basis = translations
     if cfg.at != "samples" and rotations.shape[1]:
-        hr = hvp_fn(rotations)
-        scale = float(np.max(np.abs(hvp_fn(np.eye(n_dof, 8))).sum(axis=0))) or 1.0
-        if np.max(np.linalg.norm(hr, axis=0)) <= ROTATION_TOL * scale:
+        # ||H||_2 by a few block power iterations (>= ||H||_inf / sqrt(N) is all we need).
+        v = rng.standard_normal((n_dof, 4))
+        for _ in range(10):
+            v, _ = np.linalg.qr(hvp_fn(v))
+        scale = float(np.linalg.norm(hvp_fn(v), axis=0).max()) or 1.0
+        if np.max(np.linalg.norm(hvp_fn(rotations), axis=0)) <= ROTATION_TOL * scale:
             rigid_basis = np.hstack([translations, rotations])
     n_rigid = rigid_basis.shape[1]
     rigid_values = np.einsum("ik,ik->k", rigid_basis, hvp_fn(rigid_basis))

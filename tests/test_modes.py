@@ -1,0 +1,296 @@
+"""Slow modes: constructions, rigid-body handling, solver agreement, determinism."""
+
+import functools
+
+import numpy as np
+import pytest
+from scipy.linalg import subspace_angles
+
+from engine import hessian as hs
+from engine import modes as md
+from engine.config import EnergyConfig, ModesConfig, SystemConfig
+from engine.loops import initial_positions, loop_pairs, make_loop_energy
+from engine.systems import build_system, make_energy
+from engine.types import SlowModes, System
+
+N_ATOMS = 60
+K = 12
+
+
+@functools.lru_cache(maxsize=None)
+def _loop(kind: str):
+    system = build_system(SystemConfig(kind=kind, n=N_ATOMS, loop_stride=5), seed=2)
+    return system, make_energy(system, EnergyConfig(dtype="float64"))
+
+
+@functools.lru_cache(maxsize=None)
+def _braced_loop():
+    """A 20-bead loop with contacts at strides 2, 3 and 4: rigid, so its minimum has exactly
+    six zero modes (the paper's single-stride loops have many floppy near-zero modes)."""
+    n = 20
+    bonds, _ = loop_pairs(n, 2)
+    loops = np.concatenate([loop_pairs(n, s)[1] for s in (2, 3, 4)])
+    system = System(
+        name="braced loop", kind="loop", x0=initial_positions(n, 0, 0.5), bonds=bonds,
+        meta={"system": "bond-lj-loop", "loop_pairs": loops.tolist(), "loop_stride": 2,
+              "loop_strength": 0.1},
+    )  # fmt: skip
+    return system, make_loop_energy(system, EnergyConfig(dtype="float64", soft_core="monotone"))
+
+
+@functools.lru_cache(maxsize=None)
+def _braced_minimum():
+    system, model = _braced_loop()
+    return md.relax(model, system.x0)[0]
+
+
+def _modes(kind, n_modes=K, **cfg) -> SlowModes:
+    system, model = _loop(kind)
+    return md.slow_modes(system, model, ModesConfig(**cfg), n_modes, seed=0)
+
+
+def _check_contract(m: SlowModes, n_dof: int, k: int, space: str):
+    assert m.vectors.shape == (n_dof, k) and m.vectors.dtype == np.float64
+    assert m.values.shape == (k,) and m.rigid.shape == (k,) and m.rigid.dtype == bool
+    assert m.space == space and m.seconds >= 0 and isinstance(m.method, str)
+    np.testing.assert_allclose(m.vectors.T @ m.vectors, np.eye(k), atol=1e-10)
+
+
+# ---- block-Laplacian (reference) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bond-lj-loop", "lj-loop"])
+def test_block_laplacian_keeps_the_constant_mode(kind):
+    system, model = _loop(kind)
+    m = md.slow_modes(system, model, ModesConfig(method="block-laplacian", at="x0"), K)
+    _check_contract(m, N_ATOMS, K, "node")
+    assert m.method.startswith("block-laplacian@x0/pair-blocks/")
+    # Column 0 is the constant vector (Laplacian eigenvalue 0), the only rigid mode.
+    np.testing.assert_allclose(np.abs(m.vectors[:, 0]), 1 / np.sqrt(N_ATOMS), rtol=1e-12)
+    assert m.rigid.tolist() == [True] + [False] * (K - 1)
+    k_mat = hs.pair_block_norms(system.x0, model.pair_terms)
+    lap = np.diag(k_mat.sum(axis=1)) - k_mat
+    lap_values = np.einsum("ik,ik->k", m.vectors, lap @ m.vectors)
+    assert abs(lap_values[0]) <= 1e-12 * np.abs(lap).max()
+    assert np.all(np.diff(lap_values) >= -1e-12 * np.abs(lap).max())  # Laplacian order
+    # Values are the reference's Rayleigh quotients of K, clamped at 0 (method.md §4.1, 9.1).
+    np.testing.assert_allclose(
+        m.values, np.maximum(np.einsum("ik,ik->k", m.vectors, k_mat @ m.vectors), 0.0),
+        rtol=1e-10,
+    )  # fmt: skip
+    np.testing.assert_allclose(m.values[0], k_mat.sum() / N_ATOMS, rtol=1e-10)
+
+
+def test_block_laplacian_samples_average_reference_configurations():
+    system, model = _loop("bond-lj-loop")
+    cfg = ModesConfig(method="block-laplacian", at="samples")
+    m = md.slow_modes(system, model, cfg, K, seed=5)
+    assert "samples(10)" in m.method  # Bond+LJ reference: 10 samples
+    xs = md.sample_configurations(system, cfg, system.x0, np.random.default_rng(5))
+    k_mat = np.mean([hs.pair_block_norms(x, model.pair_terms) for x in xs], axis=0)
+    lap = np.diag(k_mat.sum(axis=1)) - k_mat
+    w, v = np.linalg.eigh(lap)
+    assert np.max(subspace_angles(m.vectors, v[:, :K])) < 1e-8
+    assert m.rigid[0] and m.rigid.sum() == 1
+
+
+def test_keep_rigid_false_drops_the_constant_mode():
+    m = _modes("lj-loop", method="block-laplacian", at="x0", keep_rigid=False)
+    _check_contract(m, N_ATOMS, K, "node")
+    assert not m.rigid.any()
+    np.testing.assert_allclose(m.vectors.sum(axis=0), 0.0, atol=1e-10)
+
+
+# ---- full Hessian -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("at", ["x0", "samples"])
+def test_hessian_modes_sorted_with_translations_flagged(at):
+    system, model = _loop("lj-loop")
+    m = md.slow_modes(system, model, ModesConfig(method="hessian", at=at), K)
+    _check_contract(m, 3 * N_ATOMS, K, "cartesian")
+    assert np.all(np.diff(np.abs(m.values)) >= 0)
+    # Away from a stationary point only the three translations are zero modes.
+    assert m.rigid.sum() == 3
+    translations, _ = md.rigid_body_basis(system.x0)
+    assert np.max(subspace_angles(m.vectors[:, m.rigid], translations)) < 1e-10
+    h = hs.pair_hessian(system.x0, model.pair_terms) if at == "x0" else None
+    if h is not None:  # the non-rigid columns are eigenvectors of H with these values
+        v = m.vectors[:, ~m.rigid]
+        res = np.linalg.norm(h @ v - v * m.values[~m.rigid], axis=0)
+        assert res.max() <= 1e-9 * np.abs(h).sum(axis=1).max()
+
+
+def test_minimum_has_six_rigid_zero_modes():
+    system, model = _braced_loop()
+    x_min = _braced_minimum()
+    m = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0"), 10, x=x_min)
+    scale = np.abs(m.values).max()
+    assert m.rigid[:6].all() and not m.rigid[6:].any()
+    assert np.all(np.abs(m.values[:6]) <= 1e-6 * scale)
+    assert np.all(np.abs(m.values[6:]) >= 1e-3 * scale)
+    # The raw Hessian there has the rigid-body subspace as its near-null space.
+    w, v = np.linalg.eigh(hs.pair_hessian(x_min, model.pair_terms))
+    near_zero = np.abs(w) <= 1e-6 * scale
+    assert near_zero.sum() == 6
+    assert np.max(subspace_angles(v[:, near_zero], m.vectors[:, :6])) < 1e-4
+
+
+def test_at_minimum_relaxes_first(monkeypatch):
+    system, model = _braced_loop()
+    monkeypatch.setattr(md, "RELAX_MAX_STEPS", 40)
+    m = md.slow_modes(system, model, ModesConfig(method="hessian", at="minimum"), 10)
+    assert "minimum(40 L-BFGS steps)" in m.method
+    x_relaxed, steps = md.relax(model, system.x0)
+    assert steps == 40
+    assert model.energy_fn(x_relaxed) < model.energy_fn(system.x0)
+
+
+def test_keep_rigid_false_excludes_rigid_body_motion():
+    m = _modes("bond-lj-loop", method="hessian", at="x0", keep_rigid=False)
+    _check_contract(m, 3 * N_ATOMS, K, "cartesian")
+    assert not m.rigid.any()
+    translations, _ = md.rigid_body_basis(_loop("bond-lj-loop")[0].x0)
+    np.testing.assert_allclose(translations.T @ m.vectors, 0.0, atol=1e-10)
+
+
+# ---- solvers ------------------------------------------------------------------------------
+
+
+def _gap_k(values_abs_sorted, k_min, k_max):
+    """A mode count in [k_min, k_max] with the largest relative gap after it."""
+    ratios = values_abs_sorted[k_min : k_max + 1] / values_abs_sorted[k_min - 1 : k_max]
+    return k_min + int(np.argmax(ratios))
+
+
+@pytest.mark.parametrize(
+    "kind,method,at",
+    [
+        ("bond-lj-loop", "hessian", "x0"),
+        ("lj-loop", "hessian", "samples"),
+        ("lj-loop", "block-laplacian", "samples"),
+    ],
+)
+def test_dense_and_iterative_solvers_agree(kind, method, at):
+    system, model = _loop(kind)
+    n_dof = N_ATOMS if method == "block-laplacian" else 3 * N_ATOMS
+    base = ModesConfig(method=method, at=at, solver="dense")
+    full = md.slow_modes(system, model, base, n_dof // 2)
+    k = _gap_k(np.abs(full.values), 8, 20)  # compare subspaces where they are well defined
+    dense = md.slow_modes(system, model, base, k)
+    it = md.slow_modes(system, model, ModesConfig(method=method, at=at, solver="iterative"), k)
+    assert "dense-eigh" in dense.method and "shift-invert" in it.method
+    assert "not converged" not in it.method
+    free = ~dense.rigid
+    np.testing.assert_array_equal(dense.rigid, it.rigid)
+    np.testing.assert_allclose(it.values[free], dense.values[free], rtol=1e-6)
+    assert np.max(subspace_angles(dense.vectors, it.vectors)) < 1e-6
+
+
+def test_shift_invert_finds_interior_eigenvalues_of_indefinite_matrices():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    w = np.concatenate([np.linspace(-1.0, -0.01, 150), np.linspace(0.005, 2.0, 150)])
+    a = (q * w) @ q.T
+    values, vectors, desc = md.shift_invert_lowest(
+        a, 10, psd_hint=True, rng=rng, scale=float(np.abs(a).sum(axis=1).max())
+    )
+    want = np.sort(w[np.argsort(np.abs(w))[:10]])
+    np.testing.assert_allclose(values, want, rtol=1e-10)
+    assert "lu" in desc  # Cholesky was tried and refused
+    dense_values, _, _ = md.dense_lowest(a, 10, psd_hint=False)
+    np.testing.assert_allclose(dense_values, want, rtol=1e-10)
+
+
+def test_matrix_free_lobpcg_path(monkeypatch):
+    system, model = _braced_loop()
+    model = model._replace(pair_terms=None)
+    cfg = ModesConfig(method="hessian", at="x0")
+    dense = md.slow_modes(system, model, cfg, 10, x=_braced_minimum())
+    monkeypatch.setattr(md, "AUTODIFF_DENSE_MAX_ATOMS", 5)
+    free = md.slow_modes(system, model, cfg, 10, x=_braced_minimum())
+    assert "/autodiff/" in dense.method
+    assert "autodiff-hvp/lobpcg" in free.method and "not converged" not in free.method
+    np.testing.assert_array_equal(free.rigid, dense.rigid)
+    assert free.rigid.sum() == 6
+    np.testing.assert_allclose(free.values[6:], dense.values[6:], rtol=1e-6)
+
+
+def test_auto_solver_choice():
+    assert md._pick_solver("auto", md.AUTO_DENSE_MAX_DOF, 5) == "dense"
+    assert md._pick_solver("auto", 3000, 20) == "iterative"
+    assert md._pick_solver("auto", 3000, 1000) == "dense"
+    assert md._pick_solver("iterative", 100, 99) == "iterative"
+
+
+# ---- determinism, energies without pair terms, sampling, validation -----------------------
+
+
+@pytest.mark.parametrize("method", ["block-laplacian", "hessian"])
+def test_deterministic_given_seed(method):
+    system, model = _loop("lj-loop")
+    cfg = ModesConfig(method=method, at="samples", solver="iterative", n_samples=3)
+    a = md.slow_modes(system, model, cfg, K, seed=7)
+    b = md.slow_modes(system, model, cfg, K, seed=7)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    np.testing.assert_array_equal(a.values, b.values)
+    c = md.slow_modes(system, model, cfg, K, seed=8)
+    assert not np.allclose(a.values, c.values)
+
+
+@pytest.mark.parametrize("method", ["block-laplacian", "hessian"])
+def test_energy_without_pair_terms_uses_autodiff(method):
+    system, model = _loop("bond-lj-loop")
+    cfg = ModesConfig(method=method, at="x0")
+    ref = md.slow_modes(system, model, cfg, K)
+    ad = md.slow_modes(system, model._replace(pair_terms=None), cfg, K)
+    assert "/autodiff/" in ad.method and "/pair-blocks/" in ref.method
+    np.testing.assert_array_equal(ad.rigid, ref.rigid)
+    free = ~ref.rigid
+    np.testing.assert_allclose(ad.values[free], ref.values[free], rtol=1e-6)
+    assert np.max(subspace_angles(ad.vectors, ref.vectors)) < 1e-6
+
+
+def test_sampling_scales_and_overrides():
+    system, _ = _loop("lj-loop")
+    rng = np.random.default_rng(0)
+    xs = md.sample_configurations(system, ModesConfig(), system.x0, rng)
+    assert xs.shape == (40, N_ATOMS, 3)
+    sigma = N_ATOMS ** (1 / 3) / 2
+    stds = xs.reshape(40, -1).std(axis=1) / sigma
+    np.testing.assert_allclose(stds, np.linspace(0.01, 0.2, 40), rtol=0.15)
+    cfg = ModesConfig(n_samples=4, sample_scale_min=1.0, sample_scale_max=2.0)
+    xs = md.sample_configurations(system, cfg, system.x0, rng)
+    np.testing.assert_allclose(xs.reshape(4, -1).std(axis=1) / sigma, [1, 4 / 3, 5 / 3, 2], rtol=0.15)
+    protein = System(name="p", kind="protein", x0=system.x0, bonds=system.bonds)
+    xs = md.sample_configurations(protein, ModesConfig(), system.x0, rng)
+    step = (xs - system.x0).reshape(10, -1).std(axis=1) / (np.std(system.x0) / 10)
+    np.testing.assert_allclose(step, np.linspace(0.2, 1.0, 10), rtol=0.15)
+    other = System(name="o", kind="loop", x0=system.x0, bonds=system.bonds, meta={"system": "x"})
+    with pytest.raises(ValueError, match=r"system.meta\['system'\] must be one of"):
+        md.sample_configurations(other, ModesConfig(), system.x0, rng)
+    with pytest.raises(ValueError, match="sample_scale_min must be <="):
+        md.sample_configurations(system, ModesConfig(sample_scale_min=2.0, sample_scale_max=1.0),
+                                 system.x0, rng)  # fmt: skip
+
+
+def test_rigid_body_basis():
+    x = np.random.default_rng(0).standard_normal((7, 3))
+    t, r = md.rigid_body_basis(x)
+    basis = np.hstack([t, r])
+    np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-12)
+    line = np.outer(np.arange(5.0), [1.0, 2.0, 0.5])
+    assert md.rigid_body_basis(line)[1].shape == (15, 2)  # collinear: 5 rigid modes
+
+
+def test_invalid_arguments_raise():
+    system, model = _loop("lj-loop")
+    cfg = ModesConfig(method="block-laplacian", at="x0")
+    with pytest.raises(ValueError, match=r"n_modes must be in \[1, 60\]"):
+        md.slow_modes(system, model, cfg, 0)
+    with pytest.raises(ValueError, match=r"n_modes must be in \[1, 180\]"):
+        md.slow_modes(system, model, ModesConfig(method="hessian", at="x0"), 181)
+    with pytest.raises(ValueError, match="n_modes must be an integer"):
+        md.slow_modes(system, model, cfg, 2.5)
+    with pytest.raises(ValueError, match=r"x must have shape \(60, 3\)"):
+        md.slow_modes(system, model, cfg, 3, x=np.zeros((59, 3)))
