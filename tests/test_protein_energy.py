@@ -67,6 +67,12 @@ def trpcage():
 
 
 @pytest.fixture(scope="module")
+def small():
+    """Met-enkephalin from sequence (75 atoms): cheap to compile for the structural tests."""
+    return build_protein_system(SystemConfig(kind="protein", sequence="YGGFM"), 0)
+
+
+@pytest.fixture(scope="module")
 def peptide():
     return build_protein_system(SystemConfig(kind="protein", sequence=ALL_AA, start="extended"), 0)
 
@@ -111,7 +117,8 @@ def test_terms_match_openmm_force_groups(peptide):
     assert terms["total"] == pytest.approx(sum(v for k, v in terms.items() if k != "total"))
 
 
-def test_parameters_found_by_type_not_index(peptide):
+def test_parameters_found_by_type_not_index(small):
+    peptide = small
     system = peptide.payload["openmm_system"]
     shuffled = openmm.System()
     for i in range(system.getNumParticles()):
@@ -131,7 +138,8 @@ def test_unsupported_force_is_rejected(peptide):
         amber_parameters(system)
 
 
-def test_energy_model_interface_and_float32(peptide):
+def test_energy_model_interface_and_float32(small):
+    peptide = small
     model = make_protein_energy(peptide, EnergyConfig(dtype="float32"))
     assert model.pair_terms is None and model.aux_update is None
     aux = model.aux_init(jax.random.PRNGKey(0), peptide.x0)
@@ -144,14 +152,17 @@ def test_energy_model_interface_and_float32(peptide):
     assert np.all(np.isfinite(np.asarray(g32)))
 
 
-def test_blocked_pair_sums_equal_single_block(peptide, monkeypatch):
+def test_blocked_pair_sums_equal_single_block(small, monkeypatch):
+    peptide = small
     from engine.protein import amber
 
     params = amber_parameters(peptide.payload["openmm_system"])
     x = jnp.asarray(peptide.x0)
     single = jax.jit(jax.value_and_grad(make_amber_fns(params)[0]))(x)
     monkeypatch.setattr(amber, "_SINGLE_BLOCK_PAIRS", 0)
-    monkeypatch.setattr(amber, "_BLOCK_ELEMENTS", 37 * params.n_atoms)  # blocks of 37 rows, padded
+    monkeypatch.setattr(
+        amber, "_BLOCK_ELEMENTS", 31 * params.n_atoms
+    )  # 3 blocks of 31 rows, padded
     blocked = jax.jit(jax.value_and_grad(make_amber_fns(params)[0]))(x)
     assert float(blocked[0]) == pytest.approx(float(single[0]), rel=1e-12)
     np.testing.assert_allclose(np.asarray(blocked[1]), np.asarray(single[1]), rtol=1e-9, atol=1e-9)
