@@ -293,7 +293,8 @@ def torsion_energy(x, idx, periodicity, phase, k):
 def lj_coulomb_pairs(r, qq, sigma, eps):
     """LJ + Coulomb energy of explicit pairs: r, qq (e^2), sigma (nm), eps (kJ/mol), all [m]."""
     s6 = (sigma / r) ** 6
-    return 4.0 * eps * (s6 * s6 - s6), COULOMB * qq / r
+    # s6 (s6 - 1) rather than s6^2 - s6: +inf, not inf - inf = NaN, for overlapping atoms
+    return 4.0 * eps * s6 * (s6 - 1.0), COULOMB * qq / r
 
 
 # ---- all-pairs terms in row blocks -------------------------------------------------------
@@ -359,7 +360,7 @@ def make_amber_fns(params: AmberParameters) -> tuple[Callable, Callable]:
         s = 0.5 * (sig[ri][:, None] + sig[None, :])
         e = jnp.sqrt(eps[ri][:, None] * eps[None, :])
         s6 = (s / r) ** 6
-        lj = jnp.where(upper, 4.0 * e * (s6 * s6 - s6), 0.0)
+        lj = jnp.where(upper, 4.0 * e * s6 * (s6 - 1.0), 0.0)
         coul = jnp.where(upper, q[ri][:, None] * q[None, :] / r, 0.0)
         return jnp.sum(lj), COULOMB * jnp.sum(coul)
 

@@ -95,7 +95,7 @@ def _pair_energies(x, params):
     r = jnp.sqrt(jnp.where(mask, jnp.sum(d * d, axis=-1), 1.0))  # safe where masked
     dt = x.dtype
     s6 = (jnp.asarray(params["sigma"], dt) / r) ** 6
-    vdw = 4.0 * VDW_EPSILON * (s6 * s6 - s6)
+    vdw = 4.0 * VDW_EPSILON * s6 * (s6 - 1.0)
     hb = -jnp.asarray(params["hbond"], dt) * jnp.exp(-((r - HBOND_R) ** 2) / (2 * HBOND_WIDTH**2))
     hp = -jnp.asarray(params["hydrophobic"], dt) * jnp.exp(
         -((r - HYDROPHOBIC_R) ** 2) / (2 * HYDROPHOBIC_WIDTH**2)
