@@ -1,9 +1,10 @@
 """Hessians of energies: analytic 3x3 pair blocks, block-norm force constants, autodiff.
 
 Contract:
-- ``pair_coefficients(x, pair_terms) -> PairCoefficients``: per-pair radial derivatives of a
-  pure pair-potential energy (``EnergyModel.pair_terms``), the ingredients of every analytic
-  object below.
+- ``pair_coefficients(x, pair_terms) -> (d1, d2)``: radial derivatives of a pure
+  pair-potential energy (``EnergyModel.pair_terms``) summed per atom pair on the [n, n]
+  grid, the ingredients of every analytic object below. ``make_pair_plan`` prepares the
+  terms once for repeated evaluations (samples).
 - ``pair_hessian(x, pair_terms) -> [3n, 3n]`` dense Hessian assembled from 3x3 pair blocks;
   ``pair_block_norms(x, pair_terms) -> [n, n]`` the Frobenius norms of those blocks (the
   reference's force-constant matrix K, method.md §4.1) without building the 3n x 3n matrix.
@@ -51,21 +52,22 @@ ROW_CHUNK = 128
 _HVP_BATCH_BUDGET = 2**24
 
 
-class PairCoefficients(NamedTuple):
-    """Radial derivatives of a pair energy, one row per (term, pair).
+class PairPlan(NamedTuple):
+    """Configuration-independent form of a pair energy, prepared once per energy model.
+
+    Terms touching more than ``DENSE_TERM_FRACTION`` of all atom pairs (the all-pairs
+    repulsion) are kept as dense symmetric weight matrices and evaluated on the [n, n]
+    distance grid; the others (bonds, loop contacts) as pair lists.
 
     Fields:
-      i, j: [m] int atom indices (i != j; pairs may repeat across terms).
-      d1: [m] scale * w * phi'(r) / r, energy / length^2.
-      d2: [m] scale * w * phi''(r), energy / length^2.
       n_atoms: number of atoms.
+      sparse: tuple of (potential key, i [m] int, j [m] int, scale * weights [m]).
+      dense: tuple of (potential key, [n, n] symmetric scale * weights, zero diagonal).
     """
 
-    i: np.ndarray
-    j: np.ndarray
-    d1: np.ndarray
-    d2: np.ndarray
     n_atoms: int
+    sparse: tuple
+    dense: tuple
 
 
 def _potential_key(potential: Callable):
@@ -84,28 +86,111 @@ def _potential_key(potential: Callable):
     return potential
 
 
-@functools.lru_cache(maxsize=64)
-def _term_coefficient_fn(key) -> Callable:
-    """Jitted (x, i, j, sw) -> (sw phi'(r)/r, sw phi''(r)) per pair, phi' and phi'' by jax.grad.
-
-    Cached per potential (see ``_potential_key``), so repeated Hessians of one energy model
-    (samples, solver comparisons, new runs) compile once per pair-array shape.
-    """
+def _potential_from_key(key) -> Callable:
     if isinstance(key, tuple):
         func, args, keywords = key
-        potential = functools.partial(func, *args, **dict(keywords))
-    else:
-        potential = key
+        return functools.partial(func, *args, **dict(keywords))
+    return key
+
+
+def _radial_derivatives(key):
+    """Elementwise phi'(r) and phi''(r) of a scalar potential, by jax.grad (never by hand)."""
+    potential = _potential_from_key(key)
     dphi = jax.grad(lambda r: potential(r))
     d2phi = jax.grad(dphi)
+    return jax.vmap(dphi), jax.vmap(d2phi)
+
+
+@functools.lru_cache(maxsize=64)
+def _sparse_term_fn(key) -> Callable:
+    """Jitted (x, i, j, sw) -> (sw phi'(r)/r, sw phi''(r)) per listed pair.
+
+    Cached per potential (see ``_potential_key``): repeated Hessians of one energy model
+    (samples, solver comparisons, new runs) compile once per pair-array shape.
+    """
+    dphi, d2phi = _radial_derivatives(key)
 
     @jax.jit
     def coefficients(x, i, j, sw):
         d = x[i] - x[j]
         r = jnp.maximum(jnp.sqrt(jnp.sum(d * d, axis=-1)), MIN_DISTANCE)
-        return sw * jax.vmap(dphi)(r) / r, sw * jax.vmap(d2phi)(r)
+        return sw * dphi(r) / r, sw * d2phi(r)
 
     return coefficients
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_term_fn(key) -> Callable:
+    """Jitted (x, w [n, n]) -> (w phi'(r)/r, w phi''(r)) on the full distance grid.
+
+    Grid points with w == 0 (the diagonal, excluded pairs) give exactly 0.
+    """
+    dphi, d2phi = _radial_derivatives(key)
+
+    @jax.jit
+    def coefficients(x, w):
+        d = x[:, None, :] - x[None, :, :]
+        active = w != 0
+        r = jnp.sqrt(jnp.where(active, jnp.sum(d * d, axis=-1), 1.0))
+        r = jnp.maximum(r, MIN_DISTANCE)
+        g1 = dphi(r.reshape(-1)).reshape(r.shape)
+        g2 = d2phi(r.reshape(-1)).reshape(r.shape)
+        return jnp.where(active, w * g1 / r, 0.0), jnp.where(active, w * g2, 0.0)
+
+    return coefficients
+
+
+# Terms with more pairs than this fraction of n (n - 1) / 2 are evaluated on the dense grid.
+DENSE_TERM_FRACTION = 0.25
+
+
+def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
+    """Prepare pair terms for repeated Hessian evaluations (see ``PairPlan``).
+
+    Args:
+      pair_terms: the energy as pair terms (``EnergyModel.pair_terms``).
+      n_atoms: number of atoms, >= 1.
+
+    Returns:
+      PairPlan; terms with scale 0 or no pairs are dropped.
+
+    Raises:
+      ValueError: a term's pairs are out of range or pair an atom with itself.
+    """
+    n = int(n_atoms)
+    if n < 1:
+        raise ValueError(f"n_atoms must be >= 1; got {n_atoms}")
+    sparse, dense = [], []
+    for t, term in enumerate(pair_terms):
+        pairs = np.asarray(term.pairs, dtype=np.int64).reshape(-1, 2)
+        if pairs.size == 0 or float(term.scale) == 0.0:
+            continue
+        if pairs.min() < 0 or pairs.max() >= n or np.any(pairs[:, 0] == pairs[:, 1]):
+            raise ValueError(
+                f"pair_terms[{t}].pairs must hold distinct atom indices in [0, {n - 1}]"
+            )
+        sw = float(term.scale) * np.broadcast_to(
+            np.asarray(term.weights, dtype=np.float64), (len(pairs),)
+        )
+        key = _potential_key(term.potential)
+        if len(pairs) > DENSE_TERM_FRACTION * n * (n - 1) / 2:
+            w = np.zeros((n, n))
+            np.add.at(w, (pairs[:, 0], pairs[:, 1]), sw)  # add.at: pairs may repeat
+            w += w.T
+            dense.append((key, w))
+        else:
+            sparse.append((key, pairs[:, 0], pairs[:, 1], sw))
+    return PairPlan(n, tuple(sparse), tuple(dense))
+
+
+def _plan(pair_terms, n_atoms: int) -> PairPlan:
+    if isinstance(pair_terms, PairPlan):
+        if pair_terms.n_atoms != n_atoms:
+            raise ValueError(
+                f"x must have shape ({pair_terms.n_atoms}, 3) for this plan; got ({n_atoms}, 3)"
+            )
+        return pair_terms
+    return make_pair_plan(pair_terms, n_atoms)
 
 
 def _as_positions(x, n_atoms: int | None = None) -> np.ndarray:
@@ -118,62 +203,41 @@ def _as_positions(x, n_atoms: int | None = None) -> np.ndarray:
     return x
 
 
-def pair_coefficients(x, pair_terms: Sequence[PairTerm]) -> PairCoefficients:
-    """Per-pair phi'/r and phi'' of every pair term at positions x.
+def pair_coefficients(x, pair_terms) -> tuple[np.ndarray, np.ndarray]:
+    """Radial derivatives of a pair energy summed per atom pair, on the [n, n] grid.
 
     Args:
       x: [n_atoms, 3] positions (length units).
-      pair_terms: the energy as pair terms (``EnergyModel.pair_terms``).
+      pair_terms: the energy as pair terms, or a ``PairPlan`` of them.
 
     Returns:
-      PairCoefficients with one row per pair of every term (terms with scale 0 skipped).
+      (d1, d2): [n_atoms, n_atoms] symmetric, zero diagonal; d1_ij = sum over terms of
+      scale w phi'(r_ij) / r_ij and d2_ij = sum of scale w phi''(r_ij) (energy / length^2).
+      The coupling block of pair (i, j) is C_ij = (d2 - d1) u u^T + d1 I = -H_ij.
 
     Raises:
-      ValueError: x is not [n_atoms, 3] and finite, or a term's pairs are out of range or
-        pair an atom with itself.
+      ValueError: x is not [n_atoms, 3] and finite, or bad pairs (see ``make_pair_plan``).
     """
     x = _as_positions(x)
     n = x.shape[0]
-    parts_i, parts_j, parts_d1, parts_d2 = [], [], [], []
-    for t, term in enumerate(pair_terms):
-        pairs = np.asarray(term.pairs, dtype=np.int64).reshape(-1, 2)
-        if pairs.size == 0 or float(term.scale) == 0.0:
-            continue
-        if pairs.min() < 0 or pairs.max() >= n or np.any(pairs[:, 0] == pairs[:, 1]):
-            raise ValueError(
-                f"pair_terms[{t}].pairs must hold distinct atom indices in [0, {n - 1}]"
-            )
-        weights = np.broadcast_to(np.asarray(term.weights, dtype=np.float64), (len(pairs),))
-        i, j = pairs[:, 0], pairs[:, 1]
-        d1, d2 = _term_coefficient_fn(_potential_key(term.potential))(
-            jnp.asarray(x), jnp.asarray(i), jnp.asarray(j), jnp.asarray(float(term.scale) * weights)
-        )
-        parts_i.append(i)
-        parts_j.append(j)
-        parts_d1.append(np.asarray(d1, dtype=np.float64))
-        parts_d2.append(np.asarray(d2, dtype=np.float64))
-    if not parts_i:
-        empty = np.zeros(0)
-        return PairCoefficients(empty.astype(np.int64), empty.astype(np.int64), empty, empty, n)
-    return PairCoefficients(
-        np.concatenate(parts_i),
-        np.concatenate(parts_j),
-        np.concatenate(parts_d1),
-        np.concatenate(parts_d2),
-        n,
-    )
-
-
-def _dense_coefficients(coef: PairCoefficients) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric [n, n] sums of d1 and d2 over all terms touching each pair (zero diagonal)."""
-    n = coef.n_atoms
-    out = []
-    for v in (coef.d1, coef.d2):
-        m = np.zeros((n, n))
-        np.add.at(m, (coef.i, coef.j), v)  # add.at: pairs may repeat across terms
-        m += m.T
-        out.append(m)
-    return out[0], out[1]
+    plan = _plan(pair_terms, n)
+    xj = jnp.asarray(x)
+    d1 = np.zeros((n, n))
+    d2 = np.zeros((n, n))
+    for key, w in plan.dense:
+        g1, g2 = _dense_term_fn(key)(xj, jnp.asarray(w))
+        d1 += np.asarray(g1)
+        d2 += np.asarray(g2)
+    upper1 = np.zeros((n, n))
+    upper2 = np.zeros((n, n))
+    for key, i, j, sw in plan.sparse:
+        g1, g2 = _sparse_term_fn(key)(xj, jnp.asarray(i), jnp.asarray(j), jnp.asarray(sw))
+        np.add.at(upper1, (i, j), np.asarray(g1))  # add.at: pairs may repeat across terms
+        np.add.at(upper2, (i, j), np.asarray(g2))
+    if plan.sparse:
+        d1 += upper1 + upper1.T
+        d2 += upper2 + upper2.T
+    return d1, d2
 
 
 def _row_chunks(x: np.ndarray, d1: np.ndarray, d2: np.ndarray):
@@ -191,12 +255,12 @@ def _row_chunks(x: np.ndarray, d1: np.ndarray, d2: np.ndarray):
         yield rows, comps, a
 
 
-def pair_hessian(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
+def pair_hessian(x, pair_terms) -> np.ndarray:
     """Dense Hessian of a pair energy from analytic 3x3 pair blocks.
 
     Args:
       x: [n_atoms, 3] positions (length units).
-      pair_terms: the energy as pair terms.
+      pair_terms: the energy as pair terms, or a ``PairPlan`` of them.
 
     Returns:
       [3 n_atoms, 3 n_atoms] float64, symmetric, row 3i + c (energy / length^2).
@@ -205,7 +269,7 @@ def pair_hessian(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
     """
     x = _as_positions(x)
     n = x.shape[0]
-    d1, d2 = _dense_coefficients(pair_coefficients(x, pair_terms))
+    d1, d2 = pair_coefficients(x, pair_terms)
     h = np.empty((n, 3, n, 3))
     for rows, comps, a in _row_chunks(x, d1, d2):
         m = rows.stop - rows.start
@@ -227,21 +291,21 @@ def pair_hessian(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
     return h.reshape(3 * n, 3 * n)
 
 
-def pair_block_norms(x, pair_terms: Sequence[PairTerm]) -> np.ndarray:
+def pair_block_norms(x, pair_terms) -> np.ndarray:
     """Frobenius norms of the 3x3 blocks of a pair energy's Hessian, without building it.
 
     The reference's force-constant matrix K (method.md §4.1, step 2), diagonal included.
 
     Args:
       x: [n_atoms, 3] positions (length units).
-      pair_terms: the energy as pair terms.
+      pair_terms: the energy as pair terms, or a ``PairPlan`` of them.
 
     Returns:
       K: [n_atoms, n_atoms] float64, symmetric, elementwise >= 0 (energy / length^2).
     """
     x = _as_positions(x)
     n = x.shape[0]
-    d1, d2 = _dense_coefficients(pair_coefficients(x, pair_terms))
+    d1, d2 = pair_coefficients(x, pair_terms)
     k = np.sqrt(d2 * d2 + 2.0 * d1 * d1)
     # Diagonal blocks H_ii = sum_j C_ij; only their norms are needed.
     for rows, comps, a in _row_chunks(x, d1, d2):

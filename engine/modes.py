@@ -218,6 +218,15 @@ def rigid_body_basis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return translations.reshape(3 * n, 3), u[:, keep]
 
 
+def _inf_norm(a: np.ndarray, chunk: int = 512) -> float:
+    """max_i sum_j |a_ij| (>= ||a||_2 for symmetric a) in row chunks (no N^2 temporary); 1 if 0."""
+    norm = max(
+        (float(np.abs(a[i : i + chunk]).sum(axis=1).max()) for i in range(0, a.shape[0], chunk)),
+        default=0.0,
+    )
+    return norm or 1.0
+
+
 def _fix_signs(vectors: np.ndarray) -> np.ndarray:
     """Make the largest-magnitude entry of each column positive (deterministic output)."""
     idx = np.argmax(np.abs(vectors), axis=0)
@@ -275,7 +284,7 @@ def dense_lowest(a: np.ndarray, k: int, *, psd_hint: bool) -> tuple[np.ndarray, 
     """
     psd = False
     if psd_hint:
-        scale = float(np.max(np.abs(a).sum(axis=1))) or 1.0
+        scale = _inf_norm(a)
         try:
             m = a.copy(order="F")
             m[np.diag_indices_from(m)] += 1e-13 * scale
@@ -347,7 +356,7 @@ def shift_invert_lowest(
     n_dof = a.shape[0]
     sigma = -1e-13 * scale
     solve, kind = _factorize(a, -sigma, psd_hint)
-    block = min(n_dof, k + max(10, k // 2))
+    block = min(n_dof, k + max(10, k))
     # Growing basis capped in columns; beyond it, restart from the best Ritz vectors.
     max_cols = min(n_dof, max(6 * block, 2 * k + 200))
     q, _ = np.linalg.qr(rng.standard_normal((n_dof, block)))
@@ -473,16 +482,17 @@ def _configurations(system, model, cfg, x, rng) -> tuple[np.ndarray, str]:
 def _block_laplacian(system, model, cfg, n_modes, x, rng):
     xs, where = _configurations(system, model, cfg, x, rng)
     n = system.n_atoms
+    plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
     k_mat = np.zeros((n, n))
     for xi in xs:
-        if model.pair_terms is not None:
-            k_mat += hess.pair_block_norms(xi, model.pair_terms)
+        if plan is not None:
+            k_mat += hess.pair_block_norms(xi, plan)
         else:
             k_mat += hess.block_norms(hess.autodiff_hessian(model.energy_fn, xi))
     k_mat /= len(xs)
     lap = np.diag(k_mat.sum(axis=1)) - k_mat
     const = np.full((n, 1), 1.0 / np.sqrt(n))
-    scale = float(np.max(np.abs(lap).sum(axis=1))) or 1.0
+    scale = _inf_norm(lap)
     k_free = min(n_modes - 1 if cfg.keep_rigid else n_modes, n - 1)
     solver = _pick_solver(cfg.solver, n, k_free)
     vectors = np.zeros((n, 0))
@@ -513,11 +523,19 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
     large_autodiff = model.pair_terms is None and n > AUTODIFF_DENSE_MAX_ATOMS
     if large_autodiff and cfg.solver != "dense" and len(xs) == 1:
         return _matrix_free_hessian(model, cfg, n_modes, xs[0], translations, rotations, rng, where)
-    h = np.zeros((n_dof, n_dof))
+    plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
+    h = None
     for xi in xs:
-        h += hess.hessian(model, xi)
+        hi = hess.pair_hessian(xi, plan) if plan is not None else hess.autodiff_hessian(
+            model.energy_fn, xi
+        )
+        if h is None:
+            h = hi
+        else:
+            h += hi
+        del hi
     h /= len(xs)
-    scale = float(np.max(np.abs(h).sum(axis=1))) or 1.0
+    scale = _inf_norm(h)
     rigid_basis = translations
     if cfg.at != "samples" and rotations.shape[1]:
         # H r = Omega grad E: rotations are zero modes only at a stationary point.
