@@ -37,12 +37,12 @@ FLAGS = {
     "energy.cutoff": "--cutoff", "energy.dtype": "--dtype", "modes.method": "--modes",
     "modes.at": "--modes-at", "modes.solver": "--solver", "reparam.n_modes": "--k",
     "reparam.hidden": "--hidden", "reparam.n_layers": "--layers", "reparam.activation": "--activation",
-    "reparam.propagation": "--propagation", "reparam.residual": "--residual",
+    "reparam.propagation": "--propagation", "reparam.residual": "--residual", "reparam.anchor": "--anchor",
     "optim.name": "--optimizer", "optim.learning_rate": "--lr", "optim.stage1_lr": "--stage1-lr",
     "optim.clip": "--clip", "optim.clip_value": "--clip-value", "schedule.max_steps": "--steps",
     "schedule.stopping": "--stopping", "schedule.patience": "--patience",
     "schedule.min_delta": "--min-delta", "schedule.switch": "--switch", "seed": "--seed",
-    "chunk_size": "--chunk", "frame_every": "--frame-every", "reparam.n_modes ": "--k",
+    "chunk_size": "--chunk", "frame_every": "--frame-every",
 }
 
 
@@ -96,6 +96,8 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--propagation", choices=("psi", "psi-lambda"), default="psi")
     p.add_argument("--residual", choices=("none", "concat"), default="none")
     p.add_argument("--fit-x0", action="store_true", help="fit the GNN to x0 before optimizing")
+    p.add_argument("--anchor", choices=("none", "x0"), default="none",
+                   help="x0: displacement form x = x0 + f(params) - f(params0), starts exactly at x0")
     p.add_argument("--optimizer", choices=("adam", "sgd", "fire"), default="adam")
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--stage1-lr", type=float, default=None)
@@ -158,7 +160,7 @@ def spec_from_args(args, method: str) -> RunSpec:
         reparam=ReparamConfig(
             kind=METHOD_KIND[method], n_modes=args.k, hidden=args.hidden, n_layers=args.layers,
             activation=args.activation, propagation=args.propagation, residual=args.residual,
-            fit_to_x0=args.fit_x0,
+            fit_to_x0=args.fit_x0, anchor=args.anchor,
         ),
         optim=OptimConfig(
             name=args.optimizer, learning_rate=args.lr, stage1_lr=args.stage1_lr, clip=args.clip,

@@ -158,6 +158,9 @@ class ReparamConfig:
     propagation: "psi" (A = Psi Psi^T, the paper's; default) or "psi-lambda" (Psi Lambda Psi^T,
         the reference code's; its scale follows the per-pair-mean energy and so changes with n).
     fit_to_x0: fit the GNN output to x0 before optimizing (at most fit_steps Adam steps).
+    anchor: "none" (the reference: x = f(params)) or "x0" (displacement form x = x0 + f(params)
+        with f = 0 at the start, so the run starts exactly at x0; needed for all-atom proteins,
+        where a projection or a random output of a few hundredths of a nm is a clash).
     """
 
     kind: str = "none"
@@ -170,9 +173,11 @@ class ReparamConfig:
     self_init: str = "normal"
     fit_to_x0: bool = False
     fit_steps: int = 1000
+    anchor: str = "none"
 
     def __post_init__(self):
         _choice("reparam.kind", self.kind, ("none", "linear", "gnn"))
+        _choice("reparam.anchor", self.anchor, ("none", "x0"))
         if self.n_modes is not None:
             _num("reparam.n_modes", self.n_modes, 1, 3 * N_MAX, integer=True)
         _num("reparam.hidden", self.hidden, 2, 1024, integer=True)

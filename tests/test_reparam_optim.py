@@ -36,6 +36,8 @@ REPARAMS = {
     ),
     "gnn-cart-relu-xavier": (ReparamConfig(kind="gnn", hidden=8, n_layers=2, activation="relu", self_init="xavier"), "cartesian"),
     "gnn-fit": (ReparamConfig(kind="gnn", hidden=32, fit_to_x0=True, fit_steps=1500), "node"),
+    "linear-anchored": (ReparamConfig(kind="linear", anchor="x0"), "node"),
+    "gnn-anchored": (ReparamConfig(kind="gnn", hidden=16, anchor="x0"), "cartesian"),
 }
 OPTIMS = {
     "adam": OptimConfig(name="adam", learning_rate=0.01),
@@ -59,6 +61,8 @@ def test_reparam_shape_and_start(name, system, key):
     np.testing.assert_allclose(jax.jit(reparam.apply)(params), x, rtol=1e-12, atol=1e-12)
     if name == "none":
         np.testing.assert_array_equal(x, system.x0)
+    elif name.endswith("anchored"):
+        np.testing.assert_allclose(x, system.x0, atol=1e-12)
     elif name == "gnn-fit":
         rel = np.linalg.norm(x - system.x0) / np.linalg.norm(system.x0)
         assert rel < 0.35, f"fit to x0 should pull the output towards x0 (rel. error {rel:.3f})"

@@ -21,5 +21,27 @@ def make_reparam(cfg: ReparamConfig, modes: SlowModes | None, n_atoms: int, dtyp
     if modes is None:
         raise ValueError(f"reparam.kind={cfg.kind!r} needs slow modes")
     if cfg.kind == "linear":
-        return make_linear(modes, n_atoms, dtype)
-    return make_gnn(cfg, modes, n_atoms, dtype)
+        reparam = make_linear(modes, n_atoms, dtype)
+    else:
+        reparam = make_gnn(cfg, modes, n_atoms, dtype)
+    return anchored(reparam, dtype) if cfg.anchor == "x0" else reparam
+
+
+def anchored(reparam: Reparam, dtype=jnp.float32) -> Reparam:
+    """Displacement form x = x0 + f(p) - f(p0): starts exactly at x0 whatever f is.
+
+    params = {"inner": p, "x0": x0, "f0": f(p0)}: x0 and f0 ride along in params so that
+    apply stays a pure function of its argument; stop_gradient gives them zero gradient, so
+    Adam, SGD and FIRE never move them.
+    """
+    import jax
+
+    def init(key, x0):
+        inner = reparam.init(key, x0)
+        return {"inner": inner, "x0": jnp.asarray(x0, dtype), "f0": reparam.apply(inner)}
+
+    def apply(params):
+        offset = jax.lax.stop_gradient(params["x0"] - params["f0"])
+        return offset + reparam.apply(params["inner"])
+
+    return Reparam(init=init, apply=apply, name=f"x0+{reparam.name}")
