@@ -1,0 +1,262 @@
+"""Slow-mode timings vs system size: dense vs iterative eigensolvers, block-Laplacian.
+
+Run: .venv/bin/python -m bench.bench_modes [--sizes 400 1000 4000] [--k 20]
+Writes bench/results/modes.json, bench/results/modes.png and the table between the markers
+in docs/benchmarks-modes.md.
+
+Cases (each timed through ``engine.modes.slow_modes``, whose ``seconds`` include building
+the Hessian; the Hessian build alone is timed separately):
+
+- "lj-loop @ x0": the paper's pure-LJ loop (all-pairs repulsion) at its random start. The
+  Hessian is indefinite with O(n) near-zero modes: lowest |mu| needs a factorization at 0
+  (LU).
+- "fcc-network @ minimum": a harmonic elastic network on an FCC lattice (nearest-neighbour
+  springs at rest length), an exact minimum with a positive semi-definite Hessian and six
+  rigid-body zero modes, standing in for a minimised structure (minimising the n = 4000 loop
+  takes ~10 min, platform-notes §2a). The Cholesky path.
+- "block-laplacian": the reference construction on the pure-LJ loop, 40 sampled
+  configurations, k modes and the reference's k = ceil(n / 3).
+
+Accuracy is measured against the dense solver where it runs: eigenvalue differences
+relative to ||H||_inf and to |mu| (non-rigid modes), the largest principal angle between
+the two k-dimensional subspaces, and each solver's largest residual |H psi - mu psi| / ||H||.
+The dense solver is skipped when its n^3-extrapolated time exceeds --dense-max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from scipy.linalg import subspace_angles
+
+from engine import EnergyConfig, ModesConfig, SystemConfig, build_system, make_energy
+from engine import hessian as hess
+from engine import modes as md
+from engine.potentials import harmonic_bond
+from engine.types import EnergyModel, PairTerm, System
+
+from .common import RESULTS, save_json
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-modes.md"
+TABLE_START, TABLE_END = "<!-- modes-table:start -->", "<!-- modes-table:end -->"
+
+
+def fcc_network(n_cells: int) -> tuple[System, EnergyModel]:
+    """FCC lattice of 4 n_cells^3 atoms, nearest-neighbour harmonic springs at rest length 1."""
+    a = math.sqrt(2.0)  # cubic lattice constant for nearest-neighbour distance 1
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cells = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    x = (a * (cells[:, None, :] + basis[None])).reshape(-1, 3)
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(x).query_pairs(1.0 + 1e-6, output_type="ndarray")
+    term = PairTerm(pairs, np.ones(len(pairs)), harmonic_bond, 1.0)
+    pj = jnp.asarray(pairs)
+
+    def energy_fn(y):
+        d = y[pj[:, 0]] - y[pj[:, 1]]
+        return jnp.sum(harmonic_bond(jnp.sqrt(jnp.sum(d * d, axis=-1))))
+
+    model = EnergyModel(energy_fn, lambda y, aux: energy_fn(y), lambda key, y: None, None,
+                        (term,), "FCC harmonic network")  # fmt: skip
+    system = System(name=f"fcc network n={len(x)}", kind="loop", x0=x, bonds=pairs)
+    return system, model
+
+
+def _accuracy(h: np.ndarray, ref, other) -> dict:
+    scale = md._inf_norm(h)
+    out = {}
+    for label, m in (("dense", ref), ("iterative", other)):
+        if m is None:
+            continue
+        res = np.linalg.norm(h @ m.vectors - m.vectors * m.values, axis=0)
+        out[f"{label}_max_residual_rel"] = float(res[~m.rigid].max() / scale) if (~m.rigid).any() else 0.0
+    if ref is not None and other is not None:
+        free = ~ref.rigid
+        dv = np.abs(ref.values[free] - other.values[free])
+        out["values_max_abs_diff_rel_to_norm"] = float(dv.max() / scale)
+        out["values_max_rel_diff"] = float((dv / np.abs(ref.values[free])).max())
+        out["max_principal_angle"] = float(np.max(subspace_angles(ref.vectors, other.vectors)))
+    return out
+
+
+def _head(m, k: int):
+    """The first k modes of a SlowModes."""
+    return m._replace(vectors=m.vectors[:, :k], values=m.values[:k], rigid=m.rigid[:k])
+
+
+def _dense_estimate(results: list[dict], case: str, n: int) -> float | None:
+    """Dense seconds at n extrapolated as n^3 from the largest measured size of this case."""
+    done = [r for r in results if r["case"] == case and r.get("dense_s") is not None]
+    if not done:
+        return None
+    last = max(done, key=lambda r: r["n"])
+    return last["dense_s"] * (n / last["n"]) ** 3
+
+
+def run_hessian_case(case: str, system, model, cfg_kw: dict, k: int, results, dense_max_s):
+    n = system.n_atoms
+    x = system.x0
+    t = time.perf_counter()
+    h = hess.pair_hessian(x, model.pair_terms)
+    build_s = time.perf_counter() - t
+    row = {"case": case, "n": n, "n_dof": 3 * n, "k": k, "build_s": build_s}
+    est = _dense_estimate(results, case, n)
+    it = md.slow_modes(system, model, ModesConfig(method="hessian", solver="iterative", **cfg_kw), k)
+    row.update(iterative_s=it.seconds, iterative_method=it.method, rigid=int(it.rigid.sum()))
+    print(f"{case:24s} n={n:5d} iterative {it.seconds:8.2f} s  {it.method}", flush=True)
+    ref = None
+    if est is None or est <= dense_max_s:
+        ref = md.slow_modes(
+            system, model, ModesConfig(method="hessian", solver="dense", **cfg_kw), k + 1
+        )
+        # The k-subspace is defined up to the gap between the k-th and (k+1)-th |mu|.
+        mu = np.abs(ref.values)
+        row.update(dense_s=ref.seconds, dense_method=ref.method,
+                   relative_gap_after_k=float((mu[k] - mu[k - 1]) / mu[k]))  # fmt: skip
+        ref = _head(ref, k)
+        print(f"{case:24s} n={n:5d} dense     {ref.seconds:8.2f} s  {ref.method}", flush=True)
+    else:
+        row.update(dense_s=None, dense_skipped_estimate_s=est)
+        print(f"{case:24s} n={n:5d} dense     skipped (n^3 estimate {est:.0f} s)", flush=True)
+    if cfg_kw.get("at") == "x0":  # the same Hessian the solvers used
+        row.update(_accuracy(h, ref, it))
+    else:
+        hx = hess.pair_hessian(md.relax(model, x)[0], model.pair_terms)
+        row.update(_accuracy(hx, ref, it))
+        del hx
+    del h
+    results.append(row)
+
+
+def run_laplacian_case(system, model, k: int, results):
+    n = system.n_atoms
+    row = {"case": "block-laplacian lj-loop", "n": n, "n_dof": n, "k": k}
+    cfg = ModesConfig(method="block-laplacian", at="samples", solver="auto")
+    m = md.slow_modes(system, model, cfg, k)
+    row.update(auto_s=m.seconds, auto_method=m.method)
+    k_ref = math.ceil(n / 3)
+    m_ref = md.slow_modes(system, model, cfg, k_ref)
+    row.update(k_reference=k_ref, reference_k_s=m_ref.seconds, reference_k_method=m_ref.method)
+    print(f"block-laplacian          n={n:5d} k={k}: {m.seconds:.2f} s ({m.method}); "
+          f"k={k_ref}: {m_ref.seconds:.2f} s", flush=True)  # fmt: skip
+    results.append(row)
+
+
+def _fmt(v, digits=2):
+    if v is None:
+        return "—"
+    if isinstance(v, float) and (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0:
+        return f"{v:.1e}"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = [
+        "| case | n | 3n | Hessian build (s) | iterative (s) | dense (s) | dense / iterative "
+        "| max \\|Δμ\\| / ‖H‖ | max \\|Δμ\\| / \\|μ\\| | max angle (rad) | gap after k "
+        "| iterative residual / ‖H‖ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r["case"].startswith("block-laplacian"):
+            continue
+        dense = r.get("dense_s")
+        dense_txt = _fmt(dense) if dense is not None else (
+            f"skipped (~{r['dense_skipped_estimate_s']:.0f} est.)"
+        )
+        ratio = _fmt(dense / r["iterative_s"], 1) + "×" if dense else "—"
+        lines.append(
+            f"| {r['case']} | {r['n']} | {r['n_dof']} | {_fmt(r['build_s'])} | "
+            f"{_fmt(r['iterative_s'])} | {dense_txt} | {ratio} | "
+            f"{_fmt(r.get('values_max_abs_diff_rel_to_norm'))} | {_fmt(r.get('values_max_rel_diff'))} | "
+            f"{_fmt(r.get('max_principal_angle'))} | {_fmt(r.get('relative_gap_after_k'))} | "
+            f"{_fmt(r.get('iterative_max_residual_rel'))} |"
+        )
+    lines += ["", "| block-Laplacian (pure-LJ loop, 40 samples) | n | k | seconds (auto) | solver | "
+              "k = ⌈n/3⌉ | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        if not r["case"].startswith("block-laplacian"):
+            continue
+        solver = r["auto_method"].split("/")[-1]
+        lines.append(f"| | {r['n']} | {r['k']} | {_fmt(r['auto_s'])} | {solver} | "
+                     f"{r['k_reference']} | {_fmt(r['reference_k_s'])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"lj-loop @ x0": "C0", "fcc-network @ minimum": "C1"}
+    for case, color in styles.items():
+        rows = sorted((r for r in results if r["case"] == case), key=lambda r: r["n"])
+        if not rows:
+            continue
+        ns = [r["n"] for r in rows]
+        ax.plot(ns, [r["iterative_s"] for r in rows], "o-", color=color, label=f"{case}: iterative")
+        dn = [(r["n"], r["dense_s"]) for r in rows if r.get("dense_s") is not None]
+        if dn:
+            ax.plot(*zip(*dn), "s--", color=color, label=f"{case}: dense")
+        ax.plot(ns, [r["build_s"] for r in rows], ":", color=color, alpha=0.6,
+                label=f"{case}: Hessian build only")  # fmt: skip
+    lap = sorted((r for r in results if r["case"].startswith("block-laplacian")), key=lambda r: r["n"])
+    if lap:
+        ax.plot([r["n"] for r in lap], [r["auto_s"] for r in lap], "^-", color="C2",
+                label="block-Laplacian, 40 samples")  # fmt: skip
+    ax.axhline(1.0, color="grey", lw=0.6)
+    ax.axhline(10.0, color="grey", lw=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="n (atoms)", ylabel="seconds",
+           title="Lowest 20 slow modes on 2 CPU cores")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_doc_table(table: str):
+    text = DOC.read_text() if DOC.exists() else f"{TABLE_START}\n{TABLE_END}\n"
+    if TABLE_START not in text:
+        text += f"\n{TABLE_START}\n{TABLE_END}\n"
+    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
+    DOC.write_text(pattern.sub(lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1000, 4000])
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--dense-max-seconds", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    results: list[dict] = []
+    for n in sorted(args.sizes):
+        system = build_system(SystemConfig(kind="lj-loop", n=n), seed=0)
+        model = make_energy(system, EnergyConfig(dtype="float64"))
+        run_hessian_case("lj-loop @ x0", system, model, {"at": "x0"}, args.k, results,
+                         args.dense_max_seconds)  # fmt: skip
+        run_laplacian_case(system, model, args.k, results)
+        cells = max(2, round((n / 4) ** (1 / 3)))
+        net_system, net_model = fcc_network(cells)
+        run_hessian_case("fcc-network @ minimum", net_system, net_model, {"at": "minimum"},
+                         args.k, results, args.dense_max_seconds)  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    save_json("modes", {"k": args.k, "results": results})
+    plot(results, RESULTS / "modes.png")
+    table = markdown_table(results)
+    write_doc_table(table)
+    print(table)
+    print(json.dumps({"written": [str(RESULTS / "modes.json"), str(RESULTS / "modes.png"), str(DOC)]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
