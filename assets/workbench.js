@@ -47,7 +47,13 @@
     let model;
     if (view.kind === "protein") {
       model = viewer.addModel(view.pdb, "pdb");
-      model.setStyle({}, {cartoon: {color: "spectrum"}, stick: {radius: 0.12}});
+      if (view.coarse) {  // one bead per residue: a CA trace with beads
+        const beads = {prop: "resi", gradient: "roygb", min: 1, max: Math.max(2, view.n)};
+        model.setStyle({}, {cartoon: {color: "spectrum", style: "trace", thickness: 0.4},
+                            sphere: {radius: 0.8, colorscheme: beads}});
+      } else {
+        model.setStyle({}, {cartoon: {color: "spectrum"}, stick: {radius: 0.12}});
+      }
     } else {
       const n = view.n, x = view.x0, atoms = [];
       for (let i = 0; i < n; i++) {
@@ -79,11 +85,14 @@
     entry.viewer.render();
   }
 
-  function link(divs) {
+  function link(divs, self) {
     const live = (divs || []).map(d => viewers[d]).filter(Boolean);
     for (const a of live) for (const b of live) {
       if (a !== b && !a.linked.has(b)) { a.viewer.linkViewer(b.viewer); a.linked.add(b); }
     }
+    // a viewer joining the group takes the camera of one already there
+    const me = viewers[self], other = live.find(e => e !== me);
+    if (me && other) { me.viewer.setView(other.viewer.getView()); me.viewer.render(); }
   }
 
   function count(div, step, ms) {
@@ -103,7 +112,7 @@
     const entry = build(f.div, view);
     if (!entry) return window.dash_clientside.no_update;
     if (f.xyz) setCoords(entry, f.xyz);
-    if (f.link) link(f.link);
+    if (f.link) link(f.link, f.div);
     count(f.div, f.step, performance.now() - t0);
     return f.step;
   }

@@ -234,10 +234,11 @@ def test_upload_cap_and_acceptance(engine):
 
 def test_fill_form_from_preset_and_from_a_k_pick(engine):
     field_ids = [ids.field(n) for n in ("system.n", "cg.n_modes", "gnn.n_modes", "gnn.hidden")]
-    values, methods, desc, tab = call(
+    values, methods, desc, tab, source = call(
         cb.fill_form, "fig2-lj-n400", None, field_ids, [None] * 4, trigger=(ids.PRESET, "value")
     )
     assert values == ["400", "100", "80", "32"] and methods == ["gd", "cg", "gnn"] and tab == "loop"
+    assert source is no_update
     assert "Figure 2" in desc
     values, *_ = call(
         cb.fill_form, None, {"k": 7}, field_ids, [None] * 4, trigger=(ids.K_PICK, "data")

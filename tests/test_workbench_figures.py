@@ -16,13 +16,14 @@ RUNS = [
 
 
 def test_spectrum_marks_rigid_modes_on_a_log_axis_with_the_k_cutoff():
-    values = np.array([0.0, 1e-12, 0.2, 0.5, 3.0, -0.1])
-    rigid = np.array([True, True, False, False, False, False])
-    fig = figures.spectrum_figure(values, rigid, k=3, selected=2)
-    assert fig.layout.yaxis.type == "log"
+    values = np.array([0.0, 1e-12, 0.2, 0.5, 3.0, -0.1, 0.0])
+    rigid = np.array([True, True, False, False, False, False, False])
+    fig = figures.spectrum_figure(values, rigid, k=3, selected=2, space="cartesian")
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "|Hessian eigenvalue|"
     names = [t.name for t in fig.data]
-    assert names == ["|λ|", "λ < 0 (|λ| shown)", "rigid-body (λ≈0)", "animated"]
-    rigid_trace = fig.data[2]
+    assert names == ["|λ|", "λ < 0 (|λ| shown)", "0 (clamped)", "rigid-body (λ≈0)", "animated"]
+    assert list(fig.data[2].x) == [7]
+    rigid_trace = fig.data[3]
     assert list(rigid_trace.x) == [1, 2] and all(
         y == pytest.approx(0.1 * 1e-3) for y in rigid_trace.y
     )
@@ -80,9 +81,10 @@ def test_first_reach_and_speedup():
     assert rows[1]["step"] == 200 and rows[1]["time"] == pytest.approx(1.5)
     assert rows[1]["speedup_steps"] == pytest.approx(2.5)
     assert rows[1]["speedup_time"] == pytest.approx(5.0 / 1.5)
-    assert figures.auto_threshold(series, "energy") == pytest.approx(
-        0.0
-    )  # GD's best; both reach it
+    # GD's final value (0.0) + 1 % of its magnitude; without GD, the worst final value (GNN's -3)
+    assert figures.auto_threshold(series, "energy", base="a") == pytest.approx(0.0)
+    assert figures.auto_threshold({"b": gnn}, "energy") == pytest.approx(-3.0 + 0.03)
+    assert figures.auto_threshold({"a": [{"energy": math.nan}]}, "energy") is None
     unreached = figures.speedup_rows(series, labels, "energy", -5.0)
     assert [r["reached"] for r in unreached] == [False, False]
     assert figures.speedup_rows(series, labels, "energy", None) == []

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from engine import RunSpec, SpecError
+from engine import RunSpec, SpecError, SystemConfig
 from engine.presets import PRESETS
 from workbench import forms
 
@@ -226,6 +226,47 @@ def test_every_numeric_field_range_is_accepted_by_the_engine_at_its_default():
     for f in forms.FIELDS:
         if f.kind in ("int", "float") and f.default is not None:
             assert f.lo <= f.default <= f.hi, f.name
+    loop_methods = [m for m in forms.METHODS if m != "openmm"]
     assert isinstance(
-        forms.parse_run_form(forms.default_values(), "loop", list(forms.METHODS))[0], RunSpec
+        forms.parse_run_form(forms.default_values(), "loop", loop_methods)[0], RunSpec
     )
+
+
+@pytest.mark.parametrize(
+    "system, source, widgets",
+    [
+        (
+            SystemConfig(kind="protein", pdb="villin", start="random"),
+            "file",
+            {"protein.structure": "villin", "protein.start": "random"},
+        ),
+        (
+            SystemConfig(kind="protein", pdb="2JOF"),
+            "pdbid",
+            {"protein.pdb_id": "2JOF", "protein.start": "native"},
+        ),
+        (
+            SystemConfig(kind="protein", sequence="GYDPETGTWG"),
+            "sequence",
+            {"protein.sequence": "GYDPETGTWG", "protein.start": "native"},
+        ),
+    ],
+    ids=["file", "pdbid", "sequence"],
+)
+def test_protein_presets_fill_the_protein_widgets(system, source, widgets):
+    assert forms.protein_widgets(RunSpec(system=system)) == (source, widgets)
+
+
+def test_openmm_baseline_is_for_all_atom_proteins_only():
+    values = forms.default_values()
+    with pytest.raises(SpecError, match="baseline for proteins") as err:
+        forms.parse_run_form(values, "loop", ["gd", "openmm"])
+    assert err.value.field == "methods"
+    protein = forms.protein_system(forms.ProteinChoice(source="file", structure="villin"), allowed)
+    gd, omm = forms.parse_run_form(values, "protein", ["gd", "openmm"], protein)
+    assert omm.method_label == "openmm-min" and forms.method_of(omm) == "openmm"
+    assert forms.method_of(gd) == "gd"
+    values["system.model"] = "residue"
+    assert forms.validate_form(values, "protein", ["openmm"], protein) == {
+        "methods": "the OpenMM baseline needs the all-atom model"
+    }

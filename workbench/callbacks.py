@@ -115,6 +115,11 @@ def system_summary(v: dict, tab: str, source: str | None) -> str:
     )
 
 
+@callback(Output(ids.METHODS, "options"), Input(ids.SYSTEM_TABS, "value"))
+def method_options(tab):
+    return C.method_options(tab)
+
+
 @callback(
     Output({"type": "method-params", "index": ALL}, "style"),
     Input(ids.METHODS, "value"),
@@ -129,6 +134,7 @@ def show_method_params(methods, block_ids):
     Output(ids.METHODS, "value"),
     Output(ids.PRESET_DESC, "children"),
     Output(ids.SYSTEM_TABS, "value"),
+    Output(ids.PROTEIN_SOURCE, "value", allow_duplicate=True),
     Input(ids.PRESET, "value"),
     Input(ids.K_PICK, "data"),
     State(ids.field(ALL), "id"),
@@ -140,20 +146,24 @@ def fill_form(preset, k_pick, field_ids, current):
     keep = [NU] * len(field_ids)
     if ctx.triggered_id == ids.K_PICK:
         if not k_pick:
-            return keep, NU, NU, NU
+            return keep, NU, NU, NU, NU
         out = [
             str(k_pick["k"]) if f["name"] in ("cg.n_modes", "gnn.n_modes") else NU
             for f in field_ids
         ]
-        return out, NU, NU, NU
+        return out, NU, NU, NU, NU
     if not preset:
-        return keep, NU, "", NU
+        return keep, NU, "", NU, NU
     from engine.presets import PRESETS
 
     desc, specs = PRESETS[preset]
     values, methods = forms.values_from_specs(specs)
+    source = NU
     tab = "protein" if specs[0].system.kind == "protein" else "loop"
-    return [values.get(f["name"], NU) for f in field_ids], methods, desc, tab
+    if tab == "protein":
+        source, widgets = forms.protein_widgets(specs[0])
+        values.update(widgets)
+    return [values.get(f["name"], NU) for f in field_ids], methods, desc, tab, source
 
 
 @callback(
@@ -353,7 +363,8 @@ def speedup_block(live, sid, metric, threshold_text):
             series[r["id"]], labels[r["id"]] = list(snap.rows), r["label"]
     auto = threshold is None
     if auto:
-        threshold = figures.auto_threshold(series, metric)
+        gd = next((r["id"] for r in live["runs"] if r.get("method") == "gd"), None)
+        threshold = figures.auto_threshold(series, metric, base=gd)
     rows = figures.speedup_rows(series, labels, metric, threshold)
     return C.speedup_table(rows, metric, threshold, auto), msg
 
@@ -678,7 +689,7 @@ def show_replay(opened, sid):
         color,
         snap.stage_switch_step,
         frames[last][0],
-        with_rmsd=protein and any("rmsd" in row for row in snap.rows[:1]),
+        with_rmsd=protein and any(figures.RMSD in row for row in snap.rows[:1]),
     )
     who = "" if snap.is_owner else " (shared with you, read-only)"
     title = f"{snap.label.upper()} · {snap.status} · {len(snap.rows)} logged steps{who}"

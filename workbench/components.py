@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 
 from dash import dcc, html
 
@@ -56,11 +57,16 @@ def field_row(field: Field, value, *, hidden: bool = False) -> html.Div:
     rng = field.range_text()
     return html.Div(
         [
-            html.Label(field.label, title=field.help, className="wb-label", htmlFor=_dom_id(fid)),
             html.Div(
-                [control, html.Span(rng, className="wb-range") if rng else None],
-                className="wb-control",
+                [
+                    html.Label(
+                        field.label, title=field.help, className="wb-label", htmlFor=_dom_id(fid)
+                    ),
+                    html.Span(rng, className="wb-range") if rng else None,
+                ],
+                className="wb-label-box",
             ),
+            html.Div(control, className="wb-control"),
             html.Div(id=ids.field_msg(field.name), className="wb-msg", role="alert"),
         ],
         className="wb-field",
@@ -105,6 +111,18 @@ def details(summary: str, children, open_: bool = False, **kw) -> html.Details:
         className="wb-details",
         **kw,
     )
+
+
+def method_options(tab: str) -> list[dict]:
+    """Method checkboxes; the OpenMM baseline exists for proteins only."""
+    return [
+        {
+            "label": html.Span(lab, title=expl),
+            "value": key,
+            "disabled": key == "openmm" and tab != "protein",
+        }
+        for key, (lab, expl, _) in METHODS.items()
+    ]
 
 
 def run_card(run: dict, is_owner: bool = True) -> html.Div:
@@ -203,7 +221,8 @@ def speedup_table(rows: list[dict], metric: str, threshold: float | None, auto: 
             )
         )
     note = (
-        "threshold: auto (the highest of the runs' best values, so every run reaches it)"
+        "threshold: auto = GD's final value + 1 % (else the worst final value), as in "
+        "`python -m engine compare`"
         if auto
         else "threshold: as entered"
     )
@@ -239,7 +258,9 @@ def runs_table(snaps: list) -> html.Div:
         name = (
             f"{system.get('kind', '?')} n={system.get('n')}"
             if system.get("kind") != "protein"
-            else f"protein {system.get('pdb') or system.get('sequence') or ''}"[:40]
+            else f"protein {os.path.basename(system.get('pdb') or '') or system.get('sequence') or ''}"[
+                :40
+            ]
         )
         when = datetime.datetime.fromtimestamp(s.created).strftime("%H:%M:%S") if s.created else ""
         source = {"cli": " (CLI)", "stored": " (saved)"}.get(s.source, "")

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from dash import Patch
 from plotly.subplots import make_subplots
 
+RMSD = "rmsd_ca"  # engine protein metric: CA RMSD to the native structure (nm)
 RIGID_FLOOR_FRACTION = 1e-3  # rigid (zero) modes are drawn this far below the smallest nonzero |λ|
 TEMPLATE = "plotly_white"
 
@@ -30,7 +31,10 @@ def spectrum_figure(
     """Eigenvalue spectrum on a log axis with rigid modes marked and the k cutoff drawn.
 
     Args:
-      values: [K] eigenvalues sorted by |value| ascending. rigid: [K] bool.
+      values: [K] mode values in slowness order (engine SlowModes.values). For the full
+        Hessian ("cartesian") they are its eigenvalues sorted by |λ|; for the reference's
+        block-norm Laplacian ("node") they are the Rayleigh quotients ψᵀKψ, clamped at 0 by
+        the engine and not monotone. rigid: [K] bool.
       k: current number of slow modes (cutoff drawn between mode k and k+1), or None.
       selected: index of the mode being animated (highlighted).
     """
@@ -42,8 +46,9 @@ def spectrum_figure(
     floor = (nonzero.min() if len(nonzero) else 1.0) * RIGID_FLOOR_FRACTION
     shown = np.where(rigid | (mag <= 0), floor, mag)
     fig = go.Figure()
-    soft = ~rigid & (values >= 0)
+    soft = ~rigid & (values > 0)
     neg = ~rigid & (values < 0)
+    zero = ~rigid & (values == 0)
     fig.add_trace(
         go.Scatter(
             x=idx[soft],
@@ -65,6 +70,18 @@ def spectrum_figure(
                 marker={"size": 7, "symbol": "triangle-down", "color": "#ff7f0e"},
                 customdata=idx[neg] - 1,
                 hovertemplate="mode %{x}<br>λ = −%{y:.4g}<extra></extra>",
+            )
+        )
+    if zero.any():
+        fig.add_trace(
+            go.Scatter(
+                x=idx[zero],
+                y=shown[zero],
+                mode="markers",
+                name="0 (clamped)",
+                marker={"size": 7, "symbol": "circle-open", "color": "#1f77b4"},
+                customdata=idx[zero] - 1,
+                hovertemplate="mode %{x}<br>value 0 (clamped)<extra></extra>",
             )
         )
     if rigid.any():
@@ -117,7 +134,10 @@ def spectrum_figure(
             "font": {"size": 13},
         },
         xaxis={"title": "mode index (slow → fast)"},
-        yaxis={"title": "|eigenvalue|", "type": "log"},
+        yaxis={
+            "title": "|Hessian eigenvalue|" if space == "cartesian" else "ψᵀKψ (block-norm K)",
+            "type": "log",
+        },
         shapes=shapes,
         legend={"orientation": "h", "y": -0.25},
         clickmode="event",
@@ -164,7 +184,7 @@ def curve_panels(with_rmsd: bool) -> list[tuple[str, str]]:
     """(y column, x column) per panel, in trace order."""
     panels = [("energy", "step"), ("energy", "wall_time_s")]
     if with_rmsd:
-        panels += [("rmsd", "step"), ("rmsd", "wall_time_s")]
+        panels += [(RMSD, "step"), (RMSD, "wall_time_s")]
     return panels
 
 
@@ -198,7 +218,7 @@ def curves_figure(runs: list[dict], with_rmsd: bool = False, energy_unit: str = 
     if with_rmsd:
         fig.update_xaxes(title_text="step", row=2, col=1)
         fig.update_xaxes(title_text="wall time (s)", row=2, col=2)
-        fig.update_yaxes(title_text="RMSD (nm)", row=2, col=1)
+        fig.update_yaxes(title_text="CA RMSD (nm)", row=2, col=1)
     fig.update_layout(
         template=TEMPLATE,
         height=300 if rows == 1 else 520,
@@ -291,19 +311,22 @@ def first_reach(rows, metric: str, threshold: float) -> tuple[int, float] | None
     return None
 
 
-def auto_threshold(series: dict[str, list], metric: str) -> float | None:
-    """A level every run has reached: the largest of the runs' best values (None if no data)."""
-    bests = []
-    for rows in series.values():
+def auto_threshold(series: dict[str, list], metric: str, base: str | None = None) -> float | None:
+    """The CLI's default level (``python -m engine compare``): the base run's (GD's) final value
+    plus 1 % of its magnitude; without a base run, the worst final value. None without data."""
+    finals = {}
+    for rid, rows in series.items():
         vals = [
             r.get(metric)
             for r in rows
             if r.get(metric) is not None and math.isfinite(r.get(metric))
         ]
-        if not vals:
-            return None
-        bests.append(min(vals))
-    return max(bests) if bests else None
+        if vals:
+            finals[rid] = vals[-1]
+    if not finals:
+        return None
+    level = finals[base] if base in finals else max(finals.values())
+    return level + 0.01 * abs(level)
 
 
 def speedup_rows(
@@ -371,7 +394,7 @@ def replay_figure(
         fig.add_trace(
             go.Scatter(
                 x=steps,
-                y=_finite(r.get("rmsd") for r in rows),
+                y=_finite(r.get(RMSD) for r in rows),
                 mode="lines+markers",
                 marker={"size": 3},
                 line={"color": color, "dash": "dot"},

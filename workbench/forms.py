@@ -48,9 +48,22 @@ METHODS: dict[str, tuple[str, str, dict]] = {
         "FIRE (Bitzek et al. 2006) on the positions: inertial descent with adaptive time step.",
         {"reparam.kind": "none", "optim.name": "fire"},
     ),
+    "openmm": (
+        "OpenMM",
+        "OpenMM's L-BFGS minimizer on the identical all-atom energy (proteins only): the baseline.",
+        {"reparam.kind": "none"},
+    ),
 }
 DEFAULT_METHODS = ("gd", "gnn")
-COLORS = {"gd": "#d62728", "cg": "#2ca02c", "gnn": "#1f77b4", "fire": "#9467bd"}
+# method key -> RunSpec.method_label (the OpenMM baseline is told apart by its label)
+LABELS = {"openmm": "openmm-min"}
+COLORS = {
+    "gd": "#d62728",
+    "cg": "#2ca02c",
+    "gnn": "#1f77b4",
+    "fire": "#9467bd",
+    "openmm": "#8c564b",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -797,11 +810,15 @@ def build_specs(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SpecError("methods", f"must be among {', '.join(METHODS)}; got {unknown}")
+    if "openmm" in methods and tab != "protein":
+        raise SpecError("methods", "OpenMM is the baseline for proteins: choose the Protein tab")
+    if "openmm" in methods and typed.get("system.model") == "residue":
+        raise SpecError("methods", "the OpenMM baseline needs the all-atom model")
     specs = []
     for m in methods:
         d = RunSpec().to_dict()
         changes = dict(METHODS[m][2])
-        changes["method_label"] = m
+        changes["method_label"] = LABELS.get(m, m)
         changes["frame_every"] = typed.get("chunk_size", 20)
         if tab == "protein":
             changes["system.kind"] = "protein"
@@ -863,6 +880,8 @@ def parse_run_form(
 
 def method_of(spec: RunSpec) -> str:
     """Which form method produced ``spec`` (inverse of METHODS' base changes)."""
+    if (spec.method_label or "").startswith("openmm"):
+        return "openmm"
     if spec.reparam.kind == "linear":
         return "cg"
     if spec.reparam.kind == "gnn":
@@ -882,6 +901,17 @@ def values_from_specs(specs: list[RunSpec]) -> tuple[dict, list[str]]:
             value = f.default
         values[f.name] = to_widget(f, value)
     return values, list(by_method)
+
+
+def protein_widgets(spec: RunSpec) -> tuple[str, dict]:
+    """(protein source, protein widget values) that reproduce ``spec.system`` (presets)."""
+    system = spec.system
+    values = {"protein.start": system.start}
+    if system.sequence:
+        return "sequence", {**values, "protein.sequence": system.sequence}
+    if system.pdb and re.fullmatch(r"[0-9][A-Za-z0-9]{3}", system.pdb):
+        return "pdbid", {**values, "protein.pdb_id": system.pdb}
+    return "file", {**values, "protein.structure": system.pdb}
 
 
 def _get(d: dict, path: str):

@@ -52,15 +52,22 @@ def system_view(system) -> dict:
     if system.kind == "protein":
         # PDB text carries residues and atom names for the cartoon; 3Dmol assigns bonds once
         view["pdb"] = engine_io.pdb_text(system, system.x0)
+        view["coarse"] = (system.meta or {}).get("model") == "residue"  # CA beads only
     else:
         view["bonds"] = np.asarray(system.bonds, np.int64).ravel().tolist()
     return view
 
 
 def run_engine(spec, on_progress, should_stop, on_system):
-    """The registry's runner: build (cached), report the view, run the engine."""
+    """The registry's runner: build (cached), report the view, run the engine (or OpenMM)."""
     system = build_system(spec.system, spec.seed)
     on_system(system, system_view(system))
+    if (spec.method_label or "").startswith("openmm"):
+        from engine.protein.baseline import run_openmm_result
+
+        return run_openmm_result(
+            spec, spec.method_label, on_progress=on_progress, should_stop=should_stop, system=system
+        )
     return engine.run(spec, on_progress=on_progress, should_stop=should_stop, system=system)
 
 
@@ -110,7 +117,9 @@ def residue_heatmaps(system) -> dict | None:
         mats = residue_matrices(system)
     except ValueError:  # an all-atom system: no residue matrices
         return None
-    return {str(k): np.asarray(v, np.float64) for k, v in mats.items()}
+    # the paper's Fig. 7 matrices; the engine also returns their parameter matrices
+    shown = {"vdw": "Van der Waals", "hbond": "hydrogen bond", "hydrophobic": "hydrophobic"}
+    return {shown[k]: np.asarray(v, np.float64) for k, v in mats.items() if k in shown}
 
 
 def mode_displacement(payload: dict, index: int) -> np.ndarray:

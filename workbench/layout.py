@@ -252,10 +252,6 @@ def _system_panel(values, structures, max_upload_bytes):
 
 def _method_panel(values, presets):
     preset_opts = [{"label": name, "value": name} for name in presets]
-    method_opts = [
-        {"label": html.Span(lab, title=expl), "value": key}
-        for key, (lab, expl, _) in METHODS.items()
-    ]
     per_method = [
         html.Div(
             C.details(f"{METHODS[m][0]} parameters", C.fields(names, values), open_=m in ("gnn",)),
@@ -284,7 +280,7 @@ def _method_panel(values, presets):
                 "run side by side",
                 dcc.Checklist(
                     id=ids.METHODS,
-                    options=method_opts,
+                    options=C.method_options("loop"),
                     value=list(DEFAULT_METHODS),
                     inline=True,
                     className="wb-methods",
@@ -330,7 +326,7 @@ def _live_panel():
                         id=ids.THRESH_METRIC,
                         options=[
                             {"label": "energy", "value": "energy"},
-                            {"label": "RMSD", "value": "rmsd"},
+                            {"label": "CA RMSD", "value": "rmsd_ca"},
                         ],
                         value="energy",
                         inline=True,
