@@ -255,20 +255,18 @@ def runs_table(snaps: list) -> html.Div:
     for s in snaps:
         spec = s.spec or {}
         system = spec.get("system", {})
-        name = (
-            f"{system.get('kind', '?')} n={system.get('n')}"
-            if system.get("kind") != "protein"
-            else f"protein {os.path.basename(system.get('pdb') or '') or system.get('sequence') or ''}"[
-                :40
-            ]
-        )
+        if system.get("kind") == "protein":
+            source = os.path.basename(system.get("pdb") or "") or system.get("sequence") or ""
+            name = f"protein {source}"[:40]
+        else:
+            name = f"{system.get('kind', '?')} n={system.get('n')}"
         when = datetime.datetime.fromtimestamp(s.created).strftime("%H:%M:%S") if s.created else ""
-        source = {"cli": " (CLI)", "stored": " (saved)"}.get(s.source, "")
+        origin = {"cli": " (CLI)", "stored": " (saved)"}.get(s.source, "")
         energy = s.last.get("energy")
         body.append(
             html.Tr(
                 [
-                    html.Td(when + source),
+                    html.Td(when + origin),
                     html.Td(s.label.upper()),
                     html.Td(name),
                     html.Td(s.status, className=f"wb-st-{s.status}"),
