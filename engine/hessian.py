@@ -61,8 +61,10 @@ class PairPlan(NamedTuple):
 
     Fields:
       n_atoms: number of atoms.
-      sparse: tuple of (potential key, i [m] int, j [m] int, scale * weights [m]).
-      dense: tuple of (potential key, [n, n] symmetric scale * weights, zero diagonal).
+      sparse: tuple of (potential key, i [m] int, j [m] int, scale * weights [m]), as JAX
+        arrays.
+      dense: tuple of (potential key, [n, n] symmetric scale * weights with zero diagonal),
+        as a JAX array.
     """
 
     n_atoms: int
@@ -177,9 +179,9 @@ def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
             w = np.zeros((n, n))
             np.add.at(w, (pairs[:, 0], pairs[:, 1]), sw)  # add.at: pairs may repeat
             w += w.T
-            dense.append((key, w))
+            dense.append((key, jnp.asarray(w)))  # on the device once, reused per configuration
         else:
-            sparse.append((key, pairs[:, 0], pairs[:, 1], sw))
+            sparse.append((key, jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1]), jnp.asarray(sw)))
     return PairPlan(n, tuple(sparse), tuple(dense))
 
 
@@ -222,21 +224,26 @@ def pair_coefficients(x, pair_terms) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[0]
     plan = _plan(pair_terms, n)
     xj = jnp.asarray(x)
-    d1 = np.zeros((n, n))
-    d2 = np.zeros((n, n))
+    d1 = d2 = None
     for key, w in plan.dense:
-        g1, g2 = _dense_term_fn(key)(xj, jnp.asarray(w))
-        d1 += np.asarray(g1)
-        d2 += np.asarray(g2)
-    upper1 = np.zeros((n, n))
-    upper2 = np.zeros((n, n))
+        g1, g2 = _dense_term_fn(key)(xj, w)
+        if d1 is None:
+            d1, d2 = np.array(g1), np.array(g2)  # writable copies
+        else:
+            d1 += np.asarray(g1)
+            d2 += np.asarray(g2)
+    if d1 is None:
+        d1, d2 = np.zeros((n, n)), np.zeros((n, n))
     for key, i, j, sw in plan.sparse:
-        g1, g2 = _sparse_term_fn(key)(xj, jnp.asarray(i), jnp.asarray(j), jnp.asarray(sw))
-        np.add.at(upper1, (i, j), np.asarray(g1))  # add.at: pairs may repeat across terms
-        np.add.at(upper2, (i, j), np.asarray(g2))
-    if plan.sparse:
-        d1 += upper1 + upper1.T
-        d2 += upper2 + upper2.T
+        g1, g2 = _sparse_term_fn(key)(xj, i, j, sw)
+        i, j = np.asarray(i), np.asarray(j)
+        # Sum repeated pairs first (fancy "+=" would keep only one of them), then add both
+        # (i, j) and (j, i): a few thousand entries instead of passes over [n, n].
+        flat, inverse = np.unique(i * n + j, return_inverse=True)
+        for d, g in ((d1, g1), (d2, g2)):
+            summed = np.bincount(inverse, np.asarray(g), minlength=len(flat))
+            d.flat[flat] += summed
+            d.flat[(flat % n) * n + flat // n] += summed
     return d1, d2
 
 
