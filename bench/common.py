@@ -26,6 +26,19 @@ def timeit(fn, *, repeat: int = 7, number: int = 1) -> float:
     return statistics.median(times)
 
 
+def timeit_interleaved(fns: dict, *, rounds: int = 7) -> dict:
+    """Median seconds per call of each fn, timed round-robin so load changes hit all alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def machine() -> dict:
     return {
         "cpu_count": os.cpu_count(),

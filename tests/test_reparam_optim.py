@@ -72,6 +72,16 @@ def test_reparam_shape_and_start(name, system, key):
         assert np.std(x - x.mean(0)) == pytest.approx(np.std(system.x0), rel=1e-8)
 
 
+@pytest.mark.parametrize("name", list(REPARAMS))
+def test_float32_stays_float32(name, system, key):
+    cfg, space = REPARAMS[name]
+    modes = fake_modes(space, 20 if space == "node" else 60) if space else None
+    reparam = make_reparam(cfg, modes, N, jnp.float32)
+    params = reparam.init(key, system.x0)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+    assert reparam.apply(params).dtype == jnp.float32
+
+
 def test_linear_with_all_modes_reproduces_x0(system, key):
     for space, k in (("node", N), ("cartesian", 3 * N)):
         reparam = make_reparam(ReparamConfig(kind="linear"), fake_modes(space, k), N, jnp.float64)

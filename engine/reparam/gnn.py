@@ -78,16 +78,16 @@ def make_gnn(
 
     def random_params(key):
         keys = jax.random.split(key, 2 * cfg.n_layers + 3)
-        z = jax.random.normal(keys[0], (n_atoms, cfg.hidden), dtype) / np.sqrt(cfg.hidden)
+        z = jax.random.normal(keys[0], (n_atoms, cfg.hidden), dtype) / float(np.sqrt(cfg.hidden))
         layers = []
         for l in range(cfg.n_layers):
             d_in, d_out = widths[l], widths[l + 1]
-            xavier = np.sqrt(2.0 / (d_in + d_out))
+            xavier = float(np.sqrt(2.0 / (d_in + d_out)))  # Python float: numpy scalars promote f32
             w = xavier * jax.random.normal(keys[2 * l + 1], (d_in, d_out), dtype)
             s_scale = xavier if cfg.self_init == "xavier" else 1.0
             s = s_scale * jax.random.normal(keys[2 * l + 2], (d_in, d_out), dtype)
             layers.append({"w": w, "s": s, "b": jnp.zeros((d_out,), dtype)})
-        bound = 1.0 / np.sqrt(readout_in)
+        bound = float(1.0 / np.sqrt(readout_in))
         out = {
             "w": jax.random.uniform(keys[-2], (readout_in, 3), dtype, -bound, bound),
             "b": jax.random.uniform(keys[-1], (3,), dtype, -bound, bound),
