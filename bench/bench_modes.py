@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -70,6 +71,14 @@ def fcc_network(n_cells: int) -> tuple[System, EnergyModel]:
     return system, model
 
 
+def _timed_modes(system, model, cfg: ModesConfig, k: int):
+    """slow_modes plus the CPU seconds it used (all threads) and the load average around it."""
+    load0 = os.getloadavg()[0]
+    cpu = time.process_time()
+    m = md.slow_modes(system, model, cfg, k)
+    return m, time.process_time() - cpu, max(load0, os.getloadavg()[0])
+
+
 def _accuracy(h: np.ndarray, ref, other) -> dict:
     scale = md._inf_norm(h)
     out = {}
@@ -104,22 +113,26 @@ def _dense_estimate(results: list[dict], case: str, n: int) -> float | None:
 def run_hessian_case(case: str, system, model, cfg_kw: dict, k: int, results, dense_max_s):
     n = system.n_atoms
     x = system.x0
+    hess.pair_hessian(x, model.pair_terms)  # compile the potentials' derivatives
     t = time.perf_counter()
     h = hess.pair_hessian(x, model.pair_terms)
     build_s = time.perf_counter() - t
     row = {"case": case, "n": n, "n_dof": 3 * n, "k": k, "build_s": build_s}
     est = _dense_estimate(results, case, n)
-    it = md.slow_modes(system, model, ModesConfig(method="hessian", solver="iterative", **cfg_kw), k)
-    row.update(iterative_s=it.seconds, iterative_method=it.method, rigid=int(it.rigid.sum()))
+    it, cpu, load = _timed_modes(
+        system, model, ModesConfig(method="hessian", solver="iterative", **cfg_kw), k
+    )
+    row.update(iterative_s=it.seconds, iterative_cpu_s=cpu, iterative_load=load,
+               iterative_method=it.method, rigid=int(it.rigid.sum()))  # fmt: skip
     print(f"{case:24s} n={n:5d} iterative {it.seconds:8.2f} s  {it.method}", flush=True)
     ref = None
     if est is None or est <= dense_max_s:
-        ref = md.slow_modes(
+        ref, cpu, load = _timed_modes(
             system, model, ModesConfig(method="hessian", solver="dense", **cfg_kw), k + 1
         )
         # The k-subspace is defined up to the gap between the k-th and (k+1)-th |mu|.
         mu = np.abs(ref.values)
-        row.update(dense_s=ref.seconds, dense_method=ref.method,
+        row.update(dense_s=ref.seconds, dense_cpu_s=cpu, dense_load=load, dense_method=ref.method,
                    relative_gap_after_k=float((mu[k] - mu[k - 1]) / mu[k]))  # fmt: skip
         ref = _head(ref, k)
         print(f"{case:24s} n={n:5d} dense     {ref.seconds:8.2f} s  {ref.method}", flush=True)
@@ -140,11 +153,12 @@ def run_laplacian_case(system, model, k: int, results):
     n = system.n_atoms
     row = {"case": "block-laplacian lj-loop", "n": n, "n_dof": n, "k": k}
     cfg = ModesConfig(method="block-laplacian", at="samples", solver="auto")
-    m = md.slow_modes(system, model, cfg, k)
-    row.update(auto_s=m.seconds, auto_method=m.method)
+    m, cpu, load = _timed_modes(system, model, cfg, k)
+    row.update(auto_s=m.seconds, auto_cpu_s=cpu, auto_load=load, auto_method=m.method)
     k_ref = math.ceil(n / 3)
-    m_ref = md.slow_modes(system, model, cfg, k_ref)
-    row.update(k_reference=k_ref, reference_k_s=m_ref.seconds, reference_k_method=m_ref.method)
+    m_ref, cpu, _ = _timed_modes(system, model, cfg, k_ref)
+    row.update(k_reference=k_ref, reference_k_s=m_ref.seconds, reference_k_cpu_s=cpu,
+               reference_k_method=m_ref.method)  # fmt: skip
     print(f"block-laplacian          n={n:5d} k={k}: {m.seconds:.2f} s ({m.method}); "
           f"k={k_ref}: {m_ref.seconds:.2f} s", flush=True)  # fmt: skip
     results.append(row)
@@ -160,7 +174,8 @@ def _fmt(v, digits=2):
 
 def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| case | n | 3n | Hessian build (s) | iterative (s) | dense (s) | dense / iterative "
+        "| case | n | 3n | Hessian build (s) | iterative (s) [CPU s, load] | dense (s) "
+        "[CPU s, load] | dense / iterative "
         "| max \\|Δμ\\| / ‖H‖ | max \\|Δμ\\| / \\|μ\\| | max angle (rad) | gap after k "
         "| iterative residual / ‖H‖ |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -169,25 +184,29 @@ def markdown_table(results: list[dict]) -> str:
         if r["case"].startswith("block-laplacian"):
             continue
         dense = r.get("dense_s")
-        dense_txt = _fmt(dense) if dense is not None else (
-            f"skipped (~{r['dense_skipped_estimate_s']:.0f} est.)"
+        dense_txt = (
+            f"{_fmt(dense)} [{_fmt(r['dense_cpu_s'])}, {r['dense_load']:.1f}]"
+            if dense is not None
+            else f"skipped (~{r['dense_skipped_estimate_s']:.0f} est.)"
         )
         ratio = _fmt(dense / r["iterative_s"], 1) + "×" if dense else "—"
+        it_txt = f"{_fmt(r['iterative_s'])} [{_fmt(r['iterative_cpu_s'])}, {r['iterative_load']:.1f}]"
         lines.append(
             f"| {r['case']} | {r['n']} | {r['n_dof']} | {_fmt(r['build_s'])} | "
-            f"{_fmt(r['iterative_s'])} | {dense_txt} | {ratio} | "
+            f"{it_txt} | {dense_txt} | {ratio} | "
             f"{_fmt(r.get('values_max_abs_diff_rel_to_norm'))} | {_fmt(r.get('values_max_rel_diff'))} | "
             f"{_fmt(r.get('max_principal_angle'))} | {_fmt(r.get('relative_gap_after_k'))} | "
             f"{_fmt(r.get('iterative_max_residual_rel'))} |"
         )
-    lines += ["", "| block-Laplacian (pure-LJ loop, 40 samples) | n | k | seconds (auto) | solver | "
-              "k = ⌈n/3⌉ | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| block-Laplacian (pure-LJ loop, 40 samples) | n | k | seconds (auto) [CPU s, load] "
+              "| solver | k = ⌈n/3⌉ | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         if not r["case"].startswith("block-laplacian"):
             continue
         solver = r["auto_method"].split("/")[-1]
-        lines.append(f"| | {r['n']} | {r['k']} | {_fmt(r['auto_s'])} | {solver} | "
-                     f"{r['k_reference']} | {_fmt(r['reference_k_s'])} |")  # fmt: skip
+        lines.append(f"| | {r['n']} | {r['k']} | {_fmt(r['auto_s'])} [{_fmt(r['auto_cpu_s'])}, "
+                     f"{r['auto_load']:.1f}] | {solver} | {r['k_reference']} | "
+                     f"{_fmt(r['reference_k_s'])} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -249,7 +268,8 @@ def main(argv=None) -> int:
         run_hessian_case("fcc-network @ minimum", net_system, net_model, {"at": "minimum"},
                          args.k, results, args.dense_max_seconds)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_json("modes", {"k": args.k, "results": results})
+    save_json("modes", {"k": args.k, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+                        "results": results})  # fmt: skip
     plot(results, RESULTS / "modes.png")
     table = markdown_table(results)
     write_doc_table(table)

@@ -280,21 +280,22 @@ def pair_hessian(x, pair_terms) -> np.ndarray:
     h = np.empty((n, 3, n, 3))
     for rows, comps, a in _row_chunks(x, d1, d2):
         m = rows.stop - rows.start
-        diag = np.empty((m, 3, 3))
+        blocks = {}
         for c in range(3):
             ac = a * comps[c]
             for e in range(c, 3):
                 block = ac * comps[e]
                 if c == e:
                     block += d1[rows]
-                # Self couplings are zero (zero diagonal of d1, d2), so row sums are H_ii.
-                diag[:, c, e] = diag[:, e, c] = block.sum(axis=1)
                 np.negative(block, out=block)
-                h[rows, c, :, e] = block
-                if c != e:
-                    h[rows, e, :, c] = block
+                blocks[c, e] = blocks[e, c] = block
+        for c in range(3):
+            # [m, n, 3] in h's memory order: one contiguous write per block row.
+            h[rows, c] = np.stack([blocks[c, 0], blocks[c, 1], blocks[c, 2]], axis=-1)
+        # Self couplings are zero (zero diagonal of d1, d2), so H_ii = -sum_j H_ij.
+        diag = -np.stack([[blocks[c, e].sum(axis=1) for e in range(3)] for c in range(3)], -1)
         local = np.arange(m)
-        h[rows.start + local, :, rows.start + local, :] = diag
+        h[rows.start + local, :, rows.start + local, :] = diag.transpose(1, 0, 2)
     return h.reshape(3 * n, 3 * n)
 
 
