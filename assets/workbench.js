@@ -6,21 +6,22 @@
  * in place and the model's geometry is rebuilt, so the camera stays where the user put it.
  * Viewers of one side-by-side group are linked (rotate one, all follow).
  *
- * window.wbStats[div] counts the frames applied, for bench/bench_ui.py and the browser test.
+ * Live coordinates stream outside Dash's callback machinery: a small fetch loop asks
+ * /_wb/frames for the newest frame of each live run (owner or shared-link access is checked
+ * by the server's registry) and draws on the next animation frame, always the newest
+ * coordinates. Going through a Dash callback per frame costs more than the frame itself
+ * (request, renderer bookkeeping, store update), which kept the views under 10 frames/s.
+ * Curves and status lines still come from the Dash poll (poll_runs), a few times a second.
+ *
+ * window.wbStats[div] counts frames received and drawn (bench/bench_ui.py, browser test).
  */
 (function () {
   "use strict";
-  const viewers = {};   // div id -> {el, viewer, model, atoms, key}
+  const viewers = {};   // div id -> {el, viewer, model, atoms, key, linked}
   const views = {};     // div id -> last view payload (to rebuild a viewer whose div was replaced)
+  const pending = {};   // div id -> {xyz, step}: newest coordinates not drawn yet
   const anim = {timer: null, div: null};
   window.wbStats = window.wbStats || {};
-
-  function chainColor(i, n) {
-    // blue -> red along the chain, so folding of the loop is readable
-    const t = n > 1 ? i / (n - 1) : 0;
-    const r = Math.round(40 + 200 * t), g = Math.round(90 + 80 * Math.sin(Math.PI * t)), b = Math.round(230 - 190 * t);
-    return (r << 16) | (g << 8) | b;
-  }
 
   // Antialiasing costs ~7x per frame on software WebGL (SwiftShader/llvmpipe: headless or
   // GPU-less machines), which would drop the live view below 10 frames/s; keep it on real GPUs.
@@ -32,8 +33,32 @@
       const ext = gl && gl.getExtension("WEBGL_debug_renderer_info");
       const name = ext ? String(gl.getParameter(ext.UNMASKED_RENDERER_WEBGL)) : "";
       softwareGL = /swiftshader|llvmpipe|software/i.test(name);
+      const lose = gl && gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();  // browsers cap live WebGL contexts (16 in Chromium)
     } catch (e) { softwareGL = true; }
     return softwareGL;
+  }
+
+  // Viewers whose div left the page (a new side-by-side group replaced the cards) give
+  // their WebGL context back.
+  function disposeDetached() {
+    for (const [div, entry] of Object.entries(viewers)) {
+      if (document.body.contains(entry.el)) continue;
+      try {
+        const canvas = entry.el.querySelector("canvas");
+        const gl = canvas && (canvas.getContext("webgl2") || canvas.getContext("webgl"));
+        const lose = gl && gl.getExtension("WEBGL_lose_context");
+        if (lose) lose.loseContext();
+      } catch (e) { /* already gone */ }
+      delete viewers[div];
+    }
+  }
+
+  function chainColor(i, n) {
+    // blue -> red along the chain, so folding of the loop is readable
+    const t = n > 1 ? i / (n - 1) : 0;
+    const r = Math.round(40 + 200 * t), g = Math.round(90 + 80 * Math.sin(Math.PI * t)), b = Math.round(230 - 190 * t);
+    return (r << 16) | (g << 8) | b;
   }
 
   function build(div, view) {
@@ -42,8 +67,13 @@
     const old = viewers[div];
     if (old && old.el === el && old.key === view.key) return old;
     if (old) { try { old.viewer.clear(); } catch (e) { /* its canvas is already gone */ } }
+    disposeDetached();
     el.innerHTML = "";
-    const viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: !isSoftwareGL()});
+    // rows/cols/row/col make 3Dmol draw into this canvas's own WebGL context instead of its
+    // shared offscreen one, which is resized and copied back on every render: a main-thread
+    // stall per frame (~20-40 ms for two views on software WebGL, 3-4 ms with own contexts).
+    const viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: !isSoftwareGL(),
+                                            rows: 1, cols: 1, row: 0, col: 0});
     let model;
     if (view.kind === "protein") {
       model = viewer.addModel(view.pdb, "pdb");
@@ -71,7 +101,8 @@
     }
     viewer.zoomTo();
     viewer.render();
-    const entry = {el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}), key: view.key, linked: new Set()};
+    const entry = {el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}), key: view.key,
+                   linked: new Set()};
     viewers[div] = entry;
     return entry;
   }
@@ -95,25 +126,93 @@
     if (me && other) { me.viewer.setView(other.viewer.getView()); me.viewer.render(); }
   }
 
-  function count(div, step, ms) {
-    const s = window.wbStats[div] || (window.wbStats[div] = {frames: 0, first: null, last: null, step: null, draw_ms: 0});
-    const now = performance.now();
-    s.frames += 1; s.first = s.first === null ? now : s.first; s.last = now; s.step = step; s.draw_ms += ms || 0;
+  function stat(div) {
+    return window.wbStats[div] || (window.wbStats[div] = {frames: 0, recv: 0, first: null, last: null,
+                                                           step: null, draw_ms: 0});
   }
 
-  /* frame = {div, key, view (first time only), xyz, step, link: [divs]} */
+  function draw(div, xyz, step) {
+    const view = views[div];
+    if (!view) return false;
+    const t0 = performance.now();
+    const entry = build(div, view);
+    if (!entry) return false;
+    if (xyz) setCoords(entry, xyz);
+    const s = stat(div), now = performance.now();
+    s.frames += 1; s.first = s.first === null ? now : s.first; s.last = now; s.step = step;
+    s.draw_ms += now - t0;
+    return true;
+  }
+
+  let drawScheduled = false;
+  function scheduleDraw() {
+    if (drawScheduled) return;
+    drawScheduled = true;
+    requestAnimationFrame(function () {
+      drawScheduled = false;
+      for (const div of Object.keys(pending)) {
+        const p = pending[div];
+        delete pending[div];
+        draw(div, p.xyz, p.step);
+      }
+    });
+  }
+
+  /* ---- live frame stream ------------------------------------------------------------ */
+  const stream = {runs: {}, timer: null, period: 60};  // div -> {run, since, done}
+  window.wbStream = {fetches: 0, fetch_ms: 0};  // round trips of the stream (bench/bench_ui.py)
+
+  function session() {
+    try { return JSON.parse(window.sessionStorage.getItem("wb-session")); } catch (e) { return null; }
+  }
+
+  function track(div, run, since, period) {
+    stream.runs[div] = {run: run, since: since || 0, done: false};
+    stream.period = period || stream.period;
+    if (stream.timer === null) stream.timer = setTimeout(pump, 0);
+  }
+
+  function pump() {
+    stream.timer = null;
+    const active = Object.entries(stream.runs).filter(([div, r]) => !r.done && document.getElementById(div));
+    for (const div of Object.keys(stream.runs)) if (!document.getElementById(div)) delete stream.runs[div];
+    if (!active.length) return;
+    const t0 = performance.now();
+    const query = active.map(([, r]) => r.run + ":" + r.since).join(",");
+    fetch("/_wb/frames?runs=" + encodeURIComponent(query), {headers: {"X-WB-Session": session() || ""}})
+      .then(r => r.ok ? r.json() : {})
+      .then(function (reply) {
+        window.wbStream.fetches += 1;
+        window.wbStream.fetch_ms += performance.now() - t0;
+        for (const [div, r] of active) {
+          const f = reply[r.run];
+          if (!f) continue;
+          if (f.gone) { r.done = true; continue; }
+          if (f.xyz) {
+            r.since = f.frame;
+            pending[div] = {xyz: f.xyz, step: f.step};
+            stat(div).recv += 1;
+          }
+          if (f.terminal && r.since >= f.frame) r.done = true;
+        }
+        scheduleDraw();
+      })
+      .catch(function () { /* server busy or restarting: try again next period */ })
+      .finally(function () {
+        stream.timer = setTimeout(pump, Math.max(0, stream.period - (performance.now() - t0)));
+      });
+  }
+
+  /* Dash clientside callback: frame = {div, key, view?, xyz, step, link?, run?, since?, period?}.
+     The first payload of a live run carries its topology and starts its stream; replay
+     frames are drawn directly. */
   function frame(f) {
     if (!f || !f.div) return window.dash_clientside.no_update;
     if (f.view) views[f.div] = Object.assign({key: f.key}, f.view);
-    const view = views[f.div];
-    if (!view) return window.dash_clientside.no_update;
     if (anim.div === f.div) stopAnim();
-    const t0 = performance.now();
-    const entry = build(f.div, view);
-    if (!entry) return window.dash_clientside.no_update;
-    if (f.xyz) setCoords(entry, f.xyz);
+    if (!draw(f.div, f.xyz, f.step)) return window.dash_clientside.no_update;
     if (f.link) link(f.link, f.div);
-    count(f.div, f.step, performance.now() - t0);
+    if (f.run) track(f.div, f.run, f.since, f.period);
     return f.step;
   }
 
@@ -137,22 +236,22 @@
     const tick = function (now) {
       const s = a * Math.sin((now - t0) / 1000 * 2 * Math.PI * 0.6);
       for (let i = 0; i < base.length; i++) xyz[i] = base[i] + s * disp[i];
-      setCoords(entry, xyz);
-      count(payload.div, payload.mode);
+      draw(payload.div, xyz, payload.mode);
       anim.timer = requestAnimationFrame(tick);
     };
     anim.timer = requestAnimationFrame(tick);
     return payload.mode;
   }
 
-  /* Poll chain: each reply of poll_runs (a new "seen") schedules exactly one next poll, at
-     most every seen._ms ms, so two polls are never in flight with the same counters (an
-     Interval would fire regardless and resend points). The next tick is set with set_props
-     from a timer: a callback output would form a cycle (seen -> tick -> poll -> seen) that
-     Dash refuses to follow. The watchdog restarts the chain if a reply was lost. */
+  /* Poll chain for curves and status lines: each reply of poll_runs (a new "seen") schedules
+     exactly one next poll, at most every seen._ms ms, so two polls are never in flight with
+     the same counters (an Interval fires regardless and would resend points). The next tick
+     is set with set_props from a timer: a callback output would form a cycle (seen -> tick ->
+     poll -> seen) that Dash refuses to follow. The watchdog restarts a chain whose reply was
+     lost. */
   const chain = {last: 0, inflight: false, n: 0};
   function schedule(ms) {
-    const wait = Math.max(0, (ms || 80) - (performance.now() - chain.last));
+    const wait = Math.max(0, (ms || 400) - (performance.now() - chain.last));
     chain.inflight = true;
     setTimeout(function () {
       chain.last = performance.now();

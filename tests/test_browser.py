@@ -43,7 +43,9 @@ def server(tmp_path_factory):
     from workbench.server import create_app
 
     run_dir = tmp_path_factory.mktemp("runs")
-    app = create_app(ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2))
+    app = create_app(
+        ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
+    )
     srv = ServerThread(app).start()
     yield srv
     srv.stop()
@@ -55,7 +57,9 @@ def page(server):
     attempted: list[str] = []
     with sync_playwright() as p:
         browser = launch_browser(p)
-        context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
+        context = browser.new_context(
+            viewport={"width": 1500, "height": 1300}, accept_downloads=True
+        )
         guard_offline(context, attempted)
         page = context.new_page()
         errors: list[str] = []
@@ -114,7 +118,12 @@ def test_spectrum_and_mode_animation(page):
     point = page.locator("#wb-spec-graph .scatterlayer .trace").first.locator(".points path").nth(3)
     box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    wait_until(page, lambda: "Animating mode" in page.inner_text("#wb-spec-mode-info"), 20, "mode animation")
+    wait_until(
+        page,
+        lambda: "Animating mode" in page.inner_text("#wb-spec-mode-info"),
+        20,
+        "mode animation",
+    )
     assert "No real timescale" in page.inner_text("#wb-spec-mode-info")
     first = stats(page)["wb-spec-view"]["frames"]
     page.wait_for_timeout(600)
@@ -128,7 +137,9 @@ def test_bad_input_is_refused_next_to_the_field_and_starts_nothing(page):
     set_field(page, "system.n", "1e9")
     wait_until(page, lambda: "[50, 4000]" in page.inner_text(msg("system.n")), 10, "field message")
     page.click("#wb-run")
-    wait_until(page, lambda: page.inner_text("#wb-run-msg").startswith("Not started"), 10, "refusal")
+    wait_until(
+        page, lambda: page.inner_text("#wb-run-msg").startswith("Not started"), 10, "refusal"
+    )
     assert "system.n must be an integer in [50, 4000]" in page.inner_text("#wb-run-msg")
     assert page.locator(".wb-card").count() == 0
     set_field(page, "system.n", str(N_BEADS))
@@ -167,7 +178,9 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     page.click("#wb-stop-all")
     wait_until(
         page,
-        lambda: all(("stopped" in t or "done" in t) for t in page.locator(".wb-status").all_inner_texts()),
+        lambda: all(
+            ("stopped" in t or "done" in t) for t in page.locator(".wb-status").all_inner_texts()
+        ),
         60,
         "both runs stopped",
     )

@@ -36,7 +36,6 @@ from . import registry as reg
 from .registry import Busy
 
 NO_RUNS_BUNDLE_SCAN_S = 10.0
-SLOW_UPDATE_S = 0.5  # curves, status lines and speed-up refresh period during live runs
 _last_bundle_scan = [0.0]
 
 
@@ -253,10 +252,12 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
     prevent_initial_call=True,
 )
 def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids):
-    """Send each live card what is new: coordinates, status, curve points (as a Patch).
+    """Send each live card what is new: its topology once, status, curve points (a Patch).
 
-    Polls form a chain (the next tick is scheduled only after this reply is applied), so the
-    browser's ``seen`` counters are never stale and no point is sent twice.
+    Coordinates after the first frame stream through /_wb/frames (workbench/frames.py), not
+    through this callback. Polls form a chain (the next tick is scheduled only after this
+    reply is applied), so the browser's ``seen`` counters are never stale and no point is
+    sent twice.
     """
     card_ids = [f["index"] for f in frame_ids]
     if not live or not card_ids or not (seen or {}).get("_active"):
@@ -264,13 +265,6 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids):
     runs = [r for r in live["runs"] if r["id"] in card_ids]
     seen = dict(seen or {})
     snaps = reg.get().snapshots(card_ids, sid, seen)
-    now = time.time()
-    # frames go out on every tick; curves, status lines and the speed-up table at most every
-    # SLOW_UPDATE_S (or when a run ends): redrawing plots 12 times a second would take the
-    # browser's time from the 3D views.
-    slow = now - seen.get("_slow_t", 0.0) >= SLOW_UPDATE_S or any(
-        snap.terminal and not (seen.get(rid) or {}).get("ended") for rid, snap in snaps.items()
-    )
     frames, status, stops, new_rows, switches = [], [], [], {}, {}
     divs = [r["div"] for r in runs]
     for rid in card_ids:
@@ -281,61 +275,50 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids):
             stops.append(True)
             seen[rid] = {**s, "done": True}
             continue
-        payload = frame_payload(snap, s, divs)
+        payload = NU if s.get("view") else frame_payload(snap, divs)
         frames.append(payload)
         if payload is not NU:
             s["frame"], s["view"] = snap.frame_no, True
         stops.append(True if snap.terminal and not s.get("ended") else NU)
-        if not slow:
-            status.append(NU)
-            seen[rid] = s
-            continue
         status.append(figures.status_text(snap) if snap.version != s.get("version") else NU)
         if snap.rows:
             new_rows[rid] = snap.rows
             s["rows"] = snap.n_rows
         if snap.stage_switch_step is not None and not s.get("switch"):
+            rows = _all_rows(rid, sid)
             wall = next(
-                (
-                    r.get("wall_time_s")
-                    for r in _all_rows(rid, sid)
-                    if r["step"] == snap.stage_switch_step
-                ),
-                None,
+                (r.get("wall_time_s") for r in rows if r["step"] == snap.stage_switch_step), None
             )
             switches[rid] = (snap.stage_switch_step, wall)
             s["switch"] = True
         s["version"] = snap.version
         s["ended"] = snap.terminal
-        s["done"] = snap.terminal and snap.frame_x is None and not snap.rows
+        s["done"] = snap.terminal and not snap.rows and bool(s.get("view") or snap.view is None)
         seen[rid] = s
     patch = figures.curves_patch(runs, new_rows, switches, with_rmsd=bool(live.get("rmsd")))
     all_done = all(seen.get(rid, {}).get("done") for rid in card_ids)
-    speedup = NU
-    if slow:
-        seen["_slow_t"] = now
-        if new_rows or all_done:
-            speedup = speedup_block(live, sid, metric, threshold)[0]
+    speedup = speedup_block(live, sid, metric, threshold)[0] if new_rows or all_done else NU
     seen["_active"], seen["_n"] = not all_done, tick
     return frames, status, stops, patch if patch is not None else NU, seen, speedup
 
 
-def frame_payload(snap, seen: dict, link: list[str]):
-    """Frame for the clientside viewer: coordinates only, plus the topology the first time."""
-    first = not seen.get("view")
-    if snap.view is None or (snap.frame_x is None and not first):
+def frame_payload(snap, link: list[str]):
+    """First frame of a live run for the clientside viewer: its topology, the newest
+    coordinates, the group to link cameras with, and where its frame stream starts."""
+    if snap.view is None:
         return NU
     scale = snap.view.get("scale", 1.0)
-    payload = {
+    return {
         "div": ids.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
         "xyz": jobs.flat(snap.frame_x, scale) if snap.frame_x is not None else None,
+        "view": snap.view,
+        "link": link,
+        "run": snap.run_id,
+        "since": snap.frame_no,
+        "period": reg.get().config.frame_ms,
     }
-    if first:
-        payload["view"] = snap.view
-        payload["link"] = link
-    return payload
 
 
 def _all_rows(run_id: str, sid: str) -> tuple:

@@ -28,7 +28,9 @@ class ServerConfig:
     bundle_dirs: folders holding run bundles written by the CLI (listed read-only).
     structure_dirs: folders whose *.pdb files are offered as "structures on this machine".
     max_upload_bytes: cap on uploaded structure files (stated in the UI).
-    poll_ms: live-view poll period; 10 frames/s needs <= 100 ms.
+    frame_ms: period of the browser's frame stream (/_wb/frames) for live 3D views; the
+        stream sends only frames newer than the browser has, so 50 ms allows 20 frames/s.
+    poll_ms: period of the Dash poll that grows the curves and status lines.
     max_frames: frames kept per run for replay (older ones are thinned, never the last).
     """
 
@@ -40,7 +42,8 @@ class ServerConfig:
     bundle_dirs: tuple[str, ...] = ("results",)
     structure_dirs: tuple[str, ...] = (SHARED_PDB,)
     max_upload_bytes: int = 2_000_000
-    poll_ms: int = 80
+    frame_ms: int = 50
+    poll_ms: int = 400
     max_frames: int = 400
 
     def __post_init__(self):
@@ -52,6 +55,8 @@ class ServerConfig:
             )
         if not 20 <= self.poll_ms <= 10_000:
             raise ValueError(f"poll_ms must be in [20, 10000], got {self.poll_ms}")
+        if not 10 <= self.frame_ms <= 10_000:
+            raise ValueError(f"frame_ms must be in [10, 10000], got {self.frame_ms}")
         if self.max_frames < 2:
             raise ValueError(f"max_frames must be >= 2, got {self.max_frames}")
 
@@ -80,6 +85,7 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         "--max-upload-bytes", type=int, default=int(env("WB_MAX_UPLOAD", d.max_upload_bytes))
     )
     p.add_argument("--poll-ms", type=int, default=int(env("WB_POLL_MS", d.poll_ms)))
+    p.add_argument("--frame-ms", type=int, default=int(env("WB_FRAME_MS", d.frame_ms)))
     a = p.parse_args(argv)
     return ServerConfig(
         host=a.host,
@@ -91,4 +97,5 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         structure_dirs=tuple(a.structure_dir) if a.structure_dir else d.structure_dirs,
         max_upload_bytes=a.max_upload_bytes,
         poll_ms=a.poll_ms,
+        frame_ms=a.frame_ms,
     )

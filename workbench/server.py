@@ -11,7 +11,7 @@ import os
 
 import dash
 
-from . import jobs, layout
+from . import frames, jobs, layout
 from . import registry as reg
 from .config import ServerConfig
 from .registry import RunRegistry
@@ -42,6 +42,7 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     presets = _presets()
     app.layout = lambda: layout.build(structures, presets, config.max_upload_bytes, config.poll_ms)
     app.server.config["MAX_CONTENT_LENGTH"] = 4 * config.max_upload_bytes + 1_000_000
+    app.server.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
     return app
 
 

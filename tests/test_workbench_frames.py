@@ -1,0 +1,72 @@
+"""The live frame stream (/_wb/frames): newest coordinates only, ownership as everywhere."""
+
+import json
+
+import numpy as np
+import pytest
+from workbench_fakes import FakeEngine, wait_for
+
+from engine import RunSpec
+from workbench import frames
+from workbench.config import ServerConfig
+from workbench.registry import RunRegistry
+
+
+@pytest.fixture
+def registry(tmp_path):
+    engine = FakeEngine()
+    r = RunRegistry(ServerConfig(run_dir=str(tmp_path)), engine.runner)
+    yield r, engine
+    for run in engine.runs:
+        run.release.set()
+    r.shutdown()
+
+
+def test_parse_query_drops_malformed_parts():
+    assert frames.parse_query("ab:3,cd,ef:x, gh:-2") == [("ab", 3), ("cd", 0), ("gh", 0)]
+    assert frames.parse_query("") == [] and frames.parse_query(":3") == []
+    assert len(frames.parse_query(",".join(f"r{i}:1" for i in range(100)))) == frames.MAX_RUNS
+
+
+def test_only_newer_frames_and_only_for_readers(registry):
+    r, engine = registry
+    run_id = r.submit(RunSpec(), owner="A")
+    engine.wait_started(1)
+    engine.runs[0].tokens.release()
+    wait_for(lambda: r.snapshot(run_id, "A").frame_no == 1, what="first frame")
+    reply = frames.frames_reply(r, "A", [(run_id, 0)])[run_id]
+    assert reply["frame"] == 1 and not reply["terminal"] and reply["step"] == 0
+    np.testing.assert_allclose(reply["xyz"], 0.1)
+    assert "xyz" not in frames.frames_reply(r, "A", [(run_id, 1)])[run_id]  # nothing newer
+    assert frames.frames_reply(r, "B", [(run_id, 0)]) == {run_id: {"gone": True}}
+    assert frames.frames_reply(r, "A", [("0" * 16, 0)]) == {"0" * 16: {"gone": True}}
+    r.share(run_id, by="A")
+    assert frames.frames_reply(r, "B", [(run_id, 0)])[run_id]["frame"] == 1  # a shared link reads
+    engine.runs[0].release.set()
+    wait_for(lambda: r.snapshot(run_id, "A").terminal, what="end")
+    last = frames.frames_reply(r, "A", [(run_id, 1)])[run_id]
+    assert last["terminal"] and last["frame"] == 2  # the final positions are a last frame
+
+
+def test_route_reads_the_session_header(registry, tmp_path):
+    from flask import Flask
+
+    from workbench import registry as reg
+
+    r, engine = registry
+    reg.install(r)
+    try:
+        app = Flask(__name__)
+        app.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
+        run_id = r.submit(RunSpec(), owner="A")
+        engine.wait_started(1)
+        engine.runs[0].tokens.release()
+        wait_for(lambda: r.snapshot(run_id, "A").frame_no == 1, what="frame")
+        client = app.test_client()
+        got = client.get(f"/_wb/frames?runs={run_id}:0", headers={"X-WB-Session": "A"})
+        assert got.status_code == 200 and got.headers["Cache-Control"] == "no-store"
+        assert len(json.loads(got.data)[run_id]["xyz"]) == 18
+        anonymous = client.get(f"/_wb/frames?runs={run_id}:0")
+        assert json.loads(anonymous.data) == {run_id: {"gone": True}}
+    finally:
+        reg.install(None)
