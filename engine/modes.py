@@ -77,6 +77,7 @@ ROTATION_TOL = 1e-7
 # eigenvalue errors are then ~SOLVER_TOL^2 relative (or at dense eigh's own rounding floor).
 SOLVER_TOL = 1e-6
 SOLVER_MAX_BLOCKS = 60
+SOLVER_BASIS_BLOCKS = 8  # Krylov basis kept between restarts, in blocks
 LOBPCG_MAX_ITER = 500
 
 # "auto": the Krylov basis grows to ~16 k columns and its Rayleigh-Ritz costs O((16 k)^3),
@@ -370,18 +371,20 @@ def shift_invert_lowest(
     sigma = -1e-13 * scale
     solve, kind = _factorize(a, -sigma, psd_hint)
     block = min(n_dof, k + max(10, k))
-    # Growing basis capped in columns; beyond it, restart from the best Ritz vectors.
-    max_cols = min(n_dof, max(8 * block, 2 * k + 200))
-    q, _ = np.linalg.qr(rng.standard_normal((n_dof, block)))
-    basis, images = [q], []
+    # Basis Q and its image B Q in preallocated column buffers; beyond max_cols columns the
+    # search restarts from the best Ritz vectors.
+    max_cols = min(n_dof, SOLVER_BASIS_BLOCKS * block)
+    q_buf = np.empty((n_dof, max_cols))
+    bq_buf = np.empty((n_dof, max_cols))
+    q_buf[:, :block], _ = np.linalg.qr(rng.standard_normal((n_dof, block)))
+    m, new = block, slice(0, block)  # columns in use, columns without an image yet
     n_solves = 0
     converged = False
     history: list[float] = []
     for _ in range(max_blocks):
-        images.append(solve(basis[-1]))
+        bq_buf[:, new] = solve(q_buf[:, new])
         n_solves += 1
-        qm = np.hstack(basis)
-        bq = np.hstack(images)
+        qm, bq = q_buf[:, :m], bq_buf[:, :m]
         t = qm.T @ bq
         theta, s = np.linalg.eigh(0.5 * (t + t.T))
         order = np.argsort(-np.abs(theta))
@@ -390,10 +393,10 @@ def shift_invert_lowest(
         rho = np.linalg.norm(bq @ s[:, sel] - y * theta[sel], axis=0) / np.abs(theta[sel])
         history.append(float(rho.max()))
         stalled = len(history) > 3 and history[-1] <= 1e-3 and history[-1] > 0.5 * history[-3]
-        if history[-1] <= tol or stalled or qm.shape[1] >= n_dof:
+        if history[-1] <= tol or stalled or m >= n_dof:
             converged = True
             break
-        w = images[-1]
+        w = bq_buf[:, new]
         for _ in range(2):  # classical Gram-Schmidt, twice, for orthogonality
             w = w - qm @ (qm.T @ w)
         w, r = np.linalg.qr(w)
@@ -402,14 +405,18 @@ def shift_invert_lowest(
         if w.shape[1] == 0:
             converged = True  # the Krylov space is invariant: the Ritz pairs are exact
             break
-        if qm.shape[1] + w.shape[1] > max_cols:
-            restart, _ = np.linalg.qr(qm @ s[:, order[:block]])
-            w = w - restart @ (restart.T @ w)
+        if m + w.shape[1] > max_cols:
+            # Restart: keep the best `block` Ritz vectors (with their images), then continue.
+            keep = s[:, order[:block]]
+            restart_q, restart_bq = qm @ keep, bq @ keep
+            q_buf[:, :block], bq_buf[:, :block] = restart_q, restart_bq
+            w = w - q_buf[:, :block] @ (q_buf[:, :block].T @ w)
             w, _ = np.linalg.qr(w)
-            basis, images = [restart, w], [solve(restart)]
-            n_solves += 1
-        else:
-            basis.append(w)
+            w = w[:, : max_cols - block]
+            m = block
+        q_buf[:, m : m + w.shape[1]] = w
+        new = slice(m, m + w.shape[1])
+        m += w.shape[1]
     # Final Rayleigh-Ritz with a itself on the selected vectors: values are exact quotients.
     y, _ = np.linalg.qr(y)
     ay = a @ y
@@ -532,13 +539,14 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
     plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
     h = None
     for xi in xs:
-        hi = hess.pair_hessian(xi, plan) if plan is not None else hess.autodiff_hessian(
-            model.energy_fn, xi
-        )
+        if plan is not None:
+            hi = hess.pair_hessian(xi, plan)
+        else:
+            hi = hess.autodiff_hessian(model.energy_fn, xi)
         if h is None:
             h = hi
         else:
-            h += hi
+            h += hi  # accumulate in place: one 3n x 3n buffer besides the new sample
         del hi
     h /= len(xs)
     scale = _inf_norm(h)
@@ -557,19 +565,22 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
         psd_hint = cfg.at == "minimum"
         values, vectors, desc = _solve(h, k_free, solver, psd_hint=psd_hint, rng=rng, scale=scale)
     del h
+    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
+    return _merge_rigid(
+        cfg, n_modes, rigid_basis, rigid_values, vectors, values,
+        f"hessian@{where}/{construction}/{desc}",
+    )  # fmt: skip
+
+
+def _merge_rigid(cfg, n_modes, rigid_basis, rigid_values, vectors, values, method):
+    """Prepend the rigid-body modes when kept, sort by |value|, keep n_modes, fix signs."""
     rigid = np.zeros(len(values), dtype=bool)
     if cfg.keep_rigid:
         vectors = np.hstack([rigid_basis, vectors])
         values = np.concatenate([rigid_values, values])
-        rigid = np.concatenate([np.ones(n_rigid, dtype=bool), rigid])
-    order = np.argsort(np.abs(values), kind="stable")[: max(n_modes, 0)]
-    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
-    return (
-        _fix_signs(vectors[:, order]),
-        values[order],
-        rigid[order],
-        f"hessian@{where}/{construction}/{desc}",
-    )
+        rigid = np.concatenate([np.ones(rigid_basis.shape[1], dtype=bool), rigid])
+    order = np.argsort(np.abs(values), kind="stable")[:n_modes]
+    return _fix_signs(vectors[:, order]), values[order], rigid[order], method
 
 
 def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, where):
@@ -593,18 +604,10 @@ def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, w
         values, vectors, desc = lobpcg_lowest(
             hvp_fn, n_dof, k_free, constraints=rigid_basis, rng=rng
         )
-    rigid = np.zeros(len(values), dtype=bool)
-    if cfg.keep_rigid:
-        vectors = np.hstack([rigid_basis, vectors])
-        values = np.concatenate([rigid_values, values])
-        rigid = np.concatenate([np.ones(n_rigid, dtype=bool), rigid])
-    order = np.argsort(np.abs(values), kind="stable")[:n_modes]
-    return (
-        _fix_signs(vectors[:, order]),
-        values[order],
-        rigid[order],
+    return _merge_rigid(
+        cfg, n_modes, rigid_basis, rigid_values, vectors, values,
         f"hessian@{where}/autodiff-hvp/{desc}",
-    )
+    )  # fmt: skip
 
 
 def slow_modes(

@@ -202,6 +202,19 @@ def test_shift_invert_finds_interior_eigenvalues_of_indefinite_matrices():
     np.testing.assert_allclose(dense_values, want, rtol=1e-10)
 
 
+def test_shift_invert_restarts_when_the_basis_is_full(monkeypatch):
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((400, 400)))
+    w = np.concatenate([np.geomspace(1e-3, 1.0, 200), -np.geomspace(2e-3, 1.0, 200)])
+    a = (q * w) @ q.T
+    want = np.sort(w[np.argsort(np.abs(w))[:5]])
+    monkeypatch.setattr(md, "SOLVER_BASIS_BLOCKS", 2)
+    values, _, desc = md.shift_invert_lowest(a, 5, psd_hint=False, rng=rng, scale=2.0)
+    assert "not converged" not in desc
+    assert int(desc.split("(")[1].split()[0]) > 2  # more block solves than the basis holds
+    np.testing.assert_allclose(values, want, rtol=1e-9)
+
+
 def test_matrix_free_lobpcg_path(monkeypatch):
     system, model = _braced_loop()
     model = model._replace(pair_terms=None)
