@@ -216,6 +216,20 @@
     return f.step;
   }
 
+  /* "Fit view" button of a run card: zoom to the structure; linked views follow. */
+  function fit(n) {
+    const trig = (window.dash_clientside.callback_context.triggered || [])[0];
+    if (!trig) return window.dash_clientside.no_update;
+    const id = JSON.parse(trig.prop_id.slice(0, trig.prop_id.lastIndexOf(".")));
+    const entry = viewers["wb-view-" + id.index];
+    if (entry) {
+      entry.viewer.zoomTo();
+      entry.viewer.render();
+      for (const other of entry.linked) { other.viewer.setView(entry.viewer.getView()); other.viewer.render(); }
+    }
+    return n;
+  }
+
   function stopAnim() {
     if (anim.timer !== null) cancelAnimationFrame(anim.timer);
     anim.timer = null; anim.div = null;
@@ -271,7 +285,7 @@
   }
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
-    wb: {frame: frame, animate: animate, onSeen: onSeen, watchdog: watchdog},
+    wb: {frame: frame, animate: animate, fit: fit, onSeen: onSeen, watchdog: watchdog},
   });
   window.wbViewers = viewers;
 })();

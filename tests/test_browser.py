@@ -162,11 +162,21 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
         return all(d in s and s[d]["frames"] >= 4 and (s[d]["step"] or 0) > 0 for d in divs) and s
 
     wait_until(page, frames_moving, 120, "3D frames of both runs")
+
+    def camera(d):
+        return page.evaluate(f"window.wbViewers['{d}'].viewer.getView()")
+
     xs = [page.evaluate(f"window.wbViewers['{d}'].atoms[5].x") for d in divs]
     steps = [stats(page)[d]["step"] for d in divs]
+    cameras = [camera(d) for d in divs]
+    assert cameras[0] == cameras[1]  # linked views share one camera
     page.wait_for_timeout(1500)
     assert [page.evaluate(f"window.wbViewers['{d}'].atoms[5].x") for d in divs] != xs  # beads moved
     assert [stats(page)[d]["step"] for d in divs] != steps
+    assert [camera(d) for d in divs] == cameras  # new coordinates, same camera
+    page.locator(".wb-card").first.get_by_role("button", name="Fit view").click()
+    wait_until(page, lambda: camera(divs[0]) != cameras[0], 10, "fit view")
+    assert camera(divs[1]) == camera(divs[0])  # the linked view follows
     n_points = page.evaluate(
         "document.querySelector('#wb-curves .js-plotly-plot').data.map(t => t.x.length)"
     )

@@ -779,6 +779,12 @@ clientside_callback(
     Input(ids.REPLAY_FRAME, "data"),
 )
 clientside_callback(
+    ClientsideFunction("wb", "fit"),
+    Output(ids.fit_ack(MATCH), "data"),
+    Input(ids.fit_btn(MATCH), "n_clicks"),
+    prevent_initial_call=True,
+)
+clientside_callback(
     ClientsideFunction("wb", "animate"),
     Output(ids.SPEC_ACK, "data"),
     Input(ids.SPEC_MODE, "data"),

@@ -154,6 +154,12 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
                         disabled=not is_owner,
                     ),
                     html.Button(
+                        "Fit view",
+                        id=ids.fit_btn(rid),
+                        className="wb-btn",
+                        title="zoom to the whole structure (otherwise the camera stays put)",
+                    ),
+                    html.Button(
                         "Share link",
                         id=ids.share_btn(rid),
                         className="wb-btn",
@@ -166,6 +172,7 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
             html.Div(id=ids.share_msg(rid), className="wb-share"),
             dcc.Store(id=ids.run_frame(rid)),
             dcc.Store(id=ids.run_ack(rid)),
+            dcc.Store(id=ids.fit_ack(rid)),
         ],
         id=ids.run_card(rid),
         className="wb-card",

@@ -114,6 +114,15 @@ def stop_btn(run_id: str) -> dict:
     return {"type": "run-stop", "index": run_id}
 
 
+def fit_btn(run_id: str) -> dict:
+    """Re-fit the camera of a run's 3D view (and the views linked to it)."""
+    return {"type": "run-fit", "index": run_id}
+
+
+def fit_ack(run_id: str) -> dict:
+    return {"type": "run-fit-ack", "index": run_id}
+
+
 def share_btn(run_id: str) -> dict:
     return {"type": "run-share", "index": run_id}
 
