@@ -30,7 +30,11 @@ def small_system():
 @pytest.fixture
 def engine(tmp_path, small_system):
     fake = FakeEngine(auto=True, n_rows=4, delay=0.01, system=small_system)
-    registry = RunRegistry(ServerConfig(run_dir=str(tmp_path), structure_dirs=()), fake.runner)
+    registry = RunRegistry(
+        ServerConfig(run_dir=str(tmp_path), structure_dirs=()),
+        fake.runner,
+        bundle_reader=jobs.read_bundle,
+    )
     reg.install(registry)
     yield fake
     registry.shutdown()
@@ -309,3 +313,27 @@ def test_speedup_threshold_input(engine):
     table, msg = cb.update_speedup("energy", "0.4", live, SID)
     assert msg == "" and "steps to energy ≤ 0.4" in str(table)
     assert cb.update_speedup("energy", "nan", live, SID)[1].startswith("must be a finite number")
+
+
+def test_cli_bundles_are_listed_for_every_session_and_replay(engine, tmp_path):
+    import engine as eng
+    from engine import io as engine_io
+
+    spec = eng.RunSpec(
+        system=SystemConfig(kind="lj-loop", n=50),
+        schedule=eng.ScheduleConfig(max_steps=40, stopping="none"),
+        method_label="gd",
+    )
+    engine_io.write_bundle(eng.run(spec), tmp_path / "bundles" / "cmp" / "gd")
+    reg.get().index_bundles(jobs.find_bundles([str(tmp_path / "bundles")]))
+    for reader in (SID, OTHER):
+        (snap,) = reg.get().list_runs(reader)
+        assert snap.source == "cli" and snap.label == "gd" and not snap.is_owner
+    opened, msg = call(
+        cb.open_run, [1], None, None, None, OTHER, trigger=cb.ids.open_btn(snap.run_id)
+    )
+    title, last, value, fig, exports, style, frame = cb.show_replay(opened, OTHER)
+    assert title.startswith("GD · done · 3 logged steps") and frame["view"]["n"] == 50
+    out = call(cb.export_run, [1], OTHER, trigger=ids.export_btn(snap.run_id, "pdb"))
+    assert out["content"].count("ATOM") == 50
+    assert reg.get().cancel(snap.run_id, by=OTHER) is False

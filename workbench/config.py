@@ -39,7 +39,7 @@ class ServerConfig:
     workers: int = 2
     max_active_per_session: int = 4
     run_dir: str = "runs"
-    bundle_dirs: tuple[str, ...] = ("results",)
+    bundle_dirs: tuple[str, ...] = ("runs", "results")
     structure_dirs: tuple[str, ...] = (SHARED_PDB,)
     max_upload_bytes: int = 2_000_000
     frame_ms: int = 50
