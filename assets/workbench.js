@@ -102,7 +102,7 @@
     viewer.zoomTo();
     viewer.render();
     const entry = {el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}), key: view.key,
-                   linked: new Set()};
+                   linked: new Set(), fresh: true};
     viewers[div] = entry;
     return entry;
   }
@@ -138,6 +138,8 @@
     const entry = build(div, view);
     if (!entry) return false;
     if (xyz) setCoords(entry, xyz);
+    if (entry.fresh && xyz) { entry.viewer.zoomTo(); entry.viewer.render(); }  // first picture fits
+    entry.fresh = false;
     const s = stat(div), now = performance.now();
     s.frames += 1; s.first = s.first === null ? now : s.first; s.last = now; s.step = step;
     s.draw_ms += now - t0;

@@ -270,3 +270,20 @@ def test_openmm_baseline_is_for_all_atom_proteins_only():
     assert forms.validate_form(values, "protein", ["openmm"], protein) == {
         "methods": "the OpenMM baseline needs the all-atom model"
     }
+
+
+@pytest.mark.parametrize(
+    "changes, chunk, patience",
+    [
+        ({}, 20, 20),  # n = 400: the paper's 20 checks of 20 steps
+        ({"system.n": "1000"}, 10, 40),  # slower steps: smaller chunks, same 400 steps of patience
+        ({"system.n": "1000", "chunk_size": "25"}, 25, 16),
+        ({"chunk_size": "7", "schedule.patience": "3"}, 7, 3),
+    ],
+    ids=["n400", "n1000", "chunk-given", "both-given"],
+)
+def test_blank_chunk_and_patience_are_chosen_from_n(changes, chunk, patience):
+    values = forms.default_values()
+    values.update(changes)
+    (spec,) = forms.parse_run_form(values, "loop", ["gd"])
+    assert (spec.chunk_size, spec.frame_every, spec.schedule.patience) == (chunk, chunk, patience)

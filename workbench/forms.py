@@ -588,11 +588,14 @@ FIELDS: tuple[Field, ...] = (
         "schedule.patience",
         "patience (checks)",
         "int",
-        20,
+        None,
         "schedule",
-        "Checks without improvement before stopping; a check happens every frame interval.",
+        "Checks without improvement before stopping; a check happens after every chunk. Blank: "
+        "as many checks as make 400 steps, the paper's 20 checks of 20 steps.",
         lo=1,
         hi=10000,
+        optional=True,
+        blank="400 steps",
     ),
     _f(
         "schedule.min_delta",
@@ -628,12 +631,15 @@ FIELDS: tuple[Field, ...] = (
         "chunk_size",
         "check / frame every (steps)",
         "int",
-        20,
+        None,
         "schedule",
         "Steps per jitted chunk: the stopping rule is checked and a 3D frame is sent after every "
-        "chunk (paper: checks every 20 steps).",
+        "chunk (paper: checks every 20 steps). Blank: 20 up to n = 500, 10 above and for "
+        "proteins, so that slower steps still give about 10 frames per second.",
         lo=1,
         hi=10000,
+        optional=True,
+        blank="auto",
     ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
@@ -819,7 +825,9 @@ def build_specs(
         d = RunSpec().to_dict()
         changes = dict(METHODS[m][2])
         changes["method_label"] = LABELS.get(m, m)
-        changes["frame_every"] = typed.get("chunk_size", 20)
+        chunk = typed.get("chunk_size") or auto_chunk(tab, typed.get("system.n"))
+        changes["chunk_size"] = changes["frame_every"] = chunk
+        changes["schedule.patience"] = typed.get("schedule.patience") or auto_patience(chunk)
         if tab == "protein":
             changes["system.kind"] = "protein"
             changes.update({f"system.{k}": v for k, v in (protein or {}).items()})
@@ -827,6 +835,8 @@ def build_specs(
         for f in relevant_fields(tab, methods):
             if f.name not in typed or (f.methods is not None and m not in f.methods):
                 continue
+            if f.name in ("chunk_size", "schedule.patience") and typed[f.name] is None:
+                continue  # auto, set above
             changes[f.spec_path] = typed[f.name]
             owners[f.spec_path] = f.name
         for path, value in changes.items():
@@ -836,6 +846,21 @@ def build_specs(
         except SpecError as err:
             raise SpecError(owners.get(err.field, _protein_key(err.field)), _message(err)) from None
     return specs
+
+
+PAPER_PATIENCE_STEPS = 400  # reference: 20 checks, one every 20 steps (method.md §6.2)
+
+
+def auto_chunk(tab: str, n: int | None) -> int:
+    """Steps per chunk when left blank: small enough for ~10 live frames/s on slower steps."""
+    if tab == "protein" or (n or 0) > 500:
+        return 10
+    return 20
+
+
+def auto_patience(chunk: int) -> int:
+    """Checks that span the paper's 400 steps without improvement."""
+    return max(1, math.ceil(PAPER_PATIENCE_STEPS / chunk))
 
 
 def _protein_key(path: str) -> str:
