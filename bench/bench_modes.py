@@ -86,7 +86,8 @@ def _accuracy(h: np.ndarray, ref, other) -> dict:
         if m is None:
             continue
         res = np.linalg.norm(h @ m.vectors - m.vectors * m.values, axis=0)
-        out[f"{label}_max_residual_rel"] = float(res[~m.rigid].max() / scale) if (~m.rigid).any() else 0.0
+        free = ~m.rigid
+        out[f"{label}_max_residual_rel"] = float(res[free].max() / scale) if free.any() else 0.0
     if ref is not None and other is not None:
         free = ~ref.rigid
         dv = np.abs(ref.values[free] - other.values[free])
@@ -190,16 +191,23 @@ def markdown_table(results: list[dict]) -> str:
             else f"skipped (~{r['dense_skipped_estimate_s']:.0f} est.)"
         )
         ratio = _fmt(dense / r["iterative_s"], 1) + "×" if dense else "—"
-        it_txt = f"{_fmt(r['iterative_s'])} [{_fmt(r['iterative_cpu_s'])}, {r['iterative_load']:.1f}]"
+        it_txt = (
+            f"{_fmt(r['iterative_s'])} [{_fmt(r['iterative_cpu_s'])}, {r['iterative_load']:.1f}]"
+        )
         lines.append(
             f"| {r['case']} | {r['n']} | {r['n_dof']} | {_fmt(r['build_s'])} | "
             f"{it_txt} | {dense_txt} | {ratio} | "
-            f"{_fmt(r.get('values_max_abs_diff_rel_to_norm'))} | {_fmt(r.get('values_max_rel_diff'))} | "
+            f"{_fmt(r.get('values_max_abs_diff_rel_to_norm'))} | "
+            f"{_fmt(r.get('values_max_rel_diff'))} | "
             f"{_fmt(r.get('max_principal_angle'))} | {_fmt(r.get('relative_gap_after_k'))} | "
             f"{_fmt(r.get('iterative_max_residual_rel'))} |"
         )
-    lines += ["", "| block-Laplacian (pure-LJ loop, 40 samples) | n | k | seconds (auto) [CPU s, load] "
-              "| solver | k = ⌈n/3⌉ | seconds |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| block-Laplacian (pure-LJ loop, 40 samples) | n | k | seconds (auto) [CPU s, load] "
+        "| solver | k = ⌈n/3⌉ | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if not r["case"].startswith("block-laplacian"):
             continue
@@ -226,10 +234,11 @@ def plot(results: list[dict], path: Path):
         ax.plot(ns, [r["iterative_s"] for r in rows], "o-", color=color, label=f"{case}: iterative")
         dn = [(r["n"], r["dense_s"]) for r in rows if r.get("dense_s") is not None]
         if dn:
-            ax.plot(*zip(*dn), "s--", color=color, label=f"{case}: dense")
+            ax.plot(*zip(*dn, strict=True), "s--", color=color, label=f"{case}: dense")
         ax.plot(ns, [r["build_s"] for r in rows], ":", color=color, alpha=0.6,
                 label=f"{case}: Hessian build only")  # fmt: skip
-    lap = sorted((r for r in results if r["case"].startswith("block-laplacian")), key=lambda r: r["n"])
+    lap = [r for r in results if r["case"].startswith("block-laplacian")]
+    lap.sort(key=lambda r: r["n"])
     if lap:
         ax.plot([r["n"] for r in lap], [r["auto_s"] for r in lap], "^-", color="C2",
                 label="block-Laplacian, 40 samples")  # fmt: skip
@@ -274,7 +283,8 @@ def main(argv=None) -> int:
     table = markdown_table(results)
     write_doc_table(table)
     print(table)
-    print(json.dumps({"written": [str(RESULTS / "modes.json"), str(RESULTS / "modes.png"), str(DOC)]}))
+    written = [str(RESULTS / "modes.json"), str(RESULTS / "modes.png"), str(DOC)]
+    print(json.dumps({"written": written}))
     return 0
 
 

@@ -33,7 +33,8 @@ and each diagonal block is minus the sum of the off-diagonal blocks in its block
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +182,8 @@ def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
             w += w.T
             dense.append((key, jnp.asarray(w)))  # on the device once, reused per configuration
         else:
-            sparse.append((key, jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1]), jnp.asarray(sw)))
+            i, j = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
+            sparse.append((key, i, j, jnp.asarray(sw)))
     return PairPlan(n, tuple(sparse), tuple(dense))
 
 
@@ -312,7 +314,6 @@ def pair_block_norms(x, pair_terms) -> np.ndarray:
       K: [n_atoms, n_atoms] float64, symmetric, elementwise >= 0 (energy / length^2).
     """
     x = _as_positions(x)
-    n = x.shape[0]
     d1, d2 = pair_coefficients(x, pair_terms)
     k = np.sqrt(d2 * d2 + 2.0 * d1 * d1)
     # Diagonal blocks H_ii = sum_j C_ij; only their norms are needed.

@@ -453,9 +453,7 @@ def lobpcg_lowest(
     y = constraints if constraints.shape[1] else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        values, vectors = ssla.lobpcg(
-            op, x0, Y=y, largest=False, tol=tol, maxiter=LOBPCG_MAX_ITER
-        )
+        values, vectors = ssla.lobpcg(op, x0, Y=y, largest=False, tol=tol, maxiter=LOBPCG_MAX_ITER)
     desc = "lobpcg-hvp (smallest algebraic)"
     if any("not reaching the requested tolerance" in str(w.message) for w in caught):
         desc += " not converged"

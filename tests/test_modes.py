@@ -17,13 +17,13 @@ N_ATOMS = 60
 K = 12
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loop(kind: str):
     system = build_system(SystemConfig(kind=kind, n=N_ATOMS, loop_stride=5), seed=2)
     return system, make_energy(system, EnergyConfig(dtype="float64"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _braced_loop():
     """A 20-bead loop with contacts at strides 2, 3 and 4: rigid, so its minimum has exactly
     six zero modes (the paper's single-stride loops have many floppy near-zero modes)."""
@@ -38,7 +38,7 @@ def _braced_loop():
     return system, make_loop_energy(system, EnergyConfig(dtype="float64", soft_core="monotone"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _braced_minimum():
     system, model = _braced_loop()
     return md.relax(model, system.x0)[0]
@@ -276,7 +276,8 @@ def test_sampling_scales_and_overrides():
     np.testing.assert_allclose(stds, np.linspace(0.01, 0.2, 40), rtol=0.15)
     cfg = ModesConfig(n_samples=4, sample_scale_min=1.0, sample_scale_max=2.0)
     xs = md.sample_configurations(system, cfg, system.x0, rng)
-    np.testing.assert_allclose(xs.reshape(4, -1).std(axis=1) / sigma, [1, 4 / 3, 5 / 3, 2], rtol=0.15)
+    stds = xs.reshape(4, -1).std(axis=1) / sigma
+    np.testing.assert_allclose(stds, [1, 4 / 3, 5 / 3, 2], rtol=0.15)
     protein = System(name="p", kind="protein", x0=system.x0, bonds=system.bonds)
     xs = md.sample_configurations(protein, ModesConfig(), system.x0, rng)
     step = (xs - system.x0).reshape(10, -1).std(axis=1) / (np.std(system.x0) / 10)
