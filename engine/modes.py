@@ -15,8 +15,10 @@ arrays. Two constructions (method.md §4):
   zero modes are the analytic translations (exact zero modes everywhere) and, at a
   stationary point, rotations about the centroid; they are returned as the analytic
   vectors, flagged, with their Rayleigh quotients as values, and the other modes are
-  computed in their orthogonal complement. ``cfg.keep_rigid`` decides whether they count
-  among the ``n_modes``.
+  computed in their orthogonal complement. Stationarity is tested on |H r| directly and,
+  after a short relaxation, by projecting the computed slow modes onto the analytic
+  rotations (ROTATION_CAPTURE, ROTATION_GAP). ``cfg.keep_rigid`` decides whether rigid
+  modes count among the ``n_modes``.
 
 Where (``cfg.at``): "samples" averages over the reference's random configurations (loops:
 x_s = init_sigma N(0,1) c_s; proteins: x + std(x)/10 N(0,1) c_s); "x0" uses one
@@ -71,8 +73,13 @@ RELAX_MAX_SECONDS = 30.0
 RELAX_GTOL_REL = 1e-9
 
 # Rotations count as zero modes when |H r| <= ROTATION_TOL * ||H||_inf for each unit
-# rotation vector r (H r = Omega grad E exactly, so this tests stationarity).
+# rotation vector r (H r = Omega grad E exactly, so this tests stationarity). Short of that,
+# they still do when the computed slow modes contain them (principal-angle cosines >=
+# ROTATION_CAPTURE) and their Rayleigh quotients are below ROTATION_GAP times every other
+# wanted |mu|: stationary to within the resolution of the slow spectrum.
 ROTATION_TOL = 1e-7
+ROTATION_CAPTURE = 0.99
+ROTATION_GAP = 0.05
 # Shift-invert stops when every relative residual of the inverted operator is <= SOLVER_TOL;
 # eigenvalue errors are then ~SOLVER_TOL^2 relative (or at dense eigh's own rounding floor).
 SOLVER_TOL = 1e-6
@@ -549,25 +556,64 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
     h /= len(xs)
     scale = _inf_norm(h)
     rigid_basis = translations
-    if cfg.at != "samples" and rotations.shape[1]:
-        # H r = Omega grad E: rotations are zero modes only at a stationary point.
-        if np.max(np.linalg.norm(h @ rotations, axis=0)) <= ROTATION_TOL * scale:
-            rigid_basis = np.hstack([translations, rotations])
+    maybe_rotations = cfg.at != "samples" and rotations.shape[1] > 0
+    if maybe_rotations and np.linalg.norm(h @ rotations, axis=0).max() <= ROTATION_TOL * scale:
+        rigid_basis, maybe_rotations = np.hstack([translations, rotations]), False
     n_rigid = rigid_basis.shape[1]
     rigid_values = np.einsum("ik,ik->k", rigid_basis, h @ rigid_basis)
     k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
-    solver = _pick_solver(cfg.solver, n_dof, max(k_free, 1))
+    # Room for rotations hiding among the computed modes (see _split_rotations).
+    k_solve = min(k_free + rotations.shape[1], n_dof - n_rigid) if maybe_rotations else k_free
+    solver = _pick_solver(cfg.solver, n_dof, max(k_solve, 1))
     values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
-    if k_free > 0:
+    if k_solve > 0:
         h = _project_out(h, rigid_basis, 2.0 * scale)
         psd_hint = cfg.at == "minimum"
-        values, vectors, desc = _solve(h, k_free, solver, psd_hint=psd_hint, rng=rng, scale=scale)
-    del h
+        values, vectors, desc = _solve(h, k_solve, solver, psd_hint=psd_hint, rng=rng, scale=scale)
+    if maybe_rotations:
+        rigid_basis, rigid_values, vectors, values = _split_rotations(
+            h.__matmul__, rigid_basis, rigid_values, rotations, vectors, values, k_free
+        )
     construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
     return _merge_rigid(
         cfg, n_modes, rigid_basis, rigid_values, vectors, values,
         f"hessian@{where}/{construction}/{desc}",
     )  # fmt: skip
+
+
+def _split_rotations(apply_h, rigid_basis, rigid_values, rotations, vectors, values, k_free):
+    """Flag rotations found among the computed slow modes of a near-stationary point.
+
+    The modes were computed with only the translations projected out. When the rotation
+    subspace lies inside their span (cosines >= ROTATION_CAPTURE) and the rotations'
+    Rayleigh quotients are below ROTATION_GAP times every other |mu| there, the rotations
+    join the rigid basis (analytic vectors) and the rest of the span is re-diagonalised;
+    otherwise the k_free modes of smallest |mu| are kept as they are.
+
+    Returns:
+      (rigid_basis, rigid_values, vectors [N, <= k_free], values).
+    """
+    r = rotations.shape[1]
+    keep = np.argsort(np.abs(values), kind="stable")[:k_free]
+    unchanged = (rigid_basis, rigid_values, vectors[:, keep], values[keep])
+    if vectors.shape[1] <= r:
+        return unchanged
+    if np.linalg.svd(vectors.T @ rotations, compute_uv=False).min() < ROTATION_CAPTURE:
+        return unchanged
+    rest = vectors - rotations @ (rotations.T @ vectors)
+    basis = np.linalg.svd(rest, full_matrices=False)[0][:, : vectors.shape[1] - r]
+    hb = apply_h(basis)
+    mu, c = np.linalg.eigh(0.5 * (basis.T @ hb + hb.T @ basis))
+    rotation_values = np.einsum("ik,ik->k", rotations, apply_h(rotations))
+    if np.abs(rotation_values).max() > ROTATION_GAP * np.abs(mu).min():
+        return unchanged
+    keep = np.argsort(np.abs(mu), kind="stable")[:k_free]
+    return (
+        np.hstack([rigid_basis, rotations]),
+        np.concatenate([rigid_values, rotation_values]),
+        (basis @ c)[:, keep],
+        mu[keep],
+    )
 
 
 def _merge_rigid(cfg, n_modes, rigid_basis, rigid_values, vectors, values, method):
@@ -586,21 +632,27 @@ def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, w
     n_dof = x.size
     hvp_fn = hess.make_hvp_fn(model.energy_fn, x)
     rigid_basis = translations
-    if cfg.at != "samples" and rotations.shape[1]:
+    maybe_rotations = cfg.at != "samples" and rotations.shape[1] > 0
+    if maybe_rotations:
         # ||H||_2 by a few block power iterations (>= ||H||_inf / sqrt(N) is all we need).
         v = rng.standard_normal((n_dof, 4))
         for _ in range(10):
             v, _ = np.linalg.qr(hvp_fn(v))
         scale = float(np.linalg.norm(hvp_fn(v), axis=0).max()) or 1.0
         if np.max(np.linalg.norm(hvp_fn(rotations), axis=0)) <= ROTATION_TOL * scale:
-            rigid_basis = np.hstack([translations, rotations])
+            rigid_basis, maybe_rotations = np.hstack([translations, rotations]), False
     n_rigid = rigid_basis.shape[1]
     rigid_values = np.einsum("ik,ik->k", rigid_basis, hvp_fn(rigid_basis))
     k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
+    k_solve = min(k_free + rotations.shape[1], n_dof - n_rigid) if maybe_rotations else k_free
     values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
-    if k_free > 0:
+    if k_solve > 0:
         values, vectors, desc = lobpcg_lowest(
-            hvp_fn, n_dof, k_free, constraints=rigid_basis, rng=rng
+            hvp_fn, n_dof, k_solve, constraints=rigid_basis, rng=rng
+        )
+    if maybe_rotations:
+        rigid_basis, rigid_values, vectors, values = _split_rotations(
+            hvp_fn, rigid_basis, rigid_values, rotations, vectors, values, k_free
         )
     return _merge_rigid(
         cfg, n_modes, rigid_basis, rigid_values, vectors, values,

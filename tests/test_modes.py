@@ -136,6 +136,24 @@ def test_minimum_has_six_rigid_zero_modes():
     assert np.max(subspace_angles(v[:, near_zero], m.vectors[:, :6])) < 1e-4
 
 
+def test_rotations_found_among_slow_modes_near_a_minimum():
+    # Part-way to the minimum |H r| is far above ROTATION_TOL, yet the rotations are the
+    # three slowest non-translation modes by two orders: they are flagged rigid. Earlier on
+    # the relaxation path they are not separated, and only translations are.
+    system, model = _braced_loop()
+    for steps, n_rigid in ((270, 6), (120, 3)):
+        x, _ = md.relax(model, system.x0, max_steps=steps)
+        h = hs.pair_hessian(x, model.pair_terms)
+        _, rotations = md.rigid_body_basis(x)
+        residual = np.linalg.norm(h @ rotations, axis=0).max()
+        assert residual > 10 * md.ROTATION_TOL * np.abs(h).sum(axis=1).max()
+        m = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0"), 10, x=x)
+        assert m.rigid.sum() == n_rigid and m.rigid[:n_rigid].all()
+        free = m.vectors[:, ~m.rigid]
+        res = np.linalg.norm(h @ free - free * m.values[~m.rigid], axis=0)
+        assert res.max() <= 1e-2 * np.abs(m.values[~m.rigid]).min()
+
+
 def test_at_minimum_relaxes_first(monkeypatch):
     system, model = _braced_loop()
     monkeypatch.setattr(md, "RELAX_MAX_STEPS", 40)
