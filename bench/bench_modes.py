@@ -17,6 +17,9 @@ the Hessian; the Hessian build alone is timed separately):
 - "block-laplacian": the reference construction on the pure-LJ loop, 40 sampled
   configurations, k modes and the reference's k = ceil(n / 3).
 
+Every time is the fastest of 3 runs for n <= 1000 (1 run above), with the CPU seconds of
+that run and the largest 1-minute load average seen around it.
+
 Accuracy is measured against the dense solver where it runs: eigenvalue differences
 relative to ||H||_inf and to |mu| (non-rigid modes), the largest principal angle between
 the two k-dimensional subspaces, and each solver's largest residual |H psi - mu psi| / ||H||.
@@ -71,12 +74,24 @@ def fcc_network(n_cells: int) -> tuple[System, EnergyModel]:
     return system, model
 
 
+REPEAT = {"small": 3, "large": 1}  # repeats per measurement (n <= 1000 / above); minimum kept
+
+
 def _timed_modes(system, model, cfg: ModesConfig, k: int):
-    """slow_modes plus the CPU seconds it used (all threads) and the load average around it."""
-    load0 = os.getloadavg()[0]
-    cpu = time.process_time()
-    m = md.slow_modes(system, model, cfg, k)
-    return m, time.process_time() - cpu, max(load0, os.getloadavg()[0])
+    """slow_modes, its wall and CPU seconds (all threads), and the load average around it.
+
+    Repeated REPEAT times for n <= 1000 and the fastest run kept: on a shared machine the
+    minimum is the least disturbed measurement.
+    """
+    best = None
+    for _ in range(REPEAT["small" if system.n_atoms <= 1000 else "large"]):
+        load0 = os.getloadavg()[0]
+        cpu = time.process_time()
+        m = md.slow_modes(system, model, cfg, k)
+        run = (m, time.process_time() - cpu, max(load0, os.getloadavg()[0]))
+        if best is None or m.seconds < best[0].seconds:
+            best = run
+    return best
 
 
 def _accuracy(h: np.ndarray, ref, other) -> dict:
@@ -117,9 +132,11 @@ def run_hessian_case(case: str, system, model, cfg_kw: dict, k: int, results, de
     hess.pair_hessian(x, model.pair_terms)  # compile the potentials' derivatives
     if cfg_kw.get("at") == "minimum":
         md.relax(model, x, max_steps=1)  # compile value_and_grad outside the timings
-    t = time.perf_counter()
-    h = hess.pair_hessian(x, model.pair_terms)
-    build_s = time.perf_counter() - t
+    build_s = math.inf
+    for _ in range(REPEAT["small" if n <= 1000 else "large"]):
+        t = time.perf_counter()
+        h = hess.pair_hessian(x, model.pair_terms)
+        build_s = min(build_s, time.perf_counter() - t)
     # The factorization alone (what shift-invert pays before its first block solve).
     psd = cfg_kw.get("at") == "minimum"
     t = time.perf_counter()
