@@ -51,6 +51,8 @@ ROW_CHUNK = 128
 # Autodiff Hessians: Hessian-vector products evaluated together, chosen so that a batch of
 # HVPs through an all-pairs [n, n] energy stays near this many doubles of temporaries.
 _HVP_BATCH_BUDGET = 2**24
+# Terms with more pairs than this fraction of n (n - 1) / 2 are evaluated on the dense grid.
+DENSE_TERM_FRACTION = 0.25
 
 
 class PairPlan(NamedTuple):
@@ -141,10 +143,6 @@ def _dense_term_fn(key) -> Callable:
         return jnp.where(active, w * g1 / r, 0.0), jnp.where(active, w * g2, 0.0)
 
     return coefficients
-
-
-# Terms with more pairs than this fraction of n (n - 1) / 2 are evaluated on the dense grid.
-DENSE_TERM_FRACTION = 0.25
 
 
 def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
