@@ -80,6 +80,7 @@ RELAX_GTOL_REL = 1e-9
 ROTATION_TOL = 1e-7
 ROTATION_CAPTURE = 0.99
 ROTATION_GAP = 0.05
+ROTATION_SCREEN = 1e-3  # |H r| above this * ||H||_inf: clearly not stationary, no search
 # Shift-invert stops when every relative residual of the inverted operator is <= SOLVER_TOL;
 # eigenvalue errors are then ~SOLVER_TOL^2 relative (or at dense eigh's own rounding floor).
 SOLVER_TOL = 1e-6
@@ -557,8 +558,11 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
     scale = _inf_norm(h)
     rigid_basis = translations
     maybe_rotations = cfg.at != "samples" and rotations.shape[1] > 0
-    if maybe_rotations and np.linalg.norm(h @ rotations, axis=0).max() <= ROTATION_TOL * scale:
-        rigid_basis, maybe_rotations = np.hstack([translations, rotations]), False
+    if maybe_rotations:
+        rotation_residual = np.linalg.norm(h @ rotations, axis=0).max() / scale
+        if rotation_residual <= ROTATION_TOL:
+            rigid_basis, maybe_rotations = np.hstack([translations, rotations]), False
+        maybe_rotations = maybe_rotations and rotation_residual <= ROTATION_SCREEN
     n_rigid = rigid_basis.shape[1]
     rigid_values = np.einsum("ik,ik->k", rigid_basis, h @ rigid_basis)
     k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
@@ -639,8 +643,10 @@ def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, w
         for _ in range(10):
             v, _ = np.linalg.qr(hvp_fn(v))
         scale = float(np.linalg.norm(hvp_fn(v), axis=0).max()) or 1.0
-        if np.max(np.linalg.norm(hvp_fn(rotations), axis=0)) <= ROTATION_TOL * scale:
+        rotation_residual = np.linalg.norm(hvp_fn(rotations), axis=0).max() / scale
+        if rotation_residual <= ROTATION_TOL:
             rigid_basis, maybe_rotations = np.hstack([translations, rotations]), False
+        maybe_rotations = maybe_rotations and rotation_residual <= ROTATION_SCREEN
     n_rigid = rigid_basis.shape[1]
     rigid_values = np.einsum("ik,ik->k", rigid_basis, hvp_fn(rigid_basis))
     k_free = min(n_modes - n_rigid if cfg.keep_rigid else n_modes, n_dof - n_rigid)
