@@ -54,6 +54,11 @@
     }
   }
 
+  // Bonds as sticks (cylinder impostors) on a real GPU; as lines on software WebGL, where
+  // rasterizing the cylinders made up most of a frame's cost (about half of the ~100 ms a
+  // two-view frame took on a loaded 2-core machine).
+  function bondStyle() { return isSoftwareGL() ? "line" : "stick"; }
+
   function chainColor(i, n) {
     // blue -> red along the chain, so folding of the loop is readable
     const t = n > 1 ? i / (n - 1) : 0;
@@ -82,7 +87,7 @@
         model.setStyle({}, {cartoon: {color: "spectrum", style: "trace", thickness: 0.4},
                             sphere: {radius: 0.8, colorscheme: beads}});
       } else {
-        model.setStyle({}, {cartoon: {color: "spectrum"}, stick: {radius: 0.12}});
+        model.setStyle({}, {cartoon: {color: "spectrum"}, [bondStyle()]: {radius: 0.12}});
       }
     } else {
       const n = view.n, x = view.x0, atoms = [];
@@ -97,7 +102,7 @@
       }
       model = viewer.addModel();
       model.addAtoms(atoms);
-      model.setStyle({}, {sphere: {radius: 0.32}, stick: {radius: 0.12}});
+      model.setStyle({}, {sphere: {radius: 0.32}, [bondStyle()]: {radius: 0.12}});
     }
     viewer.zoomTo();
     viewer.render();
@@ -161,7 +166,51 @@
   }
 
   /* ---- live frame stream ------------------------------------------------------------ */
-  const stream = {runs: {}, timer: null, period: 60};  // div -> {run, since, done}
+  // The fetch loop runs in a Web Worker (made from a Blob of the function below, so no extra
+  // asset is loaded): drawing on software WebGL can hold the page's main thread for tens of
+  // milliseconds, and a loop there would stall behind it. The worker keeps fetching; the
+  // page draws the newest coordinates on each animation frame and drops the older ones.
+  function streamWorker() {
+    const runs = {};  // div -> {run, since, done}
+    let timer = null, period = 50, session = "", origin = "";
+    const stats = {fetches: 0, fetch_ms: 0};
+    function pump() {
+      timer = null;
+      const active = Object.entries(runs).filter(([, r]) => !r.done);
+      if (!active.length) return;
+      const t0 = performance.now();
+      const query = active.map(([, r]) => r.run + ":" + r.since).join(",");
+      fetch(origin + "/_wb/frames?runs=" + encodeURIComponent(query), {headers: {"X-WB-Session": session}})
+        .then(r => r.ok ? r.json() : {})
+        .then(function (reply) {
+          stats.fetches += 1;
+          stats.fetch_ms += performance.now() - t0;
+          const frames = [];
+          for (const [div, r] of active) {
+            const f = reply[r.run];
+            if (!f) continue;
+            if (f.gone) { r.done = true; continue; }
+            if (f.xyz) { r.since = f.frame; frames.push({div: div, xyz: f.xyz, step: f.step}); }
+            if (f.terminal && r.since >= f.frame) r.done = true;
+          }
+          postMessage({frames: frames, stats: stats});
+        })
+        .catch(function () { /* server busy or restarting: try again next period */ })
+        .finally(function () { timer = setTimeout(pump, Math.max(0, period - (performance.now() - t0))); });
+    }
+    onmessage = function (e) {
+      const m = e.data;
+      if (m.type === "track") {
+        runs[m.div] = {run: m.run, since: m.since || 0, done: false};
+        period = m.period || period; session = m.session || ""; origin = m.origin;
+        if (timer === null) timer = setTimeout(pump, 0);
+      } else if (m.type === "untrack") {
+        delete runs[m.div];
+      }
+    };
+  }
+
+  let worker = null;
   window.wbStream = {fetches: 0, fetch_ms: 0};  // round trips of the stream (bench/bench_ui.py)
 
   function session() {
@@ -169,40 +218,22 @@
   }
 
   function track(div, run, since, period) {
-    stream.runs[div] = {run: run, since: since || 0, done: false};
-    stream.period = period || stream.period;
-    if (stream.timer === null) stream.timer = setTimeout(pump, 0);
-  }
-
-  function pump() {
-    stream.timer = null;
-    const active = Object.entries(stream.runs).filter(([div, r]) => !r.done && document.getElementById(div));
-    for (const div of Object.keys(stream.runs)) if (!document.getElementById(div)) delete stream.runs[div];
-    if (!active.length) return;
-    const t0 = performance.now();
-    const query = active.map(([, r]) => r.run + ":" + r.since).join(",");
-    fetch("/_wb/frames?runs=" + encodeURIComponent(query), {headers: {"X-WB-Session": session() || ""}})
-      .then(r => r.ok ? r.json() : {})
-      .then(function (reply) {
-        window.wbStream.fetches += 1;
-        window.wbStream.fetch_ms += performance.now() - t0;
-        for (const [div, r] of active) {
-          const f = reply[r.run];
-          if (!f) continue;
-          if (f.gone) { r.done = true; continue; }
-          if (f.xyz) {
-            r.since = f.frame;
-            pending[div] = {xyz: f.xyz, step: f.step};
-            stat(div).recv += 1;
-          }
-          if (f.terminal && r.since >= f.frame) r.done = true;
+    if (worker === null) {
+      const src = "(" + streamWorker.toString() + ")();";
+      worker = new Worker(URL.createObjectURL(new Blob([src], {type: "text/javascript"})));
+      worker.onmessage = function (e) {
+        window.wbStream.fetches = e.data.stats.fetches;
+        window.wbStream.fetch_ms = e.data.stats.fetch_ms;
+        for (const f of e.data.frames) {
+          if (!document.getElementById(f.div)) { worker.postMessage({type: "untrack", div: f.div}); continue; }
+          pending[f.div] = {xyz: f.xyz, step: f.step};
+          stat(f.div).recv += 1;
         }
         scheduleDraw();
-      })
-      .catch(function () { /* server busy or restarting: try again next period */ })
-      .finally(function () {
-        stream.timer = setTimeout(pump, Math.max(0, stream.period - (performance.now() - t0)));
-      });
+      };
+    }
+    worker.postMessage({type: "track", div: div, run: run, since: since, period: period,
+                        session: session() || "", origin: window.location.origin});
   }
 
   /* Dash clientside callback: frame = {div, key, view?, xyz, step, link?, run?, since?, period?}.

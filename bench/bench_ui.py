@@ -13,10 +13,10 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
 2. Run click -> first live frame: clicking Run (GD and GNN side by side, pure LJ loop) until
    both 3D views have drawn a frame from the running engine (JAX compilation and, for the
    GNN, the slow modes included).
-3. Frames per second, end to end: frames received by each 3D view per second (from the
-   /_wb/frames stream) and frames drawn (the newest on each animation frame), over a
-   window, with the real engine, next to the frames the engine produced in that window (one
-   per chunk): the view cannot show frames the engine has not computed.
+3. Frames per second, end to end: frames received by each 3D view per second (the
+   /_wb/frames stream, fetched by a Web Worker) and frames drawn (the newest on each
+   animation frame), over a window, with the real engine, next to the frames the engine
+   produced in that window (one per chunk): no view can show frames not yet computed.
 4. UI capacity: the same with a synthetic engine that produces frames faster than 10 per
    second, so the number is the workbench's delivery and drawing rate alone.
 """
@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # browser_util: Chromium flags, offline guard
 
 from browser_util import free_port, guard_offline, launch_browser  # noqa: E402
+
+from workbench.forms import auto_chunk  # noqa: E402
 
 
 def field(name: str) -> str:
@@ -144,7 +146,7 @@ def measure_live(page, n: int, window: float, shots: str | None = None) -> dict:
     s1, t1, f1 = stats(page), time.time(), page.evaluate("({...window.wbStream})")
     if shots:
         page.screenshot(path=os.path.join(shots, "03-live.png"), full_page=True)
-    chunk = 20
+    chunk = auto_chunk("loop", n)  # the form's blank "check / frame every": one frame per chunk
     views = {}
     for d, label in zip(divs, ("gd", "gnn"), strict=True):
         drawn = s1[d]["frames"] - s0[d]["frames"]
