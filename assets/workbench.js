@@ -172,12 +172,11 @@
   // page draws the newest coordinates on each animation frame and drops the older ones.
   function streamWorker() {
     const runs = {};  // div -> {run, since, done}
-    let timer = null, period = 50, session = "", origin = "";
+    let looping = false, period = 50, session = "", origin = "";  // one loop, never two
     const stats = {fetches: 0, fetch_ms: 0};
     function pump() {
-      timer = null;
       const active = Object.entries(runs).filter(([, r]) => !r.done);
-      if (!active.length) return;
+      if (!active.length) { looping = false; return; }
       const t0 = performance.now();
       const query = active.map(([, r]) => r.run + ":" + r.since).join(",");
       fetch(origin + "/_wb/frames?runs=" + encodeURIComponent(query), {headers: {"X-WB-Session": session}})
@@ -196,14 +195,14 @@
           postMessage({frames: frames, stats: stats});
         })
         .catch(function () { /* server busy or restarting: try again next period */ })
-        .finally(function () { timer = setTimeout(pump, Math.max(0, period - (performance.now() - t0))); });
+        .finally(function () { setTimeout(pump, Math.max(0, period - (performance.now() - t0))); });
     }
     onmessage = function (e) {
       const m = e.data;
       if (m.type === "track") {
         runs[m.div] = {run: m.run, since: m.since || 0, done: false};
         period = m.period || period; session = m.session || ""; origin = m.origin;
-        if (timer === null) timer = setTimeout(pump, 0);
+        if (!looping) { looping = true; setTimeout(pump, 0); }
       } else if (m.type === "untrack") {
         delete runs[m.div];
       }

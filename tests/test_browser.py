@@ -159,7 +159,13 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
 
     def frames_moving():
         s = stats(page)
-        return all(d in s and s[d]["frames"] >= 4 and (s[d]["step"] or 0) > 0 for d in divs) and s
+        return (
+            all(
+                d in s and s[d]["frames"] >= 4 and s[d]["recv"] >= 2 and (s[d]["step"] or 0) > 0
+                for d in divs
+            )
+            and s
+        )
 
     wait_until(page, frames_moving, 120, "3D frames of both runs")
 

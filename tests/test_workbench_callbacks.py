@@ -124,6 +124,19 @@ def test_start_and_poll_delivers_view_once_then_curves(engine):
     assert "done" in final_status
 
 
+def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
+    engine.outcome = "diverge"
+    _, _, _, live, seen, _, _ = start(methods=("gd",))
+    seen, sent = poll_until_done(live, seen)
+    final_status = [s for st in sent["status"] for s in st if s is not no_update][-1]
+    assert "diverged" in final_status and "not finite" in final_status
+    extended = [op for p in sent["patches"] for op in p.to_plotly_json()["operations"]]
+    energies = [
+        v for op in extended if op["location"] == ["data", 0, "y"] for v in op["params"]["value"]
+    ]
+    assert energies[:2] == [1.0, 1.0 / 21] and energies[2] is None  # kept, NaN as a gap
+
+
 def test_stop_is_owner_only(engine):
     engine.auto = False  # runs wait until stopped
     _, _, _, live, _, _, _ = start(methods=("gd",))

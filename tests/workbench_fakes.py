@@ -34,8 +34,10 @@ class FakeRun:
 class FakeEngine:
     """Runner whose runs wait for the test; ``auto`` runs emit rows on their own."""
 
-    def __init__(self, auto: bool = False, delay: float = 0.0, n_rows: int = 5, system=None):
-        self.auto, self.delay, self.n_rows = auto, delay, n_rows
+    def __init__(
+        self, auto: bool = False, delay: float = 0.0, n_rows: int = 5, system=None, outcome="done"
+    ):
+        self.auto, self.delay, self.n_rows, self.outcome = auto, delay, n_rows, outcome
         self.system = system
         self.runs: list[FakeRun] = []
         self.lock = threading.Lock()
@@ -44,6 +46,7 @@ class FakeEngine:
 
     def runner(self, spec, on_progress, should_stop, on_system):
         run = FakeRun(spec)
+        run.outcome = self.outcome
         with self.lock:
             self.runs.append(run)
             self.active += 1
