@@ -35,7 +35,7 @@ from . import figures, forms, ids, jobs
 from . import registry as reg
 from .registry import Busy
 
-NO_RUNS_BUNDLE_SCAN_S = 10.0
+BUNDLE_SCAN_S = 10.0  # CLI bundles written while the server runs appear within this
 _last_bundle_scan = [0.0]
 
 
@@ -90,7 +90,7 @@ def validate_form(values, methods, tab, source, token, field_ids, msg_ids):
         try:
             protein = _protein(v, source, token)
         except SpecError as err:
-            errors[err.field] = forms._message(err)
+            errors[err.field] = forms.message_of(err)
     errors.update(forms.validate_form(v, tab, methods, protein))
     if not methods:
         errors["methods"] = "choose at least one method"
@@ -179,7 +179,7 @@ def upload_structure(contents, filename):
     try:
         data = forms.check_upload(contents, filename, r.config.max_upload_bytes)
     except SpecError as err:
-        return None, forms._message(err), NU
+        return None, forms.message_of(err), NU
     token = r.store.save_upload(data)
     return token, f"{filename}: accepted ({len(data) / 1e3:.0f} kB)", "upload"
 
@@ -210,7 +210,7 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
         specs = _specs(_values(values, field_ids), methods, tab, source, token)
         run_ids = reg.get().submit_group(specs, owner=sid)
     except SpecError as err:
-        return (*nothing, f"Not started: {err.field} {forms._message(err)}", NU)
+        return (*nothing, f"Not started: {err.field} {forms.message_of(err)}", NU)
     except (Busy, PermissionError) as err:
         return (*nothing, f"Not started: {err}", NU)
     runs = [
@@ -455,7 +455,7 @@ def start_spectrum(n, values, field_ids, tab, source, token, sid):
         spec = _specs(_values(values, field_ids), ["gnn"], tab, source, token)[0]
         task_id = reg.get().submit_task(sid, "spectrum", jobs.spectrum_task(spec))
     except SpecError as err:
-        return NU, NU, f"Not computed: {err.field} {forms._message(err)}"
+        return NU, NU, f"Not computed: {err.field} {forms.message_of(err)}"
     k = spec.reparam.n_modes
     return {"id": task_id, "k": k, "n": spec.system.n}, False, progress_bar("queued")
 
@@ -595,7 +595,7 @@ def refresh_runs(n, live, sid, digest):
     """This session's runs and the CLI bundles; re-rendered only when something changed."""
     r = reg.get()
     now = time.time()
-    if now - _last_bundle_scan[0] > NO_RUNS_BUNDLE_SCAN_S:
+    if now - _last_bundle_scan[0] > BUNDLE_SCAN_S:
         _last_bundle_scan[0] = now
         r.index_bundles(jobs.find_bundles(r.config.bundle_dirs))
     snaps = r.list_runs(sid)

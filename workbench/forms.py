@@ -798,11 +798,12 @@ def parse_fields(
         try:
             typed[f.name] = parse_value(f, values.get(f.name, to_widget(f, f.default)))
         except SpecError as err:
-            errors[f.name] = _message(err)
+            errors[f.name] = message_of(err)
     return typed, errors
 
 
-def _message(err: SpecError) -> str:
+def message_of(err: SpecError) -> str:
+    """The message without its field name (the UI shows it next to the field)."""
     text = str(err)
     return text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
 
@@ -844,7 +845,8 @@ def build_specs(
         try:
             specs.append(RunSpec.from_dict(d))
         except SpecError as err:
-            raise SpecError(owners.get(err.field, _protein_key(err.field)), _message(err)) from None
+            field = owners.get(err.field, _protein_key(err.field))
+            raise SpecError(field, message_of(err)) from None
     return specs
 
 
@@ -887,7 +889,7 @@ def validate_form(
     try:
         build_specs(typed, tab, methods, protein)
     except SpecError as err:
-        errors[err.field] = _message(err)
+        errors[err.field] = message_of(err)
     return errors
 
 
