@@ -41,7 +41,9 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     structures = jobs.list_structures(config.structure_dirs)
     presets = _presets()
     app.layout = lambda: layout.build(structures, presets, config.max_upload_bytes, config.poll_ms)
-    app.server.config["MAX_CONTENT_LENGTH"] = 4 * config.max_upload_bytes + 1_000_000
+    # large enough that an oversized upload still reaches upload_structure, which answers with
+    # the cap next to the field instead of a bare HTTP 413
+    app.server.config["MAX_CONTENT_LENGTH"] = max(64 * 2**20, 4 * config.max_upload_bytes)
     app.server.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
     return app
 
