@@ -144,6 +144,20 @@ def test_bad_input_is_refused_next_to_the_field_and_starts_nothing(page):
     assert page.locator(".wb-card").count() == 0
     set_field(page, "system.n", str(N_BEADS))
     wait_until(page, lambda: page.inner_text(msg("system.n")) == "", 10, "message cleared")
+    # a file that is not a structure is refused next to the upload, with the cap stated
+    page.get_by_text("Protein", exact=True).click()
+    assert page.inner_text("#wb-upload + .wb-range") == "PDB format, at most 2 MB."
+    page.set_input_files(
+        "#wb-upload input[type=file]",
+        files=[{"name": "notes.pdb", "mimeType": "text/plain", "buffer": b"just some text\n" * 20}],
+    )
+    wait_until(
+        page,
+        lambda: "is not a PDB structure" in page.inner_text("#wb-upload-msg"),
+        10,
+        "upload refusal",
+    )
+    page.get_by_text("Synthetic loop", exact=True).click()
 
 
 def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
