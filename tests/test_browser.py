@@ -239,6 +239,30 @@ def test_replay_from_the_runs_list(page):
     shot(page, "04-replay.png")
 
 
+def test_second_session_sees_only_what_is_shared_with_it(page):
+    other = page.context.browser.new_context(viewport={"width": 1300, "height": 1000})
+    guard_offline(other, page.attempted)
+    try:
+        page2 = other.new_page()
+        page2.goto(page.url.split("?")[0])
+        page2.wait_for_selector("#wb-run")
+        wait_until(
+            page2, lambda: "No runs yet" in page2.inner_text("#wb-runs-table"), 10, "empty list"
+        )
+        page.locator(".wb-card").first.get_by_role("button", name="Share link").click()
+        link = wait_until(
+            page, lambda: page.locator(".wb-share code").first.inner_text(), 10, "link"
+        )
+        assert "?run=" in link
+        page2.goto(link)
+        wait_until(
+            page2, lambda: "read-only" in page2.inner_text("#wb-replay-title"), 20, "shared replay"
+        )
+        assert page2.locator("#wb-replay-view canvas").count() == 1
+    finally:
+        other.close()
+
+
 def test_nothing_left_loopback_and_no_page_errors(page):
     assert page.attempted == []
     assert page.errors == []
