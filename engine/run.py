@@ -81,7 +81,12 @@ class RunResult:
 
 
 def default_n_modes(spec: RunSpec, n_atoms: int) -> int:
-    return spec.reparam.n_modes or max(2, math.ceil(n_atoms / 4))
+    """k when unset: the reference's n/4 node modes, or 3n/4 Cartesian modes for the full
+    Hessian (3 per node mode, so both give the linear map the same 3k parameters, method.md §4.2)."""
+    if spec.reparam.n_modes:
+        return spec.reparam.n_modes
+    per_node = max(2, math.ceil(n_atoms / 4))
+    return 3 * per_node if spec.modes.method == "hessian" else per_node
 
 
 def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:

@@ -111,8 +111,10 @@ class SlowModes(NamedTuple):
     Fields:
       vectors: [n_dof, n_modes] orthonormal columns, n_dof = n_atoms (node-space
         constructions, shared by x, y, z) or 3 * n_atoms (full Hessian, row 3i + c).
-      values: [n_modes] eigenvalues sorted by |value| ascending (for "block-laplacian":
-        Rayleigh quotients of the force-constant matrix K, as in the reference).
+      values: [n_modes]. "hessian": eigenvalues mu, sorted by |mu| ascending.
+        "block-laplacian": in the Laplacian's eigenvalue order (slowest first, the constant
+        mode first), the values being the reference's Rayleigh quotients psi^T K psi of the
+        force-constant matrix K, clamped at 0; these are not monotone in the mode index.
       rigid: [n_modes] bool, True for rigid-body zero modes (translations/rotations).
       space: "node" or "cartesian".
       method: which construction/solver produced them.

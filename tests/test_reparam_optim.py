@@ -124,10 +124,13 @@ def test_fire_minimizes_a_quadratic_fast():
     target = jnp.array([1.0, -2.0, 3.0])
     loss = lambda p: 0.5 * jnp.sum(jnp.array([1.0, 10.0, 100.0]) * (p - target) ** 2)  # noqa: E731
     tx = fire(0.02)
-    p, state = jnp.zeros(3), tx.init(jnp.zeros(3))
-    for _ in range(300):
+
+    def step(carry, _):
+        p, state = carry
         u, state = tx.update(jax.grad(loss)(p), state)
-        p = optax.apply_updates(p, u)
+        return (optax.apply_updates(p, u), state), None
+
+    (p, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=300))((jnp.zeros(3), tx.init(jnp.zeros(3))))
     np.testing.assert_allclose(p, target, atol=1e-4)
     assert float(state.dt) > 0.02, "time step grows while going downhill"
 
