@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import EnergyConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig, SpecError, SystemConfig, run
-from engine import io
+from engine import cli, io
 from engine.presets import PRESETS, paper_spec
 
 from util import fake_modes
@@ -145,6 +145,7 @@ def test_bundle_roundtrip(tmp_path):
 
 
 def _cli(*args, cwd=None):
+    """``python -m engine`` as a subprocess (proves the entry point works end to end)."""
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
@@ -157,26 +158,51 @@ def _cli(*args, cwd=None):
         (["run", "--method", "magic", "--out", "X"], "--method"),
         (["run", "--n", "100"], "--out"),
         (["compare", "--methods", "gd,xx", "--out", "X"], "--methods"),
+        (["modes", "--n", "60", "--K", "0"], "--K: must be in [1, 60]"),
+        (["run", "--config", "missing.json", "--out", "X"], "cannot read JSON"),
     ],
 )
-def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path):
-    proc = _cli(*args, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert needle in proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "X").exists()
+
+
+def test_cli_entry_point_exit_code(tmp_path):
+    proc = _cli("run", "--n", "10", "--out", "X", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --n: must be in [50, 4000], got 10"
 
 
 def test_cli_run_and_rerun_from_config(tmp_path):
     out = tmp_path / "gd"
-    proc = _cli("run", "--system", "bond-lj-loop", "--n", "50", "--steps", "60", "--method", "gd", "--dtype",
-                "float64", "--out", str(out), "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    assert cli.main(["run", "--system", "bond-lj-loop", "--n", "50", "--steps", "60", "--method", "gd",
+                     "--dtype", "float64", "--out", str(out), "--quiet"]) == 0
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("step,stage,wall_time_s,energy,grad_norm")
     assert lines[1].startswith("0,")
     again = tmp_path / "again"
-    proc = _cli("run", "--config", str(out / "config.json"), "--out", str(again), "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    assert cli.main(["run", "--config", str(out / "config.json"), "--out", str(again), "--quiet"]) == 0
     a, b = io.read_bundle(out), io.read_bundle(again)
     np.testing.assert_array_equal(a["metrics"]["energy"], b["metrics"]["energy"])
+
+
+def test_cli_compare_shares_start_and_writes_summary(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--system", "lj-loop", "--n", "60", "--steps", "100", "--methods", "gd,cg",
+                     "--k", "10", "--stopping", "none", "--out", str(out), "--quiet"]) == 0
+    table = (out / "summary.csv").read_text().splitlines()
+    assert table[0].startswith("method,status,final_energy") and len(table) == 3
+    gd, cg = io.read_bundle(out / "gd"), io.read_bundle(out / "cg")
+    assert gd["config"]["spec"]["seed"] == cg["config"]["spec"]["seed"]
+    assert cg["config"]["timings"]["modes_s"] > 0
+    assert "time to reach" in capsys.readouterr().out
+
+
+def test_cli_modes_prints_eigenvalues(capsys):
+    assert cli.main(["modes", "--system", "lj-loop", "--n", "60", "--K", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "lowest 5 modes" in out[0] and len(out) == 6
+    assert "rigid-body" in out[1]  # the constant (translation) mode comes first
