@@ -17,7 +17,7 @@ from engine.loop import make_chunk_fn
 from engine.optim import make_optimizer
 from engine.reparam import make_reparam
 
-from .common import save_json, timeit_interleaved
+from .common import DOCS, replace_marked, save_json, timeit_interleaved
 
 CHUNK = 100
 
@@ -58,6 +58,15 @@ def measure(n: int = 1000, k: int = 250, hidden: int = 32) -> dict:
 def main():
     result = measure()
     path = save_json("overhead", {"overhead": result, "targets": {"gd_over_eval": 1.2, "gnn_over_gd": 1.5}})
+    r = result
+    replace_marked(DOCS / "benchmarks.md", "overhead-table", "\n".join([
+        "| quantity (n=1000, k=250, h=32, float32) | value | target |",
+        "|---|---|---|",
+        f"| one jitted energy+grad evaluation | {r['eval_s'] * 1e3:.1f} ms | |",
+        f"| GD step (Adam, clip) / evaluation | {r['gd_over_eval']:.2f} | <= 1.2 |",
+        f"| GNN step / GD step | {r['gnn_over_gd']:.2f} | <= 1.5 |",
+        f"| CG step / GD step | {r['cg_over_gd']:.2f} | |",
+    ]))
     for key, value in result.items():
         print(f"{key:>14}: {value:.4g}" if isinstance(value, float) else f"{key:>14}: {value}")
     print("->", path)

@@ -49,6 +49,20 @@ def machine() -> dict:
     }
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def replace_marked(path: Path, name: str, text: str) -> None:
+    """Rewrite the block between <!-- name:start --> and <!-- name:end --> in a docs file."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    doc = path.read_text()
+    if start not in doc or end not in doc:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
+
+
 def save_json(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
