@@ -181,7 +181,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
             and s
         )
 
-    wait_until(page, frames_moving, 120, "3D frames of both runs")
+    wait_until(page, frames_moving, 180, "3D frames of both runs")
 
     def camera(d):
         return page.evaluate(f"window.wbViewers['{d}'].viewer.getView()")
@@ -195,7 +195,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     assert [stats(page)[d]["step"] for d in divs] != steps
     assert [camera(d) for d in divs] == cameras  # new coordinates, same camera
     page.locator(".wb-card").first.get_by_role("button", name="Fit view").click()
-    wait_until(page, lambda: camera(divs[0]) != cameras[0], 10, "fit view")
+    wait_until(page, lambda: camera(divs[0]) != cameras[0], 30, "fit view")
     assert camera(divs[1]) == camera(divs[0])  # the linked view follows
     n_points = page.evaluate(
         "document.querySelector('#wb-curves .js-plotly-plot').data.map(t => t.x.length)"
@@ -211,7 +211,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
         lambda: all(
             ("stopped" in t or "done" in t) for t in page.locator(".wb-status").all_inner_texts()
         ),
-        60,
+        120,
         "both runs stopped",
     )
     assert "speed-up" in page.inner_text("#wb-speedup").lower()

@@ -287,3 +287,23 @@ def test_blank_chunk_and_patience_are_chosen_from_n(changes, chunk, patience):
     values.update(changes)
     (spec,) = forms.parse_run_form(values, "loop", ["gd"])
     assert (spec.chunk_size, spec.frame_every, spec.schedule.patience) == (chunk, chunk, patience)
+
+
+def test_k_beyond_the_number_of_modes_is_refused_on_the_spot():
+    values = forms.default_values()
+    values.update({"system.n": "60", "gnn.n_modes": "80"})
+    assert forms.validate_form(values, "loop", ["gd", "gnn"]) == {
+        "gnn.n_modes": "must be in [1, 60] for n = 60 (60 modes), got 80"
+    }
+    values["modes.method"] = "hessian"  # Cartesian modes: 3n of them
+    assert forms.validate_form(values, "loop", ["gd", "gnn"]) == {}
+
+
+def test_the_page_opens_with_the_fig2_settings_and_k_left_to_n_over_4():
+    _, specs = PRESETS["fig2-lj-n400"]
+    values = forms.start_values(specs)
+    gd, gnn = forms.parse_run_form(values, "loop", ["gd", "gnn"])
+    paper_gnn = next(s for s in specs if s.reparam.kind == "gnn")
+    assert gnn.optim == paper_gnn.optim and gnn.energy == paper_gnn.energy
+    assert gnn.reparam.propagation == paper_gnn.reparam.propagation and gnn.reparam.n_modes is None
+    assert forms.start_values(None) == forms.default_values()

@@ -664,6 +664,17 @@ def default_values() -> dict[str, Any]:
     return {f.name: to_widget(f, f.default) for f in FIELDS}
 
 
+def start_values(preset_specs: list[RunSpec] | None) -> dict[str, Any]:
+    """The form a page opens with: the paper's Fig. 2 settings when the preset exists (so the
+    first Run shows GD and GNN as the paper ran them), with k left blank (n/4) so that
+    changing n never leaves an impossible k behind."""
+    if not preset_specs:
+        return default_values()
+    values, _ = values_from_specs(preset_specs)
+    values["cg.n_modes"] = values["gnn.n_modes"] = ""
+    return values
+
+
 def to_widget(field: Field, value: Any) -> Any:
     """A typed value as its widget value: text for numbers ('' for None), [True]/[] for bools."""
     if field.kind == "bool":
@@ -821,6 +832,15 @@ def build_specs(
         raise SpecError("methods", "OpenMM is the baseline for proteins: choose the Protein tab")
     if "openmm" in methods and typed.get("system.model") == "residue":
         raise SpecError("methods", "the OpenMM baseline needs the all-atom model")
+    n = typed.get("system.n")
+    if tab == "loop" and isinstance(n, int):
+        n_dof = n * (3 if typed.get("modes.method") == "hessian" else 1)
+        for m in ("cg", "gnn"):
+            k = typed.get(f"{m}.n_modes")
+            if m in methods and k is not None and k > n_dof:
+                raise SpecError(
+                    f"{m}.n_modes", f"must be in [1, {n_dof}] for n = {n} ({n_dof} modes), got {k}"
+                )
     specs = []
     for m in methods:
         d = RunSpec().to_dict()

@@ -13,7 +13,7 @@ from dash import dcc, html
 
 from . import components as C
 from . import ids
-from .forms import DEFAULT_METHODS, METHODS, PROTEIN_SOURCES, PROTEIN_STARTS, default_values
+from .forms import DEFAULT_METHODS, METHODS, PROTEIN_SOURCES, PROTEIN_STARTS, start_values
 
 LOOP_FIELDS = [
     "system.kind",
@@ -69,13 +69,13 @@ def build(
     structures: list[tuple[str, str]] | None = None,
     presets: dict | None = None,
     max_upload_bytes: int = 2_000_000,
-    poll_ms: int = 80,
+    start_preset: str | None = None,
 ):
     """The whole page. ``structures`` = [(label, path)] offered for proteins; ``presets`` =
-    {name: (description, specs)}."""
-    values = default_values()
-    structures = structures or []
+    {name: (description, specs)}; ``start_preset`` fills the form it opens with."""
     presets = presets or {}
+    values = start_values(presets[start_preset][1] if start_preset in presets else None)
+    structures = structures or []
     return html.Div(
         [
             dcc.Store(id=ids.SESSION, storage_type="session", data=secrets.token_urlsafe(16)),
@@ -120,7 +120,7 @@ def build(
                     html.Aside(
                         [
                             _system_panel(values, structures, max_upload_bytes),
-                            _method_panel(values, presets),
+                            _method_panel(values, presets, start_preset),
                         ],
                         className="wb-side",
                     ),
@@ -250,7 +250,7 @@ def _system_panel(values, structures, max_upload_bytes):
     )
 
 
-def _method_panel(values, presets):
+def _method_panel(values, presets, start_preset=None):
     preset_opts = [{"label": name, "value": name} for name in presets]
     per_method = [
         html.Div(
@@ -274,7 +274,13 @@ def _method_panel(values, presets):
                 ),
                 "Fill the form with the settings that reproduce a figure of the paper.",
             ),
-            html.Div(id=ids.PRESET_DESC, className="wb-muted"),
+            html.Div(
+                f"Opened with the settings of {start_preset}: {presets[start_preset][0]}"
+                if start_preset in presets
+                else "",
+                id=ids.PRESET_DESC,
+                className="wb-muted",
+            ),
             C.extra_row(
                 "methods",
                 "run side by side",

@@ -16,6 +16,7 @@ from . import registry as reg
 from .config import ServerConfig
 from .registry import RunRegistry
 
+START_PRESET = "fig2-lj-n400"  # the paper's pure-LJ loop, n = 400: the form a page opens with
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 
 
@@ -40,7 +41,9 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     )
     structures = jobs.list_structures(config.structure_dirs)
     presets = _presets()
-    app.layout = lambda: layout.build(structures, presets, config.max_upload_bytes, config.poll_ms)
+    app.layout = lambda: layout.build(
+        structures, presets, config.max_upload_bytes, start_preset=START_PRESET
+    )
     # large enough that an oversized upload still reaches upload_structure, which answers with
     # the cap next to the field instead of a bare HTTP 413
     app.server.config["MAX_CONTENT_LENGTH"] = max(64 * 2**20, 4 * config.max_upload_bytes)
