@@ -53,12 +53,14 @@ CASES = {
     "1plw-extended": ("1PLW_native.pdb", "extended"),
     "2wxc-native": ("2WXC_native.pdb", "native"),
 }
-METHODS = ("gd", "cg", "gnn", "openmm")
+METHODS = ("gd", "cg", "gnn", "gnn-lr2", "openmm")
+GNN_METHODS = ("gnn", "gnn-lr2")
 GD_LR = 4e-3  # method.md §6.4 (proteins); stage-2 lr of CG/GNN too
 CLIP = 0.01
 CG_STAGE1_LR = 1.6e-3  # tuned: 4e-4 vs 1.6e-3 (300 steps of stage 1)
 GNN_STAGE1_LR = 1e-4  # tuned: 1e-4 vs 4e-4 (engine default lr/10) vs 1.6e-3
 K_MODES = 120
+GNN2_STAGE2_LR = 4e-4  # "gnn-lr2": the GNN with method.md §6.4's protein stage-2 lr (4e-4)
 HIDDEN = 32
 MAX_STEPS = 2000
 STAGE1_MAX = 1000
@@ -78,20 +80,21 @@ def system_config(case: str):
 def make_spec(case: str, method: str, seed: int, max_steps: int = MAX_STEPS):
     from engine import EnergyConfig, ModesConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig
 
-    kind = {"gd": "none", "cg": "linear", "gnn": "gnn", "openmm": "none"}[method]
-    stage1 = {"cg": CG_STAGE1_LR, "gnn": GNN_STAGE1_LR}.get(method)
+    kind = {"gd": "none", "cg": "linear", "gnn": "gnn", "gnn-lr2": "gnn", "openmm": "none"}[method]
+    stage1 = {"cg": CG_STAGE1_LR, "gnn": GNN_STAGE1_LR, "gnn-lr2": GNN_STAGE1_LR}.get(method)
+    lr = GNN2_STAGE2_LR if method == "gnn-lr2" else GD_LR
     return RunSpec(
         system=system_config(case),
         energy=EnergyConfig(dtype="float32"),
         modes=ModesConfig(method="hessian", at="x0"),
         reparam=ReparamConfig(kind=kind, n_modes=K_MODES if kind != "none" else None, hidden=HIDDEN,
                               anchor="x0" if kind != "none" else "none"),
-        optim=OptimConfig(name="adam", learning_rate=GD_LR, stage1_lr=stage1, clip="elementwise", clip_value=CLIP),
+        optim=OptimConfig(name="adam", learning_rate=lr, stage1_lr=stage1, clip="elementwise", clip_value=CLIP),
         schedule=ScheduleConfig(max_steps=max_steps, stage1_max_steps=STAGE1_MAX, stopping="reference",
                                 patience=PATIENCE, min_delta=MIN_DELTA, stage1_delta_factor=10.0,
                                 switch="early-stop"),
         seed=seed, chunk_size=20, frame_every=10**6,
-        method_label="openmm-min" if method == "openmm" else None,
+        method_label={"openmm": "openmm-min", "gnn-lr2": "gnn-lr2"}.get(method),
     )
 
 
@@ -137,7 +140,7 @@ def run_one(case: str, method: str, seed: int, system, modes, max_steps: int) ->
     if method == "openmm":
         result = run_openmm_result(spec, "openmm-min", system=system)
     else:
-        result = run(spec, system=system, modes=modes if method in ("cg", "gnn") else None)
+        result = run(spec, system=system, modes=modes if method != "gd" else None)
     s = result.summary()
     m = result.metrics
     steps = max(int(m["step"][-1]), 1)
@@ -166,7 +169,7 @@ def collect(args):
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = done_keys()
     for case in args.cases:
-        todo = [(m, 0) for m in METHODS] + [("gnn", s) for s in range(1, args.seeds)]
+        todo = [(m, 0) for m in METHODS] + [(g, s) for s in range(1, args.seeds) for g in GNN_METHODS]
         todo = [(m, s) for m, s in todo if m in args.methods and (case, m, s) not in done]
         if not todo:
             continue
@@ -174,7 +177,7 @@ def collect(args):
         system = build_system(system_config(case), 0)
         modes = None
         for method, seed in todo:
-            if method in ("cg", "gnn") and modes is None:
+            if method in ("cg",) + GNN_METHODS and modes is None:
                 modes = get_modes(case, system, make_spec(case, "cg", 0))
             row = run_one(case, method, seed, system, modes, args.max_steps)
             with open(RUNS, "a") as fh:
@@ -226,14 +229,18 @@ def aggregate():
                 "statuses": sorted({r["status"] for r in rs}),
             })
         by = {r["method"]: r for r in table if r["case"] == case}
-        if "gd" in by and "gnn" in by:
-            g, n = by["gd"], by["gnn"]
+        for gnn in GNN_METHODS:
+            if not ("gd" in by and gnn in by):
+                continue
+            g, n = by["gd"], by[gnn]
             metrics.append({
-                "case": case,
+                "case": case, "gnn": gnn,
                 "E_GD_over_E_GNN": g["energy_mean"] / n["energy_mean"],
                 "t_GD_over_t_GNN": g["time_mean"] / n["time_mean"],
                 "t_GD_over_t_GNN_excl_modes": g["time_mean"] / max(n["time_mean"] - n["modes_s"], 1e-9),
                 "gnn_time_to_gd_final_within_1pct_s": n["time_to_gd_1pct_mean"],
+                "gnn_time_to_gd_final_within_1pct_excl_modes_s": n["time_to_gd_1pct_mean"] - n["modes_s"],
+                "E_GD_best_over_E_GNN_best": g["best_energy"] / n["best_energy"],
                 "gnn_runs_reaching": n["reached_gd_1pct"], "gnn_runs": n["runs"],
                 **({"E_GD_over_E_CG": g["energy_mean"] / by["cg"]["energy_mean"],
                     "t_GD_over_t_CG": g["time_mean"] / by["cg"]["time_mean"]} if "cg" in by else {}),
@@ -268,14 +275,15 @@ def report():
             f"{_f(r['modes_s'], '.1f')} | {r['steps_mean']:.0f} | {_f(r['ms_per_step'], '.1f')} | "
             f"{_f(r['compile_s'], '.1f')} | {_f(r['time_to_gd_1pct_mean'], '.1f')} "
             f"({r['reached_gd_1pct']}/{r['runs']}) |")
-    mlines = ["| case | E_GD / E_GNN | t_GD / t_GNN (incl. modes) | t_GD / t_GNN (excl. modes) | "
-              "GNN time to GD final ±1 % (s) | E_GD / E_CG | t_GD / t_CG | E_GD / E_OpenMM | t_GD / t_OpenMM |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    mlines = ["| case | GNN variant | E_GD / E_GNN | t_GD / t_GNN (incl. modes) | t_GD / t_GNN (excl. modes) | "
+              "GNN time to GD final ±1 % (s) | same, excl. modes (s) | E_GD / E_GNN, best | E_GD / E_CG | t_GD / t_CG | E_GD / E_OpenMM | t_GD / t_OpenMM |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in metrics:
         mlines.append(
-            f"| {m['case']} | {m['E_GD_over_E_GNN']:.4f} | {m['t_GD_over_t_GNN']:.3f} | "
+            f"| {m['case']} | {m['gnn']} | {m['E_GD_over_E_GNN']:.4f} | {m['t_GD_over_t_GNN']:.3f} | "
             f"{m['t_GD_over_t_GNN_excl_modes']:.3f} | {_f(m['gnn_time_to_gd_final_within_1pct_s'], '.1f')} "
-            f"({m['gnn_runs_reaching']}/{m['gnn_runs']}) | {_f(m.get('E_GD_over_E_CG', math.nan), '.4f')} | "
+            f"({m['gnn_runs_reaching']}/{m['gnn_runs']}) | {_f(m['gnn_time_to_gd_final_within_1pct_excl_modes_s'], '.1f')} | "
+            f"{m['E_GD_best_over_E_GNN_best']:.4f} | {_f(m.get('E_GD_over_E_CG', math.nan), '.4f')} | "
             f"{_f(m.get('t_GD_over_t_CG', math.nan), '.3f')} | {_f(m.get('E_GD_over_E_OpenMM', math.nan), '.4f')} | "
             f"{_f(m.get('t_GD_over_t_OpenMM', math.nan), '.3f')} |")
     print("\n".join(lines + [""] + mlines))
@@ -291,7 +299,7 @@ def plot(rows):
 
     cases = [c for c in CASES if any(r["case"] == c for r in rows)]
     fig, axes = plt.subplots(2, len(cases), figsize=(6 * len(cases), 8), squeeze=False)
-    colors = {"gd": "tab:blue", "cg": "tab:orange", "gnn": "tab:green", "openmm": "tab:red"}
+    colors = {"gd": "tab:blue", "cg": "tab:orange", "gnn": "tab:green", "gnn-lr2": "tab:purple", "openmm": "tab:red"}
     for j, case in enumerate(cases):
         ax_e, ax_r = axes[0][j], axes[1][j]
         e_min, seen = math.inf, set()
@@ -331,7 +339,8 @@ float32, all pairs, 2-core CPU shared with other jobs (absolute times inflated a
 Settings: Adam, elementwise clip {CLIP}; GD lr {GD_LR} (method.md §6.4); CG and GNN:
 displacement form (anchor x0), K = {K_MODES} lowest modes of the autodiff Hessian at x0
 (cartesian), stage-1 lr {CG_STAGE1_LR} (CG) / {GNN_STAGE1_LR} (GNN), stage-2 lr {GD_LR};
-GNN hidden {HIDDEN}, 1 layer, tanh. At most {MAX_STEPS} steps; reference early stopping
+GNN hidden {HIDDEN}, 1 layer, tanh; "gnn-lr2" is the same GNN with stage-2 lr {GNN2_STAGE2_LR}
+(method.md §6.4's protein value for the GNN's second stage). At most {MAX_STEPS} steps; reference early stopping
 (min_delta {MIN_DELTA} kJ/mol, patience {PATIENCE} checks of 20 steps); stage 1 ends on its
 own early stop (min_delta x 10) or after {STAGE1_MAX} steps. OpenMM: LocalEnergyMinimizer
 (L-BFGS, tolerance 1 kJ/mol/nm RMS force, at most {MAX_STEPS} iterations, CPU platform).
