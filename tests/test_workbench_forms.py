@@ -306,4 +306,8 @@ def test_the_page_opens_with_the_fig2_settings_and_k_left_to_n_over_4():
     paper_gnn = next(s for s in specs if s.reparam.kind == "gnn")
     assert gnn.optim == paper_gnn.optim and gnn.energy == paper_gnn.energy
     assert gnn.reparam.propagation == paper_gnn.reparam.propagation and gnn.reparam.n_modes is None
+    assert (gnn.chunk_size, gnn.schedule.patience) == (
+        paper_gnn.chunk_size,
+        paper_gnn.schedule.patience,
+    )
     assert forms.start_values(None) == forms.default_values()

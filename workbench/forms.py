@@ -666,12 +666,15 @@ def default_values() -> dict[str, Any]:
 
 def start_values(preset_specs: list[RunSpec] | None) -> dict[str, Any]:
     """The form a page opens with: the paper's Fig. 2 settings when the preset exists (so the
-    first Run shows GD and GNN as the paper ran them), with k left blank (n/4) so that
-    changing n never leaves an impossible k behind."""
+    first Run shows GD and GNN as the paper ran them), with k, the chunk and the patience
+    left blank, so that changing n never leaves an impossible k or a slow view behind."""
     if not preset_specs:
         return default_values()
     values, _ = values_from_specs(preset_specs)
-    values["cg.n_modes"] = values["gnn.n_modes"] = ""
+    # blank = automatic: k = n/4; chunk and patience as in the paper up to n = 500, smaller
+    # chunks above (see auto_chunk) so larger systems still stream ~10 frames/s
+    for name in ("cg.n_modes", "gnn.n_modes", "chunk_size", "schedule.patience"):
+        values[name] = ""
     return values
 
 
