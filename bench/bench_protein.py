@@ -315,7 +315,7 @@ def plot(rows):
             e_min = min(e_min, min(c["energy"]))
         if math.isfinite(e_min):
             ax_e.set_ylim(e_min - 0.02 * abs(e_min) - 20, e_min + 0.25 * abs(e_min) + 200)
-        ax_e.set_title(f"{case}: energy (runs start at t = modes time for CG/GNN)")
+        ax_e.set_title(f"{case}: energy (CG/GNN start after the modes)")
         ax_e.set_ylabel("energy (kJ/mol)")
         ax_r.set_ylabel("CA-RMSD to native (nm)")
         for a in (ax_e, ax_r):
