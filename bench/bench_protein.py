@@ -164,6 +164,31 @@ def run_one(case: str, method: str, seed: int, system, modes, max_steps: int) ->
     return row
 
 
+def retime_modes(cases, repeats: int = 1):
+    """Recompute the slow modes (no cache) and time one GD run's worth of steps, back to back,
+    so the modes / GD time ratio is measured under one load (the runs were spread over a
+    period in which the machine's load changed by ~3x)."""
+    from engine import build_system, make_energy, run
+    from engine.run import compute_modes
+
+    out = {}
+    for case in cases:
+        system = build_system(system_config(case), 0)
+        spec = make_spec(case, "cg", 0)
+        model = make_energy(system, spec.energy)
+        for i in range(repeats):
+            t = time.perf_counter()
+            modes = compute_modes(spec, system, model)
+            modes_s = time.perf_counter() - t
+            gd = run(make_spec(case, "gd-lr2", 0), system=system)
+            out.setdefault(case, []).append({"modes_s": modes_s, "modes_seconds_field": modes.seconds,
+                                             "gd_lr2_wall_s": gd.summary()["wall_time_s"],
+                                             "gd_lr2_steps": gd.summary()["steps"]})
+            print(f"retime {case}: modes {modes_s:.1f} s, GD(lr 4e-4) {gd.summary()['wall_time_s']:.1f} s", flush=True)
+    path = RESULTS / "protein_modes_timing.json"
+    path.write_text(json.dumps({"machine": machine(), "retimed": out}, indent=2) + "\n")
+
+
 def collect(args):
     from engine import build_system
 
@@ -422,6 +447,8 @@ def main():
     parser.add_argument("--det-seeds", type=int, default=1,
                         help="repeats of the deterministic GD runs (timing samples only)")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
+    parser.add_argument("--retime-modes", action="store_true",
+                        help="recompute the slow modes of --cases (no cache) next to a GD run, for timing")
     parser.add_argument("--report", action="store_true", help="only aggregate existing runs")
     args = parser.parse_args()
     args.cases = args.cases.split(",")
@@ -429,6 +456,9 @@ def main():
     for c in args.cases:
         if c not in CASES:
             parser.error(f"unknown case {c!r}; choose from {', '.join(CASES)}")
+    if args.retime_modes:
+        retime_modes(args.cases)
+        return
     if not args.report:
         if not DATA.is_dir():
             print(f"skipping the protein benchmark: {DATA} is missing (PDB files for 2JOF, 1PLW, 2WXC)")
