@@ -362,39 +362,44 @@ def plot(rows):
 
 # Written from the committed runs (update when they change).
 READING = """
-Reading (2JOF; numbers from the tables above):
+Reading (numbers from the tables above):
 
 - **Final energy: the GNN does not beat GD once both use the same learning rate.** With the
-  GD lr of method.md §6.4 (4e-3), Adam on plain positions oscillates (GD final −2315, best
-  −2325 kJ/mol from the unfolded start) and the GNN's switch to plain positions with a fresh
-  Adam at 4e-3 throws it back up by ~50 kJ/mol (its stage-1 best is −2365…−2380, its final
-  −2322 ± 12): E_GD/E_GNN = 0.997 (unfolded) and 0.993 (extended), i.e. the GNN ends
-  0.3–0.7 % lower. With lr 4e-4 for GD and for the GNN's stage 2 (§6.4's GNN value) both
-  end lower and level: GD −2411.7 vs GNN −2412.9 ± 6.2 (unfolded), −2026.5 vs −2027.8 ± 4.6
-  (extended); E_GD/E_GNN = 0.9995.
+  GD lr of method.md §6.4 (4e-3), Adam on plain positions oscillates (2JOF unfolded: GD final
+  −2315, best −2325 kJ/mol) and the GNN's switch to plain positions with a fresh Adam at 4e-3
+  throws it back up by ~50 kJ/mol (stage-1 best −2365…−2380, final −2322 ± 12):
+  E_GD/E_GNN = 0.997 (unfolded), 0.993 (extended), 1.0003 (1PLW), i.e. the GNN ends at most
+  0.7 % lower. With lr 4e-4 for GD and for the GNN's stage 2 (§6.4's GNN value) both end
+  lower and level: GD −2411.7 vs GNN −2412.9 ± 6.2 (2JOF unfolded), −2026.5 vs −2027.8 ± 4.6
+  (extended), −767.2 vs −766.9 ± 0.1 (1PLW); E_GD/E_GNN = 0.9994–1.0004.
 - **Time: the slow modes cost more than GD's whole run.** The GNN's first stage is fast: it
   reaches within 1 % of GD(lr 4e-3)'s final energy 0.7–2 s after it starts. But the K = 120
-  lowest modes of the 852 x 852 autodiff Hessian at x0 took 63 s (unfolded start) and 32 s
-  (extended) on this shared 2-core CPU, against 13–33 s for a complete GD run. Charged
-  with the modes (the paper's accounting), t_GD/t_GNN = 0.19–0.38: the GNN is 3–5x slower;
-  without them 0.84–1.3. Per step the GNN costs about what GD does (one AMBER/OBC2
-  value_and_grad dominates; the GNN map on 284 nodes is small).
+  lowest modes of the 852 x 852 autodiff Hessian at x0 took 63 s (2JOF unfolded start) and
+  32 s (extended) when they were computed (load average ≈ 8), against 5–33 s for a complete
+  GD run. Charged with the modes (the paper's accounting), t_GD/t_GNN = 0.16–0.22 on 2JOF
+  and 0.38–0.51 on 1PLW: the GNN is 2–6x slower; without the modes 0.5–1.1. Per step the
+  GNN costs about what GD does (one AMBER/OBC2 value_and_grad dominates; the GNN map on
+  284 nodes is small). See protein_modes_timing.json for modes and a GD run timed back to
+  back.
 - **CG** (x = x0 + Psi z, 120 cartesian modes) cannot leave the span of the modes in stage 1:
   in the tuning runs it stalled at E ≈ +130 kJ/mol (start +583; GD reaches −2260 in the same
-  300 steps), so its stage 1 only adds the modes' time; its final energy is GD's.
-- **OpenMM L-BFGS is best by a wide margin** on the identical energy: −2472 (unfolded, converged
-  to 1 kJ/mol/nm in 1543 iterations, 25 s) and −2265 kJ/mol (extended, 2000 iterations,
-  not converged), 2–15 % below every Adam run.
+  300 steps), so its stage 1 only adds the modes' time; its final energy is GD's (±1 %).
+- **OpenMM L-BFGS is best** on the identical energy: −2472 (2JOF unfolded, converged to
+  1 kJ/mol/nm in 1543 iterations), −2265 (extended, 2000 iterations, not converged), −771
+  (1PLW), 0.5–15 % below every Adam run, in comparable or less time.
 - **Structure: no method folds anything**; these are local minimizations. CA-RMSD to the
-  native stays at the start's value (0.35 nm from the unfolded start, 1.50 nm from the
+  native stays near the start's value (0.35 nm from the unfolded start, 1.50 nm from the
   extended chain) for GD, CG and GNN; L-BFGS moves further (0.376 nm and 1.32 nm).
-- **Timing noise:** the same deterministic GD computation ran at 6.7–16.6 ms/step in
-  different runs (load average 7–9 on 2 cores from other jobs), so wall-time ratios carry
-  about a factor 2 of uncertainty; the energy ratios do not.
-- **Tuning (300-step trials, stage 1 only, unfolded start):** GD lr 1e-2 was worse than 4e-3
+- **Timing noise:** the same deterministic GD computation ran at 2.4–16.6 ms/step in
+  different runs (the other jobs' load fell from ≈ 9 to ≈ 3 during the session), so the
+  wall-time ratios carry a factor 2–3 of uncertainty (the GNN runs mostly ran under the
+  higher load); the energy ratios do not.
+- **Tuning (300-step trials, stage 1 only, 2JOF unfolded):** GD lr 1e-2 was worse than 4e-3
   (−1837 vs ≈ −2260 at step 300); CG stage-1 lr 1.6e-3 reached its plateau (+133) sooner than
-  4e-4 (+163); GNN stage-1 lr 1e-4 reached −2319 while 4e-4 (the engine's lr/10) reached
-  −1858 at step 200 and 1.6e-3 went up to +3500.
+  4e-4 (+163); GNN stage-1 lr 1e-4 reached −2319 while 4e-4 (the engine's lr/10) was at
+  −1858 at step 200 and 1.6e-3 rose to ≈ +3500. Then lr 4e-4 for GD and the GNN's stage 2
+  (gd-lr2, gnn-lr2) after seeing the lr-4e-3 runs oscillate.
+- 1PLW (75 atoms, 225 coordinates) has K = 120, i.e. more than half of all coordinates.
 """
 
 
