@@ -384,7 +384,9 @@ Reading (numbers from the tables above):
   (``--retime-modes``, protein_modes_timing.json): modes 6.6 s (unfolded) and 5.8 s
   (extended) against 4.5 s for a whole 2000-step GD(lr 4e-4) run, so even then the modes
   alone take longer than GD, and t_GD/t_GNN stays below 1 (≈ 0.4 with the GNN's ≈ 5 s of
-  steps). Per step the GNN costs about what GD does (one AMBER/OBC2 value_and_grad
+  steps). Compilation inside the modes time, checked in a fresh process without the cache
+  (load ≈ 1): first ``compute_modes`` 11.9 s, a second call in the same process 4.7 s, so
+  ≈ 7 s of the first is XLA compiling the Hessian. Per step the GNN costs about what GD does (one AMBER/OBC2 value_and_grad
   dominates; the GNN map on 284 nodes is small).
 - **2WXC (711 atoms, native start, 1000-step budget, one seed, no CG):** GD(lr 4e-4)
   −7960.4, GNN(lr2) −7942.6 (E_GD/E_GNN = 1.0022: the GNN ends higher), GD(lr 4e-3) −7793.8,
