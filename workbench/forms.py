@@ -347,6 +347,19 @@ FIELDS: tuple[Field, ...] = (
         methods=("cg",),
     ),
     _f(
+        "cg.anchor",
+        "start at x0",
+        "choice",
+        "none",
+        "cg",
+        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
+        "(needed for all-atom proteins, where a projection or a random output is a clash); "
+        "off: the paper's x = f(params).",
+        path="reparam.anchor",
+        options=(("none", "off (paper)"), ("x0", "x0 + f")),
+        methods=("cg",),
+    ),
+    _f(
         "cg.stage1_lr",
         "stage-1 lr",
         "float",
@@ -453,6 +466,19 @@ FIELDS: tuple[Field, ...] = (
         "(off in the paper's "
         "loop runs).",
         path="reparam.fit_to_x0",
+        methods=("gnn",),
+    ),
+    _f(
+        "gnn.anchor",
+        "start at x0",
+        "choice",
+        "none",
+        "gnn",
+        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
+        "(needed for all-atom proteins, where a projection or a random output is a clash); "
+        "off: the paper's x = f(params).",
+        path="reparam.anchor",
+        options=(("none", "off (paper)"), ("x0", "x0 + f")),
         methods=("gnn",),
     ),
     _f(

@@ -35,7 +35,7 @@ ENERGY_FIELDS = [
 MODE_FIELDS = ["modes.method", "modes.at", "modes.n_samples"]
 METHOD_FIELDS = {
     "gd": ["gd.optimizer", "gd.learning_rate"],
-    "cg": ["cg.n_modes", "cg.stage1_lr", "cg.learning_rate"],
+    "cg": ["cg.n_modes", "cg.anchor", "cg.stage1_lr", "cg.learning_rate"],
     "gnn": [
         "gnn.n_modes",
         "gnn.hidden",
@@ -44,6 +44,7 @@ METHOD_FIELDS = {
         "gnn.propagation",
         "gnn.residual",
         "gnn.fit_to_x0",
+        "gnn.anchor",
         "gnn.stage1_lr",
         "gnn.learning_rate",
     ],
