@@ -29,7 +29,7 @@ import numpy as np
 
 from engine import EnergyConfig, build_system, make_energy, run
 from engine.presets import improved_spec, paper_spec
-from engine.run import compute_modes
+from engine.run import compute_modes, first_modes
 
 from .common import DOCS, RESULTS, machine, replace_marked
 
@@ -81,7 +81,7 @@ def run_case(protocol: str, system_kind: str, n: int, seed: int, max_steps: int,
                 big = spec.replace(**{"reparam.n_modes": k_max})
                 modes = compute_modes(big, system, make_energy(system, spec.energy))
             k = spec.reparam.n_modes
-            shared = modes._replace(vectors=modes.vectors[:, :k], values=modes.values[:k], rigid=modes.rigid[:k])
+            shared = first_modes(modes, k)
         t = time.perf_counter()
         result = run(spec, system=system, modes=shared)
         s = result.summary()

@@ -44,6 +44,7 @@ from engine import EnergyConfig, ModesConfig, SystemConfig, build_system, make_e
 from engine import hessian as hess
 from engine import modes as md
 from engine.potentials import harmonic_bond
+from engine.run import first_modes
 from engine.types import EnergyModel, PairTerm, System
 
 from .common import RESULTS, save_json
@@ -114,7 +115,7 @@ def _accuracy(h: np.ndarray, ref, other) -> dict:
 
 def _head(m, k: int):
     """The first k modes of a SlowModes."""
-    return m._replace(vectors=m.vectors[:, :k], values=m.values[:k], rigid=m.rigid[:k])
+    return first_modes(m, k)
 
 
 def _dense_estimate(results: list[dict], case: str, n: int) -> float | None:

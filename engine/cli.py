@@ -298,12 +298,12 @@ def cmd_compare(args) -> int:
 
 
 def _slice_modes(modes, spec: RunSpec, n_atoms: int):
-    from .run import default_n_modes
+    from .run import default_n_modes, first_modes
 
     k = default_n_modes(spec, n_atoms)
     if k > modes.vectors.shape[1]:
         return None  # recomputed by run() with its own k
-    return modes._replace(vectors=modes.vectors[:, :k], values=modes.values[:k], rigid=modes.rigid[:k])
+    return first_modes(modes, k)
 
 
 def cmd_modes(args) -> int:

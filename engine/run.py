@@ -89,6 +89,11 @@ def default_n_modes(spec: RunSpec, n_atoms: int) -> int:
     return 3 * per_node if spec.modes.method == "hessian" else per_node
 
 
+def first_modes(modes: SlowModes, k: int) -> SlowModes:
+    """The k slowest of precomputed modes (exact: eigenvectors of the same operator)."""
+    return modes._replace(vectors=modes.vectors[:, :k], values=modes.values[:k], rigid=modes.rigid[:k])
+
+
 def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:
     from .modes import slow_modes
 

@@ -15,7 +15,7 @@ import pytest
 
 from engine import build_system, make_energy, run
 from engine.presets import paper_spec
-from engine.run import compute_modes
+from engine.run import compute_modes, first_modes
 
 N, SEEDS, STEPS = 150, (0, 1, 2), 3000
 CHANGES = {"energy.repulsion": "all-pairs", "reparam.propagation": "psi"}
@@ -31,8 +31,7 @@ def finals():
         modes = compute_modes(specs["cg"], system, make_energy(system, specs["cg"].energy))
         for method, spec in specs.items():
             k = spec.reparam.n_modes
-            shared = None if k is None else modes._replace(vectors=modes.vectors[:, :k], values=modes.values[:k],
-                                                           rigid=modes.rigid[:k])
+            shared = None if k is None else first_modes(modes, k)
             out[(method, seed)] = run(spec, system=system, modes=shared).summary()["final_energy"]
     return out
 
