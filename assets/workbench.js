@@ -4,7 +4,7 @@
  * One viewer per host div, created once from a "view" (topology: loop beads + bonds, or a
  * protein's PDB text) and afterwards only given new coordinates: atom positions are written
  * in place and the model's geometry is rebuilt, so the camera stays where the user put it.
- * Viewers of one side-by-side group are linked (rotate one, all follow).
+ * Viewers of one side-by-side group share a camera (rotate one, all follow); see onViewChange.
  *
  * Live coordinates stream outside Dash's callback machinery: a small fetch loop asks
  * /_wb/frames for the newest frame of each live run (owner or shared-link access is checked
@@ -106,10 +106,30 @@
     }
     viewer.zoomTo();
     viewer.render();
-    const entry = {el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}), key: view.key,
-                   linked: new Set(), fresh: true};
+    const entry = {div: div, el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}),
+                   key: view.key, linked: new Set(), fresh: true, camera: viewer.getView()};
+    viewer.setViewChangeCallback(v => onViewChange(entry, v));
     viewers[div] = entry;
     return entry;
+  }
+
+  // Cameras are linked here rather than with 3Dmol's linkViewer: that one re-renders every
+  // linked viewer whenever any of them renders, so each new frame of one run also redrew the
+  // other views (half the draw rate on software WebGL). 3Dmol calls this after every render;
+  // only a changed camera (mouse, zoom, fit) is passed on.
+  function onViewChange(entry, view) {
+    stat(entry.div).renders += 1;
+    if (sameView(view, entry.camera)) return;
+    entry.camera = view.slice();
+    for (const other of [...entry.linked]) {
+      if (viewers[other.div] !== other) { entry.linked.delete(other); continue; }  // rebuilt since
+      other.camera = view.slice();   // so its own callback does not echo the change back
+      other.viewer.setView(view, true);
+    }
+  }
+
+  function sameView(a, b) {
+    return a && b && a.length === b.length && a.every((v, i) => v === b[i]);
   }
 
   function setCoords(entry, xyz) {
@@ -123,17 +143,15 @@
 
   function link(divs, self) {
     const live = (divs || []).map(d => viewers[d]).filter(Boolean);
-    for (const a of live) for (const b of live) {
-      if (a !== b && !a.linked.has(b)) { a.viewer.linkViewer(b.viewer); a.linked.add(b); }
-    }
+    for (const a of live) for (const b of live) if (a !== b) a.linked.add(b);
     // a viewer joining the group takes the camera of one already there
     const me = viewers[self], other = live.find(e => e !== me);
-    if (me && other) { me.viewer.setView(other.viewer.getView()); me.viewer.render(); }
+    if (me && other) me.viewer.setView(other.viewer.getView());
   }
 
   function stat(div) {
     return window.wbStats[div] || (window.wbStats[div] = {frames: 0, recv: 0, first: null, last: null,
-                                                           step: null, draw_ms: 0});
+                                                           step: null, draw_ms: 0, renders: 0});
   }
 
   function draw(div, xyz, step) {
@@ -248,7 +266,7 @@
     return f.step;
   }
 
-  /* "Fit view" button of a run card: zoom to the structure; linked views follow. */
+  /* "Fit view" button of a run card: zoom to the structure; linked views follow (onViewChange). */
   function fit(n) {
     const trig = (window.dash_clientside.callback_context.triggered || [])[0];
     if (!trig) return window.dash_clientside.no_update;
@@ -257,7 +275,6 @@
     if (entry) {
       entry.viewer.zoomTo();
       entry.viewer.render();
-      for (const other of entry.linked) { other.viewer.setView(entry.viewer.getView()); other.viewer.render(); }
     }
     return n;
   }

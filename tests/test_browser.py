@@ -197,6 +197,21 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     page.locator(".wb-card").first.get_by_role("button", name="Fit view").click()
     wait_until(page, lambda: camera(divs[0]) != cameras[0], 30, "fit view")
     assert camera(divs[1]) == camera(divs[0])  # the linked view follows
+    before = camera(divs[0])
+    canvas = page.locator(f"#{divs[0]} canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 60, cy + 20, steps=5)
+    page.mouse.up()
+    wait_until(page, lambda: camera(divs[0]) != before, 10, "rotation by mouse")
+    assert camera(divs[1]) == camera(divs[0])  # rotating one view turns the other
+    # A new frame redraws its own view only, not the linked one too.
+    s = stats(page)
+    for d in divs:
+        assert s[d]["renders"] <= s[d]["frames"] + 10, (d, s[d])
     n_points = page.evaluate(
         "document.querySelector('#wb-curves .js-plotly-plot').data.map(t => t.x.length)"
     )
