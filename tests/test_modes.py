@@ -328,3 +328,16 @@ def test_invalid_arguments_raise():
         md.slow_modes(system, model, cfg, 2.5)
     with pytest.raises(ValueError, match=r"x must have shape \(60, 3\)"):
         md.slow_modes(system, model, cfg, 3, x=np.zeros((59, 3)))
+
+
+def test_orthonormalize_keeps_the_span_and_drops_dependent_columns():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((500, 12)) * np.geomspace(1.0, 1e-6, 12)  # graded, full rank
+    q = md._orthonormalize(w)
+    np.testing.assert_allclose(q.T @ q, np.eye(12), atol=1e-12)
+    assert np.max(subspace_angles(q, w)) < 1e-8
+    w[:, 5] = w[:, 0] + 2.0 * w[:, 3]  # exactly dependent: Cholesky QR refuses, QR drops one
+    q = md._orthonormalize(w)
+    assert q.shape == (500, 11)
+    np.testing.assert_allclose(q.T @ q, np.eye(11), atol=1e-12)
+    assert np.max(subspace_angles(q, w)) < 1e-8
