@@ -342,7 +342,8 @@ def _factorize(a: np.ndarray, shift: float, try_cholesky: bool):
     """
     if try_cholesky:
         try:
-            factor = sla.cho_factor(_shifted_copy(a, shift), lower=True, overwrite_a=True, check_finite=False)
+            shifted = _shifted_copy(a, shift)
+            factor = sla.cho_factor(shifted, lower=True, overwrite_a=True, check_finite=False)
             return (lambda b: sla.cho_solve(factor, b, check_finite=False)), "cholesky"
         except np.linalg.LinAlgError:
             pass  # not positive definite after all: LU below
@@ -405,7 +406,6 @@ def shift_invert_lowest(
       factorization, the number of block solves and the largest final residual
       |a psi - mu psi| / scale, plus "not converged" when it failed.
     """
-    n_dof = a.shape[0]
     sigma = -1e-13 * scale
     solve, kind = _factorize(a, -sigma, psd_hint)
     # Small LAPACK calls stall with two BLAS threads (engine.blas); only solves use both.
