@@ -1,10 +1,12 @@
 """Figure 3 of the paper: final energy vs wall time for GD, CG and GNN on the loop systems.
 
 Cases: {Bond+LJ, pure LJ} x n in {400, 1000} x {gd, cg, gnn} x 5 seeds (a different x0 per
-seed), under two protocols:
+seed), under three protocols:
   paper    - the reference protocol and best published hyperparameters (engine.presets.paper_spec)
   improved - the same hyperparameters on the fixed energy (monotone soft core, deterministic
              all-pairs repulsion) with the moving-average stopping rule (improved_spec)
+  tuned    - improved, with CG and GNN started at x0 and learning rates from a small sweep
+             (tuned_spec; bench/bench_fig3_tuning.py)
 Wall time includes slow-mode computation (computed once per seed and shared by CG and GNN,
 each charged its full time) and excludes JIT compilation (reported separately).
 ``final_energy`` is the full deterministic energy of the run's own energy model;
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine import EnergyConfig, build_system, make_energy, run
-from engine.presets import improved_spec, paper_spec
+from engine.presets import improved_spec, paper_spec, tuned_spec
 from engine.run import compute_modes, first_modes
 
 from .common import DOCS, RESULTS, machine, replace_marked
@@ -36,7 +38,7 @@ from .common import DOCS, RESULTS, machine, replace_marked
 RUNS = RESULTS / "fig3_runs.jsonl"
 SYSTEMS = ("bond-lj-loop", "lj-loop")
 METHODS = ("gd", "cg", "gnn")
-PROTOCOLS = {"paper": paper_spec, "improved": improved_spec}
+PROTOCOLS = {"paper": paper_spec, "improved": improved_spec, "tuned": tuned_spec}
 
 # method.md §8: reference mean ± sd of final energy and mean wall time (their GPU) for the
 # settings that paper_spec uses. None: not reported.
@@ -170,7 +172,7 @@ def plot(table):
     cases = sorted({(r["system"], r["n"]) for r in table})
     fig, axes = plt.subplots(1, len(cases) * 2, figsize=(5 * len(cases) * 2, 4.2), squeeze=False)
     colors = {"gd": "tab:blue", "cg": "tab:orange", "gnn": "tab:green"}
-    markers = {"paper": "o", "improved": "s"}
+    markers = {"paper": "o", "improved": "s", "tuned": "^"}
     for i, (system_kind, n) in enumerate(cases):
         ax, ax_ref = axes[0][2 * i], axes[0][2 * i + 1]
         for r in table:

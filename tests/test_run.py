@@ -10,7 +10,7 @@ import pytest
 
 from engine import EnergyConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig, SpecError, SystemConfig, run
 from engine import cli, io
-from engine.presets import PRESETS, paper_spec
+from engine.presets import PRESETS, improved_spec, paper_spec, tuned_spec
 
 from util import fake_modes
 
@@ -129,6 +129,18 @@ def test_presets_are_valid_specs():
         expected = {"gd", "gnn", "openmm-min"} if name == "trp-cage" else {"gd", "cg", "gnn"}
         assert {s.label for s in specs} == expected
         assert len({s.system for s in specs}) == 1, "a preset compares methods on one system"
+
+
+@pytest.mark.parametrize("system", ["lj-loop", "bond-lj-loop"])
+def test_figure3_protocols_differ_only_where_documented(system):
+    for method in ("gd", "cg", "gnn"):
+        paper, improved, tuned = (f(system, 400, method, 3) for f in (paper_spec, improved_spec, tuned_spec))
+        assert paper.energy.repulsion == "random-subset" and improved.energy.repulsion == "all-pairs"
+        assert improved.energy == tuned.energy and improved.schedule == tuned.schedule
+        assert tuned.reparam.anchor == ("none" if method == "gd" else "x0")
+        assert tuned.replace(**{"reparam.anchor": improved.reparam.anchor, "optim": improved.optim,
+                                "method_label": improved.method_label}) == improved  # fmt: skip
+        assert RunSpec.from_dict(json.loads(json.dumps(tuned.to_dict()))) == tuned
 
 
 def test_bundle_roundtrip(tmp_path):
