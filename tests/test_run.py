@@ -134,8 +134,10 @@ def test_presets_are_valid_specs():
 @pytest.mark.parametrize("system", ["lj-loop", "bond-lj-loop"])
 def test_figure3_protocols_differ_only_where_documented(system):
     for method in ("gd", "cg", "gnn"):
-        paper, improved, tuned = (f(system, 400, method, 3) for f in (paper_spec, improved_spec, tuned_spec))
-        assert paper.energy.repulsion == "random-subset" and improved.energy.repulsion == "all-pairs"
+        specs = [f(system, 400, method, 3) for f in (paper_spec, improved_spec, tuned_spec)]
+        paper, improved, tuned = specs
+        assert paper.energy.repulsion == "random-subset"
+        assert improved.energy.repulsion == "all-pairs"
         assert improved.energy == tuned.energy and improved.schedule == tuned.schedule
         assert tuned.reparam.anchor == ("none" if method == "gd" else "x0")
         assert tuned.replace(**{"reparam.anchor": improved.reparam.anchor, "optim": improved.optim,
