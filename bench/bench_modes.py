@@ -113,11 +113,6 @@ def _accuracy(h: np.ndarray, ref, other) -> dict:
     return out
 
 
-def _head(m, k: int):
-    """The first k modes of a SlowModes."""
-    return first_modes(m, k)
-
-
 def _dense_estimate(results: list[dict], case: str, n: int) -> float | None:
     """Dense seconds at n extrapolated as n^3 from the largest measured size of this case."""
     done = [r for r in results if r["case"] == case and r.get("dense_s") is not None]
@@ -161,7 +156,7 @@ def run_hessian_case(case: str, system, model, cfg_kw: dict, k: int, results, de
         mu = np.abs(ref.values)
         row.update(dense_s=ref.seconds, dense_cpu_s=cpu, dense_load=load, dense_method=ref.method,
                    relative_gap_after_k=float((mu[k] - mu[k - 1]) / mu[k]))  # fmt: skip
-        ref = _head(ref, k)
+        ref = first_modes(ref, k)
         print(f"{case:24s} n={n:5d} dense     {ref.seconds:8.2f} s  {ref.method}", flush=True)
     else:
         row.update(dense_s=None, dense_skipped_estimate_s=est)

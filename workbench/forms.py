@@ -110,6 +110,23 @@ def _f(*args, **kw) -> Field:
     return Field(*args, **kw)
 
 
+def _anchor_field(method: str) -> Field:
+    """'start at x0' of a reparametrized method (the same option for CG and GNN)."""
+    return _f(
+        f"{method}.anchor",
+        "start at x0",
+        "choice",
+        "none",
+        method,
+        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
+        "(needed for all-atom proteins, where a projection or a random output is a clash); "
+        "off: the paper's x = f(params).",
+        path="reparam.anchor",
+        options=(("none", "off (paper)"), ("x0", "x0 + f")),
+        methods=(method,),
+    )
+
+
 FIELDS: tuple[Field, ...] = (
     # -- system: synthetic loop
     _f(
@@ -346,19 +363,7 @@ FIELDS: tuple[Field, ...] = (
         blank="n/4",
         methods=("cg",),
     ),
-    _f(
-        "cg.anchor",
-        "start at x0",
-        "choice",
-        "none",
-        "cg",
-        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
-        "(needed for all-atom proteins, where a projection or a random output is a clash); "
-        "off: the paper's x = f(params).",
-        path="reparam.anchor",
-        options=(("none", "off (paper)"), ("x0", "x0 + f")),
-        methods=("cg",),
-    ),
+    _anchor_field("cg"),
     _f(
         "cg.stage1_lr",
         "stage-1 lr",
@@ -468,19 +473,7 @@ FIELDS: tuple[Field, ...] = (
         path="reparam.fit_to_x0",
         methods=("gnn",),
     ),
-    _f(
-        "gnn.anchor",
-        "start at x0",
-        "choice",
-        "none",
-        "gnn",
-        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
-        "(needed for all-atom proteins, where a projection or a random output is a clash); "
-        "off: the paper's x = f(params).",
-        path="reparam.anchor",
-        options=(("none", "off (paper)"), ("x0", "x0 + f")),
-        methods=("gnn",),
-    ),
+    _anchor_field("gnn"),
     _f(
         "gnn.stage1_lr",
         "stage-1 lr",
