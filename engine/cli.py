@@ -15,6 +15,7 @@ import numpy as np
 from . import io
 from .config import (
     EnergyConfig,
+    PROPAGATIONS,
     ModesConfig,
     OptimConfig,
     ReparamConfig,
@@ -93,7 +94,7 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--activation", choices=("tanh", "relu", "leaky_relu", "silu"), default="tanh")
-    p.add_argument("--propagation", choices=("psi", "psi-lambda"), default="psi")
+    p.add_argument("--propagation", choices=PROPAGATIONS, default="psi")
     p.add_argument("--residual", choices=("none", "concat"), default="none")
     p.add_argument("--fit-x0", action="store_true", help="fit the GNN to x0 before optimizing")
     p.add_argument("--anchor", choices=("none", "x0"), default="none",
@@ -271,7 +272,7 @@ def cmd_compare(args) -> int:
     shared_modes = {}
     for method, spec in specs.items():
         modes = None
-        if spec.reparam.kind != "none":
+        if spec.reparam.needs_modes:
             key = (spec.modes, spec.energy)
             if key not in shared_modes:  # CG and GNN share one mode computation, each is charged its time
                 big = spec.replace(**{"reparam.n_modes": max(

@@ -148,6 +148,9 @@ class ModesConfig:
         _choice("modes.solver", self.solver, ("auto", "dense", "iterative"))
 
 
+PROPAGATIONS = ("psi", "psi-lambda", "bonds")
+
+
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
     """Reparametrization X = f(params).
@@ -156,7 +159,8 @@ class ReparamConfig:
     n_modes: k, the number of slow modes (None: ceil(n/4)).
     hidden: GNN width h; n_layers: graph layers 1..3; activation; residual "none"|"concat".
     propagation: "psi" (A = Psi Psi^T, the paper's; default) or "psi-lambda" (Psi Lambda Psi^T,
-        the reference code's; its scale follows the per-pair-mean energy and so changes with n).
+        the reference code's; its scale follows the per-pair-mean energy and so changes with n),
+        or "bonds" (A = A_bond + 0.2 I, the reference's protein graph: no slow modes needed).
     fit_to_x0: fit the GNN output to x0 before optimizing (at most fit_steps Adam steps).
     anchor: "none" (the reference: x = f(params)) or "x0" (displacement form x = x0 + f(params)
         with f = 0 at the start, so the run starts exactly at x0; needed for all-atom proteins,
@@ -184,9 +188,14 @@ class ReparamConfig:
         _num("reparam.n_layers", self.n_layers, 1, 3, integer=True)
         _choice("reparam.activation", self.activation, ("tanh", "relu", "leaky_relu", "silu"))
         _choice("reparam.residual", self.residual, ("none", "concat"))
-        _choice("reparam.propagation", self.propagation, ("psi", "psi-lambda"))
+        _choice("reparam.propagation", self.propagation, PROPAGATIONS)
         _choice("reparam.self_init", self.self_init, ("normal", "xavier"))
         _num("reparam.fit_steps", self.fit_steps, 1, 100000, integer=True)
+
+    @property
+    def needs_modes(self) -> bool:
+        """Whether building this reparametrization needs slow modes."""
+        return self.kind == "linear" or (self.kind == "gnn" and self.propagation != "bonds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +283,11 @@ class RunSpec:
         _num("seed", self.seed, 0, 2**31 - 1, integer=True)
         _num("chunk_size", self.chunk_size, 1, 10000, integer=True)
         _num("frame_every", self.frame_every, 1, 10**7, integer=True)
+        if self.reparam.kind == "gnn" and self.reparam.propagation == "bonds" and self.system.kind == "lj-loop":
+            raise SpecError(
+                "reparam.propagation",
+                "'bonds' needs a system with bonds (bond-lj-loop or protein); the pure LJ loop has none",
+            )
 
     @property
     def label(self) -> str:

@@ -134,7 +134,7 @@ def run(
     timings = {"modes_s": 0.0, "init_s": 0.0, "compile_s": 0.0, "total_s": 0.0}
     t_start = time.perf_counter()
 
-    if spec.reparam.kind == "none":
+    if not spec.reparam.needs_modes:
         modes = None
     elif modes is None:
         modes = compute_modes(spec, system, model)
@@ -146,7 +146,7 @@ def run(
     key_init, key_aux = jax.random.split(jax.random.PRNGKey(spec.seed))
     x0 = jnp.asarray(system.x0, dtype)
     t = time.perf_counter()
-    reparam = make_reparam(spec.reparam, modes, system.n_atoms, dtype)
+    reparam = make_reparam(spec.reparam, modes, system.n_atoms, dtype, bonds=system.bonds)
     params = jax.block_until_ready(reparam.init(key_init, x0))
     timings["init_s"] = time.perf_counter() - t
     aux = model.aux_init(key_aux, x0)

@@ -10,9 +10,11 @@ from engine import EnergyConfig, OptimConfig, ReparamConfig, SystemConfig, build
 from engine.loop import make_chunk_fn
 from engine.optim import clip_rows, fire, make_optimizer
 from engine.reparam import make_reparam, propagation_factors
+from engine.reparam.gnn import bond_propagation
 from util import fake_modes
 
 N = 60
+RING = np.stack([np.arange(N), (np.arange(N) + 1) % N], axis=1)  # graph for the bond-graph GNN
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,7 @@ REPARAMS = {
     "gnn-fit": (ReparamConfig(kind="gnn", hidden=32, fit_to_x0=True, fit_steps=1500), "node"),
     "linear-anchored": (ReparamConfig(kind="linear", anchor="x0"), "node"),
     "gnn-anchored": (ReparamConfig(kind="gnn", hidden=16, anchor="x0"), "cartesian"),
+    "gnn-bonds": (ReparamConfig(kind="gnn", hidden=16, n_layers=2, residual="concat", propagation="bonds"), None),
 }
 OPTIMS = {
     "adam": OptimConfig(name="adam", learning_rate=0.01),
@@ -49,7 +52,7 @@ OPTIMS = {
 def build(name, system):
     cfg, space = REPARAMS[name]
     modes = fake_modes(space, 20 if space == "node" else 60) if space else None
-    return make_reparam(cfg, modes, N, jnp.float64)
+    return make_reparam(cfg, modes, N, jnp.float64, bonds=RING)
 
 
 @pytest.mark.parametrize("name", list(REPARAMS))
@@ -76,7 +79,7 @@ def test_reparam_shape_and_start(name, system, key):
 def test_float32_stays_float32(name, system, key):
     cfg, space = REPARAMS[name]
     modes = fake_modes(space, 20 if space == "node" else 60) if space else None
-    reparam = make_reparam(cfg, modes, N, jnp.float32)
+    reparam = make_reparam(cfg, modes, N, jnp.float32, bonds=RING)
     params = reparam.init(key, system.x0)
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype("float32")}
     assert reparam.apply(params).dtype == jnp.float32
@@ -99,6 +102,45 @@ def test_gnn_propagation_is_factored_and_matches_dense(system):
     trace_blocks = sum(full[c::3, c::3] for c in range(3))
     np.testing.assert_allclose(sum(bc[c] @ bc[c].T for c in range(3)), trace_blocks, atol=1e-12)
     assert b.shape == (1, N, 10)  # never an n x n array in the model
+
+
+def test_bond_propagation_matches_dense_adjacency():
+    bonds = np.array([[0, 1], [1, 2], [2, 1], [3, 0], [4, 4]])  # a repeat, a reversal, a self-loop
+    h = np.random.default_rng(0).normal(size=(5, 3))
+    adjacency = np.zeros((5, 5))
+    for i, j in ((0, 1), (1, 2), (0, 3)):
+        adjacency[i, j] = adjacency[j, i] = 1.0
+    out = bond_propagation(bonds, 5)(jnp.asarray(h))
+    np.testing.assert_allclose(out, (adjacency + 0.2 * np.eye(5)) @ h, atol=1e-12)
+
+
+def test_graph_inputs_are_checked():
+    bonds_cfg = ReparamConfig(kind="gnn", propagation="bonds")
+    assert not bonds_cfg.needs_modes and ReparamConfig(kind="gnn").needs_modes
+    with pytest.raises(ValueError, match="needs a system with bonds"):
+        make_reparam(bonds_cfg, None, N, bonds=np.zeros((0, 2), int))
+    with pytest.raises(ValueError, match=r"bond indices must be in \[0, 59\]"):
+        make_reparam(bonds_cfg, None, N, bonds=np.array([[0, 60]]))
+    with pytest.raises(ValueError, match="needs slow modes"):
+        make_reparam(ReparamConfig(kind="gnn"), None, N, bonds=RING)
+
+
+def test_bond_graph_run_computes_no_modes():
+    from engine import RunSpec, ScheduleConfig, SpecError, run
+
+    spec = RunSpec(
+        system=SystemConfig(kind="bond-lj-loop", n=N),
+        reparam=ReparamConfig(kind="gnn", hidden=8, propagation="bonds"),
+        optim=OptimConfig(name="adam", learning_rate=0.01),
+        schedule=ScheduleConfig(max_steps=200, stage1_max_steps=100, stopping="none", switch="fixed", stage1_steps=100),
+    )
+    with pytest.raises(SpecError, match="pure LJ loop has none"):
+        spec.replace(**{"system.kind": "lj-loop"})
+    result = run(spec)
+    summary = result.summary()
+    assert summary["modes_s"] == 0.0 and result.status == "done"
+    assert summary["final_energy"] < result.metrics["energy"][0]
+    assert result.metrics["stage"][0] == 1 and result.metrics["stage"][-1] == 2
 
 
 @pytest.mark.parametrize("optim", list(OPTIMS))

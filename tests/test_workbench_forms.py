@@ -61,6 +61,15 @@ def test_engine_rules_across_fields_come_back_on_the_form_key():
         "system.loop_stride": "must be < n=60, got 70"
     }
 
+    values = forms.default_values()
+    values.update({"system.kind": "lj-loop", "gnn.propagation": "bonds"})
+    assert forms.validate_form(values, "loop", ["gnn"]) == {
+        "gnn.propagation": "'bonds' needs a system with bonds (bond-lj-loop or protein); the pure LJ loop has none"
+    }
+    values["system.kind"] = "bond-lj-loop"
+    (gnn,) = forms.parse_run_form(values, "loop", ["gnn"])
+    assert gnn.reparam.propagation == "bonds" and not gnn.reparam.needs_modes
+
 
 def test_method_scoped_fields_map_errors_back_and_are_checked_only_when_used():
     values = forms.default_values()

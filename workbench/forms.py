@@ -445,9 +445,14 @@ FIELDS: tuple[Field, ...] = (
         "choice",
         "psi",
         "gnn",
-        "ΨΨᵀ (the paper's, scale-free) or ΨΛΨᵀ (the reference code's; its scale follows λ).",
+        "ΨΨᵀ (the paper's, scale-free), ΨΛΨᵀ (the reference code's; its scale follows λ), or the "
+        "covalent graph A_bond + 0.2 I of the reference's protein notebooks (no slow modes).",
         path="reparam.propagation",
-        options=(("psi", "Ψ Ψᵀ (paper)"), ("psi-lambda", "Ψ Λ Ψᵀ (reference code)")),
+        options=(
+            ("psi", "Ψ Ψᵀ (paper)"),
+            ("psi-lambda", "Ψ Λ Ψᵀ (reference code)"),
+            ("bonds", "A_bond + 0.2 I (bond graph)"),
+        ),
         methods=("gnn",),
     ),
     _f(

@@ -14,16 +14,23 @@ from .linear import make_linear
 __all__ = ["Reparam", "make_reparam", "make_identity", "make_linear", "make_gnn", "propagation_factors"]
 
 
-def make_reparam(cfg: ReparamConfig, modes: SlowModes | None, n_atoms: int, dtype=jnp.float32) -> Reparam:
-    """Build the reparametrization ``cfg.kind`` ("none", "linear", "gnn") on ``modes``."""
+def make_reparam(
+    cfg: ReparamConfig,
+    modes: SlowModes | None,
+    n_atoms: int,
+    dtype=jnp.float32,
+    bonds=None,
+) -> Reparam:
+    """Build the reparametrization ``cfg.kind`` ("none", "linear", "gnn") on ``modes``
+    (or on ``bonds`` [m, 2] for the GNN with propagation "bonds")."""
     if cfg.kind == "none":
         return make_identity(dtype)
-    if modes is None:
+    if modes is None and cfg.needs_modes:
         raise ValueError(f"reparam.kind={cfg.kind!r} needs slow modes")
     if cfg.kind == "linear":
         reparam = make_linear(modes, n_atoms, dtype)
     else:
-        reparam = make_gnn(cfg, modes, n_atoms, dtype)
+        reparam = make_gnn(cfg, modes, n_atoms, dtype, bonds=bonds)
     return anchored(reparam, dtype) if cfg.anchor == "x0" else reparam
 
 

@@ -9,6 +9,8 @@ The propagation A is never materialised: A H = sum_c B_c (B_c^T H) with B [C, n,
   (reference, "psi-lambda"), so A = Psi Psi^T or Psi Lambda Psi^T; cost O(n k d).
 - cartesian modes Phi [3n, k]: C = 3, B_c = Phi[c::3] (times sqrt|mu|), so A is the trace of
   each 3x3 block of Phi W Phi^T (method.md §4.2 item 6).
+- "bonds": A = A_bond + 0.2 I, the covalent graph of the reference's protein notebooks
+  (method.md §5.3); no slow modes, A H is a scatter-add over the bond list, cost O(n_bonds d).
 
 Params: {"z": latent [n, h] ~ N(0, 1/h), "layers": [{"w", "s", "b"}], "out": {"w", "b"}}.
 W Xavier-normal; S N(0, 1) (reference) or Xavier; readout PyTorch-style uniform, then
@@ -50,20 +52,53 @@ def propagation_factors(modes: SlowModes, n_atoms: int, propagation: str) -> np.
     return b * weights[None, None, :]
 
 
+BOND_SELF_WEIGHT = 0.2  # the reference's A_bond + 0.2 I (method.md §5.3)
+
+
+def bond_propagation(bonds: np.ndarray, n_atoms: int):
+    """H [n, d] -> (A_bond + 0.2 I) H with A_bond the symmetric 0/1 adjacency of ``bonds``."""
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if len(bonds) == 0:
+        raise ValueError("reparam.propagation='bonds' needs a system with bonds; this one has none")
+    if bonds.min() < 0 or bonds.max() >= n_atoms:
+        raise ValueError(f"bond indices must be in [0, {n_atoms - 1}]")
+    unique = np.unique(np.sort(bonds, axis=1), axis=0)
+    unique = unique[unique[:, 0] != unique[:, 1]]
+    src = jnp.asarray(np.concatenate([unique[:, 0], unique[:, 1]]))
+    dst = jnp.asarray(np.concatenate([unique[:, 1], unique[:, 0]]))
+
+    def propagate(h):
+        return BOND_SELF_WEIGHT * h + jax.ops.segment_sum(h[src], dst, num_segments=n_atoms)
+
+    return propagate
+
+
 def _widths(cfg: ReparamConfig) -> list[int]:
     return [cfg.hidden] + [max(cfg.hidden // 2, 2)] * cfg.n_layers
 
 
 def make_gnn(
-    cfg: ReparamConfig, modes: SlowModes, n_atoms: int, dtype=jnp.float32
+    cfg: ReparamConfig,
+    modes: SlowModes | None,
+    n_atoms: int,
+    dtype=jnp.float32,
+    bonds: np.ndarray | None = None,
 ) -> Reparam:
-    b = jnp.asarray(propagation_factors(modes, n_atoms, cfg.propagation), dtype=dtype)
+    """The GNN on slow modes (``modes``) or, for propagation "bonds", on ``bonds`` [m, 2]."""
     act = ACTIVATIONS[cfg.activation]
     widths = _widths(cfg)
     readout_in = sum(widths) if cfg.residual == "concat" else widths[-1]
+    if cfg.propagation == "bonds":
+        propagate = bond_propagation(np.zeros((0, 2)) if bonds is None else bonds, n_atoms)
+        graph = f"bonds({len(np.asarray(bonds).reshape(-1, 2))})"
+    else:
+        if modes is None:
+            raise ValueError(f"reparam.propagation={cfg.propagation!r} needs slow modes")
+        b = jnp.asarray(propagation_factors(modes, n_atoms, cfg.propagation), dtype=dtype)
+        graph = f"k={int(np.shape(modes.vectors)[1])}"
 
-    def propagate(h):
-        return jnp.einsum("cnk,ckd->nd", b, jnp.einsum("cnk,nd->ckd", b, h))
+        def propagate(h):
+            return jnp.einsum("cnk,ckd->nd", b, jnp.einsum("cnk,nd->ckd", b, h))
 
     def features(params):
         h = params["z"]
@@ -132,5 +167,4 @@ def make_gnn(
             params = jax.jit(fit)(params, x0)
         return params
 
-    k = int(np.shape(modes.vectors)[1])
-    return Reparam(init=init, apply=apply, name=f"gnn(k={k}, h={cfg.hidden}, L={cfg.n_layers})")
+    return Reparam(init=init, apply=apply, name=f"gnn({graph}, h={cfg.hidden}, L={cfg.n_layers})")
