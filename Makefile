@@ -34,10 +34,14 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 # Benchmarks write bench/results/*.json|png; tables are collected in docs/benchmarks.md.
-bench: setup
+bench: setup browser
 	$(BIN)/python -m bench.bench_overhead
 	$(BIN)/python -m bench.bench_modes
 	$(BIN)/python -m bench.bench_fig3
+	$(BIN)/python -m bench.bench_protein_eval
+	$(BIN)/python -m bench.bench_protein --cases 2jof-unfolded,2jof-extended,1plw-extended
+	$(BIN)/python -m bench.bench_protein --cases 2wxc-native --seeds 3 --det-seeds 2
+	$(BIN)/python -m bench.bench_ui
 
 clean:
 	rm -rf $(VENV) build assets/vendor
