@@ -85,24 +85,20 @@ def system_config(case: str):
 
 
 def make_spec(case: str, method: str, seed: int, max_steps: int = MAX_STEPS, stage1_lr: float | None = None):
-    from engine import EnergyConfig, ModesConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig
+    """engine.presets.protein_spec (the workbench's Trp-cage preset) on ``case``, per METHODS."""
+    from engine.presets import protein_spec
 
     kind, propagation, stage1, lr = METHODS[method]
-    reparametrized = kind != "none"
-    return RunSpec(
-        system=system_config(case),
-        energy=EnergyConfig(dtype="float32"),
-        modes=ModesConfig(method="hessian", at="x0"),
-        reparam=ReparamConfig(kind=kind, n_modes=K_MODES if reparametrized else None, hidden=HIDDEN,
-                              propagation=propagation or "psi", anchor="x0" if reparametrized else "none"),
-        optim=OptimConfig(name="adam", learning_rate=lr or LR, stage1_lr=stage1_lr or stage1, clip="elementwise",
-                          clip_value=CLIP),
-        schedule=ScheduleConfig(max_steps=max_steps, stage1_max_steps=STAGE1_MAX, stopping="reference",
-                                patience=PATIENCE, min_delta=MIN_DELTA, stage1_delta_factor=10.0,
-                                switch="early-stop"),
-        seed=seed, chunk_size=20, frame_every=10**6,
-        method_label="openmm-min" if method == "openmm" else method,
-    )
+    base = "openmm-min" if method == "openmm" else {"none": "gd", "linear": "cg", "gnn": "gnn"}[kind]
+    spec = protein_spec(base, seed, max_steps=max_steps)
+    return spec.replace(system=system_config(case), **{
+        "reparam.n_modes": K_MODES if kind != "none" else None, "reparam.hidden": HIDDEN,
+        "reparam.propagation": propagation or "psi", "optim.learning_rate": lr or LR,
+        "optim.stage1_lr": stage1_lr or stage1, "optim.clip_value": CLIP, "schedule.stage1_max_steps": STAGE1_MAX,
+        "schedule.stopping": "reference", "schedule.patience": PATIENCE, "schedule.min_delta": MIN_DELTA,
+        "schedule.stage1_delta_factor": 10.0, "schedule.switch": "early-stop", "chunk_size": 20,
+        "frame_every": 10**6, "method_label": "openmm-min" if method == "openmm" else method,
+    })
 
 
 def done_keys() -> set:

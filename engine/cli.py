@@ -198,13 +198,15 @@ class _ProgressBar:
 
 def _run_one(spec: RunSpec, method: str, out, args, *, system=None, modes=None):
     from .run import run
+    from .systems import build_system
 
+    system = system or build_system(spec.system, spec.seed)  # input errors before any progress bar
     bar = _ProgressBar(spec.schedule.max_steps, method, args.quiet)
     try:
         if method.startswith("openmm"):
             from .protein.baseline import run_openmm_result
 
-            result = run_openmm_result(spec, method, on_progress=bar)
+            result = run_openmm_result(spec, method, on_progress=bar, system=system)
         else:
             result = run(spec, on_progress=bar, system=system, modes=modes)
     finally:

@@ -1,6 +1,7 @@
 """``python -m engine`` on proteins: the issue's command line, bundles in kJ/mol and nm."""
 
 import numpy as np
+import pytest
 
 from engine import cli, io
 
@@ -20,7 +21,7 @@ def test_compare_gd_bond_graph_gnn_and_openmm_on_one_peptide(tmp_path, capsys):
         assert energy[-1] < energy[0], method
     # one start for every method; the bond-graph GNN computes no slow modes
     starts = {m: float(b["metrics"]["energy"][0]) for m, b in bundles.items()}
-    assert starts["gd"] == starts["gnn"]
+    assert starts["gnn"] == pytest.approx(starts["gd"], rel=1e-5)  # x0 + f(p0) - f(p0) in float32
     assert abs(starts["openmm-min"] - starts["gd"]) <= 1e-3 * abs(starts["gd"])  # float32 JAX vs OpenMM
     assert bundles["gnn"]["config"]["timings"]["modes_s"] == 0.0
     assert "time to reach" in capsys.readouterr().out
