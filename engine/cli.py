@@ -14,8 +14,8 @@ import numpy as np
 
 from . import io
 from .config import (
-    EnergyConfig,
     PROPAGATIONS,
+    EnergyConfig,
     ModesConfig,
     OptimConfig,
     ReparamConfig,
