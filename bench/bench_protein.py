@@ -6,15 +6,15 @@ Cases, in priority order (``--cases`` picks a subset):
   1plw-extended  Met-enkephalin 1PLW from an extended chain
   2wxc-native    BBL 2WXC from the (hydrogen-added) native structure
 Energy: AMBER ff14SB + OBC2 implicit solvent (model "amber-obc2"), float32, all pairs.
-Methods (METHODS; Adam, elementwise clip 0.01, one schedule for all):
-  gd         plain positions, lr LR;  gd-4e-3  the same with lr 4e-3
+Methods (METHODS: engine.presets.protein_spec, the workbench's Trp-cage preset, with a few
+changes; Adam, elementwise clip, one schedule for all):
+  gd         plain positions;  gd-4e-3  the same with lr 4e-3
   cg         linear x = x0 + Psi z, Psi = K lowest Hessian modes at x0 (cartesian)
-  gnn        slow-mode GNN in displacement form, same modes, hidden HIDDEN
+  gnn        slow-mode GNN in displacement form, same modes
   gnn-bonds  the same GNN on the covalent graph A_bond + 0.2 I (no modes)
   openmm     OpenMM LocalEnergyMinimizer (L-BFGS) on the identical OpenMM System
-Schedule: at most MAX_STEPS steps; reference early stopping (stop after PATIENCE chunks of
-20 steps without E < best - 0.1 kJ/mol); CG/GNN switch to plain positions when their own
-stopping rule fires (min_delta x 10) or after STAGE1_MAX steps.
+Schedule: the preset's step budget and reference early stopping; CG/GNN switch to plain
+positions when their own stopping rule fires (min_delta x 10) or after the stage-1 budget.
 The slow modes are computed once per case (the start is fixed) and shared by CG and GNN;
 each run is charged their full time (second call: Hessian compilation excluded, like the
 runs' own). The start is the same for every seed: GD, CG and OpenMM repeat one computation
@@ -54,25 +54,18 @@ CASES = {
     "1plw-extended": ("1PLW_native.pdb", "extended"),
     "2wxc-native": ("2WXC_native.pdb", "native"),
 }
-LR = 4e-4  # GD, and CG/GNN after the switch: method.md §6.4's GNN stage-2 / GD-from-random value
-CLIP = 0.01
-K_MODES = 120
-HIDDEN = 32
-# method -> (reparam kind, propagation, stage-1 lr, stage-2 lr); stage-1 lrs from 300-step trials
+# method -> (protein_spec method, changes to it). Stage-1 lrs (the preset's) from 300-step
+# trials on 2JOF unfolded: CG 4e-4 vs 1.6e-3; GNN 1e-4 vs 4e-4 vs 1.6e-3 (reference: 8e-5),
+# the same three for the bond-graph GNN.
 METHODS = {
-    "gd": ("none", None, None, LR),
-    "gd-4e-3": ("none", None, None, 4e-3),  # method.md §6.4's GD lr from native/unfolded starts
-    "cg": ("linear", None, 1.6e-3, LR),  # tried 4e-4, 1.6e-3
-    "gnn": ("gnn", "psi", 1e-4, LR),  # slow-mode graph; tried 1e-4, 4e-4, 1.6e-3 (reference: 8e-5)
-    "gnn-bonds": ("gnn", "bonds", 1e-4, LR),  # covalent graph A_bond + 0.2 I; tried 1e-4, 4e-4, 1.6e-3
-    "openmm": ("none", None, None, None),
+    "gd": ("gd", {}),
+    "gd-4e-3": ("gd", {"optim.learning_rate": 4e-3}),  # method.md §6.4's GD lr from native/unfolded
+    "cg": ("cg", {}),
+    "gnn": ("gnn", {}),  # slow-mode graph
+    "gnn-bonds": ("gnn", {"reparam.propagation": "bonds"}),  # covalent graph A_bond + 0.2 I
+    "openmm": ("openmm-min", {}),
 }
-GNN_METHODS = ("gnn", "gnn-bonds")
 DETERMINISTIC = ("gd", "gd-4e-3", "cg", "openmm")  # fixed start: the seed changes nothing (OpenMM: round-off)
-MAX_STEPS = 3000
-STAGE1_MAX = 1000
-MIN_DELTA = 0.1  # kJ/mol
-PATIENCE = 20  # checks (chunks of 20 steps)
 CURVE_POINTS = 120
 
 
@@ -84,21 +77,34 @@ def system_config(case: str):
     return SystemConfig(kind="protein", pdb=str(DATA / pdb), start=start, model="amber-obc2")
 
 
-def make_spec(case: str, method: str, seed: int, max_steps: int = MAX_STEPS, stage1_lr: float | None = None):
-    """engine.presets.protein_spec (the workbench's Trp-cage preset) on ``case``, per METHODS."""
+def make_spec(case: str, method: str, seed: int, max_steps: int | None = None, stage1_lr: float | None = None):
+    """engine.presets.protein_spec (the workbench's Trp-cage preset) on ``case``, per METHODS.
+
+    max_steps None keeps the preset's budget; stage1_lr overrides the preset's (for trials).
+    """
     from engine.presets import protein_spec
 
-    kind, propagation, stage1, lr = METHODS[method]
-    base = "openmm-min" if method == "openmm" else {"none": "gd", "linear": "cg", "gnn": "gnn"}[kind]
-    spec = protein_spec(base, seed, max_steps=max_steps)
-    return spec.replace(system=system_config(case), **{
-        "reparam.n_modes": K_MODES if kind != "none" else None, "reparam.hidden": HIDDEN,
-        "reparam.propagation": propagation or "psi", "optim.learning_rate": lr or LR,
-        "optim.stage1_lr": stage1_lr or stage1, "optim.clip_value": CLIP, "schedule.stage1_max_steps": STAGE1_MAX,
-        "schedule.stopping": "reference", "schedule.patience": PATIENCE, "schedule.min_delta": MIN_DELTA,
-        "schedule.stage1_delta_factor": 10.0, "schedule.switch": "early-stop", "chunk_size": 20,
-        "frame_every": 10**6, "method_label": "openmm-min" if method == "openmm" else method,
-    })
+    base, changes = METHODS[method]
+    spec = protein_spec(base, seed, **({"max_steps": max_steps} if max_steps else {}))
+    extra = {"optim.stage1_lr": stage1_lr} if stage1_lr else {}
+    label = spec.method_label if method == "openmm" else method  # OpenMM keeps the preset's "openmm-min"
+    return spec.replace(system=system_config(case), frame_every=10**6, method_label=label, **changes, **extra)
+
+
+def settings() -> dict:
+    """What every run shares, and each method's map and learning rates, read off the specs."""
+    case = next(iter(CASES))
+    gnn = make_spec(case, "gnn", 0)
+    specs = {m: make_spec(case, m, 0) for m in METHODS}
+    return {
+        "clip_elementwise": gnn.optim.clip_value, "k_modes": gnn.reparam.n_modes, "hidden": gnn.reparam.hidden,
+        "max_steps": gnn.schedule.max_steps, "stage1_max_steps": gnn.schedule.stage1_max_steps,
+        "min_delta": gnn.schedule.min_delta, "patience_checks": gnn.schedule.patience,
+        "check_every": gnn.schedule.check_every, "lr": specs["gd"].optim.learning_rate,
+        "methods": {m: {"kind": s.reparam.kind, "propagation": s.reparam.propagation if s.reparam.kind == "gnn" else None,
+                        "stage1_lr": s.optim.stage1_lr, "lr": None if m == "openmm" else s.optim.learning_rate}
+                    for m, s in specs.items()},
+    }
 
 
 def done_keys() -> set:
@@ -128,7 +134,8 @@ def get_modes(case: str, system, spec):
     from engine.run import compute_modes
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"{case}_k{K_MODES}.pkl"
+    k = spec.reparam.n_modes
+    path = CACHE / f"{case}_k{k}.pkl"
     if path.exists():
         modes = pickle.loads(path.read_bytes())
         if modes.vectors.shape[0] == 3 * system.n_atoms:
@@ -139,18 +146,17 @@ def get_modes(case: str, system, spec):
     assert np.allclose(np.abs(cold.values), np.abs(modes.values), rtol=1e-6), "mode computation not reproducible"
     path.write_bytes(pickle.dumps(modes))
     timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}
-    timing[case] = {"n_dof": 3 * system.n_atoms, "k": K_MODES, "first_call_s": cold.seconds,
+    timing[case] = {"n_dof": 3 * system.n_atoms, "k": k, "first_call_s": cold.seconds,
                     "second_call_s": modes.seconds, "method": modes.method}
     MODES_TIMING.write_text(json.dumps(timing, indent=2) + "\n")
-    print(f"  slow modes: k={K_MODES} in {modes.seconds:.1f} s (first call {cold.seconds:.1f} s)", flush=True)
+    print(f"  slow modes: k={k} in {modes.seconds:.1f} s (first call {cold.seconds:.1f} s)", flush=True)
     return modes
 
 
-def run_one(case: str, method: str, seed: int, system, modes, max_steps: int) -> dict:
+def run_one(case: str, method: str, seed: int, spec, system, modes) -> dict:
     from engine import run
     from engine.protein.baseline import run_openmm_result
 
-    spec = make_spec(case, method, seed, max_steps)
     t = time.perf_counter()
     if method == "openmm":
         result = run_openmm_result(spec, "openmm-min", system=system)
@@ -197,9 +203,10 @@ def collect(args):
         system = build_system(system_config(case), 0)
         modes = None
         for method, seed in todo:
-            if make_spec(case, method, seed).reparam.needs_modes and modes is None:
+            spec = make_spec(case, method, seed, args.max_steps)
+            if spec.reparam.needs_modes and modes is None:
                 modes = get_modes(case, system, make_spec(case, "cg", 0))
-            row = run_one(case, method, seed, system, modes, args.max_steps)
+            row = run_one(case, method, seed, spec, system, modes)
             with open(RUNS, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
 
@@ -280,12 +287,10 @@ def report():
         print(f"no runs in {RUNS}; nothing to report")
         return
     rows, table, metrics = aggregate()
-    settings = {"methods": {m: dict(zip(("kind", "propagation", "stage1_lr", "lr"), v)) for m, v in METHODS.items()},
-                "clip_elementwise": CLIP, "k_modes": K_MODES, "hidden": HIDDEN, "max_steps": MAX_STEPS,
-                "stage1_max_steps": STAGE1_MAX, "min_delta": MIN_DELTA, "patience_checks": PATIENCE}
+    shared = settings()
     modes_timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}
     (RESULTS / "protein.json").write_text(json.dumps(
-        {"machine": machine(), "settings": settings, "modes_timing": modes_timing, "table": table,
+        {"machine": machine(), "settings": shared, "modes_timing": modes_timing, "table": table,
          "paper_metrics": metrics}, indent=2) + "\n")
     lines = ["| case | atoms | method | runs | final E kJ/mol (mean ± sd) | best E | final CA-RMSD nm | "
              "wall s incl. modes (mean ± sd) | modes s | steps | ms/step | compile s | time to GD final ±1 % (s) |",
@@ -314,7 +319,7 @@ def report():
                       f"`{t['method']}` |")
     print("\n".join(lines + [""] + mlines + [""] + tlines))
     plot(rows)
-    write_doc(lines, mlines, tlines)
+    write_doc(lines, mlines, tlines, shared)
 
 
 COLORS = {"gd": "tab:blue", "gd-4e-3": "tab:cyan", "cg": "tab:orange", "gnn": "tab:green", "gnn-bonds": "tab:purple",
@@ -404,14 +409,19 @@ Reading (idle machine, one process per case; numbers from the tables above):
 """
 
 
-def write_doc(lines, mlines, tlines):
+def write_doc(lines, mlines, tlines, shared):
     text = DOC.read_text() if DOC.exists() else "# Protein benchmarks\n"
     if HEADING in text:
         text = text[: text.index(HEADING)].rstrip() + "\n"
     what = {"none": "plain positions", "linear": "linear CG x0 + Ψz", "gnn": "GNN"}
-    rows = "\n".join(
-        f"| {m} | {'OpenMM L-BFGS' if m == 'openmm' else what[k] + (' on ' + p if p else '')} | "
-        f"{s1 or '–'} | {lr or '–'} |" for m, (k, p, s1, lr) in METHODS.items())
+    def map_of(m, v):
+        if m == "openmm":
+            return "OpenMM L-BFGS"
+        return what[v["kind"]] + (f" on {v['propagation']}" if v["propagation"] else "")
+
+    rows = "\n".join(f"| {m} | {map_of(m, v)} | {v['stage1_lr'] or '–'} | {v['lr'] or '–'} |"
+                     for m, v in shared["methods"].items())
+    clip, k_modes, hidden, max_steps = shared["clip_elementwise"], shared["k_modes"], shared["hidden"], shared["max_steps"]
     section = f"""
 {HEADING}
 
@@ -419,7 +429,7 @@ def write_doc(lines, mlines, tlines):
 `bench/results/protein.json`, curves: `bench/results/protein.png`). AMBER ff14SB + OBC2,
 float32, all pairs, idle 2-core CPU (one run at a time; nothing else running).
 
-Methods (Adam, elementwise clip {CLIP}; "lr" is the step size on plain positions, i.e. GD's
+Methods (Adam, elementwise clip {clip}; "lr" is the step size on plain positions, i.e. GD's
 and the CG/GNN's after the switch; "psi" is the slow-mode graph ΨΨᵀ):
 
 | method | map | stage-1 lr | lr |
@@ -427,13 +437,13 @@ and the CG/GNN's after the switch; "psi" is the slow-mode graph ΨΨᵀ):
 {rows}
 
 CG and both GNNs are in displacement form (x = x0 + f(θ) − f(θ0), anchor x0), so every run
-starts at the same structure. CG and the slow-mode GNN ("gnn") use the K = {K_MODES} lowest
+starts at the same structure. CG and the slow-mode GNN ("gnn") use the K = {k_modes} lowest
 modes (by |μ|) of the autodiff Hessian at x0 (cartesian); "gnn-bonds" is the same GNN
-(hidden {HIDDEN}, 1 layer, tanh) on the covalent graph A_bond + 0.2 I of the reference's
-protein notebooks (method.md §5.3), which needs no modes. At most {MAX_STEPS} steps; reference
-early stopping (min_delta {MIN_DELTA} kJ/mol, patience {PATIENCE} checks of 20 steps); stage 1 ends
-on its own early stop (min_delta × 10) or after {STAGE1_MAX} steps. OpenMM: LocalEnergyMinimizer
-(L-BFGS, tolerance 1 kJ/mol/nm RMS force, at most {MAX_STEPS} iterations, CPU platform).
+(hidden {hidden}, 1 layer, tanh) on the covalent graph A_bond + 0.2 I of the reference's
+protein notebooks (method.md §5.3), which needs no modes. At most {max_steps} steps; reference
+early stopping (min_delta {shared['min_delta']} kJ/mol, patience {shared['patience_checks']} checks of 20 steps); stage 1 ends
+on its own early stop (min_delta × 10) or after {shared['stage1_max_steps']} steps. OpenMM: LocalEnergyMinimizer
+(L-BFGS, tolerance 1 kJ/mol/nm RMS force, at most {max_steps} iterations, CPU platform).
 
 Accounting: the slow modes are computed once per case and every CG/GNN run is charged their
 full time (the paper's accounting), measured on a second call so that, like the runs' own
@@ -446,12 +456,12 @@ run's energy is within 1 % of GD's mean final energy (runs that got there / runs
 
 {chr(10).join(lines)}
 
-Paper metrics against GD (lr {LR}) on the same case; energies are negative, so
+Paper metrics against GD (lr {shared['lr']}) on the same case; energies are negative, so
 E_GD / E_X < 1 means X ended lower:
 
 {chr(10).join(mlines)}
 
-Slow modes (K = {K_MODES}) per case, first and second call in one process:
+Slow modes (K = {k_modes}) per case, first and second call in one process:
 
 {chr(10).join(tlines)}
 
@@ -467,7 +477,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=5, help="seeds per GNN (its initialization)")
     parser.add_argument("--det-seeds", type=int, default=5,
                         help="repeats of the deterministic GD, CG and OpenMM runs (timing samples)")
-    parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
+    parser.add_argument("--max-steps", type=int, default=None, help="step budget (default: the preset's)")
     parser.add_argument("--report", action="store_true", help="only aggregate existing runs")
     args = parser.parse_args()
     args.cases = args.cases.split(",")

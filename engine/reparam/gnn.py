@@ -55,9 +55,9 @@ def propagation_factors(modes: SlowModes, n_atoms: int, propagation: str) -> np.
 BOND_SELF_WEIGHT = 0.2  # the reference's A_bond + 0.2 I (method.md §5.3)
 
 
-def bond_propagation(bonds: np.ndarray, n_atoms: int):
+def bond_propagation(bonds: np.ndarray | None, n_atoms: int):
     """H [n, d] -> (A_bond + 0.2 I) H with A_bond the symmetric 0/1 adjacency of ``bonds``."""
-    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    bonds = np.asarray([] if bonds is None else bonds, dtype=np.int64).reshape(-1, 2)
     if len(bonds) == 0:
         raise ValueError("reparam.propagation='bonds' needs a system with bonds; this one has none")
     if bonds.min() < 0 or bonds.max() >= n_atoms:
@@ -89,8 +89,8 @@ def make_gnn(
     widths = _widths(cfg)
     readout_in = sum(widths) if cfg.residual == "concat" else widths[-1]
     if cfg.propagation == "bonds":
-        propagate = bond_propagation(np.zeros((0, 2)) if bonds is None else bonds, n_atoms)
-        graph = f"bonds({len(np.asarray(bonds).reshape(-1, 2))})"
+        propagate = bond_propagation(bonds, n_atoms)
+        graph = "bonds"
     else:
         if modes is None:
             raise ValueError(f"reparam.propagation={cfg.propagation!r} needs slow modes")
