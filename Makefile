@@ -30,7 +30,10 @@ browser:
 run: setup
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)
 
+# Lint and format are part of the test command, so CI enforces one style.
 test: setup browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 # Benchmarks write bench/results/*.json|png; tables are collected in docs/benchmarks.md.

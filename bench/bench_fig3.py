@@ -68,7 +68,9 @@ def done_keys() -> set:
     return keys
 
 
-def run_case(protocol: str, system_kind: str, n: int, seed: int, max_steps: int, methods) -> list[dict]:
+def run_case(
+    protocol: str, system_kind: str, n: int, seed: int, max_steps: int, methods
+) -> list[dict]:
     specs = {m: PROTOCOLS[protocol](system_kind, n, m, seed, max_steps=max_steps) for m in methods}
     first = specs[methods[0]]
     system = build_system(first.system, seed)
@@ -88,18 +90,36 @@ def run_case(protocol: str, system_kind: str, n: int, seed: int, max_steps: int,
         result = run(spec, system=system, modes=shared)
         s = result.summary()
         last = {k_: float(v[-1]) for k_, v in result.metrics.items()}
-        rows.append({
-            "protocol": protocol, "system": system_kind, "n": n, "method": method, "seed": seed,
-            "status": result.status, "final_energy": s["final_energy"], "best_energy": s["best_energy"],
-            "final_energy_ref": float(ref_energy(jnp.asarray(result.x_final, jnp.float64))),
-            "wall_time_s": s["wall_time_s"], "steps": s["steps"], "modes_s": s["modes_s"],
-            "compile_s": s["compile_s"], "stage_switch_step": s["stage_switch_step"],
-            "bond_ok_frac": last["bond_ok_frac"], "loop_contact_frac": last["loop_contact_frac"],
-            "collapsed_pairs": last["collapsed_pairs"], "process_s": time.perf_counter() - t,
-        })
-        print(f"{protocol:8s} {system_kind:12s} n={n:4d} seed={seed} {method:3s}: E={s['final_energy']:+.5f} "
-              f"(ref {rows[-1]['final_energy_ref']:+.5f}) t={s['wall_time_s']:.1f}s steps={s['steps']} "
-              f"{result.status}", flush=True)
+        rows.append(
+            {
+                "protocol": protocol,
+                "system": system_kind,
+                "n": n,
+                "method": method,
+                "seed": seed,
+                "status": result.status,
+                "final_energy": s["final_energy"],
+                "best_energy": s["best_energy"],
+                "final_energy_ref": float(ref_energy(jnp.asarray(result.x_final, jnp.float64))),
+                "wall_time_s": s["wall_time_s"],
+                "steps": s["steps"],
+                "modes_s": s["modes_s"],
+                "compile_s": s["compile_s"],
+                "stage_switch_step": s["stage_switch_step"],
+                "bond_ok_frac": last["bond_ok_frac"],
+                "loop_contact_frac": last["loop_contact_frac"],
+                "collapsed_pairs": last["collapsed_pairs"],
+                "process_s": time.perf_counter() - t,
+            }
+        )
+        print(
+            f"{protocol:8s} {system_kind:12s} n={n:4d} seed={seed} {method:3s}: "
+            f"E={s['final_energy']:+.5f} "
+            f"(ref {rows[-1]['final_energy_ref']:+.5f}) t={s['wall_time_s']:.1f}s "
+            f"steps={s['steps']} "
+            f"{result.status}",
+            flush=True,
+        )
     return rows
 
 
@@ -127,36 +147,64 @@ def aggregate() -> list[dict]:
     for (protocol, system_kind, n, method), rs in sorted(groups.items()):
         e = np.array([r["final_energy_ref"] for r in rs])
         t = np.array([r["wall_time_s"] for r in rs])
-        table.append({
-            "protocol": protocol, "system": system_kind, "n": n, "method": method, "runs": len(rs),
-            "energy_mean": float(e.mean()), "energy_sd": float(e.std(ddof=1)) if len(e) > 1 else math.nan,
-            "energy_best": float(e.min()), "time_mean": float(t.mean()), "time_sd": float(t.std(ddof=1)) if len(t) > 1 else math.nan,
-            "steps_mean": float(np.mean([r["steps"] for r in rs])),
-            "modes_s_mean": float(np.mean([r["modes_s"] for r in rs])),
-            "loop_contact_mean": float(np.mean([r["loop_contact_frac"] for r in rs])),
-            "collapsed_mean": float(np.mean([r["collapsed_pairs"] for r in rs])),
-            "diverged": sum(r["status"] == "diverged" for r in rs),
-        })
+        table.append(
+            {
+                "protocol": protocol,
+                "system": system_kind,
+                "n": n,
+                "method": method,
+                "runs": len(rs),
+                "energy_mean": float(e.mean()),
+                "energy_sd": float(e.std(ddof=1)) if len(e) > 1 else math.nan,
+                "energy_best": float(e.min()),
+                "time_mean": float(t.mean()),
+                "time_sd": float(t.std(ddof=1)) if len(t) > 1 else math.nan,
+                "steps_mean": float(np.mean([r["steps"] for r in rs])),
+                "modes_s_mean": float(np.mean([r["modes_s"] for r in rs])),
+                "loop_contact_mean": float(np.mean([r["loop_contact_frac"] for r in rs])),
+                "collapsed_mean": float(np.mean([r["collapsed_pairs"] for r in rs])),
+                "diverged": sum(r["status"] == "diverged" for r in rs),
+            }
+        )
     return table
 
 
 def report():
     table = aggregate()
-    (RESULTS / "fig3.json").write_text(json.dumps({"machine": machine(), "table": table,
-                                                    "reference": {"|".join(map(str, k)): v for k, v in REFERENCE.items()}},
-                                                   indent=2) + "\n")
-    lines = ["| system | n | protocol | method | runs | final E (mean ± sd) | best run E | time s (mean) | steps | modes s | loop contacts | collapsed pairs | reference E (mean ± sd) | reference t (GPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    (RESULTS / "fig3.json").write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "table": table,
+                "reference": {"|".join(map(str, k)): v for k, v in REFERENCE.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    lines = [
+        "| system | n | protocol | method | runs | final E (mean ± sd) | best run E | time s "
+        "(mean) | steps | modes s | loop contacts | collapsed pairs | reference E (mean ± sd) | "
+        "reference t (GPU) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table:
         ref = REFERENCE.get((r["system"], r["n"], r["method"]))
-        ref_txt = ("—", "—") if ref is None else (f"{ref[0]:+.5f}" + (f" ± {ref[1]:.5f}" if ref[1] else ""), f"{ref[2]:.1f}")
+        ref_txt = (
+            ("—", "—")
+            if ref is None
+            else (f"{ref[0]:+.5f}" + (f" ± {ref[1]:.5f}" if ref[1] else ""), f"{ref[2]:.1f}")
+        )
         if r["protocol"] != "paper":
             ref_txt = ("", "")
         lines.append(
             f"| {r['system']} | {r['n']} | {r['protocol']} | {r['method']} | {r['runs']} | "
-            f"{r['energy_mean']:+.5f} ± {r['energy_sd']:.5f} | {r['energy_best']:+.5f} | {r['time_mean']:.1f} | "
-            f"{r['steps_mean']:.0f} | {r['modes_s_mean']:.2f} | {r['loop_contact_mean']:.2f} | {r['collapsed_mean']:.1f} | "
-            f"{ref_txt[0]} | {ref_txt[1]} |")
+            f"{r['energy_mean']:+.5f} ± {r['energy_sd']:.5f} | {r['energy_best']:+.5f} | "
+            f"{r['time_mean']:.1f} | "
+            f"{r['steps_mean']:.0f} | {r['modes_s_mean']:.2f} | {r['loop_contact_mean']:.2f} | "
+            f"{r['collapsed_mean']:.1f} | "
+            f"{ref_txt[0]} | {ref_txt[1]} |"
+        )
     (RESULTS / "fig3_table.md").write_text("\n".join(lines) + "\n")
     replace_marked(DOCS / "benchmarks.md", "fig3-table", "\n".join(lines))
     print("\n".join(lines))
@@ -178,13 +226,28 @@ def plot(table):
         for r in table:
             if (r["system"], r["n"]) != (system_kind, n):
                 continue
-            ax.errorbar(r["time_mean"], r["energy_mean"], yerr=0 if math.isnan(r["energy_sd"]) else r["energy_sd"],
-                        xerr=0 if math.isnan(r["time_sd"]) else r["time_sd"], fmt=markers[r["protocol"]],
-                        color=colors[r["method"]], label=f"{r['method']} ({r['protocol']})", capsize=3)
+            ax.errorbar(
+                r["time_mean"],
+                r["energy_mean"],
+                yerr=0 if math.isnan(r["energy_sd"]) else r["energy_sd"],
+                xerr=0 if math.isnan(r["time_sd"]) else r["time_sd"],
+                fmt=markers[r["protocol"]],
+                color=colors[r["method"]],
+                label=f"{r['method']} ({r['protocol']})",
+                capsize=3,
+            )
         for m in METHODS:
             ref = REFERENCE.get((system_kind, n, m))
             if ref:
-                ax_ref.errorbar(ref[2], ref[0], yerr=ref[1] or 0, fmt="D", color=colors[m], label=f"{m} (paper CSV)", capsize=3)
+                ax_ref.errorbar(
+                    ref[2],
+                    ref[0],
+                    yerr=ref[1] or 0,
+                    fmt="D",
+                    color=colors[m],
+                    label=f"{m} (paper CSV)",
+                    capsize=3,
+                )
         label = {"lj-loop": "pure LJ", "bond-lj-loop": "Bond+LJ"}[system_kind]
         ax.set_title(f"{label}, n={n}: ours (2-core CPU)")
         ax_ref.set_title(f"{label}, n={n}: reference CSV (GPU)")

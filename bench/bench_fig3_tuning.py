@@ -39,7 +39,9 @@ def cases():
 def main() -> None:
     with OUT.open("a") as out:
         for system, method, changes in cases():
-            result = run(improved_spec(system, 400, method, 100, max_steps=20000).replace(**changes))
+            result = run(
+                improved_spec(system, 400, method, 100, max_steps=20000).replace(**changes)
+            )
             row = {
                 "system": system, "method": method, "changes": changes,
                 "E": float(result.metrics["energy"][-1]), "steps": int(result.metrics["step"][-1]),

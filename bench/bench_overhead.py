@@ -12,7 +12,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from engine import EnergyConfig, ModesConfig, OptimConfig, ReparamConfig, SystemConfig, build_system, make_energy
+from engine import (
+    EnergyConfig,
+    ModesConfig,
+    OptimConfig,
+    ReparamConfig,
+    SystemConfig,
+    build_system,
+    make_energy,
+)
 from engine.loop import make_chunk_fn
 from engine.optim import make_optimizer
 from engine.reparam import make_reparam
@@ -35,13 +43,21 @@ def measure(n: int = 1000, k: int = 250, hidden: int = 32) -> dict:
     out = {"n": n, "k": k, "hidden": hidden, "chunk": CHUNK, "modes_s": modes.seconds}
     # eval: CHUNK separate jitted energy+grad calls, so every entry times CHUNK evaluations
     fns = {"eval": lambda: [jax.block_until_ready(eval_fn(x0)) for _ in range(CHUNK)]}
-    for label, cfg in (("gd", ReparamConfig(kind="none")), ("cg", ReparamConfig(kind="linear", n_modes=k)),
-                       ("gnn", ReparamConfig(kind="gnn", n_modes=k, hidden=hidden))):
+    for label, cfg in (
+        ("gd", ReparamConfig(kind="none")),
+        ("cg", ReparamConfig(kind="linear", n_modes=k)),
+        ("gnn", ReparamConfig(kind="gnn", n_modes=k, hidden=hidden)),
+    ):
         reparam = make_reparam(cfg, modes, n, jnp.float32)
         params = reparam.init(jax.random.PRNGKey(1), x0)
         tx = make_optimizer(OptimConfig(name="adam", learning_rate=0.01))
-        chunk = make_chunk_fn(lambda p, a, r=reparam: model.train_energy_fn(r.apply(p), a), reparam.apply,
-                              model.energy_fn, tx, CHUNK)
+        chunk = make_chunk_fn(
+            lambda p, a, r=reparam: model.train_energy_fn(r.apply(p), a),
+            reparam.apply,
+            model.energy_fn,
+            tx,
+            CHUNK,
+        )
         state = tx.init(params)
         chunk.compile(params, state, aux)
         fns[label] = lambda c=chunk, p=params, s_=state: jax.block_until_ready(c(p, s_, aux))
@@ -57,16 +73,24 @@ def measure(n: int = 1000, k: int = 250, hidden: int = 32) -> dict:
 
 def main():
     result = measure()
-    path = save_json("overhead", {"overhead": result, "targets": {"gd_over_eval": 1.2, "gnn_over_gd": 1.5}})
+    path = save_json(
+        "overhead", {"overhead": result, "targets": {"gd_over_eval": 1.2, "gnn_over_gd": 1.5}}
+    )
     r = result
-    replace_marked(DOCS / "benchmarks.md", "overhead-table", "\n".join([
-        "| quantity (n=1000, k=250, h=32, float32) | value | target |",
-        "|---|---|---|",
-        f"| one jitted energy+grad evaluation | {r['eval_s'] * 1e3:.1f} ms | |",
-        f"| GD step (Adam, clip) / evaluation | {r['gd_over_eval']:.2f} | <= 1.2 |",
-        f"| GNN step / GD step | {r['gnn_over_gd']:.2f} | <= 1.5 |",
-        f"| CG step / GD step | {r['cg_over_gd']:.2f} | |",
-    ]))
+    replace_marked(
+        DOCS / "benchmarks.md",
+        "overhead-table",
+        "\n".join(
+            [
+                "| quantity (n=1000, k=250, h=32, float32) | value | target |",
+                "|---|---|---|",
+                f"| one jitted energy+grad evaluation | {r['eval_s'] * 1e3:.1f} ms | |",
+                f"| GD step (Adam, clip) / evaluation | {r['gd_over_eval']:.2f} | <= 1.2 |",
+                f"| GNN step / GD step | {r['gnn_over_gd']:.2f} | <= 1.5 |",
+                f"| CG step / GD step | {r['cg_over_gd']:.2f} | |",
+            ]
+        ),
+    )
     for key, value in result.items():
         print(f"{key:>14}: {value:.4g}" if isinstance(value, float) else f"{key:>14}: {value}")
     print("->", path)

@@ -65,7 +65,12 @@ METHODS = {
     "gnn-bonds": ("gnn", {"reparam.propagation": "bonds"}),  # covalent graph A_bond + 0.2 I
     "openmm": ("openmm-min", {}),
 }
-DETERMINISTIC = ("gd", "gd-4e-3", "cg", "openmm")  # fixed start: the seed changes nothing (OpenMM: round-off)
+DETERMINISTIC = (
+    "gd",
+    "gd-4e-3",
+    "cg",
+    "openmm",
+)  # fixed start: the seed changes nothing (OpenMM: round-off)
 CURVE_POINTS = 120
 
 
@@ -77,7 +82,9 @@ def system_config(case: str):
     return SystemConfig(kind="protein", pdb=str(DATA / pdb), start=start, model="amber-obc2")
 
 
-def make_spec(case: str, method: str, seed: int, max_steps: int | None = None, stage1_lr: float | None = None):
+def make_spec(
+    case: str, method: str, seed: int, max_steps: int | None = None, stage1_lr: float | None = None
+):
     """engine.presets.protein_spec (the workbench's Trp-cage preset) on ``case``, per METHODS.
 
     max_steps None keeps the preset's budget; stage1_lr overrides the preset's (for trials).
@@ -87,8 +94,12 @@ def make_spec(case: str, method: str, seed: int, max_steps: int | None = None, s
     base, changes = METHODS[method]
     spec = protein_spec(base, seed, **({"max_steps": max_steps} if max_steps else {}))
     extra = {"optim.stage1_lr": stage1_lr} if stage1_lr else {}
-    label = spec.method_label if method == "openmm" else method  # OpenMM keeps the preset's "openmm-min"
-    return spec.replace(system=system_config(case), frame_every=10**6, method_label=label, **changes, **extra)
+    label = (
+        spec.method_label if method == "openmm" else method
+    )  # OpenMM keeps the preset's "openmm-min"
+    return spec.replace(
+        system=system_config(case), frame_every=10**6, method_label=label, **changes, **extra
+    )
 
 
 def settings() -> dict:
@@ -97,20 +108,33 @@ def settings() -> dict:
     gnn = make_spec(case, "gnn", 0)
     specs = {m: make_spec(case, m, 0) for m in METHODS}
     return {
-        "clip_elementwise": gnn.optim.clip_value, "k_modes": gnn.reparam.n_modes, "hidden": gnn.reparam.hidden,
-        "max_steps": gnn.schedule.max_steps, "stage1_max_steps": gnn.schedule.stage1_max_steps,
-        "min_delta": gnn.schedule.min_delta, "patience_checks": gnn.schedule.patience,
-        "check_every": gnn.schedule.check_every, "lr": specs["gd"].optim.learning_rate,
-        "methods": {m: {"kind": s.reparam.kind, "propagation": s.reparam.propagation if s.reparam.kind == "gnn" else None,
-                        "stage1_lr": s.optim.stage1_lr, "lr": None if m == "openmm" else s.optim.learning_rate}
-                    for m, s in specs.items()},
+        "clip_elementwise": gnn.optim.clip_value,
+        "k_modes": gnn.reparam.n_modes,
+        "hidden": gnn.reparam.hidden,
+        "max_steps": gnn.schedule.max_steps,
+        "stage1_max_steps": gnn.schedule.stage1_max_steps,
+        "min_delta": gnn.schedule.min_delta,
+        "patience_checks": gnn.schedule.patience,
+        "check_every": gnn.schedule.check_every,
+        "lr": specs["gd"].optim.learning_rate,
+        "methods": {
+            m: {
+                "kind": s.reparam.kind,
+                "propagation": s.reparam.propagation if s.reparam.kind == "gnn" else None,
+                "stage1_lr": s.optim.stage1_lr,
+                "lr": None if m == "openmm" else s.optim.learning_rate,
+            }
+            for m, s in specs.items()
+        },
     }
 
 
 def done_keys() -> set:
     if not RUNS.exists():
         return set()
-    return {(r["case"], r["method"], r["seed"]) for r in map(json.loads, RUNS.read_text().splitlines())}
+    return {
+        (r["case"], r["method"], r["seed"]) for r in map(json.loads, RUNS.read_text().splitlines())
+    }
 
 
 def downsample(metrics: dict, n: int = CURVE_POINTS) -> dict:
@@ -143,13 +167,23 @@ def get_modes(case: str, system, spec):
     model = make_energy(system, spec.energy)
     cold = compute_modes(spec, system, model)
     modes = compute_modes(spec, system, model)
-    assert np.allclose(np.abs(cold.values), np.abs(modes.values), rtol=1e-6), "mode computation not reproducible"
+    assert np.allclose(np.abs(cold.values), np.abs(modes.values), rtol=1e-6), (
+        "mode computation not reproducible"
+    )
     path.write_bytes(pickle.dumps(modes))
     timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}
-    timing[case] = {"n_dof": 3 * system.n_atoms, "k": k, "first_call_s": cold.seconds,
-                    "second_call_s": modes.seconds, "method": modes.method}
+    timing[case] = {
+        "n_dof": 3 * system.n_atoms,
+        "k": k,
+        "first_call_s": cold.seconds,
+        "second_call_s": modes.seconds,
+        "method": modes.method,
+    }
     MODES_TIMING.write_text(json.dumps(timing, indent=2) + "\n")
-    print(f"  slow modes: k={k} in {modes.seconds:.1f} s (first call {cold.seconds:.1f} s)", flush=True)
+    print(
+        f"  slow modes: k={k} in {modes.seconds:.1f} s (first call {cold.seconds:.1f} s)",
+        flush=True,
+    )
     return modes
 
 
@@ -167,26 +201,48 @@ def run_one(case: str, method: str, seed: int, spec, system, modes) -> dict:
     steps = max(int(m["step"][-1]), 1)
     run_s = s["wall_time_s"] - s["modes_s"]
     row = {
-        "case": case, "method": method, "seed": seed, "n_atoms": int(system.n_atoms), "status": result.status,
-        "message": result.message, "steps": s["steps"], "final_energy": s["final_energy"],
-        "best_energy": s["best_energy"], "initial_energy": float(m["energy"][0]),
+        "case": case,
+        "method": method,
+        "seed": seed,
+        "n_atoms": int(system.n_atoms),
+        "status": result.status,
+        "message": result.message,
+        "steps": s["steps"],
+        "final_energy": s["final_energy"],
+        "best_energy": s["best_energy"],
+        "initial_energy": float(m["energy"][0]),
         "final_rmsd_ca": float(m["rmsd_ca"][-1]) if "rmsd_ca" in m else math.nan,
         "initial_rmsd_ca": float(m["rmsd_ca"][0]) if "rmsd_ca" in m else math.nan,
-        "wall_time_s": s["wall_time_s"], "modes_s": s["modes_s"], "init_s": s["init_s"],
-        "compile_s": s["compile_s"], "ms_per_step": 1000 * run_s / steps,
-        "stage_switch_step": s["stage_switch_step"], "process_s": time.perf_counter() - t,
-        "spec": spec.to_dict(), "curve": downsample(m),
+        "wall_time_s": s["wall_time_s"],
+        "modes_s": s["modes_s"],
+        "init_s": s["init_s"],
+        "compile_s": s["compile_s"],
+        "ms_per_step": 1000 * run_s / steps,
+        "stage_switch_step": s["stage_switch_step"],
+        "process_s": time.perf_counter() - t,
+        "spec": spec.to_dict(),
+        "curve": downsample(m),
     }
-    print(f"{case} {method:9s} seed={seed}: E={row['final_energy']:.1f} (best {row['best_energy']:.1f}) "
-          f"RMSD_CA={row['final_rmsd_ca']:.3f} nm t={row['wall_time_s']:.1f}s (modes {row['modes_s']:.1f}) "
-          f"steps={row['steps']} {row['ms_per_step']:.1f} ms/step compile={row['compile_s']:.1f}s {result.status}",
-          flush=True)
+    print(
+        f"{case} {method:9s} seed={seed}: E={row['final_energy']:.1f} (best "
+        f"{row['best_energy']:.1f}) "
+        f"RMSD_CA={row['final_rmsd_ca']:.3f} nm t={row['wall_time_s']:.1f}s (modes "
+        f"{row['modes_s']:.1f}) "
+        f"steps={row['steps']} {row['ms_per_step']:.1f} ms/step compile={row['compile_s']:.1f}s "
+        f"{result.status}",
+        flush=True,
+    )
     return row
 
 
 def plan(case: str, methods, seeds: int, det_seeds: int) -> list[tuple[str, int]]:
     """(method, seed) pairs, seed 0 of every method first so a cut-short case is still complete."""
-    todo = [(m, s) for s in range(seeds) for m in methods if s < (det_seeds if m in DETERMINISTIC else seeds)]
+    todo = [
+        (m, s)
+        for s in range(seeds)
+        for m in methods
+        if s < (det_seeds if m in DETERMINISTIC else seeds)
+    ]
     return sorted(todo, key=lambda ms: (ms[1], list(methods).index(ms[0])))
 
 
@@ -196,7 +252,11 @@ def collect(args):
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = done_keys()
     for case in args.cases:
-        todo = [(m, s) for m, s in plan(case, args.methods, args.seeds, args.det_seeds) if (case, m, s) not in done]
+        todo = [
+            (m, s)
+            for m, s in plan(case, args.methods, args.seeds, args.det_seeds)
+            if (case, m, s) not in done
+        ]
         if not todo:
             continue
         print(f"== {case}: {len(todo)} runs", flush=True)
@@ -213,7 +273,7 @@ def collect(args):
 
 def time_to_reach(curve: dict, target: float) -> float:
     """First wall time at which the energy is <= target (nan if never)."""
-    for t, e in zip(curve["wall_time_s"], curve["energy"]):
+    for t, e in zip(curve["wall_time_s"], curve["energy"], strict=False):
         if e <= target:
             return t
     return math.nan
@@ -248,15 +308,25 @@ def aggregate():
             rmsd, rmsd_sd = _stats([r["final_rmsd_ca"] for r in rs])
             reach_s, reached = _reach(rs, target)
             by[method] = {
-                "case": case, "method": method, "runs": len(rs), "n_atoms": rs[0]["n_atoms"],
-                "initial_energy": rs[0]["initial_energy"], "initial_rmsd_ca": rs[0]["initial_rmsd_ca"],
-                "energy_mean": e, "energy_sd": e_sd, "best_energy": float(min(r["best_energy"] for r in rs)),
-                "rmsd_ca_mean": rmsd, "rmsd_ca_sd": rmsd_sd, "time_mean": t, "time_sd": t_sd,
+                "case": case,
+                "method": method,
+                "runs": len(rs),
+                "n_atoms": rs[0]["n_atoms"],
+                "initial_energy": rs[0]["initial_energy"],
+                "initial_rmsd_ca": rs[0]["initial_rmsd_ca"],
+                "energy_mean": e,
+                "energy_sd": e_sd,
+                "best_energy": float(min(r["best_energy"] for r in rs)),
+                "rmsd_ca_mean": rmsd,
+                "rmsd_ca_sd": rmsd_sd,
+                "time_mean": t,
+                "time_sd": t_sd,
                 "modes_s": float(np.mean([r["modes_s"] for r in rs])),
                 "steps_mean": float(np.mean([r["steps"] for r in rs])),
                 "ms_per_step": float(np.mean([r["ms_per_step"] for r in rs])),
                 "compile_s": float(np.mean([r["compile_s"] for r in rs])),
-                "time_to_gd_1pct_mean": reach_s, "reached_gd_1pct": reached,
+                "time_to_gd_1pct_mean": reach_s,
+                "reached_gd_1pct": reached,
                 "statuses": sorted({r["status"] for r in rs}),
             }
             table.append(by[method])
@@ -265,16 +335,22 @@ def aggregate():
         g = by["gd"]
         for name in [m for m in METHODS if m != "gd" and m in by]:
             n = by[name]
-            metrics.append({
-                "case": case, "method": name,
-                "E_GD_over_E": g["energy_mean"] / n["energy_mean"],
-                "t_GD_over_t": g["time_mean"] / n["time_mean"],
-                "t_GD_over_t_excl_modes": g["time_mean"] / max(n["time_mean"] - n["modes_s"], 1e-9),
-                "time_to_gd_final_within_1pct_s": n["time_to_gd_1pct_mean"],
-                "time_to_gd_final_within_1pct_excl_modes_s": n["time_to_gd_1pct_mean"] - n["modes_s"],
-                "E_GD_best_over_E_best": g["best_energy"] / n["best_energy"],
-                "runs_reaching": n["reached_gd_1pct"], "runs": n["runs"],
-            })
+            metrics.append(
+                {
+                    "case": case,
+                    "method": name,
+                    "E_GD_over_E": g["energy_mean"] / n["energy_mean"],
+                    "t_GD_over_t": g["time_mean"] / n["time_mean"],
+                    "t_GD_over_t_excl_modes": g["time_mean"]
+                    / max(n["time_mean"] - n["modes_s"], 1e-9),
+                    "time_to_gd_final_within_1pct_s": n["time_to_gd_1pct_mean"],
+                    "time_to_gd_final_within_1pct_excl_modes_s": n["time_to_gd_1pct_mean"]
+                    - n["modes_s"],
+                    "E_GD_best_over_E_best": g["best_energy"] / n["best_energy"],
+                    "runs_reaching": n["reached_gd_1pct"],
+                    "runs": n["runs"],
+                }
+            )
     return rows, table, metrics
 
 
@@ -289,41 +365,73 @@ def report():
     rows, table, metrics = aggregate()
     shared = settings()
     modes_timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}
-    (RESULTS / "protein.json").write_text(json.dumps(
-        {"machine": machine(), "settings": shared, "modes_timing": modes_timing, "table": table,
-         "paper_metrics": metrics}, indent=2) + "\n")
-    lines = ["| case | atoms | method | runs | final E kJ/mol (mean ± sd) | best E | final CA-RMSD nm | "
-             "wall s incl. modes (mean ± sd) | modes s | steps | ms/step | compile s | time to GD final ±1 % (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    (RESULTS / "protein.json").write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "settings": shared,
+                "modes_timing": modes_timing,
+                "table": table,
+                "paper_metrics": metrics,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    lines = [
+        "| case | atoms | method | runs | final E kJ/mol (mean ± sd) | best E | final CA-RMSD nm | "
+        "wall s incl. modes (mean ± sd) | modes s | steps | ms/step | compile s | time to GD "
+        "final ±1 % (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table:
         lines.append(
-            f"| {r['case']} | {r['n_atoms']} | {r['method']} | {r['runs']} | {_f(r['energy_mean'], '.1f')} ± "
-            f"{_f(r['energy_sd'], '.1f')} | {_f(r['best_energy'], '.1f')} | {_f(r['rmsd_ca_mean'], '.3f')} "
-            f"(start {_f(r['initial_rmsd_ca'], '.3f')}) | {_f(r['time_mean'], '.1f')} ± {_f(r['time_sd'], '.1f')} | "
+            f"| {r['case']} | {r['n_atoms']} | {r['method']} | {r['runs']} | "
+            f"{_f(r['energy_mean'], '.1f')} ± "
+            f"{_f(r['energy_sd'], '.1f')} | {_f(r['best_energy'], '.1f')} | "
+            f"{_f(r['rmsd_ca_mean'], '.3f')} "
+            f"(start {_f(r['initial_rmsd_ca'], '.3f')}) | {_f(r['time_mean'], '.1f')} ± "
+            f"{_f(r['time_sd'], '.1f')} | "
             f"{_f(r['modes_s'], '.1f')} | {r['steps_mean']:.0f} | {_f(r['ms_per_step'], '.1f')} | "
             f"{_f(r['compile_s'], '.1f')} | {_f(r['time_to_gd_1pct_mean'], '.1f')} "
-            f"({r['reached_gd_1pct']}/{r['runs']}) |")
-    mlines = ["| case | method X | E_GD / E_X | t_GD / t_X (incl. modes) | t_GD / t_X (excl. modes) | "
-              "X's time to GD final ±1 % (s) | same, excl. modes (s) | E_GD / E_X, best runs |",
-              "|---|---|---|---|---|---|---|---|"]
+            f"({r['reached_gd_1pct']}/{r['runs']}) |"
+        )
+    mlines = [
+        "| case | method X | E_GD / E_X | t_GD / t_X (incl. modes) | t_GD / t_X (excl. modes) | "
+        "X's time to GD final ±1 % (s) | same, excl. modes (s) | E_GD / E_X, best runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in metrics:
         mlines.append(
             f"| {m['case']} | {m['method']} | {m['E_GD_over_E']:.4f} | {m['t_GD_over_t']:.3f} | "
             f"{m['t_GD_over_t_excl_modes']:.3f} | {_f(m['time_to_gd_final_within_1pct_s'], '.1f')} "
-            f"({m['runs_reaching']}/{m['runs']}) | {_f(m['time_to_gd_final_within_1pct_excl_modes_s'], '.1f')} | "
-            f"{m['E_GD_best_over_E_best']:.4f} |")
-    tlines = ["| case | coordinates | K | first call (compiles the Hessian) s | second call s | method |",
-              "|---|---|---|---|---|---|"]
+            f"({m['runs_reaching']}/{m['runs']}) | "
+            f"{_f(m['time_to_gd_final_within_1pct_excl_modes_s'], '.1f')} | "
+            f"{m['E_GD_best_over_E_best']:.4f} |"
+        )
+    tlines = [
+        "| case | coordinates | K | first call (compiles the Hessian) s | second call s | method |",
+        "|---|---|---|---|---|---|",
+    ]
     for case, t in modes_timing.items():
-        tlines.append(f"| {case} | {t['n_dof']} | {t['k']} | {t['first_call_s']:.1f} | {t['second_call_s']:.1f} | "
-                      f"`{t['method']}` |")
+        tlines.append(
+            f"| {case} | {t['n_dof']} | {t['k']} | {t['first_call_s']:.1f} | "
+            f"{t['second_call_s']:.1f} | "
+            f"`{t['method']}` |"
+        )
     print("\n".join(lines + [""] + mlines + [""] + tlines))
     plot(rows)
     write_doc(lines, mlines, tlines, shared)
 
 
-COLORS = {"gd": "tab:blue", "gd-4e-3": "tab:cyan", "cg": "tab:orange", "gnn": "tab:green", "gnn-bonds": "tab:purple",
-          "openmm": "tab:red"}
+COLORS = {
+    "gd": "tab:blue",
+    "gd-4e-3": "tab:cyan",
+    "cg": "tab:orange",
+    "gnn": "tab:green",
+    "gnn-bonds": "tab:purple",
+    "openmm": "tab:red",
+}
 
 
 def plot(rows):
@@ -343,9 +451,23 @@ def plot(rows):
             c = r["curve"]
             label = r["method"] if r["method"] not in seen else None
             seen.add(r["method"])
-            ax_e.plot(c["wall_time_s"], c["energy"], color=COLORS[r["method"]], alpha=0.8, lw=1.2, label=label)
+            ax_e.plot(
+                c["wall_time_s"],
+                c["energy"],
+                color=COLORS[r["method"]],
+                alpha=0.8,
+                lw=1.2,
+                label=label,
+            )
             if "rmsd_ca" in c:
-                ax_r.plot(c["wall_time_s"], c["rmsd_ca"], color=COLORS[r["method"]], alpha=0.8, lw=1.2, label=label)
+                ax_r.plot(
+                    c["wall_time_s"],
+                    c["rmsd_ca"],
+                    color=COLORS[r["method"]],
+                    alpha=0.8,
+                    lw=1.2,
+                    label=label,
+                )
             e_min = min(e_min, min(c["energy"]))
         if math.isfinite(e_min):
             ax_e.set_ylim(e_min - 0.02 * abs(e_min) - 20, e_min + 0.25 * abs(e_min) + 200)
@@ -414,14 +536,22 @@ def write_doc(lines, mlines, tlines, shared):
     if HEADING in text:
         text = text[: text.index(HEADING)].rstrip() + "\n"
     what = {"none": "plain positions", "linear": "linear CG x0 + Ψz", "gnn": "GNN"}
+
     def map_of(m, v):
         if m == "openmm":
             return "OpenMM L-BFGS"
         return what[v["kind"]] + (f" on {v['propagation']}" if v["propagation"] else "")
 
-    rows = "\n".join(f"| {m} | {map_of(m, v)} | {v['stage1_lr'] or '–'} | {v['lr'] or '–'} |"
-                     for m, v in shared["methods"].items())
-    clip, k_modes, hidden, max_steps = shared["clip_elementwise"], shared["k_modes"], shared["hidden"], shared["max_steps"]
+    rows = "\n".join(
+        f"| {m} | {map_of(m, v)} | {v['stage1_lr'] or '–'} | {v['lr'] or '–'} |"
+        for m, v in shared["methods"].items()
+    )
+    clip, k_modes, hidden, max_steps = (
+        shared["clip_elementwise"],
+        shared["k_modes"],
+        shared["hidden"],
+        shared["max_steps"],
+    )
     section = f"""
 {HEADING}
 
@@ -441,8 +571,9 @@ starts at the same structure. CG and the slow-mode GNN ("gnn") use the K = {k_mo
 modes (by |μ|) of the autodiff Hessian at x0 (cartesian); "gnn-bonds" is the same GNN
 (hidden {hidden}, 1 layer, tanh) on the covalent graph A_bond + 0.2 I of the reference's
 protein notebooks (method.md §5.3), which needs no modes. At most {max_steps} steps; reference
-early stopping (min_delta {shared['min_delta']} kJ/mol, patience {shared['patience_checks']} checks of 20 steps); stage 1 ends
-on its own early stop (min_delta × 10) or after {shared['stage1_max_steps']} steps. OpenMM: LocalEnergyMinimizer
+early stopping (min_delta {shared["min_delta"]} kJ/mol, patience {shared["patience_checks"]}
+checks of 20 steps); stage 1 ends on its own early stop (min_delta × 10) or after
+{shared["stage1_max_steps"]} steps. OpenMM: LocalEnergyMinimizer
 (L-BFGS, tolerance 1 kJ/mol/nm RMS force, at most {max_steps} iterations, CPU platform).
 
 Accounting: the slow modes are computed once per case and every CG/GNN run is charged their
@@ -456,7 +587,7 @@ run's energy is within 1 % of GD's mean final energy (runs that got there / runs
 
 {chr(10).join(lines)}
 
-Paper metrics against GD (lr {shared['lr']}) on the same case; energies are negative, so
+Paper metrics against GD (lr {shared["lr"]}) on the same case; energies are negative, so
 E_GD / E_X < 1 means X ended lower:
 
 {chr(10).join(mlines)}
@@ -475,9 +606,15 @@ def main():
     parser.add_argument("--cases", default="2jof-unfolded,2jof-extended,1plw-extended,2wxc-native")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", type=int, default=5, help="seeds per GNN (its initialization)")
-    parser.add_argument("--det-seeds", type=int, default=5,
-                        help="repeats of the deterministic GD, CG and OpenMM runs (timing samples)")
-    parser.add_argument("--max-steps", type=int, default=None, help="step budget (default: the preset's)")
+    parser.add_argument(
+        "--det-seeds",
+        type=int,
+        default=5,
+        help="repeats of the deterministic GD, CG and OpenMM runs (timing samples)",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="step budget (default: the preset's)"
+    )
     parser.add_argument("--report", action="store_true", help="only aggregate existing runs")
     args = parser.parse_args()
     args.cases = args.cases.split(",")
@@ -490,7 +627,10 @@ def main():
             parser.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     if not args.report:
         if not DATA.is_dir():
-            print(f"skipping the protein benchmark: {DATA} is missing (PDB files for 2JOF, 1PLW, 2WXC)")
+            print(
+                f"skipping the protein benchmark: {DATA} is missing (PDB files for 2JOF, 1PLW, "
+                "2WXC)"
+            )
             sys.exit(0)
         collect(args)
     report()

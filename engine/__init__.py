@@ -39,7 +39,22 @@ def slow_modes(*args, **kwargs) -> SlowModes:
 
 
 __all__ = [
-    "EnergyConfig", "ModesConfig", "OptimConfig", "ReparamConfig", "RunSpec", "ScheduleConfig",
-    "SpecError", "SystemConfig", "RunResult", "run", "build_system", "make_energy",
-    "structure_metrics", "EnergyModel", "Progress", "SlowModes", "System", "slow_modes",
+    "EnergyConfig",
+    "ModesConfig",
+    "OptimConfig",
+    "ReparamConfig",
+    "RunSpec",
+    "ScheduleConfig",
+    "SpecError",
+    "SystemConfig",
+    "RunResult",
+    "run",
+    "build_system",
+    "make_energy",
+    "structure_metrics",
+    "EnergyModel",
+    "Progress",
+    "SlowModes",
+    "System",
+    "slow_modes",
 ]

@@ -70,7 +70,9 @@ class SystemConfig:
             _num("system.n", self.n, N_MIN, N_MAX, integer=True)
             _num("system.loop_stride", self.loop_stride, 2, 100, integer=True)
             if self.loop_stride >= self.n:
-                raise SpecError("system.loop_stride", f"must be < n={self.n}, got {self.loop_stride}")
+                raise SpecError(
+                    "system.loop_stride", f"must be < n={self.n}, got {self.loop_stride}"
+                )
             _num("system.loop_strength", self.loop_strength, 0.0, 10.0)
             _num("system.init_scale", self.init_scale, 0.01, 10.0, lo_open=True)
         else:
@@ -283,10 +285,15 @@ class RunSpec:
         _num("seed", self.seed, 0, 2**31 - 1, integer=True)
         _num("chunk_size", self.chunk_size, 1, 10000, integer=True)
         _num("frame_every", self.frame_every, 1, 10**7, integer=True)
-        if self.reparam.kind == "gnn" and self.reparam.propagation == "bonds" and self.system.kind == "lj-loop":
+        if (
+            self.reparam.kind == "gnn"
+            and self.reparam.propagation == "bonds"
+            and self.system.kind == "lj-loop"
+        ):
             raise SpecError(
                 "reparam.propagation",
-                "'bonds' needs a system with bonds (bond-lj-loop or protein); the pure LJ loop has none",
+                "'bonds' needs a system with bonds (bond-lj-loop or protein); "
+                "the pure LJ loop has none",
             )
 
     @property
@@ -318,12 +325,14 @@ class RunSpec:
         return cls(**kwargs)
 
     def replace(self, **changes) -> RunSpec:
-        """Return a copy with top-level or dotted fields changed: replace(**{"optim.name": "fire"})."""
+        """A copy with top-level or dotted fields changed: replace(**{"optim.name": "fire"})."""
         spec = self
         for key, value in changes.items():
             if "." in key:
                 part, field = key.split(".", 1)
-                spec = dataclasses.replace(spec, **{part: dataclasses.replace(getattr(spec, part), **{field: value})})
+                spec = dataclasses.replace(
+                    spec, **{part: dataclasses.replace(getattr(spec, part), **{field: value})}
+                )
             else:
                 spec = dataclasses.replace(spec, **{key: value})
         return spec

@@ -44,7 +44,7 @@ def metrics_csv(metrics: dict) -> str:
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
-    for row in zip(*(metrics[k] for k in names)):
+    for row in zip(*(metrics[k] for k in names), strict=False):
         writer.writerow([_fmt(v) for v in row])
     return buf.getvalue()
 
@@ -95,7 +95,9 @@ def write_bundle(result, out_dir, *, trajectory: bool = False) -> Path:
     _atomic_write(out / "config.json", json.dumps(config, indent=2, default=_json_default).encode())
     _atomic_write(out / "metrics.csv", metrics_csv(result.metrics).encode())
     buf = io.BytesIO()
-    np.savez_compressed(buf, frames_step=result.frames_step, frames_x=result.frames_x, x_final=result.x_final)
+    np.savez_compressed(
+        buf, frames_step=result.frames_step, frames_x=result.frames_x, x_final=result.x_final
+    )
     _atomic_write(out / "frames.npz", buf.getvalue())
     _atomic_write(out / "final.pdb", pdb_text(result.system, result.x_final).encode())
     if trajectory:
@@ -114,7 +116,11 @@ def _json_default(obj):
 
 
 def read_bundle(path) -> dict:
-    """Load a bundle: {"config": dict, "metrics": {col: array}, "frames_step", "frames_x", "x_final"}."""
+    """Load a bundle.
+
+    Returns:
+      {"config": dict, "metrics": {col: array}, "frames_step", "frames_x", "x_final"}.
+    """
     import csv
 
     path = Path(path)
@@ -207,8 +213,9 @@ def bundled_villin_pdb() -> bytes:
     return read_structure_file(_os.path.join(folder, "data", "test.pdb"))
 
 
-def fetch_pdb(pdb_id: str, *, base_url: str | None = None, cache_dir: str | None = None,
-              timeout: float = 20.0) -> bytes:
+def fetch_pdb(
+    pdb_id: str, *, base_url: str | None = None, cache_dir: str | None = None, timeout: float = 20.0
+) -> bytes:
     """The PDB-format entry of a PDB id, from the on-disk cache or downloaded once.
 
     Args:
@@ -247,7 +254,7 @@ def fetch_pdb(pdb_id: str, *, base_url: str | None = None, cache_dir: str | None
         ) from None
     if len(data) > MAX_STRUCTURE_BYTES:
         raise StructureError(f"PDB {pdb_id} from {url} exceeds {MAX_STRUCTURE_BYTES // 2**20} MiB")
-    if not _re.search(rb"^(ATOM  |HETATM)", data[:2**20], _re.MULTILINE):
+    if not _re.search(rb"^(ATOM  |HETATM)", data[: 2**20], _re.MULTILINE):
         raise StructureError(f"the reply from {url} is not a PDB file (no ATOM records)")
     _os.makedirs(folder, exist_ok=True)
     fd, tmp = _tempfile.mkstemp(dir=folder, suffix=".part")

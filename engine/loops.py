@@ -2,7 +2,8 @@
 
 Graph: an open chain of n beads (bonds i, i+1) with loop contacts i, i+stride of strength a.
 - "bond-lj-loop": E = mean_bonds (r-1)^2 + mean_loops a V_LJ(r) + repel_mag mean_N V_rep(r)
-- "lj-loop":      E = mean_{bonds+loops} w V_LJ(r) (w = 1 bonds, a loops) + repel_mag mean_N V_rep(r)
+- "lj-loop":      E = mean_{bonds+loops} w V_LJ(r) + repel_mag mean_N V_rep(r)
+                  (w = 1 for bonds, a for loops)
 Means over ordered pairs equal means over unordered ones (symmetric weights), so the values
 match the reference's per-pair averages. Repulsion pairs N are all pairs that are neither
 bonds nor loop contacts (the reference took a union by mistake, method.md §3.2).
@@ -32,7 +33,11 @@ def loop_pairs(n: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
 def initial_positions(n: int, seed: int, init_scale: float = 1.0) -> np.ndarray:
     """Reference start: x0 = (n^(1/3)/2) N(0,1) / 2, i.e. std n^(1/3)/4, times init_scale."""
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
-    z = np.asarray(jax.random.normal(key, (n, 3), dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    z = np.asarray(
+        jax.random.normal(
+            key, (n, 3), dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        )
+    )
     return (init_scale * n ** (1.0 / 3.0) / 4.0 * z).astype(np.float64)
 
 
@@ -153,7 +158,9 @@ def _cutoff_repulsion(n, mask_np, potential, scale, cutoff):
         valid = aux[:, 0] != aux[:, 1]
         d = x[aux[:, 0]] - x[aux[:, 1]]
         # padding rows are (0, 0): keep sqrt'(0) out of the gradient
-        r = safe_distance(jnp.where(valid, jnp.sum(d * d, axis=-1), jnp.asarray(cutoff, x.dtype) ** 2))
+        r = safe_distance(
+            jnp.where(valid, jnp.sum(d * d, axis=-1), jnp.asarray(cutoff, x.dtype) ** 2)
+        )
         v = jnp.where(valid & (r < cutoff), potential(r) - v_cut, 0.0)
         return scale * jnp.sum(v)
 

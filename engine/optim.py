@@ -55,7 +55,11 @@ def fire(
     def update(grads, state, params=None):
         del params
         force = jax.tree.map(jnp.negative, grads)
-        dot = lambda a, b: sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+
+        def dot(a, b):
+            pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+            return sum(jnp.vdot(x, y) for x, y in pairs)
+
         power = dot(force, state.velocity)
         v_norm = jnp.sqrt(dot(state.velocity, state.velocity))
         f_norm = jnp.sqrt(dot(force, force))
@@ -68,7 +72,11 @@ def fire(
         )
         n_positive = jnp.where(uphill, 0, state.n_positive + 1)
         grow = (~uphill) & (n_positive > n_min)
-        dt = jnp.where(uphill, state.dt * f_dec, jnp.where(grow, jnp.minimum(state.dt * f_inc, dt_start * dt_max_factor), state.dt))
+        dt = jnp.where(
+            uphill,
+            state.dt * f_dec,
+            jnp.where(grow, jnp.minimum(state.dt * f_inc, dt_start * dt_max_factor), state.dt),
+        )
         alpha = jnp.where(uphill, alpha_start, jnp.where(grow, state.alpha * f_alpha, state.alpha))
         alpha = alpha.astype(state.alpha.dtype)
         dt = dt.astype(state.dt.dtype)
@@ -96,7 +104,9 @@ def clip_rows(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_optimizer(cfg: OptimConfig, learning_rate: float | None = None) -> optax.GradientTransformation:
+def make_optimizer(
+    cfg: OptimConfig, learning_rate: float | None = None
+) -> optax.GradientTransformation:
     """The configured optimizer with its clipping, at ``learning_rate`` (default cfg's)."""
     lr = cfg.learning_rate if learning_rate is None else learning_rate
     base = {

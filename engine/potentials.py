@@ -23,7 +23,10 @@ def softened_lj(r, *, r0=1.0, eps=1e-2):
 
 
 def monotone_lj(r, *, r0=1.0, eps=1e-2, core=MONOTONE_CORE_RADIUS):
-    """Softened LJ for r >= core * r0, its tangent line below: decreasing on [0, core], finite at 0."""
+    """Softened LJ for r >= core * r0, its tangent line below.
+
+    Decreasing on [0, core], finite at 0.
+    """
     rc = core * r0
     s6c = (rc / r0) ** 6
     v_c = 1.0 / (s6c * s6c + eps) - 1.0 / (s6c + 6.0 * eps)

@@ -39,7 +39,9 @@ BEST = {
 METHOD_KIND = {"gd": "none", "cg": "linear", "gnn": "gnn"}
 
 
-def paper_spec(system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000) -> RunSpec:
+def paper_spec(
+    system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000
+) -> RunSpec:
     """The reference protocol with the best published hyperparameters for this case.
 
     Sizes other than 400 and 1000 take the n=400 learning rates with k scaled as n/4.
@@ -53,15 +55,23 @@ def paper_spec(system: str, n: int, method: str, seed: int = 0, *, max_steps: in
         system=SystemConfig(kind=system, n=n),
         energy=EnergyConfig(repulsion="random-subset", resample_every=3000),
         modes=ModesConfig(method="block-laplacian", at="samples"),
-        reparam=ReparamConfig(kind=METHOD_KIND[method], n_modes=k, hidden=h or 32, propagation="psi-lambda"),
-        optim=OptimConfig(name="adam", learning_rate=lr, stage1_lr=lr1, clip="elementwise", clip_value=0.1),
-        schedule=ScheduleConfig(max_steps=max_steps, stage1_max_steps=max_steps // 2, patience=20, min_delta=1e-6),
+        reparam=ReparamConfig(
+            kind=METHOD_KIND[method], n_modes=k, hidden=h or 32, propagation="psi-lambda"
+        ),
+        optim=OptimConfig(
+            name="adam", learning_rate=lr, stage1_lr=lr1, clip="elementwise", clip_value=0.1
+        ),
+        schedule=ScheduleConfig(
+            max_steps=max_steps, stage1_max_steps=max_steps // 2, patience=20, min_delta=1e-6
+        ),
         seed=seed,
         method_label=method,
     )
 
 
-def improved_spec(system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000) -> RunSpec:
+def improved_spec(
+    system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000
+) -> RunSpec:
     """Our protocol: the paper's hyperparameters on the fixed energy (monotone soft core,
     deterministic all-pairs repulsion), the paper's Psi Psi^T propagation (scale-free, unlike
     the reference's Psi Lambda Psi^T) and the moving-average stopping rule."""
@@ -92,7 +102,9 @@ TUNED = {
 }
 
 
-def tuned_spec(system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000) -> RunSpec:
+def tuned_spec(
+    system: str, n: int, method: str, seed: int = 0, *, max_steps: int = 60000
+) -> RunSpec:
     """improved_spec with CG and GNN started at x0 (anchor) and the learning rates of TUNED."""
     spec = improved_spec(system, n, method, seed, max_steps=max_steps)
     lr, lr1 = TUNED[(system, method)]
@@ -102,8 +114,9 @@ def tuned_spec(system: str, n: int, method: str, seed: int = 0, *, max_steps: in
     return spec.replace(**changes)
 
 
-def protein_spec(method: str, seed: int = 0, *, pdb: str = "2JOF", start: str = "extended",
-                 max_steps: int = 3000) -> RunSpec:
+def protein_spec(
+    method: str, seed: int = 0, *, pdb: str = "2JOF", start: str = "extended", max_steps: int = 3000
+) -> RunSpec:
     """All-atom AMBER14 + OBC2 protein runs (bench/bench_protein.py's settings).
 
     Adam with elementwise clip 0.01 and lr 4e-4 (method.md §6.4 also gives 4e-3, which ended
@@ -119,18 +132,30 @@ def protein_spec(method: str, seed: int = 0, *, pdb: str = "2JOF", start: str = 
         system=SystemConfig(kind="protein", pdb=pdb, start=start, model="amber-obc2"),
         energy=EnergyConfig(dtype="float32"),
         modes=ModesConfig(method="hessian", at="x0"),
-        reparam=ReparamConfig(kind=kind, n_modes=120 if kind != "none" else None, hidden=32,
-                              anchor="x0" if kind != "none" else "none"),
-        optim=OptimConfig(name="adam", learning_rate=4e-4, stage1_lr={"cg": 1.6e-3, "gnn": 1e-4}.get(method),
-                          clip="elementwise", clip_value=0.01),
-        schedule=ScheduleConfig(max_steps=max_steps, stage1_max_steps=min(1000, max_steps), min_delta=0.1,
-                                patience=20),
+        reparam=ReparamConfig(
+            kind=kind,
+            n_modes=120 if kind != "none" else None,
+            hidden=32,
+            anchor="x0" if kind != "none" else "none",
+        ),
+        optim=OptimConfig(
+            name="adam",
+            learning_rate=4e-4,
+            stage1_lr={"cg": 1.6e-3, "gnn": 1e-4}.get(method),
+            clip="elementwise",
+            clip_value=0.01,
+        ),
+        schedule=ScheduleConfig(
+            max_steps=max_steps, stage1_max_steps=min(1000, max_steps), min_delta=0.1, patience=20
+        ),
         seed=seed,
         method_label=method,
     )
 
 
-def _group(system: str, n: int, methods=("gd", "cg", "gnn"), max_steps: int = 60000) -> list[RunSpec]:
+def _group(
+    system: str, n: int, methods=("gd", "cg", "gnn"), max_steps: int = 60000
+) -> list[RunSpec]:
     return [paper_spec(system, n, m, 0, max_steps=max_steps) for m in methods]
 
 

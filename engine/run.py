@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +82,8 @@ class RunResult:
 
 def default_n_modes(spec: RunSpec, n_atoms: int) -> int:
     """k when unset: the reference's n/4 node modes, or 3n/4 Cartesian modes for the full
-    Hessian (3 per node mode, so both give the linear map the same 3k parameters, method.md §4.2)."""
+    Hessian (3 per node mode, so both give the linear map the same 3k parameters,
+    method.md §4.2)."""
     if spec.reparam.n_modes:
         return spec.reparam.n_modes
     per_node = max(2, math.ceil(n_atoms / 4))
@@ -91,7 +92,9 @@ def default_n_modes(spec: RunSpec, n_atoms: int) -> int:
 
 def first_modes(modes: SlowModes, k: int) -> SlowModes:
     """The k slowest of precomputed modes (exact: eigenvectors of the same operator)."""
-    return modes._replace(vectors=modes.vectors[:, :k], values=modes.values[:k], rigid=modes.rigid[:k])
+    return modes._replace(
+        vectors=modes.vectors[:, :k], values=modes.values[:k], rigid=modes.rigid[:k]
+    )
 
 
 def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:
@@ -159,18 +162,26 @@ def run(
     identity = lambda p: p  # noqa: E731
     chunks = {
         2: make_chunk_fn(
-            lambda p, a: model.train_energy_fn(p, a), identity, model.energy_fn,
-            make_optimizer(spec.optim), spec.chunk_size,
+            lambda p, a: model.train_energy_fn(p, a),
+            identity,
+            model.energy_fn,
+            make_optimizer(spec.optim),
+            spec.chunk_size,
         )
     }
     if two_stage:
         chunks[1] = make_chunk_fn(
-            lambda p, a: model.train_energy_fn(reparam.apply(p), a), reparam.apply, model.energy_fn,
-            make_optimizer(spec.optim, stage1_lr), spec.chunk_size,
+            lambda p, a: model.train_energy_fn(reparam.apply(p), a),
+            reparam.apply,
+            model.energy_fn,
+            make_optimizer(spec.optim, stage1_lr),
+            spec.chunk_size,
         )
     stage = 1 if two_stage else 2
     tx = chunks[stage]
-    opt_state = (make_optimizer(spec.optim, stage1_lr) if two_stage else make_optimizer(spec.optim)).init(params)
+    opt_state = (
+        make_optimizer(spec.optim, stage1_lr) if two_stage else make_optimizer(spec.optim)
+    ).init(params)
     timings["compile_s"] += tx.compile(params, opt_state, aux)
     if two_stage:  # compile stage 2 up front too, so wall times exclude all compilation
         timings["compile_s"] += chunks[2].compile(x0, make_optimizer(spec.optim).init(x0), aux)
@@ -187,7 +198,13 @@ def run(
         return time.perf_counter() - t_start - compile_offset
 
     def log(step_: int, stage_: int, x_np: np.ndarray, energy: float, gnorm: float) -> dict:
-        row = {"step": step_, "stage": stage_, "wall_time_s": wall(), "energy": energy, "grad_norm": gnorm}
+        row = {
+            "step": step_,
+            "stage": stage_,
+            "wall_time_s": wall(),
+            "energy": energy,
+            "grad_norm": gnorm,
+        }
         if np.all(np.isfinite(x_np)):
             row.update(structure_metrics(x_np, system))
         else:  # diverged positions: keep the columns, mark the metrics missing
@@ -202,7 +219,18 @@ def run(
     frames_x.append(x_np)
     e_start = float(e0)
     if on_progress:
-        on_progress(Progress(0, stage, float(e0), first["grad_norm"], first["wall_time_s"], x_np, _extra(first), [first]))
+        on_progress(
+            Progress(
+                0,
+                stage,
+                float(e0),
+                first["grad_norm"],
+                first["wall_time_s"],
+                x_np,
+                _extra(first),
+                [first],
+            )
+        )
 
     status, message = "done", "step budget reached"
     stop_state = stop_init()
@@ -228,24 +256,46 @@ def run(
             frames_x.append(x_np)
         if not math.isfinite(energy) or energy - e_start > EXPLODE_FACTOR * (abs(e_start) + 1.0):
             status = "diverged"
-            message = f"energy {energy:.4g} at step {step} (stage {stage}) is not finite or exploded"
+            message = (
+                f"energy {energy:.4g} at step {step} (stage {stage}) is not finite or exploded"
+            )
             if on_progress:
-                on_progress(Progress(step, stage, energy, gnorm, row["wall_time_s"], x_np, _extra(row), [row]))
+                on_progress(
+                    Progress(
+                        step, stage, energy, gnorm, row["wall_time_s"], x_np, _extra(row), [row]
+                    )
+                )
             break
         if on_progress:
-            on_progress(Progress(step, stage, energy, gnorm, row["wall_time_s"], x_np if frame_due else None, _extra(row), [row]))
+            on_progress(
+                Progress(
+                    step,
+                    stage,
+                    energy,
+                    gnorm,
+                    row["wall_time_s"],
+                    x_np if frame_due else None,
+                    _extra(row),
+                    [row],
+                )
+            )
 
         min_delta = sched.min_delta * (sched.stage1_delta_factor if stage == 1 else 1.0)
         stop_state, stop_now = stop_update(
-            stop_state, energy, rule=sched.stopping, patience=sched.patience,
-            min_delta=min_delta, rel_tol=sched.rel_tol, window=sched.window,
+            stop_state,
+            energy,
+            rule=sched.stopping,
+            patience=sched.patience,
+            min_delta=min_delta,
+            rel_tol=sched.rel_tol,
+            window=sched.window,
         )
         if stage == 1:
             steps_in_stage = step - stage_start
             switch = (
-                (sched.switch == "early-stop" and (stop_now or steps_in_stage >= sched.stage1_max_steps))
-                or (sched.switch == "fixed" and steps_in_stage >= sched.stage1_steps)
-            )
+                sched.switch == "early-stop"
+                and (stop_now or steps_in_stage >= sched.stage1_max_steps)
+            ) or (sched.switch == "fixed" and steps_in_stage >= sched.stage1_steps)
             if switch:
                 stage, stage_start, switch_step = 2, step, step
                 tx = chunks[2]
@@ -256,7 +306,9 @@ def run(
             message = f"converged: stopping rule '{sched.stopping}' fired at step {step}"
             break
         if model.aux_update is not None:
-            aux = model.aux_update(jax.random.fold_in(key_aux, step), out.x, step, last_aux_step, aux)
+            aux = model.aux_update(
+                jax.random.fold_in(key_aux, step), out.x, step, last_aux_step, aux
+            )
             last_aux_step = step
 
     if frames_step[-1] != columns["step"][-1]:
@@ -265,11 +317,23 @@ def run(
     timings["total_s"] = wall()
     metrics = {k_: np.asarray(v) for k_, v in columns.items()}
     return RunResult(
-        spec=spec, status=status, message=message, metrics=metrics,
-        frames_step=np.asarray(frames_step), frames_x=np.stack(frames_x), x_final=frames_x[-1],
-        system=system, timings=timings, stage_switch_step=switch_step, modes=modes,
+        spec=spec,
+        status=status,
+        message=message,
+        metrics=metrics,
+        frames_step=np.asarray(frames_step),
+        frames_x=np.stack(frames_x),
+        x_final=frames_x[-1],
+        system=system,
+        timings=timings,
+        stage_switch_step=switch_step,
+        modes=modes,
     )
 
 
 def _extra(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("step", "stage", "wall_time_s", "energy", "grad_norm")}
+    return {
+        k: v
+        for k, v in row.items()
+        if k not in ("step", "stage", "wall_time_s", "energy", "grad_norm")
+    }

@@ -27,7 +27,14 @@ def stop_init() -> StopState:
 
 
 def stop_update(
-    state: StopState, energy: float, *, rule: str, patience: int, min_delta: float, rel_tol: float, window: int
+    state: StopState,
+    energy: float,
+    *,
+    rule: str,
+    patience: int,
+    min_delta: float,
+    rel_tol: float,
+    window: int,
 ) -> tuple[StopState, bool]:
     """Feed one logged energy; returns (new state, whether to stop)."""
     if rule == "none":
@@ -41,8 +48,12 @@ def stop_update(
     history = tuple(collections.deque(state.history + (energy,), maxlen=window))
     average = sum(history) / len(history)
     if len(history) < window:
-        return state._replace(history=history, last_average=average, best=min(state.best, energy)), False
+        return state._replace(
+            history=history, last_average=average, best=min(state.best, energy)
+        ), False
     improved = state.last_average - average > rel_tol * max(abs(average), 1e-300)
     count = 0 if improved else state.count + 1
-    state = StopState(best=min(state.best, energy), count=count, history=history, last_average=average)
+    state = StopState(
+        best=min(state.best, energy), count=count, history=history, last_average=average
+    )
     return state, count >= patience

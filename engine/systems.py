@@ -16,8 +16,14 @@ from .types import EnergyModel, System
 
 # system kind (System.kind) -> "module:function" for energies and metrics; loaded lazily so
 # that loop-only users never import OpenMM.
-_ENERGY = {"loop": "engine.loops:make_loop_energy", "protein": "engine.protein.energy:make_protein_energy"}
-_METRICS = {"loop": "engine.loops:loop_structure_metrics", "protein": "engine.protein.measures:protein_metrics"}
+_ENERGY = {
+    "loop": "engine.loops:make_loop_energy",
+    "protein": "engine.protein.energy:make_protein_energy",
+}
+_METRICS = {
+    "loop": "engine.loops:loop_structure_metrics",
+    "protein": "engine.protein.measures:protein_metrics",
+}
 
 
 def _load(path: str):

@@ -9,7 +9,8 @@ states its own units in ``length_unit`` / ``energy_unit``; every array of positi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from engine import EnergyConfig, SystemConfig, build_system, make_energy, structure_metrics
-from engine import potentials
+from engine import (
+    EnergyConfig,
+    SystemConfig,
+    build_system,
+    make_energy,
+    potentials,
+    structure_metrics,
+)
 from engine.loops import loop_pairs
 
 
@@ -30,7 +36,9 @@ def test_monotone_core_has_no_trap_and_matches_outside():
     dv = jax.vmap(jax.grad(potentials.monotone_lj))(r)
     assert bool(jnp.all(dv < 0)), "monotone core must be strictly decreasing below its radius"
     r_out = jnp.linspace(0.8, 3.0, 100)
-    np.testing.assert_allclose(potentials.monotone_lj(r_out), potentials.softened_lj(r_out), rtol=1e-12)
+    np.testing.assert_allclose(
+        potentials.monotone_lj(r_out), potentials.softened_lj(r_out), rtol=1e-12
+    )
     # C1 at the junction
     g = jax.grad(potentials.monotone_lj)
     assert float(g(0.8 - 1e-9)) == pytest.approx(float(g(0.8 + 1e-9)), rel=1e-5)
@@ -75,7 +83,12 @@ def _direct_energy(x, system, kind, a=0.1, eps=1e-2, rep_mag=2.5e-3):
         e = (np.sum(lj(r(bonds))) + np.sum(a * lj(r(loops)))) / (len(bonds) + len(loops))
     n = len(x)
     excluded = {tuple(p) for p in np.concatenate([bonds, loops])}
-    rep = [1 / (np.linalg.norm(x[i] - x[j]) + eps) for i in range(n) for j in range(i + 1, n) if (i, j) not in excluded]
+    rep = [
+        1 / (np.linalg.norm(x[i] - x[j]) + eps)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if (i, j) not in excluded
+    ]
     return e + rep_mag * np.mean(rep)
 
 
@@ -83,7 +96,9 @@ def _direct_energy(x, system, kind, a=0.1, eps=1e-2, rep_mag=2.5e-3):
 def test_energy_matches_direct_reference(kind):
     system = build_system(SystemConfig(kind=kind, n=60), seed=1)
     model = make_energy(system, EnergyConfig(dtype="float64"))
-    assert float(model.energy_fn(jnp.asarray(system.x0))) == pytest.approx(_direct_energy(system.x0, system, kind), rel=1e-10)
+    assert float(model.energy_fn(jnp.asarray(system.x0))) == pytest.approx(
+        _direct_energy(system.x0, system, kind), rel=1e-10
+    )
 
 
 @pytest.mark.parametrize("kind", ["bond-lj-loop", "lj-loop"])
@@ -91,11 +106,15 @@ def test_energy_matches_direct_reference(kind):
 @pytest.mark.parametrize("repulsion", ["all-pairs", "random-subset", "cutoff"])
 def test_gradients_match_finite_differences(kind, soft_core, repulsion, key):
     system = build_system(SystemConfig(kind=kind, n=50), seed=0)
-    model = make_energy(system, EnergyConfig(soft_core=soft_core, repulsion=repulsion, dtype="float64"))
+    model = make_energy(
+        system, EnergyConfig(soft_core=soft_core, repulsion=repulsion, dtype="float64")
+    )
     x = jnp.asarray(system.x0)
     aux = model.aux_init(key, x)
     check_grads(model.energy_fn, (x,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
-    check_grads(lambda y: model.train_energy_fn(y, aux), (x,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+    check_grads(
+        lambda y: model.train_energy_fn(y, aux), (x,), order=1, modes=["rev"], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_float32_energy_stays_float32():
@@ -108,16 +127,22 @@ def test_float32_energy_stays_float32():
 
 def test_random_subset_is_unbiased_estimate_and_redrawn(key):
     system = build_system(SystemConfig(kind="lj-loop", n=80), seed=0)
-    model = make_energy(system, EnergyConfig(repulsion="random-subset", resample_every=100, dtype="float64"))
+    model = make_energy(
+        system, EnergyConfig(repulsion="random-subset", resample_every=100, dtype="float64")
+    )
     x = jnp.asarray(system.x0)
     aux = model.aux_init(key, x)
     assert aux.shape == (int(80 * np.log(80)), 2)
-    assert len({tuple(p) for p in np.asarray(aux)}) == aux.shape[0], "pairs drawn without replacement"
+    assert len({tuple(p) for p in np.asarray(aux)}) == aux.shape[0], (
+        "pairs drawn without replacement"
+    )
     same = model.aux_update(key, x, 40, 20, aux)
     assert same is aux
     new = model.aux_update(jax.random.PRNGKey(9), x, 120, 80, aux)
     assert new.shape == aux.shape and not np.array_equal(new, aux)
-    values = [float(model.train_energy_fn(x, model.aux_init(jax.random.PRNGKey(s), x))) for s in range(40)]
+    values = [
+        float(model.train_energy_fn(x, model.aux_init(jax.random.PRNGKey(s), x))) for s in range(40)
+    ]
     assert np.mean(values) == pytest.approx(float(model.energy_fn(x)), rel=2e-3)
 
 

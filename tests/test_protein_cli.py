@@ -5,24 +5,56 @@ import pytest
 
 from engine import cli, io
 
-PEPTIDE = ["--system", "protein", "--sequence", "YGGFM", "--start", "extended", "--model", "amber-obc2"]
+PEPTIDE = [
+    "--system",
+    "protein",
+    "--sequence",
+    "YGGFM",
+    "--start",
+    "extended",
+    "--model",
+    "amber-obc2",
+]
 
 
 def test_compare_gd_bond_graph_gnn_and_openmm_on_one_peptide(tmp_path, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", *PEPTIDE, "--methods", "gd,gnn,openmm-min", "--propagation", "bonds", "--anchor", "x0",
-            "--lr", "4e-4", "--clip-value", "0.01", "--steps", "60", "--stopping", "none", "--out", str(out),
-            "--quiet"]
+    args = [
+        "compare",
+        *PEPTIDE,
+        "--methods",
+        "gd,gnn,openmm-min",
+        "--propagation",
+        "bonds",
+        "--anchor",
+        "x0",
+        "--lr",
+        "4e-4",
+        "--clip-value",
+        "0.01",
+        "--steps",
+        "60",
+        "--stopping",
+        "none",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(args) == 0
     bundles = {m: io.read_bundle(out / m) for m in ("gd", "gnn", "openmm-min")}
     for method, b in bundles.items():
-        assert b["config"]["system"]["energy_unit"] == "kJ/mol" and b["config"]["system"]["length_unit"] == "nm"
+        assert (
+            b["config"]["system"]["energy_unit"] == "kJ/mol"
+            and b["config"]["system"]["length_unit"] == "nm"
+        )
         energy = np.asarray(b["metrics"]["energy"])
         assert energy[-1] < energy[0], method
     # one start for every method; the bond-graph GNN computes no slow modes
     starts = {m: float(b["metrics"]["energy"][0]) for m, b in bundles.items()}
     assert starts["gnn"] == pytest.approx(starts["gd"], rel=1e-5)  # x0 + f(p0) - f(p0) in float32
-    assert abs(starts["openmm-min"] - starts["gd"]) <= 1e-3 * abs(starts["gd"])  # float32 JAX vs OpenMM
+    assert abs(starts["openmm-min"] - starts["gd"]) <= 1e-3 * abs(
+        starts["gd"]
+    )  # float32 JAX vs OpenMM
     assert bundles["gnn"]["config"]["timings"]["modes_s"] == 0.0
     assert "time to reach" in capsys.readouterr().out
 

@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from util import fake_modes
 
 from engine import EnergyConfig, OptimConfig, ReparamConfig, SystemConfig, build_system, make_energy
 from engine.loop import make_chunk_fn
 from engine.optim import clip_rows, fire, make_optimizer
 from engine.reparam import make_reparam, propagation_factors
 from engine.reparam.gnn import bond_propagation
-from util import fake_modes
 
 N = 60
 RING = np.stack([np.arange(N), (np.arange(N) + 1) % N], axis=1)  # graph for the bond-graph GNN
@@ -33,14 +33,27 @@ REPARAMS = {
     "linear-cart": (ReparamConfig(kind="linear"), "cartesian"),
     "gnn-1layer": (ReparamConfig(kind="gnn", hidden=16), "node"),
     "gnn-psi-3layer-concat": (
-        ReparamConfig(kind="gnn", hidden=16, n_layers=3, residual="concat", propagation="psi", activation="silu"),
+        ReparamConfig(
+            kind="gnn",
+            hidden=16,
+            n_layers=3,
+            residual="concat",
+            propagation="psi",
+            activation="silu",
+        ),
         "node",
     ),
-    "gnn-cart-relu-xavier": (ReparamConfig(kind="gnn", hidden=8, n_layers=2, activation="relu", self_init="xavier"), "cartesian"),
+    "gnn-cart-relu-xavier": (
+        ReparamConfig(kind="gnn", hidden=8, n_layers=2, activation="relu", self_init="xavier"),
+        "cartesian",
+    ),
     "gnn-fit": (ReparamConfig(kind="gnn", hidden=32, fit_to_x0=True, fit_steps=1500), "node"),
     "linear-anchored": (ReparamConfig(kind="linear", anchor="x0"), "node"),
     "gnn-anchored": (ReparamConfig(kind="gnn", hidden=16, anchor="x0"), "cartesian"),
-    "gnn-bonds": (ReparamConfig(kind="gnn", hidden=16, n_layers=2, residual="concat", propagation="bonds"), None),
+    "gnn-bonds": (
+        ReparamConfig(kind="gnn", hidden=16, n_layers=2, residual="concat", propagation="bonds"),
+        None,
+    ),
 }
 OPTIMS = {
     "adam": OptimConfig(name="adam", learning_rate=0.01),
@@ -88,7 +101,9 @@ def test_float32_stays_float32(name, system, key):
 def test_linear_with_all_modes_reproduces_x0(system, key):
     for space, k in (("node", N), ("cartesian", 3 * N)):
         reparam = make_reparam(ReparamConfig(kind="linear"), fake_modes(space, k), N, jnp.float64)
-        np.testing.assert_allclose(reparam.apply(reparam.init(key, system.x0)), system.x0, atol=1e-10)
+        np.testing.assert_allclose(
+            reparam.apply(reparam.init(key, system.x0)), system.x0, atol=1e-10
+        )
 
 
 def test_gnn_propagation_is_factored_and_matches_dense(system):
@@ -132,7 +147,9 @@ def test_bond_graph_run_computes_no_modes():
         system=SystemConfig(kind="bond-lj-loop", n=N),
         reparam=ReparamConfig(kind="gnn", hidden=8, propagation="bonds"),
         optim=OptimConfig(name="adam", learning_rate=0.01),
-        schedule=ScheduleConfig(max_steps=200, stage1_max_steps=100, stopping="none", switch="fixed", stage1_steps=100),
+        schedule=ScheduleConfig(
+            max_steps=200, stage1_max_steps=100, stopping="none", switch="fixed", stage1_steps=100
+        ),
     )
     with pytest.raises(SpecError, match="pure LJ loop has none"):
         spec.replace(**{"system.kind": "lj-loop"})
@@ -149,7 +166,9 @@ def test_energy_decreases_and_no_recompile(name, optim, system, model, key):
     reparam = build(name, system)
     params = reparam.init(key, system.x0)
     tx = make_optimizer(OPTIMS[optim], 0.003 if name.startswith("gnn") and optim != "sgd" else None)
-    chunk = make_chunk_fn(lambda p, a: model.energy_fn(reparam.apply(p)), reparam.apply, model.energy_fn, tx, 25)
+    chunk = make_chunk_fn(
+        lambda p, a: model.energy_fn(reparam.apply(p)), reparam.apply, model.energy_fn, tx, 25
+    )
     aux = jnp.zeros((0, 2), jnp.int32)
     state = tx.init(params)
     e_start = float(model.energy_fn(reparam.apply(params)))
@@ -172,7 +191,9 @@ def test_fire_minimizes_a_quadratic_fast():
         u, state = tx.update(jax.grad(loss)(p), state)
         return (optax.apply_updates(p, u), state), None
 
-    (p, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=300))((jnp.zeros(3), tx.init(jnp.zeros(3))))
+    (p, state), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=300))(
+        (jnp.zeros(3), tx.init(jnp.zeros(3)))
+    )
     np.testing.assert_allclose(p, target, atol=1e-4)
     assert float(state.dt) > 0.02, "time step grows while going downhill"
 
@@ -181,9 +202,13 @@ def test_clipping_modes():
     g = {"x": jnp.array([[3.0, 4.0, 0.0], [0.3, 0.0, 0.4]])}
     u, _ = clip_rows(1.0).update(g, optax.EmptyState())
     np.testing.assert_allclose(jnp.linalg.norm(u["x"], axis=1), [1.0, 0.5], rtol=1e-12)
-    elementwise = make_optimizer(OptimConfig(name="sgd", learning_rate=1.0, momentum=0.0, clip="elementwise", clip_value=0.5))
+    elementwise = make_optimizer(
+        OptimConfig(name="sgd", learning_rate=1.0, momentum=0.0, clip="elementwise", clip_value=0.5)
+    )
     u, _ = elementwise.update(g, elementwise.init(g))
     assert float(jnp.max(jnp.abs(u["x"]))) == pytest.approx(0.5)
-    glob = make_optimizer(OptimConfig(name="sgd", learning_rate=1.0, momentum=0.0, clip="global-norm", clip_value=1.0))
+    glob = make_optimizer(
+        OptimConfig(name="sgd", learning_rate=1.0, momentum=0.0, clip="global-norm", clip_value=1.0)
+    )
     u, _ = glob.update(g, glob.init(g))
     assert float(optax.global_norm(u)) == pytest.approx(1.0, rel=1e-9)

@@ -25,8 +25,10 @@ CHANGES = {"energy.repulsion": "all-pairs", "reparam.propagation": "psi"}
 def finals():
     out = {}
     for seed in SEEDS:
-        specs = {m: paper_spec("lj-loop", N, m, seed, max_steps=STEPS).replace(**CHANGES)
-                 for m in ("gd", "cg", "gnn")}
+        specs = {
+            m: paper_spec("lj-loop", N, m, seed, max_steps=STEPS).replace(**CHANGES)
+            for m in ("gd", "cg", "gnn")
+        }
         system = build_system(specs["gd"].system, seed)
         modes = compute_modes(specs["cg"], system, make_energy(system, specs["cg"].energy))
         for method, spec in specs.items():

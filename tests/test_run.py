@@ -7,12 +7,21 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from engine import EnergyConfig, OptimConfig, ReparamConfig, RunSpec, ScheduleConfig, SpecError, SystemConfig, run
-from engine import cli, io
-from engine.presets import PRESETS, improved_spec, paper_spec, tuned_spec
-
 from util import fake_modes
+
+from engine import (
+    EnergyConfig,
+    OptimConfig,
+    ReparamConfig,
+    RunSpec,
+    ScheduleConfig,
+    SpecError,
+    SystemConfig,
+    cli,
+    io,
+    run,
+)
+from engine.presets import PRESETS, improved_spec, paper_spec, tuned_spec
 
 BASE = RunSpec(
     system=SystemConfig(kind="lj-loop", n=60),
@@ -29,8 +38,17 @@ def test_gd_run_logs_every_chunk_from_step_zero():
     m = result.metrics
     assert result.status == "done"
     np.testing.assert_array_equal(m["step"], np.arange(0, 201, 20))
-    assert set(m) >= {"step", "stage", "wall_time_s", "energy", "grad_norm", "bond_ok_frac", "loop_contact_frac",
-                      "collapsed_pairs", "radius_of_gyration"}
+    assert set(m) >= {
+        "step",
+        "stage",
+        "wall_time_s",
+        "energy",
+        "grad_norm",
+        "bond_ok_frac",
+        "loop_contact_frac",
+        "collapsed_pairs",
+        "radius_of_gyration",
+    }
     assert m["energy"][-1] < m["energy"][0]
     assert np.all(np.diff(m["wall_time_s"]) >= 0)
     assert [p.step for p in progress] == list(m["step"])
@@ -69,7 +87,9 @@ def test_divergence_is_a_status_with_history(monkeypatch):
     def nan_energy(system, cfg):
         c = 0.5 * float(np.sum(system.x0**2))
         fn = lambda x: jnp.log(jnp.sum(x**2) - c)  # noqa: E731
-        return EnergyModel(fn, lambda x, aux: fn(x), lambda key, x: jnp.zeros((0, 2), jnp.int32), None, None, "nan")
+        return EnergyModel(
+            fn, lambda x, aux: fn(x), lambda key, x: jnp.zeros((0, 2), jnp.int32), None, None, "nan"
+        )
 
     monkeypatch.setattr(run_module, "make_energy", nan_energy)
     result = run(BASE.replace(**{"optim.learning_rate": 0.5, "schedule.max_steps": 2000}))
@@ -81,8 +101,14 @@ def test_divergence_is_a_status_with_history(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["linear", "gnn"])
 def test_two_stage_fixed_switch(kind):
-    spec = BASE.replace(**{"reparam.kind": kind, "reparam.hidden": 16, "schedule.switch": "fixed",
-                           "schedule.stage1_steps": 80})
+    spec = BASE.replace(
+        **{
+            "reparam.kind": kind,
+            "reparam.hidden": 16,
+            "schedule.switch": "fixed",
+            "schedule.stage1_steps": 80,
+        }
+    )
     result = run(spec, modes=fake_modes("node", 15))
     stages = result.metrics["stage"]
     assert result.stage_switch_step == 80
@@ -94,8 +120,14 @@ def test_two_stage_fixed_switch(kind):
 
 
 def test_early_stopping_reference_rule_ends_run():
-    spec = BASE.replace(**{"schedule.stopping": "reference", "schedule.patience": 2, "schedule.min_delta": 10.0,
-                           "schedule.max_steps": 2000})
+    spec = BASE.replace(
+        **{
+            "schedule.stopping": "reference",
+            "schedule.patience": 2,
+            "schedule.min_delta": 10.0,
+            "schedule.max_steps": 2000,
+        }
+    )
     result = run(spec)
     assert result.status == "done" and result.message.startswith("converged")
     # step 20 sets best; steps 40 and 60 are two checks without a gain of 10
@@ -162,7 +194,13 @@ def test_bundle_roundtrip(tmp_path):
 
 def _cli(*args, cwd=None):
     """``python -m engine`` as a subprocess (proves the entry point works end to end)."""
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -189,26 +227,70 @@ def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path, monkeypatch, 
 
 def test_cli_entry_point_exit_code(tmp_path):
     proc = _cli("run", "--n", "10", "--out", "X", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: --n: must be in [50, 4000], got 10"
+    assert (
+        proc.returncode == 2 and proc.stderr.strip() == "error: --n: must be in [50, 4000], got 10"
+    )
 
 
 def test_cli_run_and_rerun_from_config(tmp_path):
     out = tmp_path / "gd"
-    assert cli.main(["run", "--system", "bond-lj-loop", "--n", "50", "--steps", "60", "--method", "gd",
-                     "--dtype", "float64", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--system",
+                "bond-lj-loop",
+                "--n",
+                "50",
+                "--steps",
+                "60",
+                "--method",
+                "gd",
+                "--dtype",
+                "float64",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     lines = (out / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("step,stage,wall_time_s,energy,grad_norm")
     assert lines[1].startswith("0,")
     again = tmp_path / "again"
-    assert cli.main(["run", "--config", str(out / "config.json"), "--out", str(again), "--quiet"]) == 0
+    assert (
+        cli.main(["run", "--config", str(out / "config.json"), "--out", str(again), "--quiet"]) == 0
+    )
     a, b = io.read_bundle(out), io.read_bundle(again)
     np.testing.assert_array_equal(a["metrics"]["energy"], b["metrics"]["energy"])
 
 
 def test_cli_compare_shares_start_and_writes_summary(tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert cli.main(["compare", "--system", "lj-loop", "--n", "60", "--steps", "100", "--methods", "gd,cg",
-                     "--k", "10", "--stopping", "none", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "compare",
+                "--system",
+                "lj-loop",
+                "--n",
+                "60",
+                "--steps",
+                "100",
+                "--methods",
+                "gd,cg",
+                "--k",
+                "10",
+                "--stopping",
+                "none",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = (out / "summary.csv").read_text().splitlines()
     assert table[0].startswith("method,status,final_energy") and len(table) == 3
     gd, cg = io.read_bundle(out / "gd"), io.read_bundle(out / "cg")

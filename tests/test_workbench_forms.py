@@ -64,7 +64,8 @@ def test_engine_rules_across_fields_come_back_on_the_form_key():
     values = forms.default_values()
     values.update({"system.kind": "lj-loop", "gnn.propagation": "bonds"})
     assert forms.validate_form(values, "loop", ["gnn"]) == {
-        "gnn.propagation": "'bonds' needs a system with bonds (bond-lj-loop or protein); the pure LJ loop has none"
+        "gnn.propagation": "'bonds' needs a system with bonds (bond-lj-loop or protein); "
+        "the pure LJ loop has none"
     }
     values["system.kind"] = "bond-lj-loop"
     (gnn,) = forms.parse_run_form(values, "loop", ["gnn"])
@@ -130,7 +131,11 @@ def test_presets_fill_the_form_and_parse_back_to_the_same_specs(name):
 def used(spec: RunSpec) -> dict:
     d = spec.to_dict()
     if spec.reparam.kind != "gnn":
-        d["reparam"] = {"kind": spec.reparam.kind, "n_modes": spec.reparam.n_modes, "anchor": spec.reparam.anchor}
+        d["reparam"] = {
+            "kind": spec.reparam.kind,
+            "n_modes": spec.reparam.n_modes,
+            "anchor": spec.reparam.anchor,
+        }
     if (spec.method_label or "").startswith("openmm"):
         d.pop("optim")  # OpenMM's minimizer has no step size
     return d

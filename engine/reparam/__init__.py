@@ -11,7 +11,14 @@ from .gnn import make_gnn, propagation_factors
 from .identity import make_identity
 from .linear import make_linear
 
-__all__ = ["Reparam", "make_reparam", "make_identity", "make_linear", "make_gnn", "propagation_factors"]
+__all__ = [
+    "Reparam",
+    "make_reparam",
+    "make_identity",
+    "make_linear",
+    "make_gnn",
+    "propagation_factors",
+]
 
 
 def make_reparam(

@@ -8,7 +8,8 @@ The optimizer minimizes ``energy_fn(apply(params))`` over params; nothing else i
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from ..types import Positions, PyTree
 

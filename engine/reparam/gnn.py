@@ -135,7 +135,10 @@ def make_gnn(
         x = apply(params)
         mean = jnp.mean(x, axis=0)
         scale = jnp.std(x0) / jnp.maximum(jnp.std(x - mean), 1e-12)
-        out = {"w": params["out"]["w"] * scale, "b": (params["out"]["b"] - mean) * scale + jnp.mean(x0, axis=0)}
+        out = {
+            "w": params["out"]["w"] * scale,
+            "b": (params["out"]["b"] - mean) * scale + jnp.mean(x0, axis=0),
+        }
         return {**params, "out": out}
 
     def fit(params, x0):
@@ -156,7 +159,13 @@ def make_gnn(
             state = jax.tree.map(lambda old, new: jnp.where(keep, old, new), state, new_state)
             return (p, state, best, count, keep), loss
 
-        init = (params, tx.init(params), jnp.asarray(jnp.inf, dtype), jnp.asarray(0), jnp.asarray(False))
+        init = (
+            params,
+            tx.init(params),
+            jnp.asarray(jnp.inf, dtype),
+            jnp.asarray(0),
+            jnp.asarray(False),
+        )
         (params, *_), _ = jax.lax.scan(step, init, None, length=cfg.fit_steps)
         return params
 
