@@ -293,7 +293,7 @@ def serve_synthetic(port: int, run_dir: str, rate: float) -> None:
                 "grad_norm": 1.0,
             }
             rows.append(row)
-            on_progress(Progress(step, 2, row["energy"], 1.0, row["wall_time_s"], x, {}, [row]))
+            on_progress(Progress([row], x))
         metrics = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
         return types.SimpleNamespace(
             status="stopped",

@@ -219,24 +219,14 @@ def run(
     frames_x.append(x_np)
     e_start = float(e0)
     if on_progress:
-        on_progress(
-            Progress(
-                0,
-                stage,
-                float(e0),
-                first["grad_norm"],
-                first["wall_time_s"],
-                x_np,
-                _extra(first),
-                [first],
-            )
-        )
+        on_progress(Progress([first], x_np))
 
     status, message = "done", "step budget reached"
     stop_state = stop_init()
     step = 0
     stage_start = 0
     switch_step = None
+    switch_unreported = False  # the switch step travels once, on the next report
     last_aux_step = 0
     if not math.isfinite(e_start):
         status, message = "diverged", f"initial energy is not finite ({e_start})"
@@ -260,25 +250,15 @@ def run(
                 f"energy {energy:.4g} at step {step} (stage {stage}) is not finite or exploded"
             )
             if on_progress:
-                on_progress(
-                    Progress(
-                        step, stage, energy, gnorm, row["wall_time_s"], x_np, _extra(row), [row]
-                    )
-                )
+                on_progress(Progress([row], x_np))
             break
         if on_progress:
             on_progress(
                 Progress(
-                    step,
-                    stage,
-                    energy,
-                    gnorm,
-                    row["wall_time_s"],
-                    x_np if frame_due else None,
-                    _extra(row),
-                    [row],
+                    [row], x_np if frame_due else None, switch_step if switch_unreported else None
                 )
             )
+        switch_unreported = False
 
         min_delta = sched.min_delta * (sched.stage1_delta_factor if stage == 1 else 1.0)
         stop_state, stop_now = stop_update(
@@ -298,6 +278,7 @@ def run(
             ) or (sched.switch == "fixed" and steps_in_stage >= sched.stage1_steps)
             if switch:
                 stage, stage_start, switch_step = 2, step, step
+                switch_unreported = True
                 tx = chunks[2]
                 params = jnp.asarray(out.x, dtype)
                 opt_state = make_optimizer(spec.optim).init(params)
@@ -329,11 +310,3 @@ def run(
         stage_switch_step=switch_step,
         modes=modes,
     )
-
-
-def _extra(row: dict) -> dict:
-    return {
-        k: v
-        for k, v in row.items()
-        if k not in ("step", "stage", "wall_time_s", "energy", "grad_norm")
-    }

@@ -133,22 +133,35 @@ class SlowModes(NamedTuple):
 class Progress(NamedTuple):
     """One progress report from a running optimization (host numpy values).
 
+    Each logged row travels once: a report carries only the rows logged since the previous
+    report, and the scalar properties below read the newest of them.
+
     Fields:
-      step: global step count (both stages) after this chunk.
-      stage: 1 (reparametrized) or 2 (plain positions).
-      energy: full deterministic energy at ``x``.
-      grad_norm: norm of dE/dx at ``x``.
-      wall_time: seconds since the run started (slow-mode time included).
-      x: [n_atoms, 3] positions, or None when no frame is due.
-      metrics: dict of extra scalars (rmsd, structure metrics).
-      rows: list of dict rows logged since the last report (for curves).
+      rows: non-empty list of row dicts logged since the last report, oldest first. A row has
+        step (global, both stages), stage (1 reparametrized, 2 plain positions), wall_time_s
+        (since the run started, slow-mode time included), energy (full deterministic energy),
+        grad_norm (|dE/dx|) and the system's structure metrics.
+      x: [n_atoms, 3] positions at the newest row's step, or None when no frame is due.
+      stage_switch_step: the step of the last stage-1 row, on the one report that follows the
+        switch to stage 2; None on every other report.
     """
 
-    step: int
-    stage: int
-    energy: float
-    grad_norm: float
-    wall_time: float
-    x: np.ndarray | None
-    metrics: dict
     rows: list
+    x: np.ndarray | None = None
+    stage_switch_step: int | None = None
+
+    @property
+    def step(self) -> int:
+        return int(self.rows[-1]["step"])
+
+    @property
+    def stage(self) -> int:
+        return int(self.rows[-1]["stage"])
+
+    @property
+    def energy(self) -> float:
+        return float(self.rows[-1]["energy"])
+
+    @property
+    def wall_time(self) -> float:
+        return float(self.rows[-1]["wall_time_s"])

@@ -109,9 +109,14 @@ def test_two_stage_fixed_switch(kind):
             "schedule.stage1_steps": 80,
         }
     )
-    result = run(spec, modes=fake_modes("node", 15))
+    progress = []
+    result = run(spec, modes=fake_modes("node", 15), on_progress=progress.append)
     stages = result.metrics["stage"]
     assert result.stage_switch_step == 80
+    # each row travels once, and the switch step once, on the first stage-2 report
+    assert [r["step"] for p in progress for r in p.rows] == list(result.metrics["step"])
+    switch_reports = [p for p in progress if p.stage_switch_step is not None]
+    assert [(p.stage_switch_step, p.stage) for p in switch_reports] == [(80, 2)]
     assert set(stages[result.metrics["step"] <= 80]) == {1}
     assert set(stages[result.metrics["step"] > 80]) == {2}
     # stage 2 starts where stage 1 ended: the energy is continuous across the switch

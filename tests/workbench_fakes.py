@@ -87,10 +87,9 @@ class FakeEngine:
                 "energy": energy,
                 "grad_norm": 1.0,
             }
+            switched = len(rows) > 0 and rows[-1]["stage"] == 1 and row["stage"] == 2
             rows.append(row)
-            on_progress(
-                Progress(step, row["stage"], energy, 1.0, row["wall_time_s"], x.copy(), {}, [row])
-            )
+            on_progress(Progress([row], x.copy(), rows[-2]["step"] if switched else None))
             step += 20
             if not np.isfinite(energy):
                 status, message = "diverged", f"energy {energy} at step {row['step']} is not finite"

@@ -349,16 +349,8 @@ class RunRegistry:
         x = None if p.x is None else np.asarray(p.x, np.float32)
         with self._lock:
             rec = self._records[run_id]
-            prev = rec.rows[-1] if rec.rows else None
-            for row in p.rows:  # the switch step is the last stage-1 step, as in RunResult
-                if (
-                    rec.stage_switch_step is None
-                    and prev is not None
-                    and prev.get("stage") == 1
-                    and row.get("stage") == 2
-                ):
-                    rec.stage_switch_step = int(prev["step"])
-                prev = row
+            if p.stage_switch_step is not None:  # sent once by the engine
+                rec.stage_switch_step = int(p.stage_switch_step)
             rec.rows.extend(p.rows)
             rec.last = {
                 "step": int(p.step),

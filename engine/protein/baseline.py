@@ -96,23 +96,7 @@ class _Recorder:
             self.frames_x.append(np.array(x, dtype=np.float64))
             self.last_frame = step
         if self.on_progress:
-            extra = {
-                k: v
-                for k, v in row.items()
-                if k not in ("step", "stage", "wall_time_s", "energy", "grad_norm")
-            }
-            self.on_progress(
-                Progress(
-                    step,
-                    STAGE,
-                    energy,
-                    grad_norm,
-                    row["wall_time_s"],
-                    x if frame_due else None,
-                    extra,
-                    [row],
-                )
-            )
+            self.on_progress(Progress([row], x if frame_due else None))
 
     def result(self, status: str, message: str, x_final: np.ndarray, timings: dict) -> dict:
         if not self.frames_step or self.frames_step[-1] != self.columns["step"][-1]:
