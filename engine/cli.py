@@ -10,9 +10,7 @@ import math
 import sys
 import time
 
-import numpy as np
-
-from . import io
+from . import analysis, io
 from .config import (
     PROPAGATIONS,
     EnergyConfig,
@@ -311,28 +309,25 @@ def cmd_run(args) -> int:
     return 0
 
 
-def time_to_reach(metrics: dict, threshold: float) -> tuple[float, float]:
-    """(wall time, step) of the first logged energy <= threshold, or (nan, nan)."""
-    hit = np.nonzero(np.asarray(metrics["energy"]) <= threshold)[0]
-    if not len(hit):
-        return math.nan, math.nan
-    return float(metrics["wall_time_s"][hit[0]]), float(metrics["step"][hit[0]])
-
-
 def summary_table(results: dict, reach: float | None) -> tuple[list[dict], float]:
     """One row per method: final/best energy, time, steps, time and steps to reach ``reach``.
 
-    The default threshold is GD's final energy (within 1% of its magnitude), else the worst
-    final energy among the methods.
+    The default threshold is ``analysis.default_threshold``: GD's final energy plus 1 % of its
+    magnitude, else the worst finite final energy among the methods.
     """
-    finals = {m: r.summary()["final_energy"] for m, r in results.items()}
+    finals = {m: analysis.final_value(r.metrics["energy"]) for m, r in results.items()}
     if reach is None:
-        base = finals.get("gd", max(finals.values()))
-        reach = base + 0.01 * abs(base)
+        reach = analysis.default_threshold(finals, base="gd")
     rows = []
     for method, result in results.items():
         s = result.summary()
-        t_reach, s_reach = time_to_reach(result.metrics, reach)
+        m = result.metrics
+        hit = (
+            None
+            if reach is None
+            else analysis.first_reach(m["energy"], reach, m["step"], m["wall_time_s"])
+        )
+        t_reach, s_reach = (math.nan, math.nan) if hit is None else (hit.time_s, hit.step)
         rows.append(
             {
                 "method": method,
@@ -408,7 +403,8 @@ def cmd_compare(args) -> int:
     io.write_text(Path(args.out) / "summary.csv", "\n".join(csv_lines) + "\n")
     unit = system.energy_unit
     md = [
-        f"Threshold for time-to-reach: E <= {reach:.6g} {unit}",
+        "Threshold for time-to-reach: "
+        + (f"E <= {reach:.6g} {unit}" if reach is not None else "none (no finite final energy)"),
         "",
         "| method | status | final E | best E | time (s) | steps | modes (s) | "
         "time to reach (s) | steps to reach |",

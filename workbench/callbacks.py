@@ -28,7 +28,7 @@ from dash import (
 )
 from dash import no_update as NU
 
-from engine import RunSpec, SpecError
+from engine import RunSpec, SpecError, analysis
 
 from . import components as C
 from . import figures, forms, ids, jobs
@@ -339,16 +339,18 @@ def speedup_block(live, sid, metric, threshold_text):
                 raise ValueError
         except ValueError:
             return NU, f"must be a finite number, got {threshold_text!r}; blank means auto"
-    series, labels = {}, {}
-    for r in live["runs"]:
-        snap = reg.get().snapshot(r["id"], sid)
-        if snap is not None:
-            series[r["id"]], labels[r["id"]] = list(snap.rows), r["label"]
+    registry = reg.get()
+    labels = {r["id"]: r["label"] for r in live["runs"]}
     auto = threshold is None
     if auto:
         gd = next((r["id"] for r in live["runs"] if r.get("method") == "gd"), None)
-        threshold = figures.auto_threshold(series, metric, base=gd)
-    rows = figures.speedup_rows(series, labels, metric, threshold)
+        finals = {rid: registry.curve_final(rid, sid, metric) for rid in labels}
+        threshold = analysis.default_threshold(finals, base=gd)
+    reaches = {
+        rid: None if threshold is None else registry.curve_reach(rid, sid, metric, threshold)
+        for rid in labels
+    }
+    rows = figures.speedup_rows(reaches, labels, threshold)
     return C.speedup_table(rows, metric, threshold, auto), msg
 
 

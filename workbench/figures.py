@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 from dash import Patch
 from plotly.subplots import make_subplots
 
+from engine.analysis import Reach
+
 RMSD = "rmsd_ca"  # engine protein metric: CA RMSD to the native structure (nm)
 RIGID_FLOOR_FRACTION = 1e-3  # rigid (zero) modes are drawn this far below the smallest nonzero |λ|
 TEMPLATE = "plotly_white"
@@ -302,49 +304,21 @@ def status_text(snap) -> str:
 
 
 # ---- speed-up readout ------------------------------------------------------------------------
-def first_reach(rows, metric: str, threshold: float) -> tuple[int, float] | None:
-    """(step, wall time) of the first row with ``metric`` <= threshold, or None."""
-    for row in rows:
-        v = row.get(metric)
-        if v is not None and math.isfinite(v) and v <= threshold:
-            return int(row["step"]), float(row.get("wall_time_s", math.nan))
-    return None
-
-
-def auto_threshold(series: dict[str, list], metric: str, base: str | None = None) -> float | None:
-    """The CLI's default level (``python -m engine compare``): the base run's (GD's) final value
-    plus 1 % of its magnitude; without a base run, the worst final value. None without data."""
-    finals = {}
-    for rid, rows in series.items():
-        vals = [
-            r.get(metric)
-            for r in rows
-            if r.get(metric) is not None and math.isfinite(r.get(metric))
-        ]
-        if vals:
-            finals[rid] = vals[-1]
-    if not finals:
-        return None
-    level = finals[base] if base in finals else max(finals.values())
-    return level + 0.01 * abs(level)
-
-
 def speedup_rows(
-    series: dict[str, list], labels: dict[str, str], metric: str, threshold: float | None
+    reaches: dict[str, Reach | None], labels: dict[str, str], threshold: float | None
 ) -> list[dict]:
     """Per run: steps and time to reach ``threshold`` and the speed-up vs the first run (GD).
 
-    series: {run_id: rows} in display order. Returns dicts with label, reached, step, time,
-    speedup_time and speedup_steps (None where undefined).
+    reaches: {run_id: engine.analysis.Reach or None} in display order. Returns dicts with
+    label, reached, step, time, speedup_time and speedup_steps (None where undefined).
     """
     if threshold is None:
         return []
-    reach = {rid: first_reach(rows, metric, threshold) for rid, rows in series.items()}
-    ids = list(series)
-    base = reach[ids[0]] if ids else None
+    ids = list(reaches)
+    base = reaches[ids[0]] if ids else None
     out = []
     for rid in ids:
-        r = reach[rid]
+        r = reaches[rid]
         row = {
             "label": labels.get(rid, rid),
             "reached": r is not None,
@@ -356,8 +330,8 @@ def speedup_rows(
         if r is not None:
             row["step"], row["time"] = r
             if base is not None and rid != ids[0]:
-                row["speedup_time"] = base[1] / r[1] if r[1] > 0 else None
-                row["speedup_steps"] = base[0] / r[0] if r[0] > 0 else None
+                row["speedup_time"] = base.time_s / r.time_s if r.time_s > 0 else None
+                row["speedup_steps"] = base.step / r.step if r.step > 0 else None
         out.append(row)
     return out
 

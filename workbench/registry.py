@@ -15,14 +15,16 @@ threads and sessions, engine runs execute on pool threads, and both meet here.
 - Finished runs are written by ``RunStore`` and re-indexed by the next registry on the same
   run_dir (arrays load lazily, on first read).
 
-The registry never imports the engine: a ``runner(spec, on_progress, should_stop, on_system)``
-does the work (``workbench.jobs.run_engine`` in the app, a fake in tests).
+The registry never runs the engine: a ``runner(spec, on_progress, should_stop, on_system)``
+does the work (``workbench.jobs.run_engine`` in the app, a fake in tests). It reads curves
+with ``engine.analysis`` (numpy only), the one definition of time-to-threshold.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import secrets
 import threading
 import time
@@ -32,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from engine import analysis
 
 from .config import ServerConfig
 from .runstore import RunStore
@@ -500,6 +504,36 @@ class RunRegistry:
             self._load(rec)
         with self._lock:
             return self._snap(rec, reader, since_rows, since_frame)
+
+    def curve_final(self, run_id: str, reader: str, metric: str) -> float | None:
+        """The last finite value of ``metric`` logged by the run, or None (also when not
+        readable by ``reader``)."""
+        with self._lock:
+            rec = self._records.get(run_id)
+            if not self._readable(rec, reader):
+                return None
+            for row in reversed(rec.rows):
+                v = row.get(metric)
+                if v is not None and math.isfinite(v):
+                    return float(v)
+        return None
+
+    def curve_reach(
+        self, run_id: str, reader: str, metric: str, threshold: float
+    ) -> analysis.Reach | None:
+        """The first logged row with ``metric`` <= threshold (engine.analysis semantics), or
+        None (also when not readable by ``reader``)."""
+        with self._lock:
+            rec = self._records.get(run_id)
+            if not self._readable(rec, reader):
+                return None
+            cols = [
+                (r.get(metric, math.nan), r["step"], r.get("wall_time_s", 0.0)) for r in rec.rows
+            ]
+        if not cols:
+            return None
+        values, steps, times = zip(*cols, strict=True)
+        return analysis.first_reach(values, threshold, steps, times)
 
     def snapshots(
         self, run_ids: list[str], reader: str, seen: dict | None = None
