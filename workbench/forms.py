@@ -1031,3 +1031,8 @@ def check_upload(contents: str | None, filename: str | None, cap_bytes: int) -> 
             f"{filename or 'file'} is not a PDB structure (no ATOM records with coordinates)",
         )
     return data
+
+
+def group_names(group: str) -> list[str]:
+    """Form keys shown in one panel section (``Field.group``), in declaration order."""
+    return [f.name for f in FIELDS if f.group == group]

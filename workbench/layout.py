@@ -12,57 +12,9 @@ import secrets
 from dash import dcc, html
 
 from . import components as C
-from . import ids
+from . import forms, ids
 from .forms import DEFAULT_METHODS, METHODS, PROTEIN_SOURCES, PROTEIN_STARTS, start_values
 
-LOOP_FIELDS = [
-    "system.kind",
-    "system.n",
-    "system.loop_stride",
-    "system.loop_strength",
-    "system.init_scale",
-    "seed",
-]
-ENERGY_FIELDS = [
-    "energy.soft_core",
-    "energy.lj_eps",
-    "energy.repulsion",
-    "energy.resample_every",
-    "energy.repel_mag",
-    "energy.repel_pow",
-    "energy.dtype",
-]
-MODE_FIELDS = ["modes.method", "modes.at", "modes.n_samples"]
-METHOD_FIELDS = {
-    "gd": ["gd.optimizer", "gd.learning_rate"],
-    "cg": ["cg.n_modes", "cg.anchor", "cg.stage1_lr", "cg.learning_rate"],
-    "gnn": [
-        "gnn.n_modes",
-        "gnn.hidden",
-        "gnn.n_layers",
-        "gnn.activation",
-        "gnn.propagation",
-        "gnn.residual",
-        "gnn.fit_to_x0",
-        "gnn.anchor",
-        "gnn.stage1_lr",
-        "gnn.learning_rate",
-    ],
-    "fire": ["fire.learning_rate"],
-}
-OPTIM_FIELDS = ["optim.clip", "optim.clip_value", "optim.momentum"]
-SCHEDULE_FIELDS = [
-    "schedule.max_steps",
-    "schedule.stage1_max_steps",
-    "schedule.switch",
-    "schedule.stage1_steps",
-    "schedule.stopping",
-    "schedule.patience",
-    "schedule.min_delta",
-    "schedule.rel_tol",
-    "schedule.window",
-    "chunk_size",
-]
 PAPER = "https://openreview.net/forum?id=FwxOHl0BEl"
 
 
@@ -142,7 +94,10 @@ def build(
 
 def _system_panel(values, structures, max_upload_bytes):
     loop = html.Div(
-        [*C.fields(LOOP_FIELDS, values), C.details("Energy", C.fields(ENERGY_FIELDS, values))],
+        [
+            *C.fields(forms.group_names("loop"), values),
+            C.details("Energy", C.fields(forms.group_names("energy"), values)),
+        ],
         className="wb-tab-body",
     )
     struct_options = [{"label": lab, "value": path} for lab, path in structures]
@@ -230,7 +185,7 @@ def _system_panel(values, structures, max_upload_bytes):
                 "Start from the native structure, an extended chain, a helix, a random coil, or "
                 "another structure of the same residues (e.g. an unfolded frame).",
             ),
-            *C.fields(["system.model", "system.nmr_model"], values),
+            *C.fields(forms.group_names("protein"), values),
         ],
         className="wb-tab-body",
     )
@@ -255,11 +210,16 @@ def _method_panel(values, presets, start_preset=None):
     preset_opts = [{"label": name, "value": name} for name in presets]
     per_method = [
         html.Div(
-            C.details(f"{METHODS[m][0]} parameters", C.fields(names, values), open_=m in ("gnn",)),
+            C.details(
+                f"{METHODS[m][0]} parameters",
+                C.fields(forms.group_names(m), values),
+                open_=m in ("gnn",),
+            ),
             id=ids.method_params(m),
             style=None if m in DEFAULT_METHODS else {"display": "none"},
         )
-        for m, names in METHOD_FIELDS.items()
+        for m in METHODS
+        if forms.group_names(m)
     ]
     return C.section(
         "Method",
@@ -295,9 +255,9 @@ def _method_panel(values, presets, start_preset=None):
                 "Every checked method runs at once from the same structure and seed.",
             ),
             *per_method,
-            C.details("Slow modes (CG, GNN)", C.fields(MODE_FIELDS, values)),
-            C.details("Optimiser", C.fields(OPTIM_FIELDS, values)),
-            C.details("Schedule and stopping", C.fields(SCHEDULE_FIELDS, values)),
+            C.details("Slow modes (CG, GNN)", C.fields(forms.group_names("modes"), values)),
+            C.details("Optimiser", C.fields(forms.group_names("optim"), values)),
+            C.details("Schedule and stopping", C.fields(forms.group_names("schedule"), values)),
             html.Div(
                 [
                     html.Button("Run", id=ids.RUN_BTN, className="wb-btn wb-btn-primary"),
