@@ -115,7 +115,7 @@ def settings() -> dict:
         "stage1_max_steps": gnn.schedule.stage1_max_steps,
         "min_delta": gnn.schedule.min_delta,
         "patience_checks": gnn.schedule.patience,
-        "check_every": gnn.schedule.check_every,
+        "check_every": gnn.chunk_size,
         "lr": specs["gd"].optim.learning_rate,
         "methods": {
             m: {

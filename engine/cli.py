@@ -10,62 +10,22 @@ import math
 import sys
 import time
 
-from . import analysis, io
-from .config import (
-    PROPAGATIONS,
-    EnergyConfig,
-    ModesConfig,
-    OptimConfig,
-    ReparamConfig,
-    RunSpec,
-    ScheduleConfig,
-    SpecError,
-    SystemConfig,
-)
-from .presets import METHOD_KIND, PRESETS, improved_spec, paper_spec
+from . import analysis, io, methods, schema
+from .config import RunSpec, SpecError
+from .presets import PRESETS, improved_spec, paper_spec
 
-METHODS = ("gd", "cg", "gnn", "openmm-min", "openmm-md")
-SYSTEMS = ("bond-lj-loop", "lj-loop", "protein")
+# Every declared spec parameter is a flag (engine/schema.py): the same name, bounds, default
+# and help as the workbench form. "--lr" is optim.learning_rate, and so on.
+SPEC_PARAMS = [e for e in schema.params(RunSpec) if e.param.flag != ""]
+
+
+def flag_of(entry: schema.Entry) -> str:
+    """The CLI flag of a spec parameter: its declared flag or its field name with dashes."""
+    return "--" + (entry.param.flag or entry.path.rsplit(".", 1)[-1].replace("_", "-"))
+
 
 # spec field -> CLI flag, so that validation errors name what the user typed
-FLAGS = {
-    "system.kind": "--system",
-    "system.n": "--n",
-    "system.loop_stride": "--loop-stride",
-    "system.loop_strength": "--loop-strength",
-    "system.init_scale": "--init-scale",
-    "system.pdb": "--pdb",
-    "system.start": "--start",
-    "system.model": "--model",
-    "energy.lj_eps": "--lj-eps",
-    "energy.soft_core": "--soft-core",
-    "energy.repulsion": "--repulsion",
-    "energy.cutoff": "--cutoff",
-    "energy.dtype": "--dtype",
-    "modes.method": "--modes",
-    "modes.at": "--modes-at",
-    "modes.solver": "--solver",
-    "reparam.n_modes": "--k",
-    "reparam.hidden": "--hidden",
-    "reparam.n_layers": "--layers",
-    "reparam.activation": "--activation",
-    "reparam.propagation": "--propagation",
-    "reparam.residual": "--residual",
-    "reparam.anchor": "--anchor",
-    "optim.name": "--optimizer",
-    "optim.learning_rate": "--lr",
-    "optim.stage1_lr": "--stage1-lr",
-    "optim.clip": "--clip",
-    "optim.clip_value": "--clip-value",
-    "schedule.max_steps": "--steps",
-    "schedule.stopping": "--stopping",
-    "schedule.patience": "--patience",
-    "schedule.min_delta": "--min-delta",
-    "schedule.switch": "--switch",
-    "seed": "--seed",
-    "chunk_size": "--chunk",
-    "frame_every": "--frame-every",
-}
+FLAGS = {e.path: flag_of(e) for e in SPEC_PARAMS}
 
 
 class UsageError(Exception):
@@ -77,26 +37,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        return value
-
-    return parse
+def _flag_help(entry: schema.Entry) -> str:
+    p = entry.param
+    accepted = p.interval() or (", ".join(map(str, p.values)) if p.kind == "choice" else "")
+    default = p.blank if entry.default is None and p.blank else entry.default
+    unit = f" {p.unit}" if p.unit else ""
+    return f"{p.label}{unit}: {p.help} Accepted: {accepted or p.kind}; default: {default}."
 
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--system", choices=SYSTEMS, default="lj-loop")
-    p.add_argument(
-        "--n", type=_positive_int("--n"), default=400, help="beads in a loop system (50-4000)"
-    )
-    p.add_argument("--seed", type=_positive_int("--seed"), default=0)
-    p.add_argument(
-        "--steps", type=_positive_int("--steps"), default=20000, help="total step budget"
-    )
+    for e in SPEC_PARAMS:
+        help_text = _flag_help(e).replace("%", "%%")
+        if e.param.kind == "bool":
+            action = argparse.BooleanOptionalAction
+            p.add_argument(flag_of(e), dest=e.path, action=action, default=None, help=help_text)
+        else:
+            metavar = {"int": "N", "float": "X", "text": "TEXT"}.get(e.param.kind, "CHOICE")
+            p.add_argument(flag_of(e), dest=e.path, default=None, metavar=metavar, help=help_text)
     p.add_argument(
         "--paper", action="store_true", help="the reference protocol and best hyperparameters"
     )
@@ -104,55 +61,6 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
         "--improved", action="store_true", help="paper hyperparameters on the fixed energy"
     )
     p.add_argument("--config", help="config.json of a bundle (or a spec JSON) to re-run")
-    p.add_argument("--loop-stride", type=int, default=10)
-    p.add_argument("--loop-strength", type=float, default=0.1)
-    p.add_argument("--init-scale", type=float, default=1.0)
-    p.add_argument("--pdb", help="protein: file path, 4-letter PDB id, or 'villin'")
-    p.add_argument("--sequence", help="protein: one-letter sequence")
-    p.add_argument(
-        "--start", default="native", help="protein start: native, extended, random or a PDB path"
-    )
-    p.add_argument(
-        "--model", default="amber-obc2", help="protein energy model: amber-obc2 or residue"
-    )
-    p.add_argument("--lj-eps", type=float, default=1e-2)
-    p.add_argument("--soft-core", choices=("reference", "monotone"), default="reference")
-    p.add_argument(
-        "--repulsion", choices=("all-pairs", "random-subset", "cutoff"), default="all-pairs"
-    )
-    p.add_argument("--cutoff", type=float, default=3.0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--modes", choices=("block-laplacian", "hessian"), default="block-laplacian")
-    p.add_argument("--modes-at", choices=("samples", "x0", "minimum"), default="samples")
-    p.add_argument("--solver", choices=("auto", "dense", "iterative"), default="auto")
-    p.add_argument("--k", type=int, default=None, help="number of slow modes (default n/4)")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--activation", choices=("tanh", "relu", "leaky_relu", "silu"), default="tanh")
-    p.add_argument("--propagation", choices=PROPAGATIONS, default="psi")
-    p.add_argument("--residual", choices=("none", "concat"), default="none")
-    p.add_argument("--fit-x0", action="store_true", help="fit the GNN to x0 before optimizing")
-    p.add_argument(
-        "--anchor",
-        choices=("none", "x0"),
-        default="none",
-        help="x0: displacement form x = x0 + f(params) - f(params0), starts exactly at x0",
-    )
-    p.add_argument("--optimizer", choices=("adam", "sgd", "fire"), default="adam")
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--stage1-lr", type=float, default=None)
-    p.add_argument(
-        "--clip",
-        choices=("elementwise", "global-norm", "max-displacement", "none"),
-        default="elementwise",
-    )
-    p.add_argument("--clip-value", type=float, default=0.1)
-    p.add_argument("--stopping", choices=("reference", "relative", "none"), default="reference")
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--min-delta", type=float, default=1e-6)
-    p.add_argument("--switch", choices=("early-stop", "fixed", "never"), default="early-stop")
-    p.add_argument("--chunk", type=int, default=20, help="steps per jitted chunk (= log interval)")
-    p.add_argument("--frame-every", type=int, default=100)
     p.add_argument("--trajectory", action="store_true", help="also write trajectory.pdb")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -162,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_run = sub.add_parser("run", help="run one method and write a bundle")
     _add_spec_args(p_run)
-    p_run.add_argument("--method", choices=METHODS, default="gd")
+    p_run.add_argument("--method", choices=tuple(methods.METHODS), default="gd")
     p_run.add_argument("--out", required=True, help="bundle directory")
     p_cmp = sub.add_parser("compare", help="run several methods from the same start and seed")
     _add_spec_args(p_cmp)
@@ -187,71 +95,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_values(args) -> dict:
+    """The spec parameters set on the command line, parsed and checked by the schema
+    (SpecError names the field; ``main`` turns it into the flag)."""
+    out = {}
+    for e in SPEC_PARAMS:
+        raw = getattr(args, e.path, None)
+        if raw is not None:
+            out[e.path] = raw if e.param.kind == "bool" else e.param.parse(e.path, raw)
+    return out
+
+
 def spec_from_args(args, method: str) -> RunSpec:
-    """Build and validate the RunSpec for ``method`` from parsed arguments."""
+    """Build and validate the RunSpec for ``method`` from parsed arguments: the base (a
+    bundle's config, a paper protocol, or the method's defaults) with every given flag on top."""
+    given = given_values(args)
     if args.config:
         data = io.read_json(args.config)
-        spec = RunSpec.from_dict(data.get("spec", data))
-        return spec.replace(method_label=spec.method_label)
-    label = method
-    if method not in METHOD_KIND:  # OpenMM baselines: the spec describes system and logging only
-        method = "gd"
-    if args.paper or args.improved:
-        if args.system == "protein":
+        base = RunSpec.from_dict(data.get("spec", data))
+    elif args.paper or args.improved:
+        default = RunSpec()
+        kind = given.get("system.kind", default.system.kind)
+        if kind == "protein":
             raise SpecError("--paper", "applies to loop systems only")
         make = improved_spec if args.improved else paper_spec
-        return make(args.system, args.n, method, args.seed, max_steps=args.steps)
-    return RunSpec(
-        system=SystemConfig(
-            kind=args.system,
-            n=args.n,
-            loop_stride=args.loop_stride,
-            loop_strength=args.loop_strength,
-            init_scale=args.init_scale,
-            pdb=args.pdb,
-            sequence=args.sequence,
-            start=args.start,
-            model=args.model,
-        ),
-        energy=EnergyConfig(
-            lj_eps=args.lj_eps,
-            soft_core=args.soft_core,
-            repulsion=args.repulsion,
-            cutoff=args.cutoff,
-            dtype=args.dtype,
-        ),
-        modes=ModesConfig(method=args.modes, at=args.modes_at, solver=args.solver),
-        reparam=ReparamConfig(
-            kind=METHOD_KIND[method],
-            n_modes=args.k,
-            hidden=args.hidden,
-            n_layers=args.layers,
-            activation=args.activation,
-            propagation=args.propagation,
-            residual=args.residual,
-            fit_to_x0=args.fit_x0,
-            anchor=args.anchor,
-        ),
-        optim=OptimConfig(
-            name=args.optimizer,
-            learning_rate=args.lr,
-            stage1_lr=args.stage1_lr,
-            clip=args.clip,
-            clip_value=args.clip_value,
-        ),
-        schedule=ScheduleConfig(
-            max_steps=args.steps,
-            stage1_max_steps=max(1, args.steps // 2),
-            stopping=args.stopping,
-            patience=args.patience,
-            min_delta=args.min_delta,
-            switch=args.switch,
-        ),
-        seed=args.seed,
-        chunk_size=args.chunk,
-        frame_every=args.frame_every,
-        method_label=label,
-    )
+        base = make(
+            kind,
+            given.get("system.n", default.system.n),
+            method,
+            given.get("seed", default.seed),
+            max_steps=given.get("schedule.max_steps", default.schedule.max_steps),
+        )
+    else:
+        base = methods.get(method).spec()
+    d = base.to_dict()
+    for path, value in given.items():
+        *parents, leaf = path.split(".")
+        node = d
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return RunSpec.from_dict(d)
 
 
 class _ProgressBar:
@@ -280,18 +164,12 @@ class _ProgressBar:
 
 
 def _run_one(spec: RunSpec, method: str, out, args, *, system=None, modes=None):
-    from .run import run
     from .systems import build_system
 
     system = system or build_system(spec.system, spec.seed)  # input errors before any progress bar
     bar = _ProgressBar(spec.schedule.max_steps, method, args.quiet)
     try:
-        if method.startswith("openmm"):
-            from .protein.baseline import run_openmm_result
-
-            result = run_openmm_result(spec, method, on_progress=bar, system=system)
-        else:
-            result = run(spec, on_progress=bar, system=system, modes=modes)
+        result = methods.execute(spec, on_progress=bar, system=system, modes=modes)
     finally:
         bar.close()
     io.write_bundle(result, out, trajectory=args.trajectory)
@@ -351,16 +229,17 @@ def cmd_compare(args) -> int:
     from .systems import build_system, make_energy
 
     if args.preset:
-        specs = {s.label: s.replace(seed=args.seed) for s in PRESETS[args.preset][1]}
+        seed = given_values(args).get("seed", RunSpec().seed)
+        specs = {s.label: s.replace(seed=seed) for s in PRESETS[args.preset][1]}
     else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in methods if m not in METHODS]
-        if bad or not methods:
+        keys = [m.strip() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in keys if m not in methods.METHODS]
+        if bad or not keys:
             raise UsageError(
                 "argument --methods: each must be one of "
-                f"{', '.join(METHODS)}; got {args.methods!r}"
+                f"{', '.join(methods.METHODS)}; got {args.methods!r}"
             )
-        specs = {m: spec_from_args(args, m) for m in methods}
+        specs = {m: spec_from_args(args, m) for m in keys}
     first = next(iter(specs.values()))
     system = build_system(first.system, first.seed)  # one start shared by every method
     results = {}

@@ -1,198 +1,258 @@
-"""Run specification: frozen, hashable, JSON-serializable dataclasses.
+"""Run specification: frozen, hashable, JSON-serializable dataclasses, declared once.
 
 A ``RunSpec`` fully describes a run (system, energy, slow modes, reparametrization,
-optimizer, schedule, seed). Every field is validated in ``__post_init__``; errors are
-``SpecError`` (a ``ValueError``) naming the field and the accepted range, e.g.
+optimizer, schedule, seed). Each user-facing field is declared with ``param(default, kind,
+label, help, bounds...)`` (engine/schema.py): validation, the workbench form, the CLI flags and
+the sweep axes are all generated from that declaration. Errors are ``SpecError`` (a
+``ValueError``) naming the field and the accepted range, e.g.
 ``"system.n must be an integer in [50, 4000], got 12"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any
+
+from .schema import SpecError, param, validate
 
 LOOP_SYSTEMS = ("bond-lj-loop", "lj-loop")
 SYSTEM_KINDS = LOOP_SYSTEMS + ("protein",)
 N_MIN, N_MAX = 50, 4000
-
-
-class SpecError(ValueError):
-    """An invalid user choice. ``field`` is the dotted field name."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field} {message}")
-        self.field = field
-
-
-def _num(field: str, value: Any, lo: float, hi: float, *, integer=False, lo_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "an integer" if integer else "a number"
-        raise SpecError(field, f"must be {kind} in [{lo}, {hi}], got {value!r}")
-    if integer and (not float(value).is_integer()):
-        raise SpecError(field, f"must be an integer in [{lo}, {hi}], got {value!r}")
-    if not math.isfinite(value) or value > hi or value < lo or (lo_open and value <= lo):
-        bracket = "(" if lo_open else "["
-        raise SpecError(field, f"must be in {bracket}{lo}, {hi}], got {value!r}")
-
-
-def _choice(field: str, value: Any, options: tuple):
-    if value not in options:
-        raise SpecError(field, f"must be one of {', '.join(map(str, options))}; got {value!r}")
+PROPAGATIONS = ("psi", "psi-lambda", "bonds")
+LOOP_FIELDS = ("n", "loop_stride", "loop_strength", "init_scale")
+PROTEIN_FIELDS = ("pdb", "sequence", "start", "model", "nmr_model")
 
 
 @dataclasses.dataclass(frozen=True)
 class SystemConfig:
-    """Which system to build.
+    """Which system to build: a synthetic loop (n beads) or a protein (read by the builder)."""
 
-    kind: "bond-lj-loop" | "lj-loop" (the paper's synthetic loops) | "protein".
-    n: number of beads (loops only), 50..4000.
-    loop_stride, loop_strength: loop contacts i -> i + stride with this weight.
-    init_scale: multiplies the reference initial std n^(1/3)/4.
-    protein fields (pdb, sequence, start, model, ...) are read by the protein builder.
-    """
-
-    kind: str = "lj-loop"
-    n: int = 400
-    loop_stride: int = 10
-    loop_strength: float = 0.1
-    init_scale: float = 1.0
-    # protein systems
-    pdb: str | None = None
-    sequence: str | None = None
-    start: str = "native"
-    model: str = "amber-obc2"
-    nmr_model: int = 1
+    kind: str = param(
+        "lj-loop", "choice", "system",
+        "Pure LJ: bonds and loop contacts are both soft LJ wells (Fig. 2, the hard case for GD). "
+        "Bond+LJ: harmonic bonds plus LJ loop contacts (Fig. 3). Protein: a PDB structure.",
+        options=(("lj-loop", "pure LJ loop"), ("bond-lj-loop", "Bond + LJ loop"),
+                 ("protein", "protein")),
+        section="loop", flag="system",
+    )  # fmt: skip
+    n: int = param(
+        400, "int", "n (beads)",
+        "Number of beads in the chain. The live 3D view keeps up to n = 1000 at ≥ 10 frames/s.",
+        lo=N_MIN, hi=N_MAX, section="loop",
+    )  # fmt: skip
+    loop_stride: int = param(
+        10, "int", "loop stride",
+        "Bead i is pulled towards bead i + stride (loop contacts); the paper uses 10.",
+        lo=2, hi=100, section="loop",
+    )  # fmt: skip
+    loop_strength: float = param(
+        0.1, "float", "loop strength a",
+        "Weight of the loop contacts relative to bonds; the paper uses 0.1.",
+        lo=0.0, hi=10.0, section="loop",
+    )  # fmt: skip
+    init_scale: float = param(
+        1.0, "float", "initial spread",
+        "Multiplies the reference initial spread std(x0) = n^(1/3)/4.",
+        lo=0.01, hi=10.0, lo_open=True, section="loop",
+    )  # fmt: skip
+    pdb: str | None = param(
+        None, "text", "structure",
+        "Protein: a PDB file path, a 4-character PDB id, or 'villin'.", optional=True,
+    )  # fmt: skip
+    sequence: str | None = param(
+        None, "text", "sequence", "Protein: a one-letter amino-acid sequence.", optional=True
+    )  # fmt: skip
+    start: str = param(
+        "native", "text", "start",
+        "Protein start: native, extended, helix, random or another PDB structure's path.",
+    )  # fmt: skip
+    model: str = param(
+        "amber-obc2", "choice", "energy model",
+        "All-atom AMBER14 with OBC2 implicit solvent, or a coarse model with one bead per residue.",
+        options=(("amber-obc2", "all-atom AMBER14 + OBC2"), ("residue", "one bead per residue")),
+        section="protein",
+    )  # fmt: skip
+    nmr_model: int = param(
+        1, "int", "NMR model", "Which MODEL of a multi-model (NMR) file to use.",
+        lo=1, hi=10000, section="protein",
+    )  # fmt: skip
 
     def __post_init__(self):
-        _choice("system.kind", self.kind, SYSTEM_KINDS)
-        if self.kind in LOOP_SYSTEMS:
-            _num("system.n", self.n, N_MIN, N_MAX, integer=True)
-            _num("system.loop_stride", self.loop_stride, 2, 100, integer=True)
-            if self.loop_stride >= self.n:
-                raise SpecError(
-                    "system.loop_stride", f"must be < n={self.n}, got {self.loop_stride}"
-                )
-            _num("system.loop_strength", self.loop_strength, 0.0, 10.0)
-            _num("system.init_scale", self.init_scale, 0.01, 10.0, lo_open=True)
-        else:
-            if not (self.pdb or self.sequence):
-                raise SpecError("system.pdb", "or system.sequence is required for a protein")
-            _num("system.nmr_model", self.nmr_model, 1, 10000, integer=True)
+        loop = self.kind in LOOP_SYSTEMS
+        validate(self, "system", skip=PROTEIN_FIELDS if loop else LOOP_FIELDS)
+        if loop and self.loop_stride >= self.n:
+            raise SpecError("system.loop_stride", f"must be < n={self.n}, got {self.loop_stride}")
+        if not loop and not (self.pdb or self.sequence):
+            raise SpecError("system.pdb", "or system.sequence is required for a protein")
 
 
 @dataclasses.dataclass(frozen=True)
 class EnergyConfig:
-    """Energy options for loop systems (proteins ignore all but dtype).
+    """Energy options for loop systems (proteins ignore all but dtype)."""
 
-    soft_core: "reference" (1/(s^12+eps) - 1/(s^6+6eps); spurious minimum at r = 0) or
-        "monotone" (same LJ for r >= r_min, a capped branch with negative slope below).
-    repulsion: "all-pairs" (deterministic, default), "random-subset" (the reference's
-        n ln n pairs redrawn every ``resample_every`` steps) or "cutoff" (neighbour list).
-    cutoff: distance cutoff for "cutoff" repulsion and LJ contacts, in length units.
-    dtype: "float32" or "float64" for the optimization.
-    """
-
-    lj_eps: float = 1e-2
-    soft_core: str = "reference"
-    repulsion: str = "all-pairs"
-    repel_mag: float = 2.5e-3
-    repel_pow: float = 1.0
-    n_repulsion_pairs: int | None = None
-    resample_every: int = 3000
-    cutoff: float = 3.0
-    dtype: str = "float32"
+    soft_core: str = param(
+        "reference", "choice", "soft core",
+        "reference: the paper's softened LJ, which has a spurious minimum at r = 0 (collapsed "
+        "pairs); monotone: same LJ for r ≥ r_min, a capped repulsive branch below.",
+        options=(("reference", "reference (paper)"), ("monotone", "monotone (fixed)")),
+        section="energy",
+    )  # fmt: skip
+    lj_eps: float = param(
+        1e-2, "float", "LJ softening ε",
+        "Softening of the LJ core: V = 1/(s^12 + ε) − 1/(s^6 + 6ε).",
+        lo=1e-6, hi=1.0, lo_open=True, section="energy",
+    )  # fmt: skip
+    repulsion: str = param(
+        "all-pairs", "choice", "repulsion pairs",
+        "all pairs (deterministic), the reference's random n·ln n subset redrawn every "
+        "'redraw every' steps, or a distance cutoff (neighbour list).",
+        options=(("all-pairs", "all pairs"), ("random-subset", "random subset (paper)"),
+                 ("cutoff", "cutoff")),
+        section="energy",
+    )  # fmt: skip
+    resample_every: int = param(
+        3000, "int", "redraw every (steps)",
+        "Random-subset repulsion: steps between redraws of the pair subset (0: never).",
+        lo=0, hi=10**7, section="energy",
+    )  # fmt: skip
+    repel_mag: float = param(
+        2.5e-3, "float", "repulsion magnitude",
+        "Prefactor of the weak all-pairs repulsion 1/(r^p + ε).",
+        lo=0.0, hi=1.0, section="energy",
+    )  # fmt: skip
+    repel_pow: float = param(
+        1.0, "float", "repulsion power p", "Exponent of the repulsion 1/(r^p + ε).",
+        lo=0.5, hi=12.0, section="energy",
+    )  # fmt: skip
+    n_repulsion_pairs: int | None = param(
+        None, "int", "repulsion pairs drawn",
+        "Random-subset repulsion: pairs drawn per redraw.",
+        lo=1, hi=10**8, optional=True, blank="n·ln n (reference)",
+    )  # fmt: skip
+    cutoff: float = param(
+        3.0, "float", "cutoff", "Distance cutoff of 'cutoff' repulsion and LJ contacts.",
+        lo=1.0, hi=50.0, unit="length units",
+    )  # fmt: skip
+    dtype: str = param(
+        "float32", "choice", "precision", "Floating-point precision of the optimisation.",
+        options=(("float32", "float32"), ("float64", "float64")), section="energy",
+    )  # fmt: skip
 
     def __post_init__(self):
-        _num("energy.lj_eps", self.lj_eps, 1e-6, 1.0, lo_open=True)
-        _choice("energy.soft_core", self.soft_core, ("reference", "monotone"))
-        _choice("energy.repulsion", self.repulsion, ("all-pairs", "random-subset", "cutoff"))
-        _num("energy.repel_mag", self.repel_mag, 0.0, 1.0)
-        _num("energy.repel_pow", self.repel_pow, 0.5, 12.0)
-        if self.n_repulsion_pairs is not None:
-            _num("energy.n_repulsion_pairs", self.n_repulsion_pairs, 1, 10**8, integer=True)
-        _num("energy.resample_every", self.resample_every, 0, 10**7, integer=True)
-        _num("energy.cutoff", self.cutoff, 1.0, 50.0)
-        _choice("energy.dtype", self.dtype, ("float32", "float64"))
+        validate(self, "energy")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModesConfig:
-    """Slow-mode construction.
+    """Slow-mode construction (CG and the slow-mode GNN)."""
 
-    method: "block-laplacian" (reference: Laplacian of the 3x3-block-norm Hessian averaged
-        over sampled configurations; node space) or "hessian" (lowest modes of the full
-        3n x 3n Hessian at ``at``; cartesian space).
-    at: where to evaluate: "samples" (reference sampling), "x0", or "minimum" (after a
-        short relaxation).
-    n_samples, sample_scale_min/max: reference sampling, x_s = init_sigma * N(0,1) * c_s,
-        c_s = linspace(min, max, n_samples); None picks the reference values per system.
-    solver: "auto", "dense" or "iterative".
-    """
-
-    method: str = "block-laplacian"
-    at: str = "samples"
-    n_samples: int | None = None
-    sample_scale_min: float | None = None
-    sample_scale_max: float | None = None
-    keep_rigid: bool = True
-    solver: str = "auto"
+    method: str = param(
+        "block-laplacian", "choice", "mode matrix",
+        "block-laplacian: the reference's Laplacian of the 3×3-block-norm Hessian averaged over "
+        "sampled configurations (node space); hessian: lowest modes of the full 3n×3n Hessian.",
+        options=(("block-laplacian", "Laplacian of block-norm Hessian"),
+                 ("hessian", "full Hessian")),
+        section="modes", flag="modes",
+    )  # fmt: skip
+    at: str = param(
+        "samples", "choice", "evaluated at",
+        "Where the Hessian is evaluated: averaged over random samples (reference), at x0, or at "
+        "a minimum after a short relaxation.",
+        options=(("samples", "random samples (paper)"), ("x0", "x0"),
+                 ("minimum", "nearby minimum")),
+        section="modes", flag="modes-at",
+    )  # fmt: skip
+    n_samples: int | None = param(
+        None, "int", "# samples",
+        "Number of sampled configurations averaged (reference: 10 Bond+LJ, 40 pure LJ).",
+        lo=1, hi=100, optional=True, blank="reference value", section="modes",
+    )  # fmt: skip
+    sample_scale_min: float | None = param(
+        None, "float", "smallest sample scale",
+        "Reference sampling x_s = init_sigma · N(0,1) · c_s, c_s = linspace(min, max).",
+        lo=1e-4, hi=100.0, lo_open=True, optional=True, blank="reference value",
+    )  # fmt: skip
+    sample_scale_max: float | None = param(
+        None, "float", "largest sample scale",
+        "Reference sampling x_s = init_sigma · N(0,1) · c_s, c_s = linspace(min, max).",
+        lo=1e-4, hi=100.0, lo_open=True, optional=True, blank="reference value",
+    )  # fmt: skip
+    keep_rigid: bool = param(
+        True, "bool", "keep rigid-body modes",
+        "Keep the rigid-body (zero) modes among the k slowest.",
+    )  # fmt: skip
+    solver: str = param(
+        "auto", "choice", "eigensolver", "Dense LAPACK, iterative (sparse) or chosen by size.",
+        options=(("auto", "auto"), ("dense", "dense"), ("iterative", "iterative")),
+    )  # fmt: skip
 
     def __post_init__(self):
-        _choice("modes.method", self.method, ("block-laplacian", "hessian"))
-        _choice("modes.at", self.at, ("samples", "x0", "minimum"))
-        if self.n_samples is not None:
-            _num("modes.n_samples", self.n_samples, 1, 100, integer=True)
-        for name in ("sample_scale_min", "sample_scale_max"):
-            v = getattr(self, name)
-            if v is not None:
-                _num(f"modes.{name}", v, 1e-4, 100.0, lo_open=True)
-        _choice("modes.solver", self.solver, ("auto", "dense", "iterative"))
-
-
-PROPAGATIONS = ("psi", "psi-lambda", "bonds")
+        validate(self, "modes")
 
 
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
-    """Reparametrization X = f(params).
+    """Reparametrization X = f(params): plain positions (GD), linear CG x = Ψz, or the GNN."""
 
-    kind: "none" (plain positions, GD), "linear" (CG, x = Psi z), "gnn".
-    n_modes: k, the number of slow modes (None: ceil(n/4)).
-    hidden: GNN width h; n_layers: graph layers 1..3; activation; residual "none"|"concat".
-    propagation: "psi" (A = Psi Psi^T, the paper's; default) or "psi-lambda" (Psi Lambda Psi^T,
-        the reference code's; its scale follows the per-pair-mean energy and so changes with n),
-        or "bonds" (A = A_bond + 0.2 I, the reference's protein graph: no slow modes needed).
-    fit_to_x0: fit the GNN output to x0 before optimizing (at most fit_steps Adam steps).
-    anchor: "none" (the reference: x = f(params)) or "x0" (displacement form x = x0 + f(params)
-        with f = 0 at the start, so the run starts exactly at x0; needed for all-atom proteins,
-        where a projection or a random output of a few hundredths of a nm is a clash).
-    """
-
-    kind: str = "none"
-    n_modes: int | None = None
-    hidden: int = 32
-    n_layers: int = 1
-    activation: str = "tanh"
-    residual: str = "none"
-    propagation: str = "psi"
-    self_init: str = "normal"
-    fit_to_x0: bool = False
-    fit_steps: int = 1000
-    anchor: str = "none"
+    kind: str = param(
+        "none", "choice", "reparametrization",
+        "none: plain positions (GD); linear: CG x = Ψz; gnn: the slow-mode graph network.",
+        options=(("none", "none"), ("linear", "linear (CG)"), ("gnn", "GNN")), flag="",
+    )  # fmt: skip
+    n_modes: int | None = param(
+        None, "int", "k (slow modes)",
+        "Number of slow modes k: the columns of Ψ (CG) or the rank of the GNN's propagation.",
+        lo=1, hi=3 * N_MAX, optional=True, blank="n/4", flag="k",
+    )  # fmt: skip
+    hidden: int = param(
+        32, "int", "width h", "Latent and hidden width of the GNN (paper: 8 or 32 for loops).",
+        lo=2, hi=1024,
+    )  # fmt: skip
+    n_layers: int = param(
+        1, "int", "graph layers",
+        "Number of graph-convolution layers (paper: 1 for loops, 2 for proteins).",
+        lo=1, hi=3, flag="layers",
+    )  # fmt: skip
+    activation: str = param(
+        "tanh", "choice", "activation", "Nonlinearity between layers.",
+        options=(("tanh", "tanh"), ("relu", "ReLU"), ("leaky_relu", "LeakyReLU"),
+                 ("silu", "SiLU")),
+    )  # fmt: skip
+    residual: str = param(
+        "none", "choice", "residual",
+        "Concatenate all layer outputs before the output layer (protein notebooks).",
+        options=(("none", "off"), ("concat", "concat")),
+    )  # fmt: skip
+    propagation: str = param(
+        "psi", "choice", "propagation",
+        "ΨΨᵀ (the paper's, scale-free), ΨΛΨᵀ (the reference code's; its scale follows λ and so "
+        "changes with n), or the covalent graph A_bond + 0.2 I of the reference's protein "
+        "notebooks (no slow modes).",
+        options=(("psi", "Ψ Ψᵀ (paper)"), ("psi-lambda", "Ψ Λ Ψᵀ (reference code)"),
+                 ("bonds", "A_bond + 0.2 I (bond graph)")),
+    )  # fmt: skip
+    self_init: str = param(
+        "normal", "choice", "self-weight init", "Initialisation of the GNN's self weights.",
+        options=(("normal", "normal"), ("xavier", "Xavier")),
+    )  # fmt: skip
+    fit_to_x0: bool = param(
+        False, "bool", "fit to x0 first",
+        "Fit the GNN output to x0 before optimising (at most 'fit steps' Adam steps), so it "
+        "starts where GD starts (off in the paper's loop runs).",
+        flag="fit-x0",
+    )  # fmt: skip
+    fit_steps: int = param(
+        1000, "int", "fit steps", "Adam steps of the fit to x0.", lo=1, hi=100000
+    )  # fmt: skip
+    anchor: str = param(
+        "none", "choice", "start at x0",
+        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
+        "(needed for all-atom proteins, where a projection or a random output is a clash); "
+        "off: the paper's x = f(params).",
+        options=(("none", "off (paper)"), ("x0", "x0 + f")),
+    )  # fmt: skip
 
     def __post_init__(self):
-        _choice("reparam.kind", self.kind, ("none", "linear", "gnn"))
-        _choice("reparam.anchor", self.anchor, ("none", "x0"))
-        if self.n_modes is not None:
-            _num("reparam.n_modes", self.n_modes, 1, 3 * N_MAX, integer=True)
-        _num("reparam.hidden", self.hidden, 2, 1024, integer=True)
-        _num("reparam.n_layers", self.n_layers, 1, 3, integer=True)
-        _choice("reparam.activation", self.activation, ("tanh", "relu", "leaky_relu", "silu"))
-        _choice("reparam.residual", self.residual, ("none", "concat"))
-        _choice("reparam.propagation", self.propagation, PROPAGATIONS)
-        _choice("reparam.self_init", self.self_init, ("normal", "xavier"))
-        _num("reparam.fit_steps", self.fit_steps, 1, 100000, integer=True)
+        validate(self, "reparam")
 
     @property
     def needs_modes(self) -> bool:
@@ -202,68 +262,109 @@ class ReparamConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimizer for both stages.
+    """Optimizer for both stages (stage 1 on the reparametrization, stage 2 on positions)."""
 
-    name: "adam", "sgd" (with momentum) or "fire".
-    learning_rate: stage-2 (plain positions) step size; stage1_lr: stage-1 step size
-        (None: learning_rate for linear CG, learning_rate / 10 for the GNN, as in the paper).
-    clip: "elementwise" (reference clamp), "global-norm", "max-displacement" or "none".
-    """
-
-    name: str = "adam"
-    learning_rate: float = 0.02
-    stage1_lr: float | None = None
-    momentum: float = 0.9
-    clip: str = "elementwise"
-    clip_value: float = 0.1
+    name: str = param(
+        "adam", "choice", "optimizer",
+        "Adam, SGD with (heavy-ball or Nesterov) momentum, or FIRE (Bitzek et al. 2006).",
+        options=(("adam", "Adam"), ("sgd", "SGD + momentum"), ("fire", "FIRE")),
+        flag="optimizer",
+    )  # fmt: skip
+    learning_rate: float = param(
+        0.02, "float", "learning rate",
+        "Step size on the positions (stage 2; paper: 0.01–0.05 for loops).",
+        lo=0.0, hi=10.0, lo_open=True, flag="lr",
+    )  # fmt: skip
+    stage1_lr: float | None = param(
+        None, "float", "stage-1 lr",
+        "Step size on the reparametrization's parameters during stage 1.",
+        lo=0.0, hi=10.0, lo_open=True, optional=True,
+        blank="learning rate (CG), learning rate / 10 (GNN)",
+    )  # fmt: skip
+    clip: str = param(
+        "elementwise", "choice", "gradient clip",
+        "elementwise: clamp each gradient entry (reference); global-norm; max-displacement per "
+        "bead; none.",
+        options=(("elementwise", "elementwise (paper)"), ("global-norm", "global norm"),
+                 ("max-displacement", "max displacement"), ("none", "none")),
+        section="optim",
+    )  # fmt: skip
+    clip_value: float = param(
+        0.1, "float", "clip value", "Clip threshold (paper: 0.1 loops).",
+        lo=0.0, hi=1e6, lo_open=True, section="optim",
+    )  # fmt: skip
+    momentum: float = param(
+        0.9, "float", "SGD momentum", "Heavy-ball momentum (SGD only).",
+        lo=0.0, hi=0.999, section="optim",
+    )  # fmt: skip
+    nesterov: bool = param(
+        False, "bool", "Nesterov momentum",
+        "SGD only: Nesterov's look-ahead form of the momentum.",
+        section="optim",
+    )  # fmt: skip
 
     def __post_init__(self):
-        _choice("optim.name", self.name, ("adam", "sgd", "fire"))
-        _num("optim.learning_rate", self.learning_rate, 0.0, 10.0, lo_open=True)
-        if self.stage1_lr is not None:
-            _num("optim.stage1_lr", self.stage1_lr, 0.0, 10.0, lo_open=True)
-        _num("optim.momentum", self.momentum, 0.0, 0.999)
-        _choice("optim.clip", self.clip, ("elementwise", "global-norm", "max-displacement", "none"))
-        _num("optim.clip_value", self.clip_value, 0.0, 1e6, lo_open=True)
+        validate(self, "optim")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
-    """Two-stage schedule and stopping.
+    """Two-stage schedule and stopping (the stopping rule is checked after every chunk)."""
 
-    max_steps: total budget (both stages). stage1_max_steps: budget for stage 1.
-    stopping: "reference" (every check_every steps, stop after ``patience`` checks without
-        E < best - min_delta), "relative" (moving average over ``window`` checks must
-        improve by rel_tol * |E|), or "none" (fixed budget).
-    switch: "early-stop" (stage 1 ends when its stopping rule fires), "fixed" (after
-        stage1_steps) or "never" (stay reparametrized).
-    stage1_delta_factor: stage-1 min_delta = factor * min_delta (reference: 10).
-    """
-
-    max_steps: int = 20000
-    stage1_max_steps: int = 10000
-    stopping: str = "reference"
-    check_every: int = 20
-    patience: int = 20
-    min_delta: float = 1e-6
-    stage1_delta_factor: float = 10.0
-    rel_tol: float = 1e-5
-    window: int = 5
-    switch: str = "early-stop"
-    stage1_steps: int = 2000
+    max_steps: int = param(
+        20000, "int", "max steps", "Step budget for both stages together.",
+        lo=1, hi=10**7, section="schedule", flag="steps",
+    )  # fmt: skip
+    stage1_max_steps: int = param(
+        10000, "int", "stage-1 max steps",
+        "Step budget of stage 1 (reparametrized) before the switch to positions.",
+        lo=1, hi=10**7, section="schedule",
+    )  # fmt: skip
+    switch: str = param(
+        "early-stop", "choice", "stage switch",
+        "When CG/GNN hand over to plain GD: when stage 1 stops improving, after a fixed number "
+        "of steps, or never (the stopping rule then ends the run).",
+        options=(("early-stop", "on early stop (paper)"), ("fixed", "after fixed steps"),
+                 ("never", "never")),
+        section="schedule",
+    )  # fmt: skip
+    stage1_steps: int = param(
+        2000, "int", "fixed switch step", "Stage-1 length when the switch is 'after fixed steps'.",
+        lo=1, hi=10**7, section="schedule",
+    )  # fmt: skip
+    stopping: str = param(
+        "reference", "choice", "stopping rule",
+        "reference: stop after `patience` checks without E < best − min_delta; relative: moving "
+        "average must improve by rel_tol·|E|; none: use the whole budget.",
+        options=(("reference", "reference (paper)"), ("relative", "relative"), ("none", "none")),
+        section="schedule",
+    )  # fmt: skip
+    patience: int = param(
+        20, "int", "patience (checks)",
+        "Checks without improvement before stopping; a check happens after every chunk.",
+        lo=1, hi=10000, section="schedule",
+    )  # fmt: skip
+    min_delta: float = param(
+        1e-6, "float", "min_delta",
+        "Improvement that resets the patience counter (stage 1 uses 'stage-1 factor' × this).",
+        lo=0.0, hi=1e6, section="schedule",
+    )  # fmt: skip
+    stage1_delta_factor: float = param(
+        10.0, "float", "stage-1 min_delta factor",
+        "Stage-1 min_delta = factor × min_delta (reference: 10).", lo=0.0, hi=1e6,
+    )  # fmt: skip
+    rel_tol: float = param(
+        1e-5, "float", "rel_tol",
+        "Relative rule: required improvement of the moving average, as a fraction of |E|.",
+        lo=0.0, hi=1.0, section="schedule",
+    )  # fmt: skip
+    window: int = param(
+        5, "int", "window (checks)", "Relative rule: moving-average window.",
+        lo=1, hi=1000, section="schedule",
+    )  # fmt: skip
 
     def __post_init__(self):
-        _num("schedule.max_steps", self.max_steps, 1, 10**7, integer=True)
-        _num("schedule.stage1_max_steps", self.stage1_max_steps, 1, 10**7, integer=True)
-        _choice("schedule.stopping", self.stopping, ("reference", "relative", "none"))
-        _num("schedule.check_every", self.check_every, 1, 10000, integer=True)
-        _num("schedule.patience", self.patience, 1, 10000, integer=True)
-        _num("schedule.min_delta", self.min_delta, 0.0, 1e6)
-        _num("schedule.stage1_delta_factor", self.stage1_delta_factor, 0.0, 1e6)
-        _num("schedule.rel_tol", self.rel_tol, 0.0, 1.0)
-        _num("schedule.window", self.window, 1, 1000, integer=True)
-        _choice("schedule.switch", self.switch, ("early-stop", "fixed", "never"))
-        _num("schedule.stage1_steps", self.stage1_steps, 1, 10**7, integer=True)
+        validate(self, "schedule")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,15 +377,28 @@ class RunSpec:
     reparam: ReparamConfig = ReparamConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    seed: int = 0
-    chunk_size: int = 20
-    frame_every: int = 100
-    method_label: str | None = None
+    seed: int = param(
+        0, "int", "seed",
+        "Seeds x0, the repulsion draws and the GNN initialisation. Side-by-side runs share it, so "
+        "they start from the same structure.",
+        lo=0, hi=2**31 - 1, section="loop",
+    )  # fmt: skip
+    chunk_size: int = param(
+        20, "int", "check / frame every (steps)",
+        "Steps per jitted chunk: the stopping rule is checked and a row is logged after every "
+        "chunk (paper: checks every 20 steps).",
+        lo=1, hi=10000, section="schedule", flag="chunk",
+    )  # fmt: skip
+    frame_every: int = param(
+        100, "int", "frame every (steps)", "Steps between stored 3D frames.", lo=1, hi=10**7
+    )  # fmt: skip
+    method_label: str | None = param(
+        None, "text", "method label", "Name of the run in tables and plots.", optional=True,
+        flag="",
+    )  # fmt: skip
 
     def __post_init__(self):
-        _num("seed", self.seed, 0, 2**31 - 1, integer=True)
-        _num("chunk_size", self.chunk_size, 1, 10000, integer=True)
-        _num("frame_every", self.frame_every, 1, 10**7, integer=True)
+        validate(self, "")
         if (
             self.reparam.kind == "gnn"
             and self.reparam.propagation == "bonds"

@@ -111,7 +111,7 @@ def make_optimizer(
     lr = cfg.learning_rate if learning_rate is None else learning_rate
     base = {
         "adam": lambda: optax.adam(lr),
-        "sgd": lambda: optax.sgd(lr, momentum=cfg.momentum or None),
+        "sgd": lambda: optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
         "fire": lambda: fire(lr),
     }[cfg.name]()
     if cfg.clip == "elementwise":

@@ -20,6 +20,7 @@ from .config import (
     SpecError,
     SystemConfig,
 )
+from .methods import METHODS
 
 # (system, n, method) -> (lr, stage-1 lr, k, hidden): best mean final energy in the CSVs.
 BEST = {
@@ -36,7 +37,8 @@ BEST = {
     ("bond-lj-loop", 1000, "cg"): (0.02, 0.02, 333, None),
     ("bond-lj-loop", 1000, "gnn"): (0.02, 0.02, 200, 32),
 }
-METHOD_KIND = {"gd": "none", "cg": "linear", "gnn": "gnn"}
+PAPER_METHODS = ("gd", "cg", "gnn")  # the methods of the published CSVs
+PROTEIN_METHODS = ("gd", "cg", "gnn", "openmm-min")
 
 
 def paper_spec(
@@ -46,8 +48,8 @@ def paper_spec(
 
     Sizes other than 400 and 1000 take the n=400 learning rates with k scaled as n/4.
     """
-    if method not in METHOD_KIND:
-        raise SpecError("method", f"must be one of gd, cg, gnn; got {method!r}")
+    if method not in PAPER_METHODS:
+        raise SpecError("method", f"must be one of {', '.join(PAPER_METHODS)}; got {method!r}")
     lr, lr1, k, h = BEST.get((system, n, method)) or BEST[(system, 400, method)]
     if k is not None and (system, n, method) not in BEST:
         k = max(2, round(k * n / 400))
@@ -56,7 +58,7 @@ def paper_spec(
         energy=EnergyConfig(repulsion="random-subset", resample_every=3000),
         modes=ModesConfig(method="block-laplacian", at="samples"),
         reparam=ReparamConfig(
-            kind=METHOD_KIND[method], n_modes=k, hidden=h or 32, propagation="psi-lambda"
+            kind=METHODS[method].reparam_kind, n_modes=k, hidden=h or 32, propagation="psi-lambda"
         ),
         optim=OptimConfig(
             name="adam", learning_rate=lr, stage1_lr=lr1, clip="elementwise", clip_value=0.1
@@ -125,9 +127,9 @@ def protein_spec(
     of the autodiff Hessian at x0, stage-1 lr 1.6e-3 (CG) / 1e-4 (GNN, h=32) for at most 1000
     steps; reference early stopping with min_delta 0.1 kJ/mol. "openmm-min" is OpenMM's L-BFGS.
     """
-    kind = {"gd": "none", "cg": "linear", "gnn": "gnn", "openmm-min": "none"}.get(method)
-    if kind is None:
-        raise SpecError("method", f"must be one of gd, cg, gnn, openmm-min; got {method!r}")
+    if method not in PROTEIN_METHODS:
+        raise SpecError("method", f"must be one of {', '.join(PROTEIN_METHODS)}; got {method!r}")
+    kind = METHODS[method].reparam_kind
     return RunSpec(
         system=SystemConfig(kind="protein", pdb=pdb, start=start, model="amber-obc2"),
         energy=EnergyConfig(dtype="float32"),

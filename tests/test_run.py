@@ -213,7 +213,7 @@ def _cli(*args, cwd=None):
     [
         (["run", "--n", "10", "--out", "X"], "--n: must be"),
         (["run", "--n", "abc", "--out", "X"], "--n"),
-        (["run", "--lr", "-1", "--out", "X"], "--lr: must be in (0.0, 10.0]"),
+        (["run", "--lr", "-1", "--out", "X"], "--lr: must be a number in (0, 10], got '-1'"),
         (["run", "--method", "magic", "--out", "X"], "--method"),
         (["run", "--n", "100"], "--out"),
         (["compare", "--methods", "gd,xx", "--out", "X"], "--methods"),
@@ -233,7 +233,8 @@ def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path, monkeypatch, 
 def test_cli_entry_point_exit_code(tmp_path):
     proc = _cli("run", "--n", "10", "--out", "X", cwd=tmp_path)
     assert (
-        proc.returncode == 2 and proc.stderr.strip() == "error: --n: must be in [50, 4000], got 10"
+        proc.returncode == 2
+        and proc.stderr.strip() == "error: --n: must be an integer in [50, 4000], got '10'"
     )
 
 

@@ -28,8 +28,8 @@ def test_defaults_give_gd_and_gnn_from_the_same_system_and_seed():
         ("system.n", "1e9", "must be an integer in [50, 4000], got '1e9'"),
         ("system.n", "nan", "must be an integer in [50, 4000], got 'nan'"),
         ("system.n", "400.5", "must be an integer in [50, 4000], got '400.5'"),
-        ("system.n", "", "is required: a number in [50, 4000]"),
-        ("gd.learning_rate", "inf", "must be a number in [0, 10], got 'inf'"),
+        ("system.n", "", "is required: an integer in [50, 4000]"),
+        ("gd.learning_rate", "inf", "must be a number in (0, 10], got 'inf'"),
         ("system.loop_strength", "-0.1", "must be a number in [0, 10], got '-0.1'"),
         ("seed", "3000000000", "must be an integer in [0, 2147483647], got '3000000000'"),
     ],
@@ -244,7 +244,7 @@ def test_every_numeric_field_range_is_accepted_by_the_engine_at_its_default():
     for f in forms.FIELDS:
         if f.kind in ("int", "float") and f.default is not None:
             assert f.lo <= f.default <= f.hi, f.name
-    loop_methods = [m for m in forms.METHODS if m != "openmm"]
+    loop_methods = [m for m in forms.METHODS if m != "openmm-min"]
     assert isinstance(
         forms.parse_run_form(forms.default_values(), "loop", loop_methods)[0], RunSpec
     )
@@ -277,15 +277,15 @@ def test_protein_presets_fill_the_protein_widgets(system, source, widgets):
 
 def test_openmm_baseline_is_for_all_atom_proteins_only():
     values = forms.default_values()
-    with pytest.raises(SpecError, match="baseline for proteins") as err:
-        forms.parse_run_form(values, "loop", ["gd", "openmm"])
+    with pytest.raises(SpecError, match="applies to protein systems only") as err:
+        forms.parse_run_form(values, "loop", ["gd", "openmm-min"])
     assert err.value.field == "methods"
     protein = forms.protein_system(forms.ProteinChoice(source="file", structure="villin"), allowed)
-    gd, omm = forms.parse_run_form(values, "protein", ["gd", "openmm"], protein)
-    assert omm.method_label == "openmm-min" and forms.method_of(omm) == "openmm"
+    gd, omm = forms.parse_run_form(values, "protein", ["gd", "openmm-min"], protein)
+    assert omm.method_label == "openmm-min" and forms.method_of(omm) == "openmm-min"
     assert forms.method_of(gd) == "gd"
     values["system.model"] = "residue"
-    assert forms.validate_form(values, "protein", ["openmm"], protein) == {
+    assert forms.validate_form(values, "protein", ["openmm-min"], protein) == {
         "methods": "the OpenMM baseline needs the all-atom model"
     }
 

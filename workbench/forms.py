@@ -21,651 +21,107 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from engine import RunSpec, SpecError
-from engine.config import N_MAX, N_MIN
+from engine import RunSpec, SpecError, schema
+from engine.config import LOOP_SYSTEMS
+from engine.methods import DEFAULT_METHODS as DEFAULT_METHOD_KEYS
+from engine.methods import METHODS as METHOD_REGISTRY
+from engine.methods import check_system
+from engine.methods import method_of as _method_of
+from engine.schema import Param, number_text
 
-# ---- methods ---------------------------------------------------------------------------------
-# key -> (label, one-line explanation, base spec changes)
+# ---- methods (engine/methods.py is their one declaration) -----------------------------------
+FORM_METHODS = tuple(k for k, m in METHOD_REGISTRY.items() if m.in_form)
+DEFAULT_METHODS = DEFAULT_METHOD_KEYS
+# key -> (label, one-line explanation, spec changes): the view the panels read
 METHODS: dict[str, tuple[str, str, dict]] = {
-    "gd": (
-        "GD",
-        "Gradient descent (Adam or SGD) directly on the positions: the baseline.",
-        {"reparam.kind": "none"},
-    ),
-    "cg": (
-        "CG",
-        "Linear coarse-graining x = Ψz on the k slowest modes (stage 1), then GD on x (stage 2).",
-        {"reparam.kind": "linear", "optim.name": "adam"},
-    ),
-    "gnn": (
-        "GNN",
-        "Slow-mode graph network x = GNN(Z) with propagation from the k slowest modes (stage 1), "
-        "then GD on x (stage 2).",
-        {"reparam.kind": "gnn", "optim.name": "adam"},
-    ),
-    "fire": (
-        "FIRE",
-        "FIRE (Bitzek et al. 2006) on the positions: inertial descent with adaptive time step.",
-        {"reparam.kind": "none", "optim.name": "fire"},
-    ),
-    "openmm": (
-        "OpenMM",
-        "OpenMM's L-BFGS minimizer on the identical all-atom energy (proteins only): the baseline.",
-        {"reparam.kind": "none"},
-    ),
+    k: (METHOD_REGISTRY[k].label, METHOD_REGISTRY[k].description, METHOD_REGISTRY[k].changes)
+    for k in FORM_METHODS
 }
-DEFAULT_METHODS = ("gd", "gnn")
-# method key -> RunSpec.method_label (the OpenMM baseline is told apart by its label)
-LABELS = {"openmm": "openmm-min"}
-COLORS = {
-    "gd": "#d62728",
-    "cg": "#2ca02c",
-    "gnn": "#1f77b4",
-    "fire": "#9467bd",
-    "openmm": "#8c564b",
-}
+COLORS = {k: m.color for k, m in METHOD_REGISTRY.items()}
 
 
+# ---- fields (generated from the engine's schema, engine/config.py) ---------------------------
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One form input.
+    """One form input, generated from a schema declaration.
 
-    name: form key (also the widget's id name). path: dotted RunSpec field it sets.
-    kind: "int" | "float" | "choice" | "bool" | "text". lo/hi: accepted range of numbers
-    (the engine's range), shown next to the input. optional: blank means ``None`` (the
-    engine then picks, described by ``blank``). methods: the methods this field applies to
-    (None: all). group: which panel section shows it. help: hover text.
+    name: form key (also the widget's id name): the spec path for fields shared by all
+    methods ("system.n"), "<method>.<name>" for a method's own ("gnn.hidden"). path: the
+    dotted RunSpec field it sets. param: the schema's Param, with this form's wording (a
+    method's label, the options it offers, what a blank box means). group: the form section
+    ("loop", "energy", ..., or the method key). methods: the methods it applies to (None: all).
     """
 
     name: str
-    label: str
-    kind: str
+    path: str
+    param: Param
     default: Any
     group: str
-    help: str
-    path: str = ""
-    lo: float | None = None
-    hi: float | None = None
-    options: tuple = ()
-    optional: bool = False
-    blank: str = ""
     methods: tuple[str, ...] | None = None
 
-    @property
-    def spec_path(self) -> str:
-        return self.path or self.name
+    label = property(lambda self: self.param.label)
+    kind = property(lambda self: self.param.kind)
+    help = property(lambda self: self.param.help)
+    lo = property(lambda self: self.param.lo)
+    hi = property(lambda self: self.param.hi)
+    options = property(lambda self: self.param.options)
+    optional = property(lambda self: self.param.optional)
+    blank = property(lambda self: self.param.blank)
+    spec_path = property(lambda self: self.path)
 
     def range_text(self) -> str:
-        if self.kind in ("int", "float"):
-            text = f"{_num_text(self.lo)}–{_num_text(self.hi)}"
-            return text + (f"; blank: {self.blank}" if self.optional else "")
-        return ""
+        return self.param.range_text()
 
 
-def _num_text(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+# Form conveniences, not engine rules: a blank box means "computed from the system" (see
+# auto_chunk / auto_patience), and the loop tab offers only the loop systems.
+AUTO_BLANK = {
+    "chunk_size": "auto",
+    "schedule.patience": "400 steps",
+}
+AUTO_HELP = {
+    "chunk_size": " Blank: 20 up to n = 500, 10 above and for proteins, so that slower steps "
+    "still give about 10 frames per second.",
+    "schedule.patience": " Blank: as many checks as make 400 steps, the paper's 20 checks of 20 "
+    "steps.",
+}
+FORM_OPTIONS = {"system.kind": LOOP_SYSTEMS}
 
 
-def _f(*args, **kw) -> Field:
-    return Field(*args, **kw)
+def _shared_field(e: schema.Entry) -> Field:
+    p = e.param
+    if e.path in FORM_OPTIONS:
+        p = dataclasses.replace(
+            p, options=tuple(o for o in p.options if o[0] in FORM_OPTIONS[e.path])
+        )
+    if e.path in AUTO_BLANK:
+        p = dataclasses.replace(
+            p, optional=True, blank=AUTO_BLANK[e.path], help=p.help + AUTO_HELP[e.path]
+        )
+        return Field(e.path, e.path, p, None, p.section)
+    return Field(e.path, e.path, p, e.default, p.section)
 
 
-def _anchor_field(method: str) -> Field:
-    """'start at x0' of a reparametrized method (the same option for CG and GNN)."""
-    return _f(
-        f"{method}.anchor",
-        "start at x0",
-        "choice",
-        "none",
-        method,
-        "x0: displacement form x = x0 + f(params) − f(params₀), so the run starts exactly at x0 "
-        "(needed for all-atom proteins, where a projection or a random output is a clash); "
-        "off: the paper's x = f(params).",
-        path="reparam.anchor",
-        options=(("none", "off (paper)"), ("x0", "x0 + f")),
-        methods=(method,),
-    )
+def _method_field(method: str, mf) -> Field:
+    e = schema.entry(RunSpec, mf.path)
+    changes = {k: v for k, v in (("label", mf.label), ("help", mf.help), ("blank", mf.blank)) if v}
+    if mf.options is not None:
+        changes["options"] = tuple(o for o in e.param.options if o[0] in mf.options)
+    default = METHOD_REGISTRY[method].changes.get(mf.path, e.default)
+    return Field(f"{method}.{mf.name}", mf.path, dataclasses.replace(e.param, **changes), default,
+                 method, (method,))  # fmt: skip
 
 
-FIELDS: tuple[Field, ...] = (
-    # -- system: synthetic loop
-    _f(
-        "system.kind",
-        "Energy",
-        "choice",
-        "lj-loop",
-        "loop",
-        "Pure LJ: bonds and loop contacts are both soft LJ wells (Fig. 2, the hard case for GD). "
-        "Bond+LJ: harmonic bonds plus LJ loop contacts (Fig. 3).",
-        options=(("lj-loop", "pure LJ loop"), ("bond-lj-loop", "Bond + LJ loop")),
-    ),
-    _f(
-        "system.n",
-        "n (beads)",
-        "int",
-        400,
-        "loop",
-        "Number of beads in the chain. The live 3D view keeps up to n = 1000 at ≥ 10 frames/s.",
-        lo=N_MIN,
-        hi=N_MAX,
-    ),
-    _f(
-        "system.loop_stride",
-        "loop stride",
-        "int",
-        10,
-        "loop",
-        "Bead i is pulled towards bead i + stride (loop contacts); the paper uses 10.",
-        lo=2,
-        hi=100,
-    ),
-    _f(
-        "system.loop_strength",
-        "loop strength a",
-        "float",
-        0.1,
-        "loop",
-        "Weight of the loop contacts relative to bonds; the paper uses 0.1.",
-        lo=0.0,
-        hi=10.0,
-    ),
-    _f(
-        "system.init_scale",
-        "initial spread",
-        "float",
-        1.0,
-        "loop",
-        "Multiplies the reference initial spread std(x0) = n^(1/3)/4.",
-        lo=0.01,
-        hi=10.0,
-    ),
-    _f(
-        "seed",
-        "seed",
-        "int",
-        0,
-        "loop",
-        "Seeds x0, the repulsion draws and the GNN initialisation. Side-by-side runs share it, so "
-        "they start from the same structure.",
-        lo=0,
-        hi=2**31 - 1,
-    ),
-    # -- system: protein
-    _f(
-        "system.model",
-        "energy model",
-        "choice",
-        "amber-obc2",
-        "protein",
-        "All-atom AMBER14 with OBC2 implicit solvent, or a coarse model with one bead per residue.",
-        options=(("amber-obc2", "all-atom AMBER14 + OBC2"), ("residue", "one bead per residue")),
-    ),
-    _f(
-        "system.nmr_model",
-        "NMR model",
-        "int",
-        1,
-        "protein",
-        "Which MODEL of a multi-model (NMR) file to use.",
-        lo=1,
-        hi=10000,
-    ),
-    # -- energy
-    _f(
-        "energy.soft_core",
-        "soft core",
-        "choice",
-        "reference",
-        "energy",
-        "reference: the paper's softened LJ, which has a spurious minimum at r = 0 "
-        "(collapsed pairs); "
-        "monotone: same LJ with a repulsive core.",
-        options=(("reference", "reference (paper)"), ("monotone", "monotone (fixed)")),
-    ),
-    _f(
-        "energy.lj_eps",
-        "LJ softening ε",
-        "float",
-        1e-2,
-        "energy",
-        "Softening of the LJ core: V = 1/(s^12 + ε) − 1/(s^6 + 6ε).",
-        lo=1e-6,
-        hi=1.0,
-    ),
-    _f(
-        "energy.repulsion",
-        "repulsion pairs",
-        "choice",
-        "all-pairs",
-        "energy",
-        "all pairs (deterministic), the reference's random n·ln n subset redrawn every epoch, or a "
-        "distance cutoff.",
-        options=(
-            ("all-pairs", "all pairs"),
-            ("random-subset", "random subset (paper)"),
-            ("cutoff", "cutoff"),
-        ),
-    ),
-    _f(
-        "energy.resample_every",
-        "redraw every (steps)",
-        "int",
-        3000,
-        "energy",
-        "Random-subset repulsion: steps between redraws of the pair subset (0: never).",
-        lo=0,
-        hi=10**7,
-    ),
-    _f(
-        "energy.repel_mag",
-        "repulsion magnitude",
-        "float",
-        2.5e-3,
-        "energy",
-        "Prefactor of the weak all-pairs repulsion 1/(r^p + ε).",
-        lo=0.0,
-        hi=1.0,
-    ),
-    _f(
-        "energy.repel_pow",
-        "repulsion power p",
-        "float",
-        1.0,
-        "energy",
-        "Exponent of the repulsion 1/(r^p + ε).",
-        lo=0.5,
-        hi=12.0,
-    ),
-    _f(
-        "energy.dtype",
-        "precision",
-        "choice",
-        "float32",
-        "energy",
-        "Floating-point precision of the optimisation.",
-        options=(("float32", "float32"), ("float64", "float64")),
-    ),
-    # -- slow modes (CG and GNN)
-    _f(
-        "modes.method",
-        "mode matrix",
-        "choice",
-        "block-laplacian",
-        "modes",
-        "block-laplacian: the reference's Laplacian of the 3×3-block-norm Hessian (node space); "
-        "hessian: lowest modes of the full 3n×3n Hessian.",
-        options=(
-            ("block-laplacian", "Laplacian of block-norm Hessian"),
-            ("hessian", "full Hessian"),
-        ),
-    ),
-    _f(
-        "modes.at",
-        "evaluated at",
-        "choice",
-        "samples",
-        "modes",
-        "Where the Hessian is evaluated: averaged over random samples (reference), at x0, or at a "
-        "minimum after a short relaxation.",
-        options=(
-            ("samples", "random samples (paper)"),
-            ("x0", "x0"),
-            ("minimum", "nearby minimum"),
-        ),
-    ),
-    _f(
-        "modes.n_samples",
-        "# samples",
-        "int",
-        None,
-        "modes",
-        "Number of sampled configurations averaged (reference: 10 Bond+LJ, 40 pure LJ).",
-        lo=1,
-        hi=100,
-        optional=True,
-        blank="reference value",
-    ),
-    # -- methods
-    _f(
-        "gd.optimizer",
-        "optimizer",
-        "choice",
-        "adam",
-        "gd",
-        "Optimiser on the positions. The paper uses Adam everywhere.",
-        path="optim.name",
-        options=(("adam", "Adam"), ("sgd", "SGD + momentum")),
-        methods=("gd",),
-    ),
-    _f(
-        "gd.learning_rate",
-        "learning rate",
-        "float",
-        0.02,
-        "gd",
-        "Step size on the positions (paper: 0.01–0.05 for loops).",
-        path="optim.learning_rate",
-        lo=0.0,
-        hi=10.0,
-        methods=("gd",),
-    ),
-    _f(
-        "cg.n_modes",
-        "k (slow modes)",
-        "int",
-        None,
-        "cg",
-        "Number of slow modes in x = Ψz. Click the spectrum to choose it.",
-        path="reparam.n_modes",
-        lo=1,
-        hi=3 * N_MAX,
-        optional=True,
-        blank="n/4",
-        methods=("cg",),
-    ),
-    _anchor_field("cg"),
-    _f(
-        "cg.stage1_lr",
-        "stage-1 lr",
-        "float",
-        None,
-        "cg",
-        "Step size on z during stage 1 (paper: lr × {1, 10}).",
-        path="optim.stage1_lr",
-        lo=0.0,
-        hi=10.0,
-        optional=True,
-        blank="= stage-2 lr",
-        methods=("cg",),
-    ),
-    _f(
-        "cg.learning_rate",
-        "stage-2 lr",
-        "float",
-        0.02,
-        "cg",
-        "Step size on the positions after the switch.",
-        path="optim.learning_rate",
-        lo=0.0,
-        hi=10.0,
-        methods=("cg",),
-    ),
-    _f(
-        "gnn.n_modes",
-        "k (slow modes)",
-        "int",
-        None,
-        "gnn",
-        "Rank of the GNN's propagation matrix Ψ_k Λ_k Ψ_kᵀ. Click the spectrum to choose it.",
-        path="reparam.n_modes",
-        lo=1,
-        hi=3 * N_MAX,
-        optional=True,
-        blank="n/4",
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.hidden",
-        "width h",
-        "int",
-        32,
-        "gnn",
-        "Latent and hidden width of the GNN (paper: 8 or 32 for loops).",
-        path="reparam.hidden",
-        lo=2,
-        hi=1024,
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.n_layers",
-        "graph layers",
-        "int",
-        1,
-        "gnn",
-        "Number of graph-convolution layers (paper: 1 for loops, 2 for proteins).",
-        path="reparam.n_layers",
-        lo=1,
-        hi=3,
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.activation",
-        "activation",
-        "choice",
-        "tanh",
-        "gnn",
-        "Nonlinearity between layers.",
-        path="reparam.activation",
-        options=(("tanh", "tanh"), ("relu", "ReLU"), ("leaky_relu", "LeakyReLU"), ("silu", "SiLU")),
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.propagation",
-        "propagation",
-        "choice",
-        "psi",
-        "gnn",
-        "ΨΨᵀ (the paper's, scale-free), ΨΛΨᵀ (the reference code's; its scale follows λ), or the "
-        "covalent graph A_bond + 0.2 I of the reference's protein notebooks (no slow modes).",
-        path="reparam.propagation",
-        options=(
-            ("psi", "Ψ Ψᵀ (paper)"),
-            ("psi-lambda", "Ψ Λ Ψᵀ (reference code)"),
-            ("bonds", "A_bond + 0.2 I (bond graph)"),
-        ),
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.residual",
-        "residual",
-        "choice",
-        "none",
-        "gnn",
-        "Concatenate all layer outputs before the output layer (protein notebooks).",
-        path="reparam.residual",
-        options=(("none", "off"), ("concat", "concat")),
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.fit_to_x0",
-        "fit to x0 first",
-        "bool",
-        False,
-        "gnn",
-        "Fit the GNN output to x0 before optimising, so it starts where GD starts "
-        "(off in the paper's "
-        "loop runs).",
-        path="reparam.fit_to_x0",
-        methods=("gnn",),
-    ),
-    _anchor_field("gnn"),
-    _f(
-        "gnn.stage1_lr",
-        "stage-1 lr",
-        "float",
-        None,
-        "gnn",
-        "Step size on the GNN parameters during stage 1 (paper: lr/10 × {1, 10}).",
-        path="optim.stage1_lr",
-        lo=0.0,
-        hi=10.0,
-        optional=True,
-        blank="stage-2 lr / 10",
-        methods=("gnn",),
-    ),
-    _f(
-        "gnn.learning_rate",
-        "stage-2 lr",
-        "float",
-        0.02,
-        "gnn",
-        "Step size on the positions after the switch.",
-        path="optim.learning_rate",
-        lo=0.0,
-        hi=10.0,
-        methods=("gnn",),
-    ),
-    _f(
-        "fire.learning_rate",
-        "initial time step",
-        "float",
-        0.02,
-        "fire",
-        "FIRE's initial time step (grows up to 10× while the descent keeps going downhill).",
-        path="optim.learning_rate",
-        lo=0.0,
-        hi=10.0,
-        methods=("fire",),
-    ),
-    # -- shared optimiser settings
-    _f(
-        "optim.clip",
-        "gradient clip",
-        "choice",
-        "elementwise",
-        "optim",
-        "elementwise: clamp each gradient entry (reference); global-norm; "
-        "max-displacement per bead; none.",
-        options=(
-            ("elementwise", "elementwise (paper)"),
-            ("global-norm", "global norm"),
-            ("max-displacement", "max displacement"),
-            ("none", "none"),
-        ),
-    ),
-    _f(
-        "optim.clip_value",
-        "clip value",
-        "float",
-        0.1,
-        "optim",
-        "Clip threshold (paper: 0.1 loops).",
-        lo=0.0,
-        hi=1e6,
-    ),
-    _f(
-        "optim.momentum",
-        "SGD momentum",
-        "float",
-        0.9,
-        "optim",
-        "Heavy-ball momentum (SGD only).",
-        lo=0.0,
-        hi=0.999,
-    ),
-    # -- schedule
-    _f(
-        "schedule.max_steps",
-        "max steps",
-        "int",
-        20000,
-        "schedule",
-        "Step budget for both stages together.",
-        lo=1,
-        hi=10**7,
-    ),
-    _f(
-        "schedule.stage1_max_steps",
-        "stage-1 max steps",
-        "int",
-        10000,
-        "schedule",
-        "Step budget of stage 1 (reparametrized) before the switch to positions.",
-        lo=1,
-        hi=10**7,
-    ),
-    _f(
-        "schedule.switch",
-        "stage switch",
-        "choice",
-        "early-stop",
-        "schedule",
-        "When CG/GNN hand over to plain GD: when stage 1 stops improving, after a fixed number of "
-        "steps, or never.",
-        options=(
-            ("early-stop", "on early stop (paper)"),
-            ("fixed", "after fixed steps"),
-            ("never", "never"),
-        ),
-    ),
-    _f(
-        "schedule.stage1_steps",
-        "fixed switch step",
-        "int",
-        2000,
-        "schedule",
-        "Stage-1 length when the switch is 'after fixed steps'.",
-        lo=1,
-        hi=10**7,
-    ),
-    _f(
-        "schedule.stopping",
-        "stopping rule",
-        "choice",
-        "reference",
-        "schedule",
-        "reference: stop after `patience` checks without E < best − min_delta; relative: moving "
-        "average must improve by rel_tol·|E|; none: use the whole budget.",
-        options=(("reference", "reference (paper)"), ("relative", "relative"), ("none", "none")),
-    ),
-    _f(
-        "schedule.patience",
-        "patience (checks)",
-        "int",
-        None,
-        "schedule",
-        "Checks without improvement before stopping; a check happens after every chunk. Blank: "
-        "as many checks as make 400 steps, the paper's 20 checks of 20 steps.",
-        lo=1,
-        hi=10000,
-        optional=True,
-        blank="400 steps",
-    ),
-    _f(
-        "schedule.min_delta",
-        "min_delta",
-        "float",
-        1e-6,
-        "schedule",
-        "Improvement that resets the patience counter (stage 1 uses 10× this).",
-        lo=0.0,
-        hi=1e6,
-    ),
-    _f(
-        "schedule.rel_tol",
-        "rel_tol",
-        "float",
-        1e-5,
-        "schedule",
-        "Relative rule: required improvement of the moving average, as a fraction of |E|.",
-        lo=0.0,
-        hi=1.0,
-    ),
-    _f(
-        "schedule.window",
-        "window (checks)",
-        "int",
-        5,
-        "schedule",
-        "Relative rule: moving-average window.",
-        lo=1,
-        hi=1000,
-    ),
-    _f(
-        "chunk_size",
-        "check / frame every (steps)",
-        "int",
-        None,
-        "schedule",
-        "Steps per jitted chunk: the stopping rule is checked and a 3D frame is sent after every "
-        "chunk (paper: checks every 20 steps). Blank: 20 up to n = 500, 10 above and for "
-        "proteins, so that slower steps still give about 10 frames per second.",
-        lo=1,
-        hi=10000,
-        optional=True,
-        blank="auto",
-    ),
-)
+def _fields() -> tuple[Field, ...]:
+    entries = schema.params(RunSpec)
+    shared = [_shared_field(e) for e in entries if e.param.section]
+    scoped = [_method_field(k, mf) for k in FORM_METHODS for mf in METHOD_REGISTRY[k].fields]
+    order = ("loop", "protein", "energy", "modes")
+    first = [f for g in order for f in shared if f.group == g]
+    return (*first, *scoped, *[f for f in shared if f.group not in order])
+
+
+FIELDS: tuple[Field, ...] = _fields()
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 SYSTEM_GROUPS = {"loop": ("loop", "energy"), "protein": ("protein",)}
 PROTEIN_SOURCES = (
@@ -707,46 +163,16 @@ def to_widget(field: Field, value: Any) -> Any:
     if field.kind == "bool":
         return [True] if value else []
     if field.kind in ("int", "float"):
-        return "" if value is None else _num_text(value)
+        return "" if value is None else number_text(value)
     return value
 
 
 def parse_value(field: Field, raw: Any) -> Any:
-    """One widget value -> typed value. Raises SpecError(field.name, ...) naming the range."""
-    if field.kind == "bool":
+    """One widget value -> typed value (the schema's parser). Raises SpecError(field.name, ...)
+    naming the accepted range."""
+    if field.kind == "bool":  # a checklist: [True] or []
         return bool(raw) and raw != [] and raw != [False]
-    if field.kind == "choice":
-        values = [v for v, _ in field.options]
-        if raw not in values:
-            raise SpecError(
-                field.name, f"must be one of {', '.join(map(str, values))}; got {raw!r}"
-            )
-        return raw
-    if field.kind == "text":
-        return (raw or "").strip()
-    text = "" if raw is None else str(raw).strip()
-    if text == "":
-        if field.optional:
-            return None
-        raise SpecError(
-            field.name, f"is required: a number in [{_num_text(field.lo)}, {_num_text(field.hi)}]"
-        )
-    what = "an integer" if field.kind == "int" else "a number"
-    bad = SpecError(
-        field.name,
-        f"must be {what} in [{_num_text(field.lo)}, {_num_text(field.hi)}], got {text!r}",
-    )
-    try:
-        value = float(text)
-    except ValueError:
-        raise bad from None
-    if not math.isfinite(value) or value < field.lo or value > field.hi:
-        raise bad
-    if field.kind == "int":
-        if not value.is_integer():
-            raise bad
-        return int(value)
-    return value
+    return field.param.parse(field.name, raw)
 
 
 def relevant_fields(tab: str, methods: list[str]) -> list[Field]:
@@ -855,10 +281,10 @@ def build_specs(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SpecError("methods", f"must be among {', '.join(METHODS)}; got {unknown}")
-    if "openmm" in methods and tab != "protein":
-        raise SpecError("methods", "OpenMM is the baseline for proteins: choose the Protein tab")
-    if "openmm" in methods and typed.get("system.model") == "residue":
-        raise SpecError("methods", "the OpenMM baseline needs the all-atom model")
+    for m in methods:
+        check_system(m, "protein" if tab == "protein" else typed.get("system.kind", "lj-loop"))
+        if METHOD_REGISTRY[m].runner != "engine" and typed.get("system.model") == "residue":
+            raise SpecError("methods", f"the {METHODS[m][0]} baseline needs the all-atom model")
     n = typed.get("system.n")
     if tab == "loop" and isinstance(n, int):
         n_dof = n * (3 if typed.get("modes.method") == "hessian" else 1)
@@ -871,8 +297,7 @@ def build_specs(
     specs = []
     for m in methods:
         d = RunSpec().to_dict()
-        changes = dict(METHODS[m][2])
-        changes["method_label"] = LABELS.get(m, m)
+        changes = {**METHOD_REGISTRY[m].changes, "method_label": m}
         chunk = typed.get("chunk_size") or auto_chunk(tab, typed.get("system.n"))
         changes["chunk_size"] = changes["frame_every"] = chunk
         changes["schedule.patience"] = typed.get("schedule.patience") or auto_patience(chunk)
@@ -953,14 +378,8 @@ def parse_run_form(
 
 
 def method_of(spec: RunSpec) -> str:
-    """Which form method produced ``spec`` (inverse of METHODS' base changes)."""
-    if (spec.method_label or "").startswith("openmm"):
-        return "openmm"
-    if spec.reparam.kind == "linear":
-        return "cg"
-    if spec.reparam.kind == "gnn":
-        return "gnn"
-    return "fire" if spec.optim.name == "fire" else "gd"
+    """Which method produced ``spec`` (engine.methods.method_of)."""
+    return _method_of(spec)
 
 
 def values_from_specs(specs: list[RunSpec]) -> tuple[dict, list[str]]:

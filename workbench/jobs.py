@@ -20,6 +20,7 @@ import numpy as np
 
 import engine
 from engine import io as engine_io
+from engine import methods
 
 SPECTRUM_MAX_MODES = 1500  # spectra show at most this many modes (dense solvers above ~n=1500)
 
@@ -59,16 +60,10 @@ def system_view(system) -> dict:
 
 
 def run_engine(spec, on_progress, should_stop, on_system):
-    """The registry's runner: build (cached), report the view, run the engine (or OpenMM)."""
+    """The registry's runner: build (cached), report the view, run the spec's method."""
     system = build_system(spec.system, spec.seed)
     on_system(system, system_view(system))
-    if (spec.method_label or "").startswith("openmm"):
-        from engine.protein.baseline import run_openmm_result
-
-        return run_openmm_result(
-            spec, spec.method_label, on_progress=on_progress, should_stop=should_stop, system=system
-        )
-    return engine.run(spec, on_progress=on_progress, should_stop=should_stop, system=system)
+    return methods.execute(spec, on_progress=on_progress, should_stop=should_stop, system=system)
 
 
 def spectrum_modes(system, energy_cfg, modes_cfg, seed: int):
