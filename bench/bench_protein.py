@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import analysis
+
 from .common import RESULTS, machine
 
 DATA = Path("/work/shared/data/pdb")
@@ -272,11 +274,10 @@ def collect(args):
 
 
 def time_to_reach(curve: dict, target: float) -> float:
-    """First wall time at which the energy is <= target (nan if never)."""
-    for t, e in zip(curve["wall_time_s"], curve["energy"], strict=False):
-        if e <= target:
-            return t
-    return math.nan
+    """First wall time at which the energy is <= target (nan if never): engine.analysis."""
+    steps = range(len(curve["energy"]))
+    hit = analysis.first_reach(curve["energy"], target, steps, curve["wall_time_s"])
+    return math.nan if hit is None else hit.time_s
 
 
 def _stats(values):
