@@ -27,6 +27,45 @@ def _finite(values) -> list:
 
 
 # ---- spectrum --------------------------------------------------------------------------------
+# Marker classes of the spectrum: name, marker, hover text (the value shown is |λ| or a floor).
+_SPECTRUM_CLASSES = (
+    ("soft", "|λ|", {"size": 6, "color": "#1f77b4"}, "λ = %{y:.4g}"),
+    ("neg", "λ < 0 (|λ| shown)", {"size": 7, "symbol": "triangle-down", "color": "#ff7f0e"},
+     "λ = −%{y:.4g}"),
+    ("zero", "0 (clamped)", {"size": 7, "symbol": "circle-open", "color": "#1f77b4"},
+     "value 0 (clamped)"),
+    ("rigid", "rigid-body (λ≈0)", {"size": 9, "symbol": "x", "color": "#7f7f7f"},
+     "rigid-body, λ≈0"),
+)  # fmt: skip
+
+
+def _spectrum_points(values: np.ndarray, rigid: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(values drawn on the log axis, {class: mask}): rigid and zero modes sit at a floor
+    RIGID_FLOOR_FRACTION below the smallest nonzero |λ|, negative ones at |λ|."""
+    mag = np.abs(values)
+    nonzero = mag[(~rigid) & (mag > 0)]
+    floor = (nonzero.min() if len(nonzero) else 1.0) * RIGID_FLOOR_FRACTION
+    masks = {
+        "soft": ~rigid & (values > 0),
+        "neg": ~rigid & (values < 0),
+        "zero": ~rigid & (values == 0),
+        "rigid": rigid,
+    }
+    return np.where(rigid | (mag <= 0), floor, mag), masks
+
+
+def _cutoff_shape(k: int) -> dict:
+    return {
+        "type": "line",
+        "x0": k + 0.5,
+        "x1": k + 0.5,
+        "y0": 0,
+        "y1": 1,
+        "yref": "paper",
+        "line": {"color": "#2ca02c", "width": 3, "dash": "dash"},
+    }
+
+
 def spectrum_figure(
     values, rigid, k: int | None, selected: int | None = None, space: str = "node"
 ) -> go.Figure:
@@ -41,91 +80,23 @@ def spectrum_figure(
       selected: index of the mode being animated (highlighted).
     """
     values = np.asarray(values, np.float64)
-    rigid = np.asarray(rigid, bool)
     idx = np.arange(1, len(values) + 1)
-    mag = np.abs(values)
-    nonzero = mag[(~rigid) & (mag > 0)]
-    floor = (nonzero.min() if len(nonzero) else 1.0) * RIGID_FLOOR_FRACTION
-    shown = np.where(rigid | (mag <= 0), floor, mag)
+    shown, masks = _spectrum_points(values, np.asarray(rigid, bool))
     fig = go.Figure()
-    soft = ~rigid & (values > 0)
-    neg = ~rigid & (values < 0)
-    zero = ~rigid & (values == 0)
-    fig.add_trace(
-        go.Scatter(
-            x=idx[soft],
-            y=shown[soft],
-            mode="markers",
-            name="|λ|",
-            marker={"size": 6, "color": "#1f77b4"},
-            customdata=idx[soft] - 1,
-            hovertemplate="mode %{x}<br>λ = %{y:.4g}<extra></extra>",
-        )
-    )
-    if neg.any():
-        fig.add_trace(
-            go.Scatter(
-                x=idx[neg],
-                y=shown[neg],
-                mode="markers",
-                name="λ < 0 (|λ| shown)",
-                marker={"size": 7, "symbol": "triangle-down", "color": "#ff7f0e"},
-                customdata=idx[neg] - 1,
-                hovertemplate="mode %{x}<br>λ = −%{y:.4g}<extra></extra>",
-            )
-        )
-    if zero.any():
-        fig.add_trace(
-            go.Scatter(
-                x=idx[zero],
-                y=shown[zero],
-                mode="markers",
-                name="0 (clamped)",
-                marker={"size": 7, "symbol": "circle-open", "color": "#1f77b4"},
-                customdata=idx[zero] - 1,
-                hovertemplate="mode %{x}<br>value 0 (clamped)<extra></extra>",
-            )
-        )
-    if rigid.any():
-        fig.add_trace(
-            go.Scatter(
-                x=idx[rigid],
-                y=shown[rigid],
-                mode="markers",
-                name="rigid-body (λ≈0)",
-                marker={"size": 9, "symbol": "x", "color": "#7f7f7f"},
-                customdata=idx[rigid] - 1,
-                hovertemplate="mode %{x}: rigid-body, λ≈0<extra></extra>",
-            )
-        )
+    for cls, name, marker, hover in _SPECTRUM_CLASSES:
+        m = masks[cls]
+        if cls == "soft" or m.any():  # the |λ| trace always exists (clicks target it)
+            fig.add_trace(go.Scatter(
+                x=idx[m], y=shown[m], mode="markers", name=name, marker=marker,
+                customdata=idx[m] - 1, hovertemplate=f"mode %{{x}}<br>{hover}<extra></extra>",
+            ))  # fmt: skip
     if selected is not None and 0 <= selected < len(values):
-        fig.add_trace(
-            go.Scatter(
-                x=[selected + 1],
-                y=[shown[selected]],
-                mode="markers",
-                name="animated",
-                marker={
-                    "size": 15,
-                    "color": "rgba(0,0,0,0)",
-                    "line": {"width": 2, "color": "#d62728"},
-                },
-                hoverinfo="skip",
-            )
-        )
-    shapes = []
-    if k is not None and 0 < k <= len(values):
-        shapes.append(
-            {
-                "type": "line",
-                "x0": k + 0.5,
-                "x1": k + 0.5,
-                "y0": 0,
-                "y1": 1,
-                "yref": "paper",
-                "line": {"color": "#2ca02c", "width": 3, "dash": "dash"},
-            }
-        )
+        ring = {"size": 15, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#d62728"}}
+        fig.add_trace(go.Scatter(
+            x=[selected + 1], y=[shown[selected]], mode="markers", name="animated",
+            marker=ring, hoverinfo="skip",
+        ))  # fmt: skip
+    y_title = "|Hessian eigenvalue|" if space == "cartesian" else "ψᵀKψ (block-norm K)"
     fig.update_layout(
         template=TEMPLATE,
         margin={"l": 55, "r": 10, "t": 30, "b": 40},
@@ -136,11 +107,8 @@ def spectrum_figure(
             "font": {"size": 13},
         },
         xaxis={"title": "mode index (slow → fast)"},
-        yaxis={
-            "title": "|Hessian eigenvalue|" if space == "cartesian" else "ψᵀKψ (block-norm K)",
-            "type": "log",
-        },
-        shapes=shapes,
+        yaxis={"title": y_title, "type": "log"},
+        shapes=[_cutoff_shape(k)] if k is not None and 0 < k <= len(values) else [],
         legend={"orientation": "h", "y": -0.25},
         clickmode="event",
         dragmode="zoom",
