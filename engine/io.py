@@ -29,6 +29,7 @@ folder and moved into place with ``os.replace``: readers never see half a file.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -46,6 +47,11 @@ VIEW_FILE = "view.json"  # workbench viewer payload
 
 def library_versions() -> dict:
     """Versions of the libraries that determine numerical results."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict:  # looked up once per process: they cannot change under it
     import importlib.metadata as metadata
     import platform
 
