@@ -1,28 +1,57 @@
 """The only engine module that touches the file system or the network.
 
-Sections: run bundles (config.json, metrics.csv, frames.npz, final structure) and
-structure sources (PDB files, uploads, the RCSB download cache).
+Sections: run bundles (one run format on disk for the CLI and the workbench) and structure
+sources (PDB files, uploads, the RCSB download cache).
+
+Run bundles. A bundle is a directory:
+  config.json     {"spec": RunSpec.to_dict(), "status", "message", "summary", "timings",
+                  "system": {name, n_atoms, length_unit, energy_unit}, "versions"}; re-run it
+                  with ``python -m engine run --config <dir>/config.json``.
+  metrics.csv     one row per logged step, row 0 = step 0: step, stage, wall_time_s, energy,
+                  grad_norm and the system's structure metrics (integer columns stay integers).
+  frames.npz      frames_step [F] int, frames_x [F, n, 3], x_final [n, 3] (length unit).
+  final.pdb       the final structure (written whenever the System is known).
+  trajectory.pdb  every frame, on request (CLI ``--trajectory``).
+A bundle written by the workbench server, ``run_dir/<run_id>/``, has two more files:
+  meta.json       the workbench's bookkeeping: run_id, owner (session id), shared, status,
+                  message, label, group, created / started / finished (Unix s), version, seed,
+                  stage_switch_step, last ({step, stage, energy, wall_time}), timings. Written
+                  when the run is queued and whenever its status or sharing changes; a status
+                  still "queued" or "running" when a server starts means "interrupted".
+  view.json       the viewer payload (bonds or PDB topology), so a replay need not rebuild
+                  the system.
+While a workbench run is queued or running its folder holds meta.json and a config.json with
+the spec and status only; the other files appear when it ends, meta.json last. A folder with a
+meta.json belongs to a workbench session: ``find_bundles`` skips it, so a server's runs are
+never listed to everyone as CLI bundles. Every file is written to a temporary name in its
+folder and moved into place with ``os.replace``: readers never see half a file.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 # ---- run bundles -------------------------------------------------------------------------
-# A bundle is a directory: config.json (spec, library versions, summary, timings),
-# metrics.csv (one row per logged step, row 0 = step 0), frames.npz (frames_step [F],
-# frames_x [F, n, 3]), final.pdb (final structure), trajectory.pdb on request.
 
 BUNDLE_FILES = ("config.json", "metrics.csv", "frames.npz", "final.pdb")
+META_FILE = "meta.json"  # workbench bookkeeping (see the module docstring)
+VIEW_FILE = "view.json"  # workbench viewer payload
 
 
 def library_versions() -> dict:
     """Versions of the libraries that determine numerical results."""
+    return dict(_library_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> dict:  # looked up once per process: they cannot change under it
     import importlib.metadata as metadata
     import platform
 
@@ -56,9 +85,15 @@ def _fmt(v) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to a temporary name in the same folder (created), then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def pdb_text(system, frames) -> str:
@@ -74,35 +109,102 @@ def pdb_text(system, frames) -> str:
         return Path(path).read_text()
 
 
-def write_bundle(result, out_dir, *, trajectory: bool = False) -> Path:
-    """Write a RunResult as a bundle in ``out_dir`` (created); returns the directory."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def bundle_config(
+    spec: dict | None,
+    status: str,
+    message: str = "",
+    summary: dict | None = None,
+    timings: dict | None = None,
+    system=None,
+) -> dict:
+    """The config.json of a bundle (see the module docstring); ``system`` may be None.
+
+    Args:
+      spec: ``RunSpec.to_dict()`` (None only for a run whose spec is unknown).
+      status, message: the run's outcome ("done", "stopped", "diverged", ...).
+      summary: ``RunResult.summary()``; timings: seconds per phase.
+      system: the built System, for its name, size and units; None leaves them out.
+    """
     config = {
-        "spec": result.spec.to_dict(),
-        "status": result.status,
-        "message": result.message,
-        "summary": result.summary(),
-        "timings": result.timings,
-        "system": {
-            "name": result.system.name,
-            "n_atoms": result.system.n_atoms,
-            "length_unit": result.system.length_unit,
-            "energy_unit": result.system.energy_unit,
-        },
-        "versions": library_versions(),
+        "spec": spec,
+        "status": status,
+        "message": message,
+        "summary": summary or {},
+        "timings": timings or {},
     }
-    _atomic_write(out / "config.json", json.dumps(config, indent=2, default=_json_default).encode())
-    _atomic_write(out / "metrics.csv", metrics_csv(result.metrics).encode())
+    if system is not None:
+        config["system"] = {
+            "name": system.name,
+            "n_atoms": system.n_atoms,
+            "length_unit": system.length_unit,
+            "energy_unit": system.energy_unit,
+        }
+    config["versions"] = library_versions()
+    return config
+
+
+def write_bundle_data(
+    out_dir,
+    config: dict,
+    metrics: dict,
+    frames_step,
+    frames_x,
+    x_final,
+    *,
+    system=None,
+    view: dict | None = None,
+    trajectory: bool = False,
+) -> Path:
+    """Write a bundle from plain values into ``out_dir`` (created); returns the directory.
+
+    Args:
+      config: ``bundle_config(...)``.
+      metrics: column name -> [n_rows] array, row 0 = step 0.
+      frames_step: [F] int; frames_x: [F, n, 3]; x_final: [n, 3] (length unit).
+      system: the built System; needed for final.pdb / trajectory.pdb (skipped when None).
+      view: the workbench's viewer payload, written as view.json when given.
+      trajectory: also write trajectory.pdb (all frames).
+    """
+    out = Path(out_dir)
+    _atomic_write(out / "metrics.csv", metrics_csv(metrics).encode())
     buf = io.BytesIO()
     np.savez_compressed(
-        buf, frames_step=result.frames_step, frames_x=result.frames_x, x_final=result.x_final
+        buf,
+        frames_step=np.asarray(frames_step, np.int64),
+        frames_x=np.asarray(frames_x),
+        x_final=np.asarray(x_final),
     )
     _atomic_write(out / "frames.npz", buf.getvalue())
-    _atomic_write(out / "final.pdb", pdb_text(result.system, result.x_final).encode())
-    if trajectory:
-        _atomic_write(out / "trajectory.pdb", pdb_text(result.system, result.frames_x).encode())
+    if system is not None:
+        _atomic_write(out / "final.pdb", pdb_text(system, x_final).encode())
+        if trajectory:
+            _atomic_write(out / "trajectory.pdb", pdb_text(system, frames_x).encode())
+    if view is not None:
+        write_json(out / VIEW_FILE, view)
+    write_json(out / "config.json", config, indent=2)
     return out
+
+
+def write_bundle(result, out_dir, *, trajectory: bool = False) -> Path:
+    """Write a RunResult as a bundle in ``out_dir`` (created); returns the directory."""
+    config = bundle_config(
+        result.spec.to_dict(),
+        result.status,
+        result.message,
+        result.summary(),
+        result.timings,
+        result.system,
+    )
+    return write_bundle_data(
+        out_dir,
+        config,
+        result.metrics,
+        result.frames_step,
+        result.frames_x,
+        result.x_final,
+        system=result.system,
+        trajectory=trajectory,
+    )
 
 
 def _json_default(obj):
@@ -115,11 +217,34 @@ def _json_default(obj):
     raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
 
 
+def write_json(path, obj, *, indent: int = 1) -> None:
+    """Write ``obj`` as JSON atomically (numpy scalars and arrays become numbers and lists)."""
+    _atomic_write(Path(path), json.dumps(obj, indent=indent, default=_json_default).encode())
+
+
+def is_bundle(path) -> bool:
+    """True when ``path`` holds the files ``read_bundle`` needs (config, metrics, frames)."""
+    path = Path(path)
+    return all((path / f).is_file() for f in BUNDLE_FILES[:3])
+
+
+def _column(cells: list[str]) -> np.ndarray:
+    """A metrics.csv column: int64 when every cell is an integer, else float64."""
+    try:
+        return np.array([int(c) for c in cells], np.int64) if cells else np.zeros(0)
+    except ValueError:
+        return np.array([float(c) for c in cells])
+
+
 def read_bundle(path) -> dict:
-    """Load a bundle.
+    """Load a bundle (a CLI bundle or a finished workbench run).
 
     Returns:
-      {"config": dict, "metrics": {col: array}, "frames_step", "frames_x", "x_final"}.
+      {"config": dict, "metrics": {col: [n] array}, "frames_step" [F], "frames_x" [F, n, 3],
+      "x_final" [n, 3], "view": view.json's payload or None}.
+
+    Raises:
+      ValueError: the folder lacks config.json, metrics.csv or frames.npz.
     """
     import csv
 
@@ -131,10 +256,67 @@ def read_bundle(path) -> dict:
     with open(path / "metrics.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     names, body = rows[0], rows[1:]
-    metrics = {n: np.array([float(r[i]) for r in body]) for i, n in enumerate(names)}
+    metrics = {n: _column([r[i] for r in body]) for i, n in enumerate(names)}
     with np.load(path / "frames.npz") as data:
         frames = {k: data[k] for k in data.files}
-    return {"config": config, "metrics": metrics, **frames}
+    view = read_json(path / VIEW_FILE) if (path / VIEW_FILE).is_file() else None
+    return {"config": config, "metrics": metrics, **frames, "view": view}
+
+
+def find_bundles(dirs, max_depth: int = 2) -> list[tuple[str, dict]]:
+    """[(absolute folder, config.json)] of the bundles under ``dirs`` (depth <= max_depth).
+
+    A folder with a meta.json belongs to a workbench session and is skipped (with everything
+    below it); unreadable config files are skipped, never fatal.
+    """
+    found = []
+
+    def walk(path: Path, depth: int) -> None:
+        if (path / META_FILE).exists():
+            return
+        if is_bundle(path):
+            try:
+                found.append((str(path.resolve()), json.loads((path / "config.json").read_text())))
+            except (OSError, ValueError):
+                pass
+            return
+        if depth < max_depth:
+            for child in sorted(p for p in path.iterdir() if p.is_dir()):
+                walk(child, depth + 1)
+
+    for d in dirs:
+        if os.path.isdir(d):
+            walk(Path(d), 0)
+    return found
+
+
+def run_folders(root) -> list[Path]:
+    """The workbench run folders directly under ``root`` (those holding a meta.json), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if (d / META_FILE).is_file())
+
+
+def folder_mtime(path) -> float:
+    """A folder's modification time (Unix s), 0.0 when it cannot be read (bundle listings)."""
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def read_meta(folder) -> dict:
+    """A run folder's meta.json. Raises ValueError when it is missing or damaged."""
+    meta = read_json(Path(folder) / META_FILE)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{folder}/{META_FILE} is not a JSON object")
+    return meta
+
+
+def write_meta(folder, meta: dict) -> None:
+    """Write a run folder's meta.json (atomically; the folder is created)."""
+    write_json(Path(folder) / META_FILE, meta)
 
 
 def read_json(path) -> dict:

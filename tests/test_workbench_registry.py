@@ -10,6 +10,7 @@ import pytest
 from workbench_fakes import FakeEngine, wait_for
 
 from engine import RunSpec
+from engine import io as engine_io
 from workbench.config import ServerConfig
 from workbench.registry import Busy, RunRegistry
 from workbench.runstore import RunStore
@@ -43,6 +44,19 @@ def finish(reg, engine, run_id, owner, rows=2):
     return wait_for(
         lambda: reg.snapshot(run_id, owner).terminal and reg.snapshot(run_id, owner), what="finish"
     )
+
+
+def saved(reg, run_dir, run_id, owner):
+    """Wait until the run's bundle and its newest meta.json are on disk."""
+
+    def done():
+        d = run_dir / run_id
+        if not (d / "metrics.csv").exists():
+            return False
+        config, meta = engine_io.read_json(d / "config.json"), engine_io.read_meta(d)
+        return bool(config["timings"]) and meta["version"] == reg.snapshot(run_id, owner).version
+
+    return wait_for(done, what="persisted")
 
 
 def test_run_ids_are_unguessable_hex(make):
@@ -178,12 +192,12 @@ def test_new_registry_on_same_run_dir_lists_saved_runs_with_owners(make, tmp_pat
     snap = finish(reg, engine, run_id, "A", rows=2)
     assert snap.status == "done"
     reg.share(run_id, by="A")
-    wait_for(
-        lambda: (tmp_path / run_id / "frames.npz").exists(), what="persisted"
-    )  # written after "done"
+    saved(reg, tmp_path, run_id, "A")
     files = sorted(p.name for p in (tmp_path / run_id).iterdir())
-    assert files == ["frames.npz", "meta.json", "metrics.npz", "spec.json", "view.json"]
-    assert RunSpec.from_dict(json.loads((tmp_path / run_id / "spec.json").read_text())).seed == 7
+    assert files == ["config.json", "frames.npz", "meta.json", "metrics.csv", "view.json"]
+    bundle = engine_io.read_bundle(tmp_path / run_id)  # one run format: the CLI's bundle
+    assert RunSpec.from_dict(bundle["config"]["spec"]).seed == 7
+    assert bundle["view"]["kind"] == "loop"
 
     reg2, _ = make(run_dir=tmp_path)
     assert [s.run_id for s in reg2.list_runs("A")] == [run_id]

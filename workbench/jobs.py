@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -149,31 +148,18 @@ def list_structures(dirs) -> list[tuple[str, str]]:
 
 
 def find_bundles(dirs, max_depth: int = 2) -> list[tuple[str, dict]]:
-    """[(folder, config.json)] of CLI bundles found under ``dirs`` (config+metrics+frames)."""
-    found = []
-
-    def walk(path: Path, depth: int):
-        if all((path / f).is_file() for f in ("config.json", "metrics.csv", "frames.npz")):
-            try:
-                found.append((str(path.resolve()), json.loads((path / "config.json").read_text())))
-            except (OSError, ValueError):
-                pass
-            return
-        if depth < max_depth:
-            for child in sorted(p for p in path.iterdir() if p.is_dir()):
-                walk(child, depth + 1)
-
-    for d in dirs:
-        if os.path.isdir(d):
-            walk(Path(d), 0)
-    return found
+    """[(folder, config.json)] of CLI bundles under ``dirs`` (``engine.io.find_bundles``:
+    folders owned by a workbench session, those with a meta.json, are not listed)."""
+    return engine_io.find_bundles(dirs, max_depth)
 
 
 def read_bundle(path: str) -> dict:
-    """Registry bundle_reader: engine.io.read_bundle plus a view rebuilt from its spec."""
+    """Registry bundle_reader for stored runs and CLI bundles alike: ``engine.io.read_bundle``,
+    plus a view rebuilt from the spec when the folder has no view.json (CLI bundles)."""
     data = engine_io.read_bundle(path)
-    spec = engine.RunSpec.from_dict(data["config"]["spec"])
-    data["view"] = system_view(build_system(spec.system, spec.seed))
+    if data.get("view") is None:
+        spec = engine.RunSpec.from_dict(data["config"]["spec"])
+        data["view"] = system_view(build_system(spec.system, spec.seed))
     return data
 
 

@@ -1,133 +1,137 @@
-"""Persistence of workbench runs under ``run_dir`` (the only workbench module writing files).
+"""Persistence of workbench runs under ``run_dir``, as run bundles written by engine/io.py.
 
-Layout of ``run_dir/<run_id>/``:
-  meta.json    owner, shared, status, message, label, group, timestamps, timings, seed,
-               stage_switch_step; written when a run starts (status "running") and again
-               when it ends, so a crash leaves a run that re-indexes as "interrupted".
-  spec.json    the RunSpec as a dict: ``python -m engine`` / ``RunSpec.from_dict`` re-runs it.
-  metrics.npz  one array per logged column (step, stage, wall_time_s, energy, ...).
-  frames.npz   frames_step [F], frames_x [F, n, 3] (thinned for replay), x_final [n, 3].
-  view.json    what the 3D viewer needs to draw the system (bonds or PDB topology).
+Each run is a bundle folder ``run_dir/<run_id>/`` in the one run format of the CLI
+(engine/io.py's module docstring lists the files): config.json, metrics.csv, frames.npz,
+final.pdb, plus the workbench's meta.json (owner, sharing, status, timestamps) and
+view.json. So ``python -m engine run --config run_dir/<run_id>/config.json`` re-runs it and
+``engine.io.read_bundle`` reads it. This module decides which folder and which values; every
+read and write of a run file goes through engine/io.py (temporary name + ``os.replace``).
+
+- When a run is queued (and whenever its status or sharing changes) meta.json is written;
+  config.json holds the spec and status until the run ends. A crash therefore leaves a run
+  that re-indexes as "interrupted".
+- When it ends, the bundle files are written, meta.json last.
+- ``index`` reads only meta.json and the spec; arrays load on first access (``load``).
+
 Uploaded structures live in ``run_dir/uploads/<token>.pdb``.
-
-Every file is written to a temporary name and moved into place with ``os.replace``; readers
-never see half a file. Arrays load lazily (``load_arrays``), the index reads only meta.json.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-ACTIVE = ("queued", "running")
+from engine import io as engine_io
+
+from .access import ACTIVE
+
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
+INTERRUPTED = "the server stopped while this run was active; partial results were not kept"
+
+
+class RunFiles(NamedTuple):
+    """A finished run's values, copied from its record under the registry lock.
+
+    metrics: {column: [n] array}; frames_step [F]; frames_x: F arrays [n, 3]; x_final [n, 3];
+    summary: ``RunResult.summary()`` ({} when the runner's result has none);
+    system: the built System (for final.pdb) or None.
+    """
+
+    meta: dict
+    spec: dict | None
+    status: str
+    message: str
+    summary: dict
+    timings: dict
+    metrics: dict
+    frames_step: Any
+    frames_x: Any
+    x_final: Any
+    view: dict | None
+    system: Any
 
 
 class RunStore:
-    """Reads and writes run folders in one directory (created on first use)."""
+    """Reads and writes the run folders of one directory (created on first write)."""
 
     def __init__(self, run_dir: str):
         self.root = Path(run_dir)
 
-    # ---- writing ---------------------------------------------------------------------------
-    def _dir(self, run_id: str) -> Path:
-        if not _RUN_ID.match(run_id):  # ids come from secrets.token_hex(8); never a path
+    def path(self, run_id: str) -> Path:
+        """The folder of ``run_id``; refuses anything that is not a run id (never a path)."""
+        if not _RUN_ID.match(run_id):  # ids come from secrets.token_hex(8)
             raise ValueError(f"not a run id: {run_id!r}")
         return self.root / run_id
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
+    # ---- writing ---------------------------------------------------------------------------
     def save_meta(self, run_id: str, meta: dict, spec: dict | None = None) -> None:
-        """Write meta.json (and spec.json when given)."""
-        d = self._dir(run_id)
+        """Write meta.json; with ``spec``, also the pending config.json (spec and status)."""
+        d = self.path(run_id)
         if spec is not None:
-            self._write(d / "spec.json", json.dumps(spec, indent=1, default=_jsonable).encode())
-        self._write(d / "meta.json", json.dumps(meta, indent=1, default=_jsonable).encode())
+            engine_io.write_json(d / "config.json", engine_io.bundle_config(spec, meta["status"]))
+        engine_io.write_meta(d, meta)
 
-    def save_result(
-        self,
-        run_id: str,
-        meta: dict,
-        spec: dict,
-        metrics: dict,
-        frames_step,
-        frames_x,
-        x_final,
-        view: dict | None,
-    ) -> None:
-        """Write a finished run; meta.json goes last, so an index never sees a partial run."""
-        d = self._dir(run_id)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in metrics.items()})
-        self._write(d / "metrics.npz", buf.getvalue())
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            frames_step=np.asarray(frames_step, np.int64),
-            frames_x=np.asarray(frames_x, np.float32),
-            x_final=np.asarray(x_final, np.float64),
+    def save_run(self, run_id: str, files: RunFiles) -> None:
+        """Write a finished run as a bundle; meta.json goes last."""
+        d = self.path(run_id)
+        config = engine_io.bundle_config(
+            files.spec, files.status, files.message, files.summary, files.timings, files.system
         )
-        self._write(d / "frames.npz", buf.getvalue())
-        if view is not None:
-            self._write(d / "view.json", json.dumps(view, default=_jsonable).encode())
-        self.save_meta(run_id, meta, spec)
+        engine_io.write_bundle_data(
+            d,
+            config,
+            files.metrics,
+            files.frames_step,
+            np.stack(files.frames_x) if len(files.frames_x) else np.zeros((0, 0, 3), np.float32),
+            files.x_final,
+            system=files.system,
+            view=files.view,
+        )
+        engine_io.write_meta(d, files.meta)
 
     # ---- reading ---------------------------------------------------------------------------
     def index(self) -> list[tuple[dict, dict | None]]:
         """(meta, spec dict) of every stored run; runs left active are marked "interrupted"."""
         out = []
-        if not self.root.is_dir():
-            return out
-        for d in sorted(self.root.iterdir()):
-            if not (_RUN_ID.match(d.name) and (d / "meta.json").is_file()):
+        for d in engine_io.run_folders(self.root):
+            if not _RUN_ID.match(d.name):
                 continue
             try:
-                meta = json.loads((d / "meta.json").read_text())
-                spec = (
-                    json.loads((d / "spec.json").read_text())
-                    if (d / "spec.json").is_file()
-                    else None
-                )
-            except (OSError, ValueError):
+                meta = engine_io.read_meta(d)
+                config = d / "config.json"
+                spec = engine_io.read_json(config).get("spec") if config.is_file() else None
+            except (OSError, ValueError, AttributeError):
                 continue  # a damaged folder is skipped, not fatal for the server
+            meta["run_id"] = d.name
             if meta.get("status") in ACTIVE:
-                meta["status"] = "interrupted"
-                meta["message"] = (
-                    "the server stopped while this run was active; partial results were not kept"
-                )
-                self.save_meta(d.name, meta)
+                meta["status"], meta["message"] = "interrupted", INTERRUPTED
+                self.save_meta(d.name, meta, spec)
             out.append((meta, spec))
         return out
 
+    def finished(self, run_id: str) -> bool:
+        """True when the run's bundle files are complete (it ended while a server ran)."""
+        return engine_io.is_bundle(self.path(run_id))
+
     def load_arrays(self, run_id: str) -> dict | None:
-        """{"metrics", "frames_step", "frames_x", "x_final", "view"} or None if never finished."""
-        d = self._dir(run_id)
-        if not (d / "metrics.npz").is_file():
-            return None
-        with np.load(d / "metrics.npz") as z:
-            metrics = {k: z[k] for k in z.files}
-        with np.load(d / "frames.npz") as z:
-            frames = {k: z[k] for k in z.files}
-        view = json.loads((d / "view.json").read_text()) if (d / "view.json").is_file() else None
-        return {"metrics": metrics, **frames, "view": view}
+        """``engine.io.read_bundle`` of a stored run, or None if it never finished."""
+        return read_run(self.path(run_id)) if self.finished(run_id) else None
 
     # ---- uploads ---------------------------------------------------------------------------
     def save_upload(self, data: bytes) -> str:
         """Store an uploaded structure; returns its token (the browser never sees the path)."""
         token = secrets.token_hex(16)
-        self._write(self.root / "uploads" / f"{token}.pdb", data)
+        path = self.root / "uploads" / f"{token}.pdb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
         return token
 
     def upload_path(self, token: str | None) -> str | None:
@@ -137,11 +141,7 @@ class RunStore:
         return str(path.resolve()) if path.is_file() else None
 
 
-def _jsonable(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
+def read_run(path: str | Path) -> dict:
+    """The registry's default reader of a finished run or CLI bundle: ``engine.io.read_bundle``
+    ({"config", "metrics", "frames_step", "frames_x", "x_final", "view"})."""
+    return engine_io.read_bundle(path)
