@@ -4,7 +4,9 @@
 ``objective(params, aux)`` and returns the new params and optimizer state plus, at the end
 of the chunk, the positions x = apply(params), the full deterministic energy E(x) and
 |dE/dx|. Shapes are static, so after the first call nothing recompiles (``n_traces`` counts
-traces for the test of exactly that).
+traces for the test of exactly that). A ``Stage`` pairs a chunk runner with the optimizer
+it was built with (so the host can initialize that optimizer's state), and an
+``Observation`` is what the host sees after a chunk: one logged row's inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -25,6 +28,31 @@ class ChunkOut(NamedTuple):
     energy: jax.Array  # full energy at x
     grad_norm: jax.Array  # |dE/dx| at x
     train_energies: jax.Array  # [chunk_size] objective before each step
+
+
+class Observation(NamedTuple):
+    """What the host sees after one chunk of steps (or one OpenMM report), host values.
+
+    Fields:
+      step: global step count (both stages) at the end of the chunk.
+      stage: the stage the chunk ran in: 1 reparametrized, 2 plain positions.
+      energy: the full deterministic energy at x.
+      grad_norm: |dE/dx| at x.
+      x: [n_atoms, 3] float64 positions.
+    """
+
+    step: int
+    stage: int
+    energy: float
+    grad_norm: float
+    x: np.ndarray
+
+
+def observe(out: ChunkOut, step: int, stage: int) -> Observation:
+    """The host-side Observation of a chunk's output (blocks until the chunk is done)."""
+    return Observation(
+        step, stage, float(out.energy), float(out.grad_norm), np.asarray(out.x, np.float64)
+    )
 
 
 class ChunkFn:
@@ -92,3 +120,15 @@ def make_chunk_fn(
         return ChunkOut(params, opt_state, x, energy, jnp.linalg.norm(grad), values)
 
     return ChunkFn(chunk, chunk_size)
+
+
+class Stage(NamedTuple):
+    """One stage of a run, built once: its jitted chunk runner and the optimizer inside it.
+
+    Fields:
+      chunk: the ChunkFn that runs ``chunk_size`` steps of ``tx`` on the stage's objective.
+      tx: the optax transformation, for ``tx.init(params)`` when the stage starts.
+    """
+
+    chunk: ChunkFn
+    tx: optax.GradientTransformation

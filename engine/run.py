@@ -2,13 +2,20 @@
 
 ``run(spec, on_progress, should_stop) -> RunResult``. Progress and cancellation are two
 plain callables, so the caller (CLI, workbench worker thread, test) owns threading.
-Stage 1 optimizes the reparametrization's params; when its stopping rule fires (or after a
-fixed number of steps) x <- apply(params) and stage 2 optimizes x directly with a fresh
-optimizer. "none" (GD) runs stage 2 only. Logged every chunk: step, stage, wall time (from
-the start of slow-mode computation, compilation excluded and reported apart), the full
-deterministic energy, |dE/dx|, and the system's structure metrics.
-Numerical failure is a status: a non-finite or exploding energy ends the run "diverged"
-with everything recorded so far.
+Stage 1 optimizes the reparametrization's params; when the stage policy says so
+(engine/schedule.py: the stopping rule fired, or a fixed number of steps) x <- apply(params)
+and stage 2 optimizes x directly with a fresh optimizer. "none" (GD) runs stage 2 only.
+Logged every chunk (engine/recorder.py): step, stage, wall time (from the start of slow-mode
+computation, compilation excluded and reported apart), the full deterministic energy,
+|dE/dx|, and the system's structure metrics. Numerical failure is a status: a non-finite or
+exploding energy ends the run "diverged" with everything recorded so far.
+
+The parts, in the optax/jax-md style, for callers that want to own the loop:
+``init_run(spec, system, modes) -> (RunParts, RunState, Observation)`` builds everything once
+(each stage's optimizer and compiled chunk included) and observes step 0;
+``advance(parts, state) -> (state, Observation)`` runs one jitted chunk;
+``apply_policy(parts, state, observation) -> state`` lets the stage policy switch stages or end
+the run. ``run`` is the host loop over them, with a Recorder.
 """
 
 from __future__ import annotations
@@ -17,21 +24,20 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .config import RunSpec
-from .loop import make_chunk_fn
+from .loop import Observation, Stage, make_chunk_fn, observe
 from .optim import make_optimizer
-from .reparam import make_reparam
-from .stopping import stop_init, stop_update
-from .systems import build_system, make_energy, structure_metrics
-from .types import Progress, SlowModes, System
-
-# An energy this far above the start (in units of |E0| + 1) counts as exploded.
-EXPLODE_FACTOR = 1e6
+from .recorder import Recorded, make_recorder, wall_clock
+from .reparam import Reparam, make_reparam
+from .schedule import RUNNING, ScheduleState, StagePolicy, request_stop, stage_policy
+from .systems import build_system, make_energy
+from .types import EnergyModel, Progress, SlowModes, System
 
 
 @dataclasses.dataclass
@@ -109,6 +115,57 @@ def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:
     return slow_modes(system, model, spec.modes, k, seed=spec.seed, x=system.x0)
 
 
+class RunParts(NamedTuple):
+    """What stays fixed during a run, built once by ``init_run``.
+
+    Fields:
+      spec: the RunSpec.
+      system: the built System.
+      modes: the SlowModes used, or None.
+      model: the EnergyModel.
+      dtype: the optimization dtype (jnp.float32 or jnp.float64).
+      stages: stage number -> Stage (chunk runner and optimizer); 1 only for two-stage runs.
+      policy: the StagePolicy (stage switches, the end of the run).
+      key_aux: PRNG key of the aux updates (folded with the step).
+      clock: () -> wall seconds since the run started, compilation excluded.
+      timings: seconds: modes_s, init_s, compile_s (total_s is read off the clock at the end).
+    """
+
+    spec: RunSpec
+    system: System
+    modes: SlowModes | None
+    model: EnergyModel
+    dtype: Any
+    stages: dict
+    policy: StagePolicy
+    key_aux: jax.Array
+    clock: Callable[[], float]
+    timings: dict
+
+
+class RunState(NamedTuple):
+    """What changes from chunk to chunk.
+
+    Fields:
+      params: what the current stage optimizes: the reparametrization's params (stage 1)
+        or x [n_atoms, 3] (stage 2).
+      opt_state: the current stage's optimizer state.
+      aux: the energy's aux pytree (random subset, neighbour list), fixed shapes.
+      x: [n_atoms, 3] device positions at ``step``.
+      step: steps taken so far, both stages.
+      last_aux_step: the step of the last aux update.
+      schedule: the stage policy's state (stage, stopping rule, status, message).
+    """
+
+    params: Any
+    opt_state: Any
+    aux: Any
+    x: jax.Array
+    step: int
+    last_aux_step: int
+    schedule: ScheduleState
+
+
 def run(
     spec: RunSpec,
     *,
@@ -131,182 +188,169 @@ def run(
       loop other than numerical failure propagate to the caller.
     """
     should_stop = should_stop or (lambda: False)
+    emit = on_progress or (lambda progress: None)
+    parts, state, first = init_run(spec, system, modes)
+    recorder = make_recorder(parts.system, spec.frame_every, parts.clock)
+    log, progress = recorder.record(recorder.init(), first)
+    emit(progress)
+    while state.schedule.status == RUNNING:
+        if should_stop():
+            state = state._replace(schedule=request_stop(state.schedule, state.step))
+            break
+        state, obs = advance(parts, state)
+        state = apply_policy(parts, state, obs)
+        # a diverged row keeps its positions: they are the ones to look at
+        log, progress = recorder.record(log, obs, frame=state.schedule.status == "diverged")
+        emit(progress)
+    return _result(parts, state, recorder.result(log))
+
+
+def init_run(
+    spec: RunSpec, system: System | None = None, modes: SlowModes | None = None
+) -> tuple[RunParts, RunState, Observation]:
+    """Build a run's parts, compile its chunks and observe step 0.
+
+    Args:
+      spec, system, modes: as for ``run``.
+    Returns:
+      (parts, state at step 0, the Observation of step 0). Wall times exclude everything
+      compiled here (reported as timings["compile_s"]).
+    """
     system = system or build_system(spec.system, spec.seed)
     dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
     model = make_energy(system, spec.energy)
-    timings = {"modes_s": 0.0, "init_s": 0.0, "compile_s": 0.0, "total_s": 0.0}
     t_start = time.perf_counter()
+    modes, modes_spent = _slow_modes(spec, system, model, modes)
+    reparam, params, aux, key_aux, init_s = _init_variables(spec, system, model, modes, dtype)
+    stages = {n: make_stage(spec, model, reparam, n) for n in _stage_numbers(spec)}
+    stage = min(stages)
+    opt_state = stages[stage].tx.init(params)
+    _compile(stages, params, opt_state, aux, jnp.asarray(system.x0, dtype))
+    x = reparam.apply(params)
+    first = _observe_start(model, x, stage)
+    t_ready = time.perf_counter()  # the clock starts here: all compilation is behind us
+    modes_s = modes.seconds if modes is not None else 0.0
+    compile_s = t_ready - t_start - modes_spent - init_s
+    timings = {"modes_s": modes_s, "init_s": init_s, "compile_s": compile_s, "total_s": 0.0}
+    policy = stage_policy(spec.schedule, two_stage=1 in stages)
+    clock = wall_clock(t_ready, before_s=modes_s + init_s)
+    parts = RunParts(spec, system, modes, model, dtype, stages, policy, key_aux, clock, timings)
+    return parts, RunState(params, opt_state, aux, x, 0, 0, policy.init(first.energy)), first
 
+
+def make_stage(spec: RunSpec, model: EnergyModel, reparam: Reparam, stage: int) -> Stage:
+    """Stage ``stage``'s optimizer and its jitted chunk, built once per run.
+
+    Stage 1 optimizes the reparametrization's params at the stage-1 rate (default: the
+    learning rate, a tenth of it for the GNN); stage 2 optimizes x at the learning rate.
+    """
+    if stage == 1:
+        tx = make_optimizer(spec.optim, _stage1_lr(spec))
+        objective = lambda p, a: model.train_energy_fn(reparam.apply(p), a)  # noqa: E731
+        apply_fn = reparam.apply
+    else:
+        tx = make_optimizer(spec.optim)
+        objective = lambda p, a: model.train_energy_fn(p, a)  # noqa: E731
+        apply_fn = lambda p: p  # noqa: E731
+    chunk = make_chunk_fn(objective, apply_fn, model.energy_fn, tx, spec.chunk_size)
+    return Stage(chunk, tx)
+
+
+def advance(parts: RunParts, state: RunState) -> tuple[RunState, Observation]:
+    """Run one jitted chunk of the current stage.
+
+    The aux (random subset, neighbour list) is refreshed first from the positions the last
+    chunk ended at, so it is only updated when another chunk follows.
+    Returns:
+      (state ``chunk_size`` steps later, the Observation at its end).
+    """
+    state = _refresh_aux(parts, state)
+    stage = state.schedule.stage
+    out = parts.stages[stage].chunk(state.params, state.opt_state, state.aux)
+    step = state.step + parts.spec.chunk_size
+    state = state._replace(params=out.params, opt_state=out.opt_state, x=out.x, step=step)
+    return state, observe(out, step, stage)
+
+
+def apply_policy(parts: RunParts, state: RunState, obs: Observation) -> RunState:
+    """Feed ``obs`` to the stage policy; on a switch, stage 2 starts from x with a fresh
+    optimizer state."""
+    schedule = parts.policy.update(state.schedule, obs)
+    state = state._replace(schedule=schedule)
+    if schedule.stage != obs.stage:
+        params = jnp.asarray(state.x, parts.dtype)
+        state = state._replace(params=params, opt_state=parts.stages[2].tx.init(params))
+    return state
+
+
+def _refresh_aux(parts: RunParts, state: RunState) -> RunState:
+    """The aux after ``state.step`` (the energy's aux_update; nothing at step 0)."""
+    if parts.model.aux_update is None or state.step == 0:
+        return state
+    key = jax.random.fold_in(parts.key_aux, state.step)
+    aux = parts.model.aux_update(key, state.x, state.step, state.last_aux_step, state.aux)
+    return state._replace(aux=aux, last_aux_step=state.step)
+
+
+def _slow_modes(spec: RunSpec, system: System, model: EnergyModel, modes: SlowModes | None):
+    """(the run's slow modes or None, seconds spent computing them here: 0 if precomputed)."""
     if not spec.reparam.needs_modes:
-        modes = None
-    elif modes is None:
-        modes = compute_modes(spec, system, model)
-        timings["modes_s"] = modes.seconds
-    else:  # precomputed (shared by several methods): still charged to this run's wall time
-        timings["modes_s"] = modes.seconds
-        t_start -= modes.seconds
+        return None, 0.0
+    if modes is not None:  # precomputed: modes.seconds still counts in the wall time
+        return modes, 0.0
+    modes = compute_modes(spec, system, model)
+    return modes, modes.seconds
 
+
+def _init_variables(spec, system, model, modes, dtype):
+    """(reparam, its params, the energy's aux, the aux key, seconds of reparam init incl.
+    fit), all seeded by spec.seed."""
     key_init, key_aux = jax.random.split(jax.random.PRNGKey(spec.seed))
     x0 = jnp.asarray(system.x0, dtype)
     t = time.perf_counter()
     reparam = make_reparam(spec.reparam, modes, system.n_atoms, dtype, bonds=system.bonds)
     params = jax.block_until_ready(reparam.init(key_init, x0))
-    timings["init_s"] = time.perf_counter() - t
-    aux = model.aux_init(key_aux, x0)
+    init_s = time.perf_counter() - t
+    return reparam, params, model.aux_init(key_aux, x0), key_aux, init_s
 
-    sched = spec.schedule
-    two_stage = spec.reparam.kind != "none"
-    stage1_lr = spec.optim.stage1_lr or (
-        spec.optim.learning_rate / 10 if spec.reparam.kind == "gnn" else spec.optim.learning_rate
-    )
-    identity = lambda p: p  # noqa: E731
-    chunks = {
-        2: make_chunk_fn(
-            lambda p, a: model.train_energy_fn(p, a),
-            identity,
-            model.energy_fn,
-            make_optimizer(spec.optim),
-            spec.chunk_size,
-        )
-    }
-    if two_stage:
-        chunks[1] = make_chunk_fn(
-            lambda p, a: model.train_energy_fn(reparam.apply(p), a),
-            reparam.apply,
-            model.energy_fn,
-            make_optimizer(spec.optim, stage1_lr),
-            spec.chunk_size,
-        )
-    stage = 1 if two_stage else 2
-    tx = chunks[stage]
-    opt_state = (
-        make_optimizer(spec.optim, stage1_lr) if two_stage else make_optimizer(spec.optim)
-    ).init(params)
-    timings["compile_s"] += tx.compile(params, opt_state, aux)
-    if two_stage:  # compile stage 2 up front too, so wall times exclude all compilation
-        timings["compile_s"] += chunks[2].compile(x0, make_optimizer(spec.optim).init(x0), aux)
 
-    energy_and_grad = jax.jit(jax.value_and_grad(model.energy_fn))
-    x = reparam.apply(params)
-    e0, g0 = jax.block_until_ready(energy_and_grad(x))  # compiled here, outside the clock
-    columns: dict[str, list] = {}
-    frames_step, frames_x = [], []
-    compile_offset = time.perf_counter() - t_start - timings["modes_s"] - timings["init_s"]
-    timings["compile_s"] = compile_offset
+def _observe_start(model: EnergyModel, x: jax.Array, stage: int) -> Observation:
+    """Step 0: the full energy and |dE/dx| at x (compiled here, outside the clock)."""
+    e0, g0 = jax.block_until_ready(jax.jit(jax.value_and_grad(model.energy_fn))(x))
+    return Observation(0, stage, float(e0), float(jnp.linalg.norm(g0)), np.asarray(x, np.float64))
 
-    def wall() -> float:
-        return time.perf_counter() - t_start - compile_offset
 
-    def log(step_: int, stage_: int, x_np: np.ndarray, energy: float, gnorm: float) -> dict:
-        row = {
-            "step": step_,
-            "stage": stage_,
-            "wall_time_s": wall(),
-            "energy": energy,
-            "grad_norm": gnorm,
-        }
-        if np.all(np.isfinite(x_np)):
-            row.update(structure_metrics(x_np, system))
-        else:  # diverged positions: keep the columns, mark the metrics missing
-            row.update({k_: math.nan for k_ in columns if k_ not in row})
-        for k_, v in row.items():
-            columns.setdefault(k_, []).append(v)
-        return row
+def _stage_numbers(spec: RunSpec) -> tuple[int, ...]:
+    """(1, 2) for a reparametrized run, (2,) for plain GD."""
+    return (2,) if spec.reparam.kind == "none" else (1, 2)
 
-    x_np = np.asarray(x, np.float64)
-    first = log(0, stage, x_np, float(e0), float(jnp.linalg.norm(g0)))
-    frames_step.append(0)
-    frames_x.append(x_np)
-    e_start = float(e0)
-    if on_progress:
-        on_progress(Progress([first], x_np))
 
-    status, message = "done", "step budget reached"
-    stop_state = stop_init()
-    step = 0
-    stage_start = 0
-    switch_step = None
-    switch_unreported = False  # the switch step travels once, on the next report
-    last_aux_step = 0
-    if not math.isfinite(e_start):
-        status, message = "diverged", f"initial energy is not finite ({e_start})"
-    while status == "done" and step < sched.max_steps:
-        if should_stop():
-            status, message = "stopped", f"stopped by request at step {step}"
-            break
-        out = tx(params, opt_state, aux)
-        params, opt_state = out.params, out.opt_state
-        step += spec.chunk_size
-        energy, gnorm = float(out.energy), float(out.grad_norm)
-        x_np = np.asarray(out.x, np.float64)
-        row = log(step, stage, x_np, energy, gnorm)
-        frame_due = step % spec.frame_every < spec.chunk_size
-        if frame_due:
-            frames_step.append(step)
-            frames_x.append(x_np)
-        if not math.isfinite(energy) or energy - e_start > EXPLODE_FACTOR * (abs(e_start) + 1.0):
-            status = "diverged"
-            message = (
-                f"energy {energy:.4g} at step {step} (stage {stage}) is not finite or exploded"
-            )
-            if on_progress:
-                on_progress(Progress([row], x_np))
-            break
-        if on_progress:
-            on_progress(
-                Progress(
-                    [row], x_np if frame_due else None, switch_step if switch_unreported else None
-                )
-            )
-        switch_unreported = False
+def _stage1_lr(spec: RunSpec) -> float:
+    if spec.optim.stage1_lr:
+        return spec.optim.stage1_lr
+    lr = spec.optim.learning_rate
+    return lr / 10 if spec.reparam.kind == "gnn" else lr
 
-        min_delta = sched.min_delta * (sched.stage1_delta_factor if stage == 1 else 1.0)
-        stop_state, stop_now = stop_update(
-            stop_state,
-            energy,
-            rule=sched.stopping,
-            patience=sched.patience,
-            min_delta=min_delta,
-            rel_tol=sched.rel_tol,
-            window=sched.window,
-        )
-        if stage == 1:
-            steps_in_stage = step - stage_start
-            switch = (
-                sched.switch == "early-stop"
-                and (stop_now or steps_in_stage >= sched.stage1_max_steps)
-            ) or (sched.switch == "fixed" and steps_in_stage >= sched.stage1_steps)
-            if switch:
-                stage, stage_start, switch_step = 2, step, step
-                switch_unreported = True
-                tx = chunks[2]
-                params = jnp.asarray(out.x, dtype)
-                opt_state = make_optimizer(spec.optim).init(params)
-                stop_state = stop_init()
-        elif stop_now:
-            message = f"converged: stopping rule '{sched.stopping}' fired at step {step}"
-            break
-        if model.aux_update is not None:
-            aux = model.aux_update(
-                jax.random.fold_in(key_aux, step), out.x, step, last_aux_step, aux
-            )
-            last_aux_step = step
 
-    if frames_step[-1] != columns["step"][-1]:
-        frames_step.append(columns["step"][-1])
-        frames_x.append(x_np)
-    timings["total_s"] = wall()
-    metrics = {k_: np.asarray(v) for k_, v in columns.items()}
+def _compile(stages: dict, params, opt_state, aux, x0) -> None:
+    """Compile every stage's chunk now, so that wall times exclude all compilation."""
+    first = min(stages)
+    stages[first].chunk.compile(params, opt_state, aux)
+    if first == 1:
+        stages[2].chunk.compile(x0, stages[2].tx.init(x0), aux)
+
+
+def _result(parts: RunParts, state: RunState, recorded: Recorded) -> RunResult:
     return RunResult(
-        spec=spec,
-        status=status,
-        message=message,
-        metrics=metrics,
-        frames_step=np.asarray(frames_step),
-        frames_x=np.stack(frames_x),
-        x_final=frames_x[-1],
-        system=system,
-        timings=timings,
-        stage_switch_step=switch_step,
-        modes=modes,
+        spec=parts.spec,
+        status=state.schedule.status,
+        message=state.schedule.message,
+        metrics=recorded.metrics,
+        frames_step=recorded.frames_step,
+        frames_x=recorded.frames_x,
+        x_final=recorded.frames_x[-1],
+        system=parts.system,
+        timings={**parts.timings, "total_s": parts.clock()},
+        stage_switch_step=state.schedule.switch_step,
+        modes=parts.modes,
     )

@@ -139,6 +139,44 @@ def test_early_stopping_reference_rule_ends_run():
     assert result.metrics["step"][-1] == 60
 
 
+def test_switch_never_lets_the_stopping_rule_end_the_run():
+    # "never" keeps stage 1 for the whole run, so the stopping rule must be able to end it
+    spec = BASE.replace(
+        **{
+            "reparam.kind": "linear",
+            "schedule.switch": "never",
+            "schedule.stopping": "reference",
+            "schedule.patience": 2,
+            "schedule.min_delta": 10.0,
+            "schedule.stage1_delta_factor": 1.0,
+            "schedule.max_steps": 2000,
+        }
+    )
+    result = run(spec, modes=fake_modes("node", 15))
+    assert result.status == "done"
+    assert result.message.startswith("converged: stopping rule 'reference' fired at step")
+    assert result.metrics["step"][-1] < 2000
+    assert set(result.metrics["stage"]) == {1} and result.stage_switch_step is None
+
+
+def test_run_parts_compile_each_stage_once():
+    from engine.run import advance, apply_policy, init_run
+
+    spec = BASE.replace(
+        **{"reparam.kind": "linear", "schedule.switch": "fixed", "schedule.stage1_steps": 40}
+    )
+    parts, state, first = init_run(spec, modes=fake_modes("node", 15))
+    assert (first.step, first.stage, sorted(parts.stages)) == (0, 1, [1, 2])
+    stages = []
+    for _ in range(5):
+        state, obs = advance(parts, state)
+        state = apply_policy(parts, state, obs)
+        stages.append(obs.stage)
+    assert stages == [1, 1, 2, 2, 2] and state.schedule.switch_step == 40
+    # both stages were compiled up front; no chunk traced again, across the switch included
+    assert [parts.stages[n].chunk.n_traces for n in (1, 2)] == [1, 1]
+
+
 def test_random_subset_run_reports_full_energy():
     spec = BASE.replace(**{"energy.repulsion": "random-subset", "energy.resample_every": 40})
     full = run(BASE.replace(**{"schedule.max_steps": 20}))

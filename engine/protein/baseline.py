@@ -3,7 +3,8 @@
 Contract: ``run_openmm(spec, system, *, method, on_progress, should_stop, n_steps) -> dict``
 with the same columns as the JAX optimization loop (step, stage, wall_time_s, energy,
 grad_norm, plus ``protein_metrics``) and the frames, so the workbench and the CLI can compare
-OpenMM with GD/CG/GNN; ``run_openmm_result`` wraps it into a ``RunResult``.
+OpenMM with GD/CG/GNN; ``run_openmm_result`` wraps it into a ``RunResult``. Rows, frames and
+Progress come from the recorder the JAX runs use (engine/recorder.py).
 
 - "openmm-min": ``LocalEnergyMinimizer`` (L-BFGS) with a ``MinimizationReporter`` that logs
   every ``spec.chunk_size`` iterations; a step is one L-BFGS iteration; tolerance
@@ -29,8 +30,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..loop import Observation
+from ..recorder import make_recorder, wall_clock
 from ..types import Progress, System
-from .measures import protein_metrics
 
 METHODS = ("openmm-min", "openmm-md")
 MIN_TOLERANCE = 1.0  # kJ/mol/nm, RMS force (OpenMM 8's criterion)
@@ -68,49 +70,18 @@ def _with_hbond_constraints(system):
     return out
 
 
-class _Recorder:
-    """Collects rows and frames; calls on_progress every ``chunk`` steps (host-side only)."""
+class _Log:
+    """The one recorder (engine/recorder.py) with its state in a cell: OpenMM reports through
+    a callback, so the state cannot be threaded through return values there."""
 
-    def __init__(self, system: System, chunk: int, frame_every: int, on_progress, t0: float):
-        self.system, self.chunk, self.frame_every = system, chunk, frame_every
-        self.on_progress, self.t0 = on_progress, t0
-        self.columns: dict[str, list] = {}
-        self.frames_step: list[int] = []
-        self.frames_x: list[np.ndarray] = []
-        self.last_frame = -1
+    def __init__(self, recorder, on_progress: Callable[[Progress], None] | None):
+        self.recorder, self.on_progress = recorder, on_progress
+        self.state = recorder.init()
 
-    def log(self, step: int, energy: float, grad_norm: float, x: np.ndarray, *, force_frame=False):
-        row = {
-            "step": step,
-            "stage": STAGE,
-            "wall_time_s": time.perf_counter() - self.t0,
-            "energy": energy,
-            "grad_norm": grad_norm,
-        }
-        row.update(protein_metrics(x, self.system))
-        for k, v in row.items():
-            self.columns.setdefault(k, []).append(v)
-        frame_due = force_frame or step - max(self.last_frame, 0) >= self.frame_every or step == 0
-        if frame_due and step != self.last_frame:
-            self.frames_step.append(step)
-            self.frames_x.append(np.array(x, dtype=np.float64))
-            self.last_frame = step
+    def __call__(self, obs: Observation, *, frame: bool = False) -> None:
+        self.state, progress = self.recorder.record(self.state, obs, frame=frame)
         if self.on_progress:
-            self.on_progress(Progress([row], x if frame_due else None))
-
-    def result(self, status: str, message: str, x_final: np.ndarray, timings: dict) -> dict:
-        if not self.frames_step or self.frames_step[-1] != self.columns["step"][-1]:
-            self.frames_step.append(self.columns["step"][-1])
-            self.frames_x.append(np.array(x_final, dtype=np.float64))
-        return {
-            "status": status,
-            "message": message,
-            "metrics": {k: np.asarray(v) for k, v in self.columns.items()},
-            "frames_step": np.asarray(self.frames_step, dtype=np.int64),
-            "frames_x": np.stack(self.frames_x),
-            "x_final": np.array(x_final, dtype=np.float64),
-            "timings": timings,
-        }
+            self.on_progress(progress)
 
 
 def run_openmm(
@@ -140,8 +111,38 @@ def run_openmm(
     Raises:
       ValueError: unknown method, or a system without an OpenMM System (residue model).
     """
-    import openmm
+    _check(method, system)
+    should_stop = should_stop or (lambda: False)
+    n_steps = int(n_steps or spec.schedule.max_steps)
+    chunk = max(1, int(spec.chunk_size))
+    t_setup = time.perf_counter()
+    context, integrator = _make_context(spec, system, method)
+    first = _observe(context, 0)
+    compile_s = time.perf_counter() - t_setup
+    clock = wall_clock(time.perf_counter())  # wall times exclude building the Context
+    log = _Log(make_recorder(system, spec.frame_every, clock), on_progress)
+    log(first)
+    if not math.isfinite(first.energy):
+        status, message = "diverged", f"initial energy is not finite ({first.energy})"
+        x = first.x
+    elif method == "openmm-min":
+        status, message, x = _minimize(context, log, n_steps, chunk, should_stop)
+    else:
+        status, message, x = _dynamics(context, integrator, log, n_steps, chunk, should_stop)
+    timings = {"compile_s": compile_s, "total_s": clock()}
+    recorded = log.recorder.result(log.state)._asdict()  # metrics, frames_step, frames_x
+    x_final = np.array(x, dtype=np.float64)
+    return {
+        "status": status,
+        "message": message,
+        **recorded,
+        "x_final": x_final,
+        "timings": timings,
+    }
 
+
+def _check(method: str, system: System) -> None:
+    """Raise ValueError unless ``method`` is known and ``system`` has an OpenMM System."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     payload = system.payload if isinstance(system.payload, dict) else {}
@@ -149,11 +150,14 @@ def run_openmm(
         raise ValueError(
             "OpenMM baselines need an all-atom protein system (system.model='amber-obc2')"
         )
-    should_stop = should_stop or (lambda: False)
-    n_steps = int(n_steps or spec.schedule.max_steps)
-    chunk = max(1, int(spec.chunk_size))
-    t_setup = time.perf_counter()
-    omm_system = payload["openmm_system"]
+
+
+def _make_context(spec, system: System, method: str):
+    """(OpenMM Context at system.x0, its integrator) on the best platform; for MD, with
+    hydrogen bonds constrained and velocities drawn at MD_TEMPERATURE, seeded by spec.seed."""
+    import openmm
+
+    omm_system = system.payload["openmm_system"]
     if method == "openmm-md":
         omm_system = _with_hbond_constraints(omm_system)
         integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
@@ -165,79 +169,70 @@ def run_openmm(
     if method == "openmm-md":
         context.applyConstraints(1e-6)
         context.setVelocitiesToTemperature(MD_TEMPERATURE, spec.seed + 1)
+    return context, integrator
+
+
+def _observe(context, step: int) -> Observation:
+    """The Context's current energy, |dE/dx| (the force norm) and positions as step ``step``."""
     state = context.getState(getEnergy=True, getForces=True, getPositions=True)
-    compile_s = time.perf_counter() - t_setup
-
-    t0 = time.perf_counter()
-    rec = _Recorder(system, chunk, spec.frame_every, on_progress, t0)
-    x = state.getPositions(asNumpy=True)._value
-    energy = state.getPotentialEnergy()._value
-    rec.log(0, energy, float(np.linalg.norm(state.getForces(asNumpy=True)._value)), x)
-    if not math.isfinite(energy):
-        return rec.result(
-            "diverged", f"initial energy is not finite ({energy})", x, {"compile_s": compile_s}
-        )
-    if method == "openmm-min":
-        status, message, x = _minimize(context, rec, n_steps, chunk, should_stop)
-    else:
-        status, message, x = _dynamics(context, integrator, rec, n_steps, chunk, should_stop)
-    timings = {"compile_s": compile_s, "total_s": time.perf_counter() - t0}
-    return rec.result(status, message, x, timings)
+    forces = state.getForces(asNumpy=True)._value
+    x = np.array(state.getPositions(asNumpy=True)._value, dtype=np.float64)
+    return Observation(
+        step, STAGE, float(state.getPotentialEnergy()._value), float(np.linalg.norm(forces)), x
+    )
 
 
-def _minimize(context, rec: _Recorder, n_steps: int, chunk: int, should_stop):
+def _minimize(context, log: _Log, n_steps: int, chunk: int, should_stop):
+    """L-BFGS, logged every ``chunk`` iterations; returns (status, message, final x)."""
     import openmm
 
     outcome = {"stopped": False, "iterations": 0}
 
     class Reporter(openmm.MinimizationReporter):
         def report(self, iteration, x, grad, args):
-            step = iteration + 1
-            outcome["iterations"] = step
-            if step % chunk == 0:
-                xyz = np.asarray(x, dtype=np.float64).reshape(-1, 3)
-                rec.log(step, float(args["system energy"]), float(np.linalg.norm(grad)), xyz)
-                if not math.isfinite(args["system energy"]):
-                    return True
-                if should_stop():
-                    outcome["stopped"] = True
-                    return True
-            return False
+            outcome["iterations"] = step = iteration + 1
+            if step % chunk:
+                return False
+            energy = float(args["system energy"])
+            xyz = np.array(x, dtype=np.float64).reshape(-1, 3)  # OpenMM reuses its buffer
+            log(Observation(step, STAGE, energy, float(np.linalg.norm(grad)), xyz))
+            outcome["stopped"] = math.isfinite(energy) and should_stop()
+            return not math.isfinite(energy) or outcome["stopped"]  # True ends the minimizer
 
-    reporter = Reporter()
-    openmm.LocalEnergyMinimizer.minimize(context, MIN_TOLERANCE, n_steps, reporter)
-    state = context.getState(getEnergy=True, getForces=True, getPositions=True)
-    x = state.getPositions(asNumpy=True)._value
-    energy = state.getPotentialEnergy()._value
-    forces = state.getForces(asNumpy=True)._value
-    steps = outcome["iterations"]
-    if not rec.columns["step"] or rec.columns["step"][-1] != steps:
-        rec.log(steps, energy, float(np.linalg.norm(forces)), x, force_frame=True)
-    if not math.isfinite(energy):
-        return "diverged", f"energy {energy} is not finite after {steps} iterations", x
-    if outcome["stopped"]:
-        return "stopped", f"stopped by request at iteration {steps}", x
-    rms = float(np.sqrt(np.mean(forces**2)))
+    openmm.LocalEnergyMinimizer.minimize(context, MIN_TOLERANCE, n_steps, Reporter())
+    final = _observe(context, outcome["iterations"])
+    if log.state.last_step != final.step:
+        log(final, frame=True)
+    return (*_minimize_outcome(final, outcome["stopped"], n_steps), final.x)
+
+
+def _minimize_outcome(final: Observation, stopped: bool, n_steps: int) -> tuple[str, str]:
+    """(status, message) of a minimization that ended at ``final``."""
+    steps = final.step
+    if not math.isfinite(final.energy):
+        return "diverged", f"energy {final.energy} is not finite after {steps} iterations"
+    if stopped:
+        return "stopped", f"stopped by request at iteration {steps}"
+    rms = final.grad_norm / math.sqrt(final.x.size)  # RMS over the 3 n_atoms force components
     if steps >= n_steps:
-        return "done", f"iteration budget reached ({n_steps}); RMS force {rms:.3g} kJ/mol/nm", x
-    return "done", f"L-BFGS converged after {steps} iterations (RMS force {rms:.3g} kJ/mol/nm)", x
+        return "done", f"iteration budget reached ({n_steps}); RMS force {rms:.3g} kJ/mol/nm"
+    return "done", f"L-BFGS converged after {steps} iterations (RMS force {rms:.3g} kJ/mol/nm)"
 
 
-def _dynamics(context, integrator, rec: _Recorder, n_steps: int, chunk: int, should_stop):
-    step = 0
-    x = None
+def _dynamics(context, integrator, log: _Log, n_steps: int, chunk: int, should_stop):
+    """Langevin MD, logged every ``chunk`` steps; returns (status, message, final x)."""
+    step, x = 0, log.state.last_x
     while step < n_steps:
         if should_stop():
             return "stopped", f"stopped by request at step {step}", x
         k = min(chunk, n_steps - step)
         integrator.step(k)
         step += k
-        state = context.getState(getEnergy=True, getForces=True, getPositions=True)
-        x = state.getPositions(asNumpy=True)._value
-        energy = state.getPotentialEnergy()._value
-        rec.log(step, energy, float(np.linalg.norm(state.getForces(asNumpy=True)._value)), x)
-        if not math.isfinite(energy):
-            return "diverged", f"energy {energy} is not finite at step {step}", x
+        obs = _observe(context, step)
+        log(obs)
+        x = obs.x
+        if not math.isfinite(obs.energy):
+            return "diverged", f"energy {obs.energy} is not finite at step {step}", x
     return (
         "done",
         f"{n_steps} Langevin steps at {MD_TEMPERATURE:g} K ({n_steps * MD_TIMESTEP:g} ps)",
