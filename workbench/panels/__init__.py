@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from dash import ctx
+
 from .. import forms
 
 
@@ -42,3 +44,9 @@ class PageContext:
         """Widget values of the form a page opens with (the start preset's, else defaults)."""
         preset = self.presets.get(self.start_preset)
         return forms.start_values(preset[1] if preset else None)
+
+
+def triggered_value():
+    """Value of the property that fired a callback (None/0 when a new pattern-matched
+    component merely appeared, e.g. the buttons of a freshly rendered card)."""
+    return ctx.triggered[0]["value"] if ctx.triggered else None

@@ -37,7 +37,7 @@ from .. import components as C
 from .. import figures, forms, ids, jobs
 from .. import registry as reg
 from ..registry import Busy
-from . import PageContext, method, system
+from . import PageContext, method, system, triggered_value
 
 
 class ID:
@@ -405,11 +405,6 @@ def _speedup(live, sid, metric, threshold_text):
     )
 
 
-def _triggered_value():
-    """Value of the property that fired (None/0 when a new pattern component merely appeared)."""
-    return ctx.triggered[0]["value"] if ctx.triggered else None
-
-
 # ---- callbacks -------------------------------------------------------------------------------
 @callback(
     Output(ID.CARDS, "children"),
@@ -502,7 +497,7 @@ def update_speedup(metric, threshold, live, sid):
 )
 def stop_run(clicks, sid):
     """Stop one run (owner only); it keeps everything computed so far."""
-    if not _triggered_value():
+    if not triggered_value():
         return NU
     if reg.get().cancel(ctx.triggered_id["index"], by=sid):
         return "Stop requested: the run ends after its current chunk."

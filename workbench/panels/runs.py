@@ -33,7 +33,7 @@ from engine import RunSpec, SpecError
 from .. import components as C
 from .. import figures, forms, ids, jobs
 from .. import registry as reg
-from . import PageContext, live
+from . import PageContext, live, triggered_value
 
 
 class ID:
@@ -238,11 +238,6 @@ def replay_marker(step: int, switch_step: int | None) -> Patch:
     return patch
 
 
-def _triggered_value():
-    """Value of the property that fired (None/0 when a new pattern component merely appeared)."""
-    return ctx.triggered[0]["value"] if ctx.triggered else None
-
-
 # ---- callbacks -------------------------------------------------------------------------------
 @callback(
     Output(ID.TABLE, "children"),
@@ -275,7 +270,7 @@ def refresh_runs(n, live_group, sid, digest):
 )
 def open_run(clicks, n, search, typed, sid):
     """Open a run for replay: from the list, by id, or from a ?run=<id> share link."""
-    run_id = run_to_open(ctx.triggered_id, _triggered_value(), search, typed)
+    run_id = run_to_open(ctx.triggered_id, triggered_value(), search, typed)
     if run_id is None:
         return NU, NU
     if reg.get().snapshot(run_id, sid) is None:
@@ -352,7 +347,7 @@ def replay_frame(index, opened, sid):
 )
 def export_run(clicks, sid):
     """Download the final PDB, trajectory PDB, curves CSV or re-runnable config JSON."""
-    if not _triggered_value():
+    if not triggered_value():
         return NU
     run_id, fmt = ctx.triggered_id["index"], ctx.triggered_id["fmt"]
     r = reg.get()
