@@ -1,7 +1,8 @@
 """Workbench entry point: `make run` (or `python app.py --host 127.0.0.1 --port 8050`).
 
 One server process with threads: engine runs execute on the registry's worker pool, so the
-JAX compile cache and the run registry are shared by every browser session.
+JAX compile cache and the run registry are shared by every browser session. The page is the
+panels of workbench/panels/ composed by workbench/layout.py (``create_app`` sets it up).
 """
 
 import os

@@ -14,9 +14,14 @@
  * Curves and status lines still come from the Dash poll (poll_runs), a few times a second.
  *
  * window.wbStats[div] counts frames received and drawn (bench/bench_ui.py, browser test).
+ *
+ * Component ids come from the server, never from literals here: window.WB_IDS holds every
+ * panel's ids ({page: {SESSION, ...}, live: {POLL, VIEW_PREFIX, ...}, ...}), written into
+ * the page by workbench/layout.py (js_ids, index_string) from the panels' ID classes.
  */
 (function () {
   "use strict";
+  const ID = window.WB_IDS;
   const viewers = {};   // div id -> {el, viewer, model, atoms, key, linked}
   const views = {};     // div id -> last view payload (to rebuild a viewer whose div was replaced)
   const pending = {};   // div id -> {xyz, step}: newest coordinates not drawn yet
@@ -231,7 +236,7 @@
   window.wbStream = {fetches: 0, fetch_ms: 0};  // round trips of the stream (bench/bench_ui.py)
 
   function session() {
-    try { return JSON.parse(window.sessionStorage.getItem("wb-session")); } catch (e) { return null; }
+    try { return JSON.parse(window.sessionStorage.getItem(ID.page.SESSION)); } catch (e) { return null; }
   }
 
   function track(div, run, since, period) {
@@ -271,7 +276,7 @@
     const trig = (window.dash_clientside.callback_context.triggered || [])[0];
     if (!trig) return window.dash_clientside.no_update;
     const id = JSON.parse(trig.prop_id.slice(0, trig.prop_id.lastIndexOf(".")));
-    const entry = viewers["wb-view-" + id.index];
+    const entry = viewers[ID.live.VIEW_PREFIX + id.index];
     if (entry) {
       entry.viewer.zoomTo();
       entry.viewer.render();
@@ -319,7 +324,7 @@
     setTimeout(function () {
       chain.last = performance.now();
       chain.n += 1;
-      window.dash_clientside.set_props("wb-poll", {data: chain.n});
+      window.dash_clientside.set_props(ID.live.POLL, {data: chain.n});
     }, wait);
   }
   function onSeen(seen) {

@@ -104,6 +104,9 @@ def open_details(page, summary: str) -> None:
 def test_page_loads_offline_with_its_own_3dmol(page):
     assert page.evaluate("typeof $3Dmol") == "object"
     assert page.evaluate("typeof window.dash_clientside.wb.frame") == "function"
+    # the JavaScript's ids come from the server (workbench/layout.py js_ids), not from literals
+    assert page.evaluate("window.WB_IDS.live.POLL") == "wb-poll"
+    assert page.evaluate("window.WB_IDS.page.SESSION") == "wb-session"
     set_field(page, "system.n", str(N_BEADS))
     page.wait_for_timeout(600)
     assert page.inner_text("#wb-system-summary").startswith(f"pure LJ loop, n = {N_BEADS} beads")

@@ -1,8 +1,10 @@
-"""Callbacks called as plain functions (with ``context_value`` where they read ``ctx``) on a
-registry driven by the fake engine: start, poll, stop, share/open, export, replay, forms."""
+"""The panels' callbacks called as plain functions (with ``context_value`` where they read
+``ctx``) on a registry driven by the fake engine: start, poll, stop, share/open, export,
+replay, forms."""
 
 import base64
 import json
+import time
 from contextvars import copy_context
 
 import numpy as np
@@ -13,10 +15,10 @@ from dash._utils import AttributeDict
 from workbench_fakes import FakeEngine, wait_for
 
 from engine import SystemConfig
-from workbench import callbacks as cb
 from workbench import forms, ids, jobs
 from workbench import registry as reg
 from workbench.config import ServerConfig
+from workbench.panels import live, method, runs, spectrum, system
 from workbench.registry import RunRegistry
 
 SID, OTHER = "session-a", "session-b"
@@ -69,15 +71,15 @@ def form(**changes):
 
 def start(methods=("gd", "gnn"), **changes):
     values, field_ids = form(**changes)
-    return cb.start_run(1, values, field_ids, list(methods), "loop", "file", None, SID)
+    return live.start_run(1, values, field_ids, list(methods), "loop", "file", None, SID)
 
 
-def poll_until_done(live, seen, max_polls=400):
+def poll_until_done(group, seen, max_polls=400):
     """Poll like the browser's chain does, collecting everything sent."""
-    frame_ids = [{"index": r["id"]} for r in live["runs"]]
+    frame_ids = [{"index": r["id"]} for r in group["runs"]]
     sent = {"frames": [], "patches": [], "status": []}
     for tick in range(1, max_polls):
-        out = cb.poll_runs(tick, live, seen, SID, "energy", "", frame_ids)
+        out = live.poll_runs(tick, group, seen, SID, "energy", "", frame_ids)
         frames, status, stops, patch, new_seen, speedup = out
         sent["frames"].append(frames)
         sent["status"].append(status)
@@ -86,7 +88,7 @@ def poll_until_done(live, seen, max_polls=400):
         seen = new_seen if new_seen is not no_update else seen
         if not seen.get("_active"):
             return seen, sent
-        cb.time.sleep(0.01)
+        time.sleep(0.01)
     raise AssertionError("runs did not finish")
 
 
@@ -98,16 +100,16 @@ def test_bad_input_starts_nothing_and_names_the_range(engine):
 
 
 def test_start_and_poll_delivers_view_once_then_curves(engine):
-    cards, fig, style, live, seen, msg, _ = start()
+    cards, fig, style, group, seen, msg, _ = start()
     assert msg.startswith("Started GD, GNN (seed 0)")
-    assert [r["label"] for r in live["runs"]] == ["gd", "gnn"] and len(cards) == 2
+    assert [r["label"] for r in group["runs"]] == ["gd", "gnn"] and len(cards) == 2
     assert len(fig.data) == 4 and style == {"display": "block"}
     assert seen["_active"]
-    seen, sent = poll_until_done(live, seen)
-    for i, run in enumerate(live["runs"]):
+    seen, sent = poll_until_done(group, seen)
+    for i, run in enumerate(group["runs"]):
         payloads = [f[i] for f in sent["frames"] if f[i] is not no_update]
         (first,) = payloads  # topology once; coordinates then stream through /_wb/frames
-        assert first["view"]["n"] == 50 and first["link"] == [r["div"] for r in live["runs"]]
+        assert first["view"]["n"] == 50 and first["link"] == [r["div"] for r in group["runs"]]
         assert first["run"] == run["id"] and first["period"] == reg.get().config.frame_ms
         assert seen[run["id"]]["rows"] == 4 and seen[run["id"]]["done"]
     extended = [
@@ -126,8 +128,8 @@ def test_start_and_poll_delivers_view_once_then_curves(engine):
 
 def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
     engine.outcome = "diverge"
-    _, _, _, live, seen, _, _ = start(methods=("gd",))
-    seen, sent = poll_until_done(live, seen)
+    _, _, _, group, seen, _, _ = start(methods=("gd",))
+    seen, sent = poll_until_done(group, seen)
     final_status = [s for st in sent["status"] for s in st if s is not no_update][-1]
     assert "diverged" in final_status and "not finite" in final_status
     extended = [op for p in sent["patches"] for op in p.to_plotly_json()["operations"]]
@@ -139,60 +141,66 @@ def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
 
 def test_stop_is_owner_only(engine):
     engine.auto = False  # runs wait until stopped
-    _, _, _, live, _, _, _ = start(methods=("gd",))
-    run_id = live["runs"][0]["id"]
+    _, _, _, group, _, _, _ = start(methods=("gd",))
+    run_id = group["runs"][0]["id"]
     engine.wait_started(1)
     assert (
-        call(cb.stop_run, [1], OTHER, trigger=ids.stop_btn(run_id))
+        call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
         == "That run has already finished."
     )
     assert reg.get().snapshot(run_id, SID).status == "running"
-    assert call(cb.stop_run, [1], SID, trigger=ids.stop_btn(run_id)).startswith("Stop requested")
+    assert call(live.stop_run, [1], SID, trigger=live.ID.stop_btn(run_id)).startswith(
+        "Stop requested"
+    )
     snap = wait_for(
         lambda: reg.get().snapshot(run_id, SID).terminal and reg.get().snapshot(run_id, SID)
     )
     assert snap.status == "stopped"
-    assert call(cb.stop_run, [None], SID, trigger=ids.stop_btn(run_id), value=None) is no_update
+    assert (
+        call(live.stop_run, [None], SID, trigger=live.ID.stop_btn(run_id), value=None) is no_update
+    )
 
 
 def test_share_link_opens_read_only_for_another_session(engine):
-    _, _, _, live, seen, _, _ = start(methods=("gd",))
-    run_id = live["runs"][0]["id"]
-    poll_until_done(live, seen)
+    _, _, _, group, seen, _, _ = start(methods=("gd",))
+    run_id = group["runs"][0]["id"]
+    poll_until_done(group, seen)
     assert call(
-        cb.open_run, [], None, f"?run={run_id}", None, OTHER, trigger=(ids.LOCATION, "search")
+        runs.open_run, [], None, f"?run={run_id}", None, OTHER, trigger=(ids.LOCATION, "search")
     )[1] == ("No such run, or it was not shared with you.")
     assert (
-        call(cb.share_run, 1, OTHER, "http://h/", trigger=ids.share_btn(run_id))
+        call(live.share_run, 1, OTHER, "http://h/", trigger=live.ID.share_btn(run_id))
         == "Only the run's owner can share it."
     )
-    link = call(cb.share_run, 1, SID, "http://127.0.0.1:8050/?x=1", trigger=ids.share_btn(run_id))
+    link = call(
+        live.share_run, 1, SID, "http://127.0.0.1:8050/?x=1", trigger=live.ID.share_btn(run_id)
+    )
     assert link[1].children == f"http://127.0.0.1:8050/?run={run_id}"
     opened, msg = call(
-        cb.open_run, [], None, f"?run={run_id}", None, OTHER, trigger=(ids.LOCATION, "search")
+        runs.open_run, [], None, f"?run={run_id}", None, OTHER, trigger=(ids.LOCATION, "search")
     )
     assert opened["id"] == run_id and msg == ""
-    title, last, value, fig, exports, style, frame = cb.show_replay(opened, OTHER)
+    title, last, value, fig, exports, style, frame = runs.show_replay(opened, OTHER)
     assert "shared with you, read-only" in title and last == value == 3
     assert frame["view"]["n"] == 50 and len(frame["xyz"]) == 150
     assert (
-        call(cb.stop_run, [1], OTHER, trigger=ids.stop_btn(run_id))
+        call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
         == "That run has already finished."
     )
 
 
 def test_replay_slider_and_curve_clicks(engine):
-    _, _, _, live, seen, _, _ = start(methods=("gnn",))
-    run_id = live["runs"][0]["id"]
-    poll_until_done(live, seen)
+    _, _, _, group, seen, _, _ = start(methods=("gnn",))
+    run_id = group["runs"][0]["id"]
+    poll_until_done(group, seen)
     opened = {"id": run_id}
-    frame, patch = cb.replay_frame(1, opened, SID)
+    frame, patch = runs.replay_frame(1, opened, SID)
     assert frame["step"] == 20 and "view" not in frame
     np.testing.assert_allclose(frame["xyz"], 0.2)  # the fake's second frame
     ops = patch.to_plotly_json()["operations"]
     assert ops[0]["params"]["value"]["x0"] == 20
-    assert cb.replay_click({"points": [{"x": 55}]}, opened, SID) == 3
-    assert cb.replay_frame(1, opened, OTHER) == (no_update, no_update)  # not shared
+    assert runs.replay_click({"points": [{"x": 55}]}, opened, SID) == 3
+    assert runs.replay_frame(1, opened, OTHER) == (no_update, no_update)  # not shared
 
 
 @pytest.mark.parametrize(
@@ -205,10 +213,10 @@ def test_replay_slider_and_curve_clicks(engine):
     ],
 )
 def test_exports(engine, fmt, needle):
-    _, _, _, live, seen, _, _ = start(methods=("gd",))
-    run_id = live["runs"][0]["id"]
-    poll_until_done(live, seen)
-    out = call(cb.export_run, [1], SID, trigger=ids.export_btn(run_id, fmt))
+    _, _, _, group, seen, _, _ = start(methods=("gd",))
+    run_id = group["runs"][0]["id"]
+    poll_until_done(group, seen)
+    out = call(runs.export_run, [1], SID, trigger=ids.export_btn(run_id, fmt))
     assert needle in out["content"] and out["filename"].startswith("gd_")
     if fmt == "json":  # the CLI re-runs it: python -m engine run --config <file>
         from engine import RunSpec
@@ -216,47 +224,56 @@ def test_exports(engine, fmt, needle):
         assert RunSpec.from_dict(json.loads(out["content"])["spec"]).system.n == 50
     if fmt == "traj":
         assert out["content"].count("MODEL") == 4
-    assert call(cb.export_run, [1], OTHER, trigger=ids.export_btn(run_id, fmt)) is no_update
+    assert call(runs.export_run, [1], OTHER, trigger=ids.export_btn(run_id, fmt)) is no_update
 
 
 def test_validate_form_messages_next_to_fields(engine):
     values, field_ids = form(**{"system.n": "ten", "gnn.hidden": "0"})
     msg_ids = [ids.field_msg(n) for n in ("system.n", "gnn.hidden", "methods", "seed")]
-    msgs, summary = cb.validate_form(
-        values, ["gd", "gnn"], "loop", "file", None, field_ids, msg_ids
-    )
+    msgs = method.validate_form(values, ["gd", "gnn"], "loop", "file", None, field_ids, msg_ids)
     assert msgs[0] == "must be an integer in [50, 4000], got 'ten'"
     assert msgs[1] == "must be an integer in [2, 1024], got '0'"
     assert msgs[2:] == ["", ""]
-    msgs, _ = cb.validate_form(values, [], "loop", "file", None, field_ids, msg_ids)
+    msgs = method.validate_form(values, [], "loop", "file", None, field_ids, msg_ids)
     assert msgs[2] == "choose at least one method"
+    summary = system.summarize_system(values, "loop", "file", field_ids)
     assert "pure LJ loop" in summary
 
 
 def test_upload_cap_and_acceptance(engine):
     pdb = "ATOM      1  CA  ALA A   1      11.639   6.071  -5.147  1.00  0.00           C\n" * 3
     contents = "data:;base64," + base64.b64encode(pdb.encode()).decode()
-    token, msg, source = cb.upload_structure(contents, "a.pdb")
+    token, msg, source = system.upload_structure(contents, "a.pdb")
     assert (
         reg.get().store.upload_path(token).endswith(".pdb")
         and source == "upload"
         and "accepted" in msg
     )
     big = "data:;base64," + base64.b64encode(b"A" * 3_000_000).decode()
-    token, msg, source = cb.upload_structure(big, "big.pdb")
+    token, msg, source = system.upload_structure(big, "big.pdb")
     assert token is None and "larger than the 2 MB cap" in msg and source is no_update
 
 
 def test_fill_form_from_preset_and_from_a_k_pick(engine):
     field_ids = [ids.field(n) for n in ("system.n", "cg.n_modes", "gnn.n_modes", "gnn.hidden")]
     values, methods, desc, tab, source = call(
-        cb.fill_form, "fig2-lj-n400", None, field_ids, [None] * 4, trigger=(ids.PRESET, "value")
+        method.fill_form,
+        "fig2-lj-n400",
+        None,
+        field_ids,
+        [None] * 4,
+        trigger=(method.ID.PRESET, "value"),
     )
     assert values == ["400", "100", "80", "32"] and methods == ["gd", "cg", "gnn"] and tab == "loop"
     assert source is no_update
     assert "Figure 2" in desc
     values, *_ = call(
-        cb.fill_form, None, {"k": 7}, field_ids, [None] * 4, trigger=(ids.K_PICK, "data")
+        method.fill_form,
+        None,
+        {"k": 7},
+        field_ids,
+        [None] * 4,
+        trigger=(spectrum.ID.K_PICK, "data"),
     )
     assert values == [no_update, "7", "7", no_update]
 
@@ -278,54 +295,66 @@ def test_spectrum_click_animates_or_sets_k(engine, small_system):
     task = {"id": task_id, "k": None}
     click = {"points": [{"x": 2, "customdata": 1}]}
     mode, info, k_pick, fig = call(
-        cb.spectrum_click, click, None, "animate", task, SID, trigger=(ids.SPEC_GRAPH, "clickData")
+        spectrum.spectrum_click,
+        click,
+        None,
+        "animate",
+        task,
+        SID,
+        trigger=(spectrum.ID.GRAPH, "clickData"),
     )
     assert mode["mode"] == 1 and len(mode["disp"]) == 150 and "No real timescale" in info
     disp = np.asarray(mode["disp"]).reshape(50, 3)
     assert np.max(np.linalg.norm(disp, axis=1)) == pytest.approx(1.0, abs=1e-3)
     _, info, k_pick, fig = call(
-        cb.spectrum_click, click, None, "k", task, SID, trigger=(ids.SPEC_GRAPH, "clickData")
+        spectrum.spectrum_click,
+        click,
+        None,
+        "k",
+        task,
+        SID,
+        trigger=(spectrum.ID.GRAPH, "clickData"),
     )
     assert k_pick["k"] == 2 and "k = 2" in info
     _, _, k_pick, _ = call(
-        cb.spectrum_click,
+        spectrum.spectrum_click,
         None,
         {"shapes[0].x0": 3.4},
         "animate",
         task,
         SID,
-        trigger=(ids.SPEC_GRAPH, "relayoutData"),
+        trigger=(spectrum.ID.GRAPH, "relayoutData"),
     )
     assert k_pick["k"] == 3
     assert (
         call(
-            cb.spectrum_click,
+            spectrum.spectrum_click,
             click,
             None,
             "animate",
             task,
             OTHER,
-            trigger=(ids.SPEC_GRAPH, "clickData"),
+            trigger=(spectrum.ID.GRAPH, "clickData"),
         )
         == (no_update,) * 4
     )
 
 
 def test_runs_list_rerenders_only_on_change(engine):
-    _, _, _, live, seen, _, _ = start(methods=("gd",))
-    poll_until_done(live, seen)
-    table, digest = cb.refresh_runs(1, live, SID, None)
+    _, _, _, group, seen, _, _ = start(methods=("gd",))
+    poll_until_done(group, seen)
+    table, digest = runs.refresh_runs(1, group, SID, None)
     assert "GD" in str(table) and digest
-    assert cb.refresh_runs(2, live, SID, digest) == (no_update, no_update)
-    assert "No runs yet" in str(cb.refresh_runs(3, live, OTHER, None)[0])
+    assert runs.refresh_runs(2, group, SID, digest) == (no_update, no_update)
+    assert "No runs yet" in str(runs.refresh_runs(3, group, OTHER, None)[0])
 
 
 def test_speedup_threshold_input(engine):
-    _, _, _, live, seen, _, _ = start()
-    poll_until_done(live, seen)
-    table, msg = cb.update_speedup("energy", "0.4", live, SID)
+    _, _, _, group, seen, _, _ = start()
+    poll_until_done(group, seen)
+    table, msg = live.update_speedup("energy", "0.4", group, SID)
     assert msg == "" and "steps to energy ≤ 0.4" in str(table)
-    assert cb.update_speedup("energy", "nan", live, SID)[1].startswith("must be a finite number")
+    assert live.update_speedup("energy", "nan", group, SID)[1].startswith("must be a finite number")
 
 
 def test_cli_bundles_are_listed_for_every_session_and_replay(engine, tmp_path):
@@ -343,10 +372,10 @@ def test_cli_bundles_are_listed_for_every_session_and_replay(engine, tmp_path):
         (snap,) = reg.get().list_runs(reader)
         assert snap.source == "cli" and snap.label == "gd" and not snap.is_owner
     opened, msg = call(
-        cb.open_run, [1], None, None, None, OTHER, trigger=cb.ids.open_btn(snap.run_id)
+        runs.open_run, [1], None, None, None, OTHER, trigger=runs.ID.open_btn(snap.run_id)
     )
-    title, last, value, fig, exports, style, frame = cb.show_replay(opened, OTHER)
+    title, last, value, fig, exports, style, frame = runs.show_replay(opened, OTHER)
     assert title.startswith("GD · done · 3 logged steps") and frame["view"]["n"] == 50
-    out = call(cb.export_run, [1], OTHER, trigger=ids.export_btn(snap.run_id, "pdb"))
+    out = call(runs.export_run, [1], OTHER, trigger=ids.export_btn(snap.run_id, "pdb"))
     assert out["content"].count("ATOM") == 50
     assert reg.get().cancel(snap.run_id, by=OTHER) is False

@@ -1,0 +1,334 @@
+"""The panels' pure helpers called directly with plain values (no registry, no Dash context),
+and the id contract: every panel's ids are unique, and every id the JavaScript uses is
+defined in Python and reaches the page as ``window.WB_IDS``."""
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from dash import no_update
+
+from engine import RunSpec, SpecError, SystemConfig
+from engine.analysis import Reach
+from engine.presets import PRESETS
+from workbench import forms, ids, layout
+from workbench.panels import PageContext, live, method, runs, spectrum, system
+
+JS = Path(__file__).resolve().parents[1] / "assets" / "workbench.js"
+
+
+# ---- ids -------------------------------------------------------------------------------------
+def test_every_id_the_javascript_uses_is_defined_in_python():
+    source = JS.read_text()
+    used = set(re.findall(r"\bID\.(\w+)\.(\w+)", source))
+    assert used, "workbench.js reads its ids from window.WB_IDS (const ID = window.WB_IDS)"
+    table = layout.js_ids()
+    missing = [f"{panel}.{name}" for panel, name in used if name not in table.get(panel, {})]
+    assert not missing
+    assert "const ID = window.WB_IDS;" in source
+    # no id string of its own: any "wb-..." literal would be an id (or a class) kept apart
+    assert re.findall(r"""["']wb-[\w-]*["']""", source) == []
+
+
+def test_ids_are_unique_across_panels_and_keep_their_dom_names():
+    table = layout.js_ids()
+    values = [v for t in table.values() for v in t.values()]
+    assert len(values) == len(set(values))
+    assert all(v.startswith("wb-") for v in values)
+    assert table["page"]["SESSION"] == "wb-session" and table["live"]["POLL"] == "wb-poll"
+    assert live.ID.viewer_dom("abc") == table["live"]["VIEW_PREFIX"] + "abc" == "wb-view-abc"
+    assert set(table) == {"page", *layout.PANELS}
+
+
+def test_index_string_sets_wb_ids_before_the_scripts():
+    base = "<html><body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></html>"
+    page = layout.index_string(base, {"page": {"SESSION": "wb-session"}, "x": {"A": "</script>"}})
+    script, rest = page.split("{%scripts%}")
+    assert rest == "{%renderer%}</footer></html>"
+    data = re.search(r"window\.WB_IDS = (.*);</script>", script).group(1)
+    assert json.loads(data.replace("<\\/", "</"))["page"]["SESSION"] == "wb-session"
+    assert '</script>"' not in data  # a closing tag inside a value cannot end the script
+    with pytest.raises(ValueError, match="scripts"):
+        layout.index_string("<html></html>", {})
+
+
+def test_page_is_composed_of_the_five_panels():
+    page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
+    text = str(page)
+    for pid in (system.ID.TABS, spectrum.ID.GRAPH, method.ID.RUN_BTN, live.ID.CARDS, runs.ID.BOX):
+        assert f"'{pid}'" in text
+    assert "Opened with the settings of fig2-lj-n400" in text
+
+
+# ---- system --------------------------------------------------------------------------------
+def test_form_values_and_system_summary():
+    v = system.form_values(["60", "lj-loop"], [ids.field("system.n"), ids.field("system.kind")])
+    assert v == {"system.n": "60", "system.kind": "lj-loop"}
+    assert system.form_values(None, None) == {}
+    assert system.system_summary(v, "loop", None).startswith("pure LJ loop, n = 60 beads")
+    protein = {"protein.sequence": "NLYIQ", "protein.start": "helix", "system.model": "ca"}
+    assert (
+        system.system_summary(protein, "protein", "sequence")
+        == "Protein: NLYIQ, start helix, model ca."
+    )
+    assert system.system_summary({}, "protein", "pdbid").startswith("Protein: —")
+
+
+# ---- method --------------------------------------------------------------------------------
+def test_form_errors_reads_the_protein_only_on_its_tab():
+    values = {**forms.default_values(), "system.n": "ten"}
+
+    def bad_protein():
+        raise SpecError("protein.pdb_id", "must be 4 characters, got 'x'")
+
+    errors = method.form_errors(values, "loop", ["gd"], bad_protein)
+    assert errors == {"system.n": "must be an integer in [50, 4000], got 'ten'"}
+    errors = method.form_errors(forms.default_values(), "protein", [], bad_protein)
+    assert errors["protein.pdb_id"] == "must be 4 characters, got 'x'"
+    assert errors["methods"] == "choose at least one method"
+
+
+def test_k_values_and_preset_form():
+    names = ["system.n", "cg.n_modes", "gnn.n_modes"]
+    assert method.k_values(7, names) == [no_update, "7", "7"]
+    desc, specs = PRESETS["fig2-lj-n400"]
+    values, methods, shown, tab, source = method.preset_form(desc, specs, names + ["nope"])
+    assert values == ["400", "100", "80", no_update] and methods == ["gd", "cg", "gnn"]
+    assert shown == desc and tab == "loop" and source is no_update
+    desc, specs = PRESETS["trp-cage"]
+    *_, tab, source = method.preset_form(desc, specs, names)
+    assert tab == "protein" and source in {v for v, _ in forms.PROTEIN_SOURCES}
+
+
+def test_method_options_offer_openmm_for_proteins_only():
+    def disabled(tab):
+        return {o["value"] for o in method.method_options(tab) if o["disabled"]}
+
+    assert disabled("loop") == {"openmm"} and disabled("protein") == set()
+    assert [o["value"] for o in method.method_options("loop")] == list(forms.METHODS)
+
+
+# ---- spectrum ------------------------------------------------------------------------------
+@pytest.fixture
+def spectrum_payload():
+    n = 6
+    x = np.stack([np.arange(n, dtype=float), np.zeros(n), np.zeros(n)], axis=1)
+    return {
+        "values": np.array([0.0, 0.5, 1.0]),
+        "rigid": np.array([True, False, False]),
+        "vectors": np.eye(n, 3),
+        "space": "node",
+        "method": "fake",
+        "seconds": 0.25,
+        "view": {"kind": "loop", "n": n},
+        "x": x,
+        "scale": 1.0,
+    }
+
+
+def test_spectrum_result_and_mode_payloads(spectrum_payload):
+    fig, status, heat, mode = spectrum.spectrum_result(spectrum_payload, {"id": "t1", "k": 2})
+    assert status.startswith("3 modes in 0.25 s (fake); 1 rigid-body mode(s)")
+    assert heat is None and len(fig.data) >= 1
+    assert mode["div"] == spectrum.ID.VIEW_DOM and mode["key"] == "t1"
+    assert mode["disp"] is None and len(mode["base"]) == 18
+    mode, info = spectrum.animate_mode(spectrum_payload, 1, "t1")
+    assert mode["mode"] == 1 and len(mode["disp"]) == 18
+    assert info.startswith("Animating mode 2 (λ = 0.5; node-space mode")
+    _, info = spectrum.animate_mode(spectrum_payload, 0, "t1")
+    assert "rigid-body mode" in info
+
+
+def test_clicked_mode_and_pick_k():
+    assert spectrum.clicked_mode(None) is None and spectrum.clicked_mode({"points": []}) is None
+    assert spectrum.clicked_mode({"points": [{"x": 3, "customdata": 1}]}) == 1
+    assert spectrum.clicked_mode({"points": [{"x": 3}]}) == 2
+    info, pick, patch = spectrum.pick_k(5)
+    assert info == "k = 5 slow modes (set for CG and GNN)." and pick["k"] == 5
+    ops = patch.to_plotly_json()["operations"]
+    assert [op["params"]["value"] for op in ops[:2]] == [5.5, 5.5]
+
+
+# ---- live ------------------------------------------------------------------------------------
+def loop_specs(methods=("gd", "gnn")):
+    values = {**forms.default_values(), "system.n": "50"}
+    return forms.parse_run_form(values, "loop", list(methods))
+
+
+def test_new_group_colours_labels_and_queue_message():
+    specs = loop_specs(("gd", "cg", "gnn"))
+    g = live.new_group(["a", "b", "c"], specs, protein=False, workers=2, poll_ms=300)
+    assert [r["method"] for r in g.runs] == ["gd", "cg", "gnn"]
+    assert [r["color"] for r in g.runs] == [forms.COLORS[m] for m in ("gd", "cg", "gnn")]
+    assert g.runs[0]["div"] == live.ID.viewer_dom("a") and g.live == {"runs": g.runs, "rmsd": False}
+    assert g.seen == {"_active": True, "_ms": 300, "_n": 0}
+    assert g.message == "Started GD, CG, GNN (seed 0). 1 run(s) wait for a free worker (2 workers)."
+    assert len(g.figure.data) == 6
+
+
+def snap(**kw):
+    base = dict(
+        run_id="r1",
+        label="gd",
+        status="queued",
+        queue_position=None,
+        version=1,
+        terminal=False,
+        rows=(),
+        n_rows=0,
+        view=None,
+        frame_no=0,
+        frame_step=0,
+        frame_x=None,
+        stage_switch_step=None,
+        last={},
+        elapsed=1.0,
+        message="",
+    )
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_card_update_sends_the_view_once_and_marks_the_end():
+    view = {"kind": "loop", "n": 2, "scale": 2.0}
+    s1 = snap(view=view, frame_no=3, frame_step=40, frame_x=np.ones((2, 3)), version=2)
+    u = live.card_update(s1, {}, ["wb-view-r1"], 50, wall_at=lambda step: None)
+    assert u.frame["view"] == view and u.frame["xyz"] == [2.0] * 6 and u.frame["since"] == 3
+    assert u.frame["period"] == 50 and u.frame["link"] == ["wb-view-r1"]
+    assert u.seen == {"frame": 3, "view": True, "version": 2, "ended": False, "done": False}
+    assert u.status.startswith("GD · queued") and u.stop is no_update
+    rows = ({"step": 0, "energy": 1.0, "wall_time_s": 0.1},)
+    s2 = snap(view=view, version=3, status="done", terminal=True, rows=rows, n_rows=1)
+    s2.stage_switch_step = 0
+    u = live.card_update(s2, u.seen, [], 50, wall_at=lambda step: 0.1 * (step + 1))
+    assert u.frame is no_update and u.stop is True and u.rows == rows
+    assert u.switch == (0, 0.1) and u.seen["rows"] == 1 and not u.seen["done"]
+    u = live.card_update(snap(view=view, version=3, terminal=True), u.seen, [], 50, None)
+    assert u.status is no_update and u.stop is no_update and u.seen["done"] and u.switch is None
+    gone = live.card_update(None, {"rows": 2}, [], 50, None)
+    assert (
+        gone.status == "not found" and gone.stop is True and gone.seen == {"rows": 2, "done": True}
+    )
+
+
+def test_poll_update_collects_cards_and_stops_when_all_are_done():
+    g = live.new_group(["r1"], loop_specs(("gd",)), protein=False, workers=2, poll_ms=300)
+    rows = ({"step": 0, "stage": 0, "energy": 1.0, "grad_norm": 1.0, "wall_time_s": 0.0},)
+    snaps = {"r1": snap(status="done", terminal=True, rows=rows, n_rows=1)}
+    frames, status, stops, patch, seen, new_rows = live.poll_update(
+        g.live, g.seen, ["r1"], snaps, 50, lambda rid, step: None
+    )
+    assert frames == [no_update] and stops == [True] and new_rows and seen["_active"]
+    assert patch is not no_update
+    snaps = {"r1": snap(status="done", terminal=True)}
+    *_, seen, new_rows = live.poll_update(g.live, seen, ["r1"], snaps, 50, lambda r, t: None)
+    assert not new_rows and not seen["_active"] and seen["_ms"] == 300
+
+
+def test_parse_threshold():
+    assert live.parse_threshold("") == (None, "") and live.parse_threshold(None) == (None, "")
+    assert live.parse_threshold("0.5") == (0.5, "")
+    for bad in ("nan", "inf", "abc"):
+        value, msg = live.parse_threshold(bad)
+        assert value is None and msg == f"must be a finite number, got {bad!r}; blank means auto"
+
+
+def test_speedup_block_auto_threshold_from_gd_and_reaches():
+    group = {"runs": [{"id": "a", "label": "gd", "method": "gd"}, {"id": "b", "label": "gnn"}]}
+    finals = {"a": 10.0, "b": 5.0}
+    asked = []
+
+    def reach(rid, metric, threshold):
+        asked.append((rid, metric, threshold))
+        return {"a": Reach(400, 4.0), "b": Reach(100, 1.0)}[rid]
+
+    table, msg = live.speedup_block(group, "energy", "", lambda rid, m: finals[rid], reach)
+    assert msg == "" and asked == [("a", "energy", 10.1), ("b", "energy", 10.1)]
+    text = str(table)
+    assert "steps to energy ≤ 10.1" in text and "4.00×" in text and "reference" in text
+    assert live.speedup_block(group, "energy", "x", None, None)[0] is no_update
+    assert live.speedup_block(None, "energy", "", None, None) == (no_update, "")
+    none_yet = live.speedup_block(group, "energy", "", lambda rid, m: None, reach)[0]
+    assert "appears once the runs have logged values" in str(none_yet)
+
+
+def test_share_link_and_wall_time_at():
+    link = live.share_link("http://h:1/?run=old", "r9")
+    assert link[1].children == "http://h:1/?run=r9"
+    assert live.share_link(None, "r9")[1].children == "/?run=r9"
+    rows = [{"step": 0, "wall_time_s": 0.5}, {"step": 20, "wall_time_s": 1.5}]
+    assert live.wall_time_at(rows, 20) == 1.5 and live.wall_time_at(rows, 7) is None
+
+
+# ---- runs ------------------------------------------------------------------------------------
+def test_replayed_openmm_run_is_coloured_as_openmm_not_gd():
+    spec = RunSpec(system=SystemConfig(kind="protein", pdb="villin"), method_label="openmm-min")
+    assert runs.run_color(spec.to_dict()) == forms.COLORS["openmm"] != forms.COLORS["gd"]
+    for m, s in zip(("gd", "cg", "gnn"), loop_specs(("gd", "cg", "gnn")), strict=True):
+        assert runs.run_color(s.to_dict()) == forms.COLORS[m]
+    assert runs.run_color(None) == forms.COLORS["gd"]  # a bare spec is plain GD
+    assert runs.run_color({"no such field": 1}) == runs.NO_COLOR
+    replay = snap(
+        spec=spec.to_dict(),
+        label="openmm-min",
+        status="done",
+        is_owner=True,
+        rows=({"step": 0, "energy": 2.0}, {"step": 10, "energy": 1.0}),
+    )
+    title, last, fig, frame = runs.replay_view(replay, [(0, np.zeros((2, 3)))])
+    assert fig.data[0].line.color == forms.COLORS["openmm"]
+    assert title == "OPENMM-MIN · done · 2 logged steps" and last == 0 and frame is None
+
+
+def test_replay_view_payloads_and_marker():
+    replay = snap(
+        spec=loop_specs(("gnn",))[0].to_dict(),
+        label="gnn",
+        status="done",
+        is_owner=False,
+        rows=({"step": 0, "energy": 2.0},),
+        view={"kind": "loop", "n": 2, "scale": 1.0},
+    )
+    frames = [(0, np.zeros((2, 3))), (20, np.ones((2, 3)))]
+    title, last, fig, frame = runs.replay_view(replay, frames)
+    assert title.endswith("(shared with you, read-only)") and last == 1
+    assert frame == {
+        "div": runs.ID.VIEW_DOM,
+        "key": "replay-r1",
+        "step": 20,
+        "xyz": [1.0] * 6,
+        "view": replay.view,
+    }
+    ops = runs.replay_marker(20, None).to_plotly_json()["operations"]
+    assert ops[0]["location"] == ["layout", "shapes", 0] and ops[0]["params"]["value"]["x0"] == 20
+    ops = runs.replay_marker(20, 5).to_plotly_json()["operations"]
+    assert ops[0]["location"] == ["layout", "shapes", 1]
+
+
+def test_run_to_open_from_link_box_or_list():
+    assert runs.run_from_search("?run=abc&x=1") == "abc"
+    assert runs.run_from_search("") is None and runs.run_from_search("?x=1") is None
+    assert runs.run_to_open(None, None, "?run=abc", None) == "abc"
+    assert runs.run_to_open(ids.LOCATION, "?run=x", "?run=x", None) == "x"
+    assert runs.run_to_open(runs.ID.OPEN_BTN, 1, None, " http://h/?run=r7 ") == "r7"
+    assert runs.run_to_open(runs.ID.open_btn("r3"), 1, None, None) == "r3"
+    assert runs.run_to_open(runs.ID.open_btn("r3"), None, None, None) is None  # just rendered
+
+
+def test_runs_table_digest_and_system_names():
+    assert runs.system_name({"system": {"kind": "lj-loop", "n": 400}}) == "lj-loop n=400"
+    assert runs.system_name({"system": {"kind": "protein", "pdb": "/a/b/1vii.pdb"}}) == (
+        "protein 1vii.pdb"
+    )
+    assert runs.system_name(None) == "? n=None"
+    a = SimpleNamespace(run_id="a", status="done", last={"step": 5}, created=0, source="cli")
+    a.label, a.spec = "gd", None
+    assert runs.runs_digest([a]) == runs.runs_digest([a])
+    assert runs.runs_digest([a]) != runs.runs_digest(
+        [SimpleNamespace(**{**vars(a), "status": "x"})]
+    )
+    text = str(runs.runs_table([a]))
+    assert "GD" in text and "(CLI)" in text and "run-open" in text
+    assert "No runs yet" in str(runs.runs_table([]))

@@ -1,0 +1,213 @@
+"""Panel 3, Method: paper presets, the methods to run side by side and their parameters, Run.
+
+It also validates the whole run form as the user types (messages next to every field), fills
+the form from a preset or from the k picked on the spectrum, and stops all of the session's
+runs. The Run button is read by the live panel, which starts the runs.
+"""
+
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html
+from dash import no_update as NU
+
+from engine import SpecError
+from engine.presets import PRESETS
+
+from .. import components as C
+from .. import forms, ids
+from .. import registry as reg
+from . import PageContext, spectrum, system
+
+
+class ID:
+    METHODS = "wb-methods"
+    PRESET = "wb-preset"
+    PRESET_DESC = "wb-preset-desc"
+    RUN_BTN = "wb-run"
+    STOP_ALL_BTN = "wb-stop-all"
+    RUN_MSG = "wb-run-msg"
+
+    @staticmethod
+    def params(method: str) -> dict:
+        """The collapsible parameter block of one method (shown while the method is checked)."""
+        return {"type": "method-params", "index": method}
+
+
+K_FIELDS = ("cg.n_modes", "gnn.n_modes")  # the fields a k picked on the spectrum sets
+
+
+# ---- layout --------------------------------------------------------------------------------
+def layout(ctx: PageContext):
+    values = ctx.start_values()
+    per_method = [
+        html.Div(
+            C.details(
+                f"{forms.METHODS[m][0]} parameters",
+                C.fields(forms.group_names(m), values),
+                open_=m in ("gnn",),
+            ),
+            id=ID.params(m),
+            style=None if m in forms.DEFAULT_METHODS else {"display": "none"},
+        )
+        for m in forms.METHODS
+        if forms.group_names(m)
+    ]
+    start = ctx.presets.get(ctx.start_preset)
+    return C.section(
+        "Method",
+        [
+            C.extra_row(
+                "preset",
+                "preset",
+                dcc.Dropdown(
+                    id=ID.PRESET,
+                    options=[{"label": name, "value": name} for name in ctx.presets],
+                    value=None,
+                    placeholder="paper figure presets…",
+                ),
+                "Fill the form with the settings that reproduce a figure of the paper.",
+            ),
+            html.Div(
+                f"Opened with the settings of {ctx.start_preset}: {start[0]}" if start else "",
+                id=ID.PRESET_DESC,
+                className="wb-muted",
+            ),
+            C.extra_row(
+                "methods",
+                "run side by side",
+                dcc.Checklist(
+                    id=ID.METHODS,
+                    options=method_options("loop"),
+                    value=list(forms.DEFAULT_METHODS),
+                    inline=True,
+                    className="wb-methods",
+                ),
+                "Every checked method runs at once from the same structure and seed.",
+            ),
+            *per_method,
+            C.details("Slow modes (CG, GNN)", C.fields(forms.group_names("modes"), values)),
+            C.details("Optimiser", C.fields(forms.group_names("optim"), values)),
+            C.details("Schedule and stopping", C.fields(forms.group_names("schedule"), values)),
+            html.Div(
+                [
+                    html.Button("Run", id=ID.RUN_BTN, className="wb-btn wb-btn-primary"),
+                    html.Button("Stop all", id=ID.STOP_ALL_BTN, className="wb-btn wb-btn-stop"),
+                ],
+                className="wb-run-row",
+            ),
+            html.Div(id=ID.RUN_MSG, className="wb-msg wb-run-msg", role="alert"),
+        ],
+        number="3",
+    )
+
+
+# ---- pure helpers ----------------------------------------------------------------------------
+def method_options(tab: str) -> list[dict]:
+    """Method checkboxes; the OpenMM baseline exists for proteins only."""
+    return [
+        {
+            "label": html.Span(lab, title=expl),
+            "value": key,
+            "disabled": key == "openmm" and tab != "protein",
+        }
+        for key, (lab, expl, _) in forms.METHODS.items()
+    ]
+
+
+def form_errors(values: dict, tab: str, methods: list, protein_fn) -> dict[str, str]:
+    """{form key: message} of every invalid input; ``protein_fn()`` reads the protein widgets
+    (SystemConfig fields, or SpecError naming the widget) and is called on the protein tab only.
+    """
+    protein, errors = None, {}
+    if tab == "protein":
+        try:
+            protein = protein_fn()
+        except SpecError as err:
+            errors[err.field] = forms.message_of(err)
+    errors.update(forms.validate_form(values, tab, methods, protein))
+    if not methods:
+        errors["methods"] = "choose at least one method"
+    return errors
+
+
+def k_values(k: int, names: list[str]) -> list:
+    """New values of the fields ``names`` when k is picked on the spectrum (NU: unchanged)."""
+    return [str(k) if name in K_FIELDS else NU for name in names]
+
+
+def preset_form(desc: str, specs: list, names: list[str]) -> tuple:
+    """(values of the fields ``names``, methods, description, tab, protein source) of a preset."""
+    values, methods = forms.values_from_specs(specs)
+    source = NU
+    tab = "protein" if specs[0].system.kind == "protein" else "loop"
+    if tab == "protein":
+        source, widgets = forms.protein_widgets(specs[0])
+        values.update(widgets)
+    return [values.get(name, NU) for name in names], methods, desc, tab, source
+
+
+# ---- callbacks -------------------------------------------------------------------------------
+@callback(
+    Output(ids.field_msg(ALL), "children"),
+    Input(ids.field(ALL), "value"),
+    Input(ID.METHODS, "value"),
+    Input(system.ID.TABS, "value"),
+    Input(system.ID.PROTEIN_SOURCE, "value"),
+    Input(system.ID.UPLOAD_TOKEN, "data"),
+    State(ids.field(ALL), "id"),
+    State(ids.field_msg(ALL), "id"),
+)
+def validate_form(values, methods, tab, source, token, field_ids, msg_ids):
+    """Messages next to every invalid field, as the user types (nothing is started)."""
+    v = system.form_values(values, field_ids)
+    errors = form_errors(v, tab, list(methods or []), lambda: system.read_protein(v, source, token))
+    return [errors.get(m["name"], "") for m in msg_ids]
+
+
+@callback(Output(ID.METHODS, "options"), Input(system.ID.TABS, "value"))
+def update_method_options(tab):
+    return method_options(tab)
+
+
+@callback(
+    Output(ID.params(ALL), "style"),
+    Input(ID.METHODS, "value"),
+    State(ID.params(ALL), "id"),
+)
+def show_method_params(methods, block_ids):
+    return [None if b["index"] in (methods or []) else {"display": "none"} for b in block_ids]
+
+
+@callback(
+    Output(ids.field(ALL), "value"),
+    Output(ID.METHODS, "value"),
+    Output(ID.PRESET_DESC, "children"),
+    Output(system.ID.TABS, "value"),
+    Output(system.ID.PROTEIN_SOURCE, "value", allow_duplicate=True),
+    Input(ID.PRESET, "value"),
+    Input(spectrum.ID.K_PICK, "data"),
+    State(ids.field(ALL), "id"),
+    State(ids.field(ALL), "value"),
+    prevent_initial_call=True,
+)
+def fill_form(preset, k_pick, field_ids, current):
+    """Fill the form from a paper preset, or set both k fields from a click on the spectrum."""
+    names = [f["name"] for f in field_ids]
+    if ctx.triggered_id == spectrum.ID.K_PICK:
+        values = k_values(k_pick["k"], names) if k_pick else [NU] * len(names)
+        return values, NU, NU, NU, NU
+    if not preset:
+        return [NU] * len(names), NU, "", NU, NU
+    return preset_form(*PRESETS[preset], names)
+
+
+@callback(
+    Output(ID.RUN_MSG, "children", allow_duplicate=True),
+    Input(ID.STOP_ALL_BTN, "n_clicks"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def stop_all(n, sid):
+    """Stop every active run of this session."""
+    k = reg.get().cancel_all(by=sid)
+    return f"Stop requested for {k} run(s)." if k else "No active runs."

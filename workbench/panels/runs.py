@@ -1,0 +1,369 @@
+"""Panel 6, Runs: this session's runs and the CLI bundles, opening one (from the list, by id
+or from a ``?run=<id>`` share link) for replay: its curves, a frame slider, its exports.
+
+Also the one download callback of the page (``export_run``): every export button, on a live
+card or in the replay, has the pattern id ``ids.export_btn(run_id, fmt)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import time
+from urllib.parse import parse_qs
+
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    Patch,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
+from dash import no_update as NU
+
+from engine import RunSpec, SpecError
+
+from .. import components as C
+from .. import figures, forms, ids, jobs
+from .. import registry as reg
+from . import PageContext, live, triggered_value
+
+
+class ID:
+    TABLE = "wb-runs-table"
+    DIGEST = "wb-runs-digest"  # Store: hash of the last rendered runs list (skip no-op renders)
+    TICK = "wb-runs-tick"  # Interval refreshing the runs list
+    OPEN_ID = "wb-open-id"
+    OPEN_BTN = "wb-open-btn"
+    OPEN_MSG = "wb-open-msg"
+    REPLAY = "wb-replay"  # Store: {"id": run id, "t"} of the run opened for replay
+    TITLE = "wb-replay-title"
+    SLIDER = "wb-replay-slider"
+    CURVES = "wb-replay-curves"
+    FRAME = "wb-replay-frame"  # Store: frame payload of the clientside viewer
+    ACK = "wb-replay-ack"
+    EXPORTS = "wb-replay-exports"
+    VIEW_DOM = "wb-replay-view"
+    BOX = "wb-replay-box"
+
+    @staticmethod
+    def open_btn(run_id: str) -> dict:
+        """The Open button of a run in the list."""
+        return {"type": "run-open", "index": run_id}
+
+
+BUNDLE_SCAN_S = 10.0  # CLI bundles written while the server runs appear within this
+_last_bundle_scan = [0.0]
+NO_COLOR = "#333"  # a run whose spec does not parse
+
+
+# ---- layout --------------------------------------------------------------------------------
+def layout(ctx: PageContext):
+    del ctx  # nothing server-specific in this panel
+    return C.section(
+        "Runs",
+        [
+            dcc.Store(id=ID.DIGEST, data=None),
+            dcc.Store(id=ID.REPLAY, data=None),
+            dcc.Store(id=ID.FRAME, data=None),
+            dcc.Store(id=ID.ACK),
+            dcc.Interval(id=ID.TICK, interval=2000),
+            html.Div(id=ID.TABLE),
+            html.Div(
+                [
+                    dcc.Input(
+                        id=ID.OPEN_ID,
+                        type="text",
+                        placeholder="run id from a shared link",
+                        className="wb-input",
+                    ),
+                    html.Button("Open", id=ID.OPEN_BTN, className="wb-btn"),
+                ],
+                className="wb-run-row",
+            ),
+            html.Div(id=ID.OPEN_MSG, className="wb-msg"),
+            html.Div(
+                [
+                    html.H3(id=ID.TITLE),
+                    html.Div(id=ID.VIEW_DOM, className="wb-viewer wb-viewer-small"),
+                    dcc.Slider(
+                        id=ID.SLIDER,
+                        min=0,
+                        max=1,
+                        step=1,
+                        value=0,
+                        marks=None,
+                        tooltip={"placement": "bottom"},
+                        className="wb-slider",
+                    ),
+                    dcc.Graph(id=ID.CURVES, config={"displaylogo": False}),
+                    html.Div(id=ID.EXPORTS, className="wb-card-buttons"),
+                ],
+                id=ID.BOX,
+                style={"display": "none"},
+            ),
+        ],
+        number="6",
+    )
+
+
+def runs_table(snaps: list) -> html.Div:
+    """The runs list: start time, method, system, status, last step and energy, Open."""
+    if not snaps:
+        return html.Div(
+            "No runs yet in this session. Press Run, or pass --bundle-dir to list CLI bundles.",
+            className="wb-muted",
+        )
+    head = html.Tr(
+        [html.Th(h) for h in ("started", "method", "system", "status", "step", "energy", "")]
+    )
+    body = []
+    for s in snaps:
+        when = datetime.datetime.fromtimestamp(s.created).strftime("%H:%M:%S") if s.created else ""
+        origin = {"cli": " (CLI)", "stored": " (saved)"}.get(s.source, "")
+        energy = s.last.get("energy")
+        body.append(
+            html.Tr(
+                [
+                    html.Td(when + origin),
+                    html.Td(s.label.upper()),
+                    html.Td(system_name(s.spec)),
+                    html.Td(s.status, className=f"wb-st-{s.status}"),
+                    html.Td(f"{s.last.get('step', '')}"),
+                    html.Td("" if energy is None else f"{energy:.5g}"),
+                    html.Td(
+                        html.Button(
+                            "Open", id=ID.open_btn(s.run_id), className="wb-btn wb-btn-small"
+                        )
+                    ),
+                ]
+            )
+        )
+    return html.Table([html.Thead(head), html.Tbody(body)], className="wb-table wb-runs")
+
+
+# ---- pure helpers ----------------------------------------------------------------------------
+def system_name(spec: dict | None) -> str:
+    """Short name of a stored spec's system ("protein 1vii.pdb", "lj-loop n=400")."""
+    system = (spec or {}).get("system", {})
+    if system.get("kind") == "protein":
+        source = os.path.basename(system.get("pdb") or "") or system.get("sequence") or ""
+        return f"protein {source}"[:40]
+    return f"{system.get('kind', '?')} n={system.get('n')}"
+
+
+def runs_digest(snaps: list) -> str:
+    """Changes when a run appears, changes status or logs a step (skip no-op re-renders)."""
+    key = repr([(s.run_id, s.status, s.last.get("step")) for s in snaps])
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def run_from_search(search: str | None) -> str | None:
+    """The run id of a ``?run=<id>`` share link, or None."""
+    if not search:
+        return None
+    return (parse_qs(search.lstrip("?")).get("run") or [None])[0]
+
+
+def run_to_open(trigger, fired, search: str | None, typed: str | None) -> str | None:
+    """Which run to open (None: nothing asked): from the address on page load or a link, from
+    the id box (a pasted link works too), or from a list button that was really clicked."""
+    if trigger == ids.LOCATION or trigger is None:
+        return run_from_search(search)
+    if trigger == ID.OPEN_BTN:
+        return (typed or "").strip().split("run=")[-1]
+    return trigger["index"] if fired else None
+
+
+def run_color(spec: dict | None) -> str:
+    """Colour of a stored run's method, from the one method registry (forms.method_of): an
+    OpenMM baseline is told apart by its label, which a local reading of the spec missed."""
+    try:
+        return forms.COLORS.get(forms.method_of(RunSpec.from_dict(spec or {})), NO_COLOR)
+    except (SpecError, TypeError, ValueError):
+        return NO_COLOR
+
+
+def replay_payload(run_id: str, view: dict, step: int, x, first: bool = False) -> dict:
+    """Frame of the replay viewer (with the topology the first time)."""
+    frame = {
+        "div": ID.VIEW_DOM,
+        "key": f"replay-{run_id}",
+        "step": step,
+        "xyz": jobs.flat(x, view.get("scale", 1.0)),
+    }
+    return {**frame, "view": view} if first else frame
+
+
+def replay_view(snap, frames: list) -> tuple:
+    """(title, last frame index, curves figure, first viewer payload or None) of a run."""
+    last = len(frames) - 1
+    protein = (snap.spec or {}).get("system", {}).get("kind") == "protein"
+    fig = figures.replay_figure(
+        snap.rows,
+        snap.label,
+        run_color(snap.spec),
+        snap.stage_switch_step,
+        frames[last][0],
+        with_rmsd=protein and any(figures.RMSD in row for row in snap.rows[:1]),
+    )
+    who = "" if snap.is_owner else " (shared with you, read-only)"
+    title = f"{snap.label.upper()} · {snap.status} · {len(snap.rows)} logged steps{who}"
+    frame = None
+    if snap.view is not None:
+        frame = replay_payload(snap.run_id, snap.view, frames[last][0], frames[last][1], True)
+    return title, last, fig, frame
+
+
+def replay_marker(step: int, switch_step: int | None) -> Patch:
+    """Patch moving the replay curves' frame marker to ``step`` (see figures.replay_figure:
+    the marker is the shape after the stage-switch line, if any)."""
+    patch = Patch()
+    patch["layout"]["shapes"][0 if switch_step is None else 1] = {
+        "type": "line",
+        "x0": step,
+        "x1": step,
+        "y0": 0,
+        "y1": 1,
+        "yref": "y domain",
+        "line": {"color": "#d62728", "width": 2},
+    }
+    return patch
+
+
+# ---- callbacks -------------------------------------------------------------------------------
+@callback(
+    Output(ID.TABLE, "children"),
+    Output(ID.DIGEST, "data"),
+    Input(ID.TICK, "n_intervals"),
+    Input(live.ID.LIVE, "data"),
+    State(ids.SESSION, "data"),
+    State(ID.DIGEST, "data"),
+)
+def refresh_runs(n, live_group, sid, digest):
+    """This session's runs and the CLI bundles; re-rendered only when something changed."""
+    r = reg.get()
+    now = time.time()
+    if now - _last_bundle_scan[0] > BUNDLE_SCAN_S:
+        _last_bundle_scan[0] = now
+        r.index_bundles(jobs.find_bundles(r.config.bundle_dirs))
+    snaps = r.list_runs(sid)
+    key = runs_digest(snaps)
+    return (NU, NU) if key == digest else (runs_table(snaps), key)
+
+
+@callback(
+    Output(ID.REPLAY, "data"),
+    Output(ID.OPEN_MSG, "children"),
+    Input(ID.open_btn(ALL), "n_clicks"),
+    Input(ID.OPEN_BTN, "n_clicks"),
+    Input(ids.LOCATION, "search"),
+    State(ID.OPEN_ID, "value"),
+    State(ids.SESSION, "data"),
+)
+def open_run(clicks, n, search, typed, sid):
+    """Open a run for replay: from the list, by id, or from a ?run=<id> share link."""
+    run_id = run_to_open(ctx.triggered_id, triggered_value(), search, typed)
+    if run_id is None:
+        return NU, NU
+    if reg.get().snapshot(run_id, sid) is None:
+        return NU, "No such run, or it was not shared with you."
+    return {"id": run_id, "t": time.time()}, ""
+
+
+@callback(
+    Output(ID.TITLE, "children"),
+    Output(ID.SLIDER, "max"),
+    Output(ID.SLIDER, "value"),
+    Output(ID.CURVES, "figure"),
+    Output(ID.EXPORTS, "children"),
+    Output(ID.BOX, "style"),
+    Output(ID.FRAME, "data"),
+    Input(ID.REPLAY, "data"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def show_replay(opened, sid):
+    """Replay panel of an opened run: its curves, a frame slider and its exports."""
+    if not opened:
+        return (NU,) * 7
+    r = reg.get()
+    snap, frames = r.snapshot(opened["id"], sid), r.frames(opened["id"], sid)
+    if snap is None or not frames:
+        return "This run has no stored frames yet.", NU, NU, NU, NU, {"display": "block"}, NU
+    title, last, fig, frame = replay_view(snap, frames)
+    return title, last, last, fig, C.export_buttons(opened["id"]), {"display": "block"}, frame
+
+
+@callback(
+    Output(ID.SLIDER, "value", allow_duplicate=True),
+    Input(ID.CURVES, "clickData"),
+    State(ID.REPLAY, "data"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def replay_click(click, opened, sid):
+    """Click a point on the curve -> the nearest stored frame."""
+    if not click or not opened:
+        return NU
+    frames = reg.get().frames(opened["id"], sid) or []
+    return figures.nearest_frame([s for s, _ in frames], click["points"][0]["x"])
+
+
+@callback(
+    Output(ID.FRAME, "data", allow_duplicate=True),
+    Output(ID.CURVES, "figure", allow_duplicate=True),
+    Input(ID.SLIDER, "value"),
+    State(ID.REPLAY, "data"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def replay_frame(index, opened, sid):
+    """Slider -> that frame's coordinates in the replay viewer and a marker on the curves."""
+    if not opened or index is None:
+        return NU, NU
+    r = reg.get()
+    frames = r.frames(opened["id"], sid) or []
+    snap = r.snapshot(opened["id"], sid, since_rows=10**12)  # no rows: only view and switch
+    if not frames or snap is None or snap.view is None:
+        return NU, NU
+    step, x = frames[min(int(index), len(frames) - 1)]
+    frame = replay_payload(opened["id"], snap.view, step, x)
+    return frame, replay_marker(step, snap.stage_switch_step)
+
+
+@callback(
+    Output(ids.DOWNLOAD, "data"),
+    Input(ids.export_btn(ALL, ALL), "n_clicks"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def export_run(clicks, sid):
+    """Download the final PDB, trajectory PDB, curves CSV or re-runnable config JSON."""
+    if not triggered_value():
+        return NU
+    run_id, fmt = ctx.triggered_id["index"], ctx.triggered_id["fmt"]
+    r = reg.get()
+    data = r.export_data(run_id, sid)
+    if data is None or data["x_final"] is None:
+        return NU
+    if fmt in ("pdb", "traj") and data["system"] is None:
+        spec = RunSpec.from_dict(data["spec"])
+        data["system"] = jobs.build_system(spec.system, spec.seed)
+        r.remember_system(run_id, data["system"])
+    name, text = jobs.export_file(data, fmt)
+    return {"content": text, "filename": name, "type": "text/plain"}
+
+
+clientside_callback(
+    ClientsideFunction("wb", "frame"),
+    Output(ID.ACK, "data"),
+    Input(ID.FRAME, "data"),
+)
