@@ -13,6 +13,7 @@ from dash import no_update
 
 from engine import RunSpec, SpecError, SystemConfig
 from engine.analysis import Reach
+from engine.methods import METHODS
 from engine.presets import PRESETS
 from workbench import forms, ids, layout
 from workbench.panels import PageContext, live, method, runs, spectrum, system
@@ -107,8 +108,8 @@ def test_method_options_offer_openmm_for_proteins_only():
     def disabled(tab):
         return {o["value"] for o in method.method_options(tab) if o["disabled"]}
 
-    assert disabled("loop") == {"openmm"} and disabled("protein") == set()
-    assert [o["value"] for o in method.method_options("loop")] == list(forms.METHODS)
+    assert disabled("loop") == {"openmm-min"} and disabled("protein") == set()
+    assert [o["value"] for o in method.method_options("loop")] == list(forms.FORM_METHODS)
 
 
 # ---- spectrum ------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_new_group_colours_labels_and_queue_message():
     specs = loop_specs(("gd", "cg", "gnn"))
     g = live.new_group(["a", "b", "c"], specs, protein=False, workers=2, poll_ms=300)
     assert [r["method"] for r in g.runs] == ["gd", "cg", "gnn"]
-    assert [r["color"] for r in g.runs] == [forms.COLORS[m] for m in ("gd", "cg", "gnn")]
+    assert [r["color"] for r in g.runs] == [METHODS[m].color for m in ("gd", "cg", "gnn")]
     assert g.runs[0]["div"] == live.ID.viewer_dom("a") and g.live == {"runs": g.runs, "rmsd": False}
     assert g.seen == {"_active": True, "_ms": 300, "_n": 0}
     assert g.message == "Started GD, CG, GNN (seed 0). 1 run(s) wait for a free worker (2 workers)."
@@ -265,10 +266,10 @@ def test_share_link_and_wall_time_at():
 # ---- runs ------------------------------------------------------------------------------------
 def test_replayed_openmm_run_is_coloured_as_openmm_not_gd():
     spec = RunSpec(system=SystemConfig(kind="protein", pdb="villin"), method_label="openmm-min")
-    assert runs.run_color(spec.to_dict()) == forms.COLORS["openmm"] != forms.COLORS["gd"]
+    assert runs.run_color(spec.to_dict()) == METHODS["openmm-min"].color != METHODS["gd"].color
     for m, s in zip(("gd", "cg", "gnn"), loop_specs(("gd", "cg", "gnn")), strict=True):
-        assert runs.run_color(s.to_dict()) == forms.COLORS[m]
-    assert runs.run_color(None) == forms.COLORS["gd"]  # a bare spec is plain GD
+        assert runs.run_color(s.to_dict()) == METHODS[m].color
+    assert runs.run_color(None) == METHODS["gd"].color  # a bare spec is plain GD
     assert runs.run_color({"no such field": 1}) == runs.NO_COLOR
     replay = snap(
         spec=spec.to_dict(),
@@ -278,7 +279,7 @@ def test_replayed_openmm_run_is_coloured_as_openmm_not_gd():
         rows=({"step": 0, "energy": 2.0}, {"step": 10, "energy": 1.0}),
     )
     title, last, fig, frame = runs.replay_view(replay, [(0, np.zeros((2, 3)))])
-    assert fig.data[0].line.color == forms.COLORS["openmm"]
+    assert fig.data[0].line.color == METHODS["openmm-min"].color
     assert title == "OPENMM-MIN · done · 2 logged steps" and last == 0 and frame is None
 
 

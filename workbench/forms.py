@@ -32,12 +32,6 @@ from engine.schema import Param, number_text
 # ---- methods (engine/methods.py is their one declaration) -----------------------------------
 FORM_METHODS = tuple(k for k, m in METHOD_REGISTRY.items() if m.in_form)
 DEFAULT_METHODS = DEFAULT_METHOD_KEYS
-# key -> (label, one-line explanation, spec changes): the view the panels read
-METHODS: dict[str, tuple[str, str, dict]] = {
-    k: (METHOD_REGISTRY[k].label, METHOD_REGISTRY[k].description, METHOD_REGISTRY[k].changes)
-    for k in FORM_METHODS
-}
-COLORS = {k: m.color for k, m in METHOD_REGISTRY.items()}
 
 
 # ---- fields (generated from the engine's schema, engine/config.py) ---------------------------
@@ -278,13 +272,15 @@ def build_specs(
     """One RunSpec per method from parsed values; raises SpecError with a form key."""
     if not methods:
         raise SpecError("methods", "choose at least one method")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in FORM_METHODS]
     if unknown:
-        raise SpecError("methods", f"must be among {', '.join(METHODS)}; got {unknown}")
+        raise SpecError("methods", f"must be among {', '.join(FORM_METHODS)}; got {unknown}")
     for m in methods:
         check_system(m, "protein" if tab == "protein" else typed.get("system.kind", "lj-loop"))
         if METHOD_REGISTRY[m].runner != "engine" and typed.get("system.model") == "residue":
-            raise SpecError("methods", f"the {METHODS[m][0]} baseline needs the all-atom model")
+            raise SpecError(
+                "methods", f"the {METHOD_REGISTRY[m].label} baseline needs the all-atom model"
+            )
     n = typed.get("system.n")
     if tab == "loop" and isinstance(n, int):
         n_dof = n * (3 if typed.get("modes.method") == "hessian" else 1)

@@ -32,6 +32,7 @@ from dash import (
 from dash import no_update as NU
 
 from engine import SpecError, analysis
+from engine.methods import METHODS
 
 from .. import components as C
 from .. import figures, forms, ids, jobs
@@ -152,7 +153,8 @@ def layout(ctx: PageContext):
 def run_card(run: dict, is_owner: bool = True) -> html.Div:
     """A live run: its 3D view, status line, stop/share/export buttons and its frame Store."""
     rid = run["id"]
-    subtitle = forms.METHODS.get(run.get("method", ""), ("", "", {}))[1]
+    method = METHODS.get(run.get("method", ""))
+    subtitle = method.description if method else ""
     return html.Div(
         [
             html.Div(
@@ -272,7 +274,7 @@ def new_group(run_ids, specs, protein: bool, workers: int, poll_ms: int) -> Grou
     runs = []
     for rid, spec in zip(run_ids, specs, strict=True):
         m = forms.method_of(spec)
-        color, div = forms.COLORS[m], ID.viewer_dom(rid)
+        color, div = METHODS[m].color, ID.viewer_dom(rid)
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
     fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "")
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."

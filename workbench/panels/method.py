@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 from dash import no_update as NU
 
 from engine import SpecError
+from engine.methods import METHODS
 from engine.presets import PRESETS
 
 from .. import components as C
@@ -42,14 +43,14 @@ def layout(ctx: PageContext):
     per_method = [
         html.Div(
             C.details(
-                f"{forms.METHODS[m][0]} parameters",
+                f"{METHODS[m].label} parameters",
                 C.fields(forms.group_names(m), values),
                 open_=m in ("gnn",),
             ),
             id=ID.params(m),
             style=None if m in forms.DEFAULT_METHODS else {"display": "none"},
         )
-        for m in forms.METHODS
+        for m in forms.FORM_METHODS
         if forms.group_names(m)
     ]
     start = ctx.presets.get(ctx.start_preset)
@@ -103,14 +104,15 @@ def layout(ctx: PageContext):
 
 # ---- pure helpers ----------------------------------------------------------------------------
 def method_options(tab: str) -> list[dict]:
-    """Method checkboxes; the OpenMM baseline exists for proteins only."""
+    """Method checkboxes, disabled where a method does not apply (OpenMM: proteins only)."""
+    kind = "protein" if tab == "protein" else "lj-loop"
     return [
         {
-            "label": html.Span(lab, title=expl),
+            "label": html.Span(METHODS[key].label, title=METHODS[key].description),
             "value": key,
-            "disabled": key == "openmm" and tab != "protein",
+            "disabled": kind not in METHODS[key].systems,
         }
-        for key, (lab, expl, _) in forms.METHODS.items()
+        for key in forms.FORM_METHODS
     ]
 
 

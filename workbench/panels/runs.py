@@ -29,6 +29,7 @@ from dash import (
 from dash import no_update as NU
 
 from engine import RunSpec, SpecError
+from engine.methods import METHODS
 
 from .. import components as C
 from .. import figures, forms, ids, jobs
@@ -186,7 +187,7 @@ def run_color(spec: dict | None) -> str:
     """Colour of a stored run's method, from the one method registry (forms.method_of): an
     OpenMM baseline is told apart by its label, which a local reading of the spec missed."""
     try:
-        return forms.COLORS.get(forms.method_of(RunSpec.from_dict(spec or {})), NO_COLOR)
+        return METHODS[forms.method_of(RunSpec.from_dict(spec or {}))].color
     except (SpecError, TypeError, ValueError):
         return NO_COLOR
 
