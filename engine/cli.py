@@ -222,68 +222,50 @@ def summary_table(results: dict, reach: float | None) -> tuple[list[dict], float
     return rows, reach
 
 
-def cmd_compare(args) -> int:
-    from pathlib import Path
+SUMMARY_COLUMNS = (
+    "method", "status", "final_energy", "best_energy", "wall_time_s", "steps", "modes_s",
+    "time_to_reach_s", "steps_to_reach",
+)  # fmt: skip
 
-    from .run import compute_modes
-    from .systems import build_system, make_energy
 
+def compare_specs(args) -> dict[str, RunSpec]:
+    """{method: spec} of a ``compare``: a preset's specs, or one per ``--methods`` entry."""
     if args.preset:
         seed = given_values(args).get("seed", RunSpec().seed)
-        specs = {s.label: s.replace(seed=seed) for s in PRESETS[args.preset][1]}
-    else:
-        keys = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in keys if m not in methods.METHODS]
-        if bad or not keys:
-            raise UsageError(
-                "argument --methods: each must be one of "
-                f"{', '.join(methods.METHODS)}; got {args.methods!r}"
-            )
-        specs = {m: spec_from_args(args, m) for m in keys}
-    first = next(iter(specs.values()))
-    system = build_system(first.system, first.seed)  # one start shared by every method
-    results = {}
-    shared_modes = {}
-    for method, spec in specs.items():
-        modes = None
-        if spec.reparam.needs_modes:
-            key = (spec.modes, spec.energy)
-            if (
-                key not in shared_modes
-            ):  # CG and GNN share one mode computation, each is charged its time
-                big = spec.replace(
-                    **{
-                        "reparam.n_modes": max(
-                            (s.reparam.n_modes or 0)
-                            for s in specs.values()
-                            if s.modes == spec.modes
-                        )
-                        or None
-                    }
-                )
-                shared_modes[key] = compute_modes(big, system, make_energy(system, spec.energy))
-            modes = _slice_modes(shared_modes[key], spec, system.n_atoms)
-        results[method] = _run_one(
-            spec, method, Path(args.out) / method, args, system=system, modes=modes
+        return {s.label: s.replace(seed=seed) for s in PRESETS[args.preset][1]}
+    keys = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not keys or any(m not in methods.METHODS for m in keys):
+        raise UsageError(
+            f"argument --methods: each must be one of {', '.join(methods.METHODS)}; "
+            f"got {args.methods!r}"
         )
-    rows, reach = summary_table(results, args.reach)
-    header = [
-        "method",
-        "status",
-        "final_energy",
-        "best_energy",
-        "wall_time_s",
-        "steps",
-        "modes_s",
-        "time_to_reach_s",
-        "steps_to_reach",
-    ]
-    csv_lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
-    io.write_text(Path(args.out) / "summary.csv", "\n".join(csv_lines) + "\n")
-    unit = system.energy_unit
+    return {m: spec_from_args(args, m) for m in keys}
+
+
+def shared_modes(specs: dict[str, RunSpec], system) -> dict[str, object]:
+    """{method: slow modes}: CG and GNN with the same mode settings share one computation
+    (the largest k among them); each run is still charged its full time."""
+    from .run import compute_modes
+    from .systems import make_energy
+
+    computed, out = {}, {}
+    for method, spec in specs.items():
+        if not spec.reparam.needs_modes:
+            continue
+        key = (spec.modes, spec.energy)
+        if key not in computed:
+            k = max((s.reparam.n_modes or 0) for s in specs.values() if s.modes == spec.modes)
+            big = spec.replace(**{"reparam.n_modes": k or None})
+            computed[key] = compute_modes(big, system, make_energy(system, spec.energy))
+        out[method] = _slice_modes(computed[key], spec, system.n_atoms)
+    return out
+
+
+def summary_markdown(rows: list[dict], reach: float | None, unit: str) -> list[str]:
+    """The compare summary as markdown lines (threshold first, then one row per method)."""
+    level = f"E <= {reach:.6g} {unit}" if reach is not None else "none (no finite final energy)"
     md = [
-        "Threshold for time-to-reach: "
-        + (f"E <= {reach:.6g} {unit}" if reach is not None else "none (no finite final energy)"),
+        f"Threshold for time-to-reach: {level}",
         "",
         "| method | status | final E | best E | time (s) | steps | modes (s) | "
         "time to reach (s) | steps to reach |",
@@ -293,9 +275,28 @@ def cmd_compare(args) -> int:
         md.append(
             f"| {r['method']} | {r['status']} | {r['final_energy']:.6g} | {r['best_energy']:.6g} | "
             f"{r['wall_time_s']:.2f} | {r['steps']} | {r['modes_s']:.2f} | "
-            f"{r['time_to_reach_s']:.2f} | "
-            f"{r['steps_to_reach']:.0f} |"
+            f"{r['time_to_reach_s']:.2f} | {r['steps_to_reach']:.0f} |"
         )
+    return md
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .systems import build_system
+
+    specs = compare_specs(args)
+    first = next(iter(specs.values()))
+    system = build_system(first.system, first.seed)  # one start shared by every method
+    modes = shared_modes(specs, system)
+    results = {
+        m: _run_one(spec, m, Path(args.out) / m, args, system=system, modes=modes.get(m))
+        for m, spec in specs.items()
+    }
+    rows, reach = summary_table(results, args.reach)
+    csv = [",".join(SUMMARY_COLUMNS)] + [",".join(str(r[h]) for h in SUMMARY_COLUMNS) for r in rows]
+    io.write_text(Path(args.out) / "summary.csv", "\n".join(csv) + "\n")
+    md = summary_markdown(rows, reach, system.energy_unit)
     io.write_text(Path(args.out) / "summary.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
