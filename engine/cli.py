@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
 from . import analysis, io, methods, schema
 from .config import RunSpec, SpecError
@@ -92,7 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_spec_args(p_modes)
     p_modes.add_argument("--K", "--k-modes", dest="n_modes", type=int, default=20)
+    _add_sweep_parser(sub)
     return parser
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep (fields x methods x seeds) on Dask: embedded or --scheduler",
+        description="The base spec is --base (a bundle's config.json or a spec JSON) and any "
+        "spec flag; each --vary FIELD=v1,v2 or FIELD=lo:hi:lin|log|random:count adds an axis.",
+    )
+    _add_spec_args(p)
+    p.add_argument("--base", dest="config", help="same as --config: the base spec's JSON")
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUES",
+        help="a declared spec field and its values (repeatable)",
+    )
+    p.add_argument("--methods", default="gd,cg,gnn", help="comma-separated methods")
+    p.add_argument("--seeds", default="0", help="0-4 or 0,3,7: each seed its own x0")
+    p.add_argument("--out", required=True, help="sweep directory (resumable)")
+    p.add_argument(
+        "--scheduler",
+        help="an existing Dask scheduler, tcp://HOST:PORT (or $SLOWMODE_SCHEDULER); "
+        "default: an embedded LocalCluster",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="embedded cluster: process workers (default: one per core)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the run count and estimate")
 
 
 def given_values(args) -> dict:
@@ -335,11 +371,109 @@ def cmd_modes(args) -> int:
     return 0
 
 
+def sweep_from_args(args):
+    """The SweepSpec of ``python -m engine sweep`` arguments (base spec, axes, methods, seeds)."""
+    from .sweeps import SweepSpec, parse_seeds, parse_vary
+
+    base = spec_from_args(args, "gd").replace(method_label=None)
+    keys = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    bad = [m for m in keys if m not in methods.METHODS]
+    if bad or not keys:
+        raise UsageError(
+            f"argument --methods: each must be one of {', '.join(methods.METHODS)}; "
+            f"got {args.methods!r}"
+        )
+    axes = tuple(parse_vary(v) for v in args.vary)
+    name = Path(args.out).name or "sweep"
+    return SweepSpec(base, axes, keys, parse_seeds(args.seeds), name)
+
+
+class _SweepBar:
+    """tqdm bar over the sweep's runs: done, failed, diverged, running, ETA."""
+
+    def __init__(self, total: int, workers: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.workers = workers
+        self.bar = None if quiet else tqdm(total=total, desc="sweep", unit="run", file=sys.stderr)
+
+    def __call__(self, row: dict, counts: dict) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        self.bar.set_postfix(
+            failed=counts.get("failed", 0),
+            diverged=counts.get("diverged", 0),
+            running=min(self.workers, counts.get("pending", 0)),
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def sweep_summary(sweep, rows: list[dict]) -> list[str]:
+    """Markdown: per point and method, final energy mean ± sd over seeds, time, failures."""
+    import numpy as np
+
+    fields = [a.field for a in sweep.axes]
+    head = "| " + " | ".join([*fields, "method", "runs", "final E (mean ± sd)", "time s", "failed"])
+    lines = [head + " |", "|" + "---|" * (len(fields) + 5)]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((*(r.get(f) for f in fields), r["method"]), []).append(r)
+    for key, rs in groups.items():
+        e = np.array([r["final_energy"] for r in rs if r["status"] != "failed"], float)
+        t = np.array([r["wall_time_s"] for r in rs if r["status"] != "failed"], float)
+        sd = f"{e.std(ddof=1):.3g}" if len(e) > 1 else "—"
+        energy = f"{e.mean():.6g} ± {sd}" if len(e) else "—"
+        time_s = f"{t.mean():.2f}" if len(t) else "—"
+        failed = sum(r["status"] == "failed" for r in rs)
+        cells = [*map(str, key), str(len(rs)), energy, time_s, str(failed)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def cmd_sweep(args) -> int:
+    from .cluster import SCHEDULER_ENV, run_sweep
+    from .sweeps import estimate_seconds
+
+    sweep = sweep_from_args(args)
+    remote = args.scheduler or os.environ.get(SCHEDULER_ENV)
+    workers = args.workers or (os.cpu_count() or 1)
+    estimate = estimate_seconds(sweep, 1 if remote else workers)
+    where = f"scheduler {remote}" if remote else f"an embedded cluster of {workers} workers"
+    print(
+        f"sweep {sweep.name}: {sweep.n_runs} runs ({len(sweep.methods)} methods x "
+        f"{len(sweep.seeds)} seeds x {sweep.n_runs // (len(sweep.methods) * len(sweep.seeds))} "
+        f"points) on {where}; estimated {estimate / 60:.1f} min at the full step budgets"
+        + (" (on 1 worker)" if remote else ""),
+        file=sys.stderr,
+    )
+    if args.dry_run:
+        return 0
+    bar = _SweepBar(sweep.n_runs, workers, args.quiet)
+    try:
+        outcome = run_sweep(
+            sweep, args.out, scheduler=args.scheduler, n_workers=args.workers, on_row=bar
+        )
+    finally:
+        bar.close()
+    md = sweep_summary(sweep, outcome.rows)
+    io.write_text(Path(args.out) / "summary.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"{outcome.status}: {outcome.ran} runs executed, {len(outcome.rows) - outcome.ran} "
+          f"read back from {args.out}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return {"run": cmd_run, "compare": cmd_compare, "modes": cmd_modes}[args.command](args)
+        command = {"run": cmd_run, "compare": cmd_compare, "modes": cmd_modes, "sweep": cmd_sweep}
+        return command[args.command](args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
