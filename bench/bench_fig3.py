@@ -14,8 +14,12 @@ each charged its full time) and excludes JIT compilation (reported separately).
 deterministic all-pairs repulsion, so both protocols (and the paper's numbers) compare on
 one scale. Tables and plots use ``final_energy_ref``.
 
+Each case (protocol, system, n) is a sweep (engine.sweeps.SweepSpec.from_method_specs: the
+protocol's per-method specs x the seeds) run by engine.cluster on an embedded Dask cluster,
+the same code path as ``python -m engine sweep`` and the workbench's Sweep panel.
 Resumable: every finished run appends a line to bench/results/fig3_runs.jsonl and is skipped
-next time. Run:  .venv/bin/python -m bench.bench_fig3 [--sizes 400,1000] [--seeds 5]
+next time (the sweep itself also resumes from its bundles under runs/bench/fig3/).
+Run:  .venv/bin/python -m bench.bench_fig3 [--sizes 400,1000] [--seeds 5] [--workers 2]
 then         .venv/bin/python -m bench.bench_fig3 --report   (table + PNG from the runs file)
 """
 
@@ -24,18 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from engine import EnergyConfig, build_system, make_energy, run
+from engine import EnergyConfig, build_system, io, make_energy
+from engine.cluster import run_sweep
 from engine.presets import improved_spec, paper_spec, tuned_spec
-from engine.run import compute_modes, first_modes
+from engine.sweeps import SweepSpec
 
 from .common import DOCS, RESULTS, machine, replace_marked
 
 RUNS = RESULTS / "fig3_runs.jsonl"
+BUNDLES = Path("runs") / "bench" / "fig3"  # the sweeps' bundles (git-ignored)
 SYSTEMS = ("bond-lj-loop", "lj-loop")
 METHODS = ("gd", "cg", "gnn")
 PROTOCOLS = {"paper": paper_spec, "improved": improved_spec, "tuned": tuned_spec}
@@ -68,74 +74,62 @@ def done_keys() -> set:
     return keys
 
 
-def run_case(
-    protocol: str, system_kind: str, n: int, seed: int, max_steps: int, methods
-) -> list[dict]:
-    specs = {m: PROTOCOLS[protocol](system_kind, n, m, seed, max_steps=max_steps) for m in methods}
-    first = specs[methods[0]]
-    system = build_system(first.system, seed)
+def fig3_sweep(protocol: str, system_kind: str, n: int, seeds, max_steps: int) -> SweepSpec:
+    """One Figure 3 case as a sweep: the protocol's per-method specs x the seeds."""
+    specs = {m: PROTOCOLS[protocol](system_kind, n, m, 0, max_steps=max_steps) for m in METHODS}
+    name = f"fig3-{protocol}-{system_kind}-{n}"
+    return SweepSpec.from_method_specs(specs, seeds=tuple(seeds), name=name)
+
+
+def legacy_row(protocol: str, sweep: SweepSpec, row: dict, folder: Path) -> dict:
+    """A sweep row in fig3_runs.jsonl's columns, with the final structure re-evaluated under
+    the reference energy (all-pairs repulsion, float64) so that protocols compare on one scale."""
+    spec = sweep.method_spec(row["method"]).replace(seed=row["seed"])
+    system = build_system(spec.system, spec.seed)
     ref_energy = make_energy(system, EnergyConfig(dtype="float64")).energy_fn
-    modes = None
-    rows = []
-    for method, spec in specs.items():
-        shared = None
-        if spec.reparam.kind != "none":
-            if modes is None:
-                k_max = max(s.reparam.n_modes or 0 for s in specs.values())
-                big = spec.replace(**{"reparam.n_modes": k_max})
-                modes = compute_modes(big, system, make_energy(system, spec.energy))
-            k = spec.reparam.n_modes
-            shared = first_modes(modes, k)
-        t = time.perf_counter()
-        result = run(spec, system=system, modes=shared)
-        s = result.summary()
-        last = {k_: float(v[-1]) for k_, v in result.metrics.items()}
-        rows.append(
-            {
-                "protocol": protocol,
-                "system": system_kind,
-                "n": n,
-                "method": method,
-                "seed": seed,
-                "status": result.status,
-                "final_energy": s["final_energy"],
-                "best_energy": s["best_energy"],
-                "final_energy_ref": float(ref_energy(jnp.asarray(result.x_final, jnp.float64))),
-                "wall_time_s": s["wall_time_s"],
-                "steps": s["steps"],
-                "modes_s": s["modes_s"],
-                "compile_s": s["compile_s"],
-                "stage_switch_step": s["stage_switch_step"],
-                "bond_ok_frac": last["bond_ok_frac"],
-                "loop_contact_frac": last["loop_contact_frac"],
-                "collapsed_pairs": last["collapsed_pairs"],
-                "process_s": time.perf_counter() - t,
-            }
-        )
-        print(
-            f"{protocol:8s} {system_kind:12s} n={n:4d} seed={seed} {method:3s}: "
-            f"E={s['final_energy']:+.5f} "
-            f"(ref {rows[-1]['final_energy_ref']:+.5f}) t={s['wall_time_s']:.1f}s "
-            f"steps={s['steps']} "
-            f"{result.status}",
-            flush=True,
-        )
-    return rows
+    x_final = io.read_bundle(folder)["x_final"]
+    return {
+        "protocol": protocol, "system": spec.system.kind, "n": spec.system.n,
+        "method": row["method"], "seed": row["seed"], "status": row["status"],
+        "final_energy": row["final_energy"], "best_energy": row["best_energy"],
+        "final_energy_ref": float(ref_energy(jnp.asarray(x_final, jnp.float64))),
+        "wall_time_s": row["wall_time_s"], "steps": row["steps"], "modes_s": row["modes_s"],
+        "compile_s": row["compile_s"],
+        "bond_ok_frac": row["final_bond_ok_frac"],
+        "loop_contact_frac": row["final_loop_contact_frac"],
+        "collapsed_pairs": row["final_collapsed_pairs"],
+    }  # fmt: skip
 
 
 def collect(args):
+    """Run every missing case through the sweep machinery (engine.cluster) and append its
+    rows; bundles go to runs/bench/fig3/<case>/ (not committed)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = done_keys()
     for n in args.sizes:
         for system_kind in args.systems:
             for protocol in args.protocols:
-                for seed in range(args.seeds):
-                    todo = [m for m in METHODS if (protocol, system_kind, n, m, seed) not in done]
-                    if not todo:
+                keys = [
+                    (protocol, system_kind, n, m, s) for m in METHODS for s in range(args.seeds)
+                ]
+                if all(k in done for k in keys):
+                    continue
+                sweep = fig3_sweep(protocol, system_kind, n, range(args.seeds), args.max_steps)
+                out = BUNDLES / sweep.name
+                outcome = run_sweep(sweep, out, n_workers=args.workers)
+                for row in outcome.rows:
+                    if (protocol, system_kind, n, row["method"], row["seed"]) in done:
                         continue
-                    for row in run_case(protocol, system_kind, n, seed, args.max_steps, todo):
-                        with open(RUNS, "a") as fh:
-                            fh.write(json.dumps(row) + "\n")
+                    new = legacy_row(protocol, sweep, row, out / "runs" / row["key"])
+                    with open(RUNS, "a") as fh:
+                        fh.write(json.dumps(new) + "\n")
+                    print(
+                        f"{protocol:8s} {system_kind:12s} n={n:4d} seed={new['seed']} "
+                        f"{new['method']:3s}: E={new['final_energy']:+.5f} "
+                        f"(ref {new['final_energy_ref']:+.5f}) t={new['wall_time_s']:.1f}s "
+                        f"steps={new['steps']:.0f} {new['status']}",
+                        flush=True,
+                    )
 
 
 def aggregate() -> list[dict]:
@@ -269,6 +263,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=20000)
     parser.add_argument("--report", action="store_true", help="only aggregate existing runs")
+    parser.add_argument("--workers", type=int, default=None, help="Dask workers (default: cores)")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.systems = args.systems.split(",")

@@ -31,6 +31,19 @@ from .systems import build_system, make_energy, structure_metrics  # noqa: E402
 from .types import EnergyModel, Progress, SlowModes, System  # noqa: E402
 
 
+def sweep(spec, client=None, *, out_dir=None, **kwargs) -> list[dict]:
+    """Run a ``engine.sweeps.SweepSpec`` on Dask and return its table (one dict per run).
+
+    ``client``: a ``distributed.Client`` to use (default: an embedded LocalCluster, or the
+    scheduler named by SLOWMODE_SCHEDULER); ``out_dir`` (default ``runs/sweeps/<name>``) gets
+    one bundle per run and is resumable. Other keywords go to ``engine.cluster.run_sweep``.
+    """
+    from .cluster import run_sweep
+
+    out_dir = out_dir or os.path.join("runs", "sweeps", spec.name)
+    return run_sweep(spec, out_dir, client=client, **kwargs).rows
+
+
 def slow_modes(*args, **kwargs) -> SlowModes:
     """See engine.modes.slow_modes (imported lazily: it pulls in scipy's sparse solvers)."""
     from .modes import slow_modes as _slow_modes
@@ -57,4 +70,5 @@ __all__ = [
     "SlowModes",
     "System",
     "slow_modes",
+    "sweep",
 ]

@@ -98,13 +98,18 @@ class Axis:
 
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
-    """A base spec, the axes it varies, the methods and the seeds. Same spec, same runs."""
+    """A base spec, the axes it varies, the methods and the seeds. Same spec, same runs.
+
+    ``per_method`` holds settings that differ per method beyond the method's own changes (the
+    paper's best learning rate and k per method); ``from_method_specs`` derives it.
+    """
 
     base: RunSpec = RunSpec()
     axes: tuple[Axis, ...] = ()
     methods: tuple[str, ...] = ("gd", "cg", "gnn")
     seeds: tuple[int, ...] = (0,)
     name: str = "sweep"
+    per_method: tuple = ()  # ((method, ((path, value), ...)), ...): a method's own settings
 
     def __post_init__(self):
         if not self.methods:
@@ -121,6 +126,25 @@ class SweepSpec:
         if self.n_runs > MAX_RUNS:
             raise SpecError("sweep", f"has {self.n_runs} runs; at most {MAX_RUNS}")
 
+    @classmethod
+    def from_method_specs(cls, specs: dict, **kw) -> SweepSpec:
+        """A sweep over complete per-method specs (a protocol such as engine.presets'
+        paper_spec): the first spec is the base, each method keeps its differences."""
+        first = next(iter(specs.values())).replace(method_label=None)
+        per_method = []
+        for m, spec in specs.items():
+            made = _flat(methods.get(m).spec(first).to_dict())
+            diff = tuple((k, v) for k, v in _flat(spec.to_dict()).items() if made.get(k) != v)
+            per_method.append((m, diff))
+        return cls(base=first, methods=tuple(specs), per_method=tuple(per_method), **kw)
+
+    def method_spec(self, method: str) -> RunSpec:
+        """The base made into ``method``'s run, with its per-method settings."""
+        d = methods.get(method).spec(self.base).to_dict()
+        for path, value in dict(self.per_method).get(method, ()):
+            _set_path(d, path, value)
+        return RunSpec.from_dict(d)
+
     @property
     def n_runs(self) -> int:
         points = math.prod(len(a.expand(self.seeds[0])) for a in self.axes)
@@ -133,12 +157,13 @@ class SweepSpec:
             "axes": [dataclasses.asdict(a) for a in self.axes],
             "methods": list(self.methods),
             "seeds": list(self.seeds),
+            "per_method": {m: dict(changes) for m, changes in self.per_method},
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepSpec:
         """Inverse of ``to_dict``; unknown keys raise SpecError naming them."""
-        unknown = set(d) - {"name", "base", "axes", "methods", "seeds"}
+        unknown = set(d) - {"name", "base", "axes", "methods", "seeds", "per_method"}
         if unknown:
             raise SpecError("sweep", f"unknown keys {sorted(unknown)}")
         axes = []
@@ -152,6 +177,9 @@ class SweepSpec:
             methods=tuple(d.get("methods", ("gd", "cg", "gnn"))),
             seeds=tuple(d.get("seeds", (0,))),
             name=d.get("name", "sweep"),
+            per_method=tuple(
+                (m, tuple(changes.items())) for m, changes in d.get("per_method", {}).items()
+            ),
         )
 
 
@@ -230,7 +258,7 @@ def expand(sweep: SweepSpec) -> list[SweepRun]:
     for values in _product(grids):
         point = {a.field: v for a, v in zip(sweep.axes, values, strict=True)}
         for m in sweep.methods:
-            d = methods.get(m).spec(sweep.base).to_dict()
+            d = sweep.method_spec(m).to_dict()
             for path, v in point.items():
                 _set_path(d, path, v)
             for seed in sweep.seeds:
@@ -243,6 +271,16 @@ def expand(sweep: SweepSpec) -> list[SweepRun]:
                     ) from None
                 runs.append(SweepRun(run_key(spec, m, seed), spec, dict(point), m, seed))
     return runs
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _product(grids: list[tuple]) -> list[tuple]:

@@ -178,3 +178,25 @@ def test_sweep_through_a_separately_started_scheduler_matches_the_embedded_clust
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def test_python_api_returns_the_table(client, tmp_path):
+    import engine
+
+    small = SweepSpec(BASE, (), ("gd",), (0, 1), name="api")
+    rows = engine.sweep(small, client, out_dir=tmp_path)
+    assert [(r["method"], r["seed"], r["status"]) for r in rows] == [
+        ("gd", 0, "done"),
+        ("gd", 1, "done"),
+    ]
+
+
+def test_a_protocol_of_per_method_specs_is_a_sweep():
+    from engine.presets import paper_spec
+
+    specs = {m: paper_spec("lj-loop", 400, m, 0, max_steps=1000) for m in ("gd", "cg", "gnn")}
+    sweep = SweepSpec.from_method_specs(specs, seeds=(0, 1, 2), name="fig3-paper")
+    runs = expand(sweep)
+    assert len(runs) == 9
+    assert all(r.spec == specs[r.method].replace(seed=r.seed) for r in runs)
+    assert SweepSpec.from_dict(json.loads(json.dumps(sweep.to_dict()))) == sweep
