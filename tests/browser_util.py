@@ -7,10 +7,15 @@ loopback; Chromium never proxies loopback), not Playwright request interception:
 runs a Python handler per request, which stalls the page whenever the test thread is not
 inside a Playwright call and would distort the frame-rate measurement. Every request is still
 seen by a passive listener, so attempted non-loopback requests are recorded and asserted on.
+
+Waits are on conditions, never fixed sleeps: ``wait_until`` hands a JavaScript predicate to
+Playwright's ``wait_for_function`` (polled in the page) and names what it waited for when it
+times out.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -80,3 +85,22 @@ def chromium_missing() -> str | None:
     if not os.path.exists(CHROMIUM):
         return f"{CHROMIUM} is missing (install Debian's chromium: `make browser`)"
     return None
+
+
+def wait_until(page, predicate_js: str, timeout_s: float, what: str, arg=None):
+    """The truthy value of the JavaScript ``predicate_js`` (a function of ``arg``) once it is
+    truthy, polled in the page every 100 ms; AssertionError naming ``what`` after timeout_s."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        handle = page.wait_for_function(
+            predicate_js, arg=arg, polling=100, timeout=timeout_s * 1000
+        )
+    except PlaywrightTimeout:
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+    return handle.json_value()
+
+
+def text_of(selector: str) -> str:
+    """JavaScript expression: the inner text of ``selector`` ("" when absent)."""
+    return f"((document.querySelector({json.dumps(selector)}) || {{}}).innerText || '')"

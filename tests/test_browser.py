@@ -1,9 +1,12 @@
 """Real-browser test: headless Debian Chromium (Playwright) against the workbench with the real
 engine, every non-loopback request blocked and recorded.
 
-One flow, in the order a user would go: load the page, compute the spectrum, animate a mode,
-reject bad input, start GD and GNN side by side on a small loop, watch 3D frames and curves
-change, stop, export a PDB and a CSV, replay a run; and no request may leave loopback.
+One flow, in the order a user would go: load the page (panels in workflow order, Run visible
+at 1366×768), compute the spectrum, animate a mode, reject bad input, start GD and GNN side by
+side on a small loop, watch 3D frames and curves change, stop, export a PDB and a CSV (named
+by system, method and time), replay a run, open a run without frames (it replaces the
+previous replay), check the runs table stays inside its panel; and no request may leave
+loopback. Every wait is on a condition (``browser_util.wait_until``), never a fixed sleep.
 Set WB_SCREENSHOT_DIR to keep screenshots of the main states.
 """
 
@@ -11,10 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import re
 
 import pytest
-from browser_util import ServerThread, chromium_missing, guard_offline, launch_browser
+from browser_util import (
+    ServerThread,
+    chromium_missing,
+    guard_offline,
+    launch_browser,
+    text_of,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,6 +34,8 @@ if chromium_missing():
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 N_BEADS = 60
+VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the layout is made for
+PANEL_ORDER = ["system", "spectrum", "method", "live", "runs"]  # workflow order
 
 
 def field(name: str) -> str:
@@ -57,9 +69,7 @@ def page(server):
     attempted: list[str] = []
     with sync_playwright() as p:
         browser = launch_browser(p)
-        context = browser.new_context(
-            viewport={"width": 1500, "height": 1300}, accept_downloads=True
-        )
+        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         guard_offline(context, attempted)
         page = context.new_page()
         errors: list[str] = []
@@ -72,29 +82,46 @@ def page(server):
 
 
 def shot(page, name: str) -> None:
+    """Keep a whole-page screenshot in $WB_SCREENSHOT_DIR, if set. The window is made as tall
+    as the page for it, so the sticky Run row sits where it belongs, not mid-page."""
     folder = os.environ.get("WB_SCREENSHOT_DIR")
     if folder:
         os.makedirs(folder, exist_ok=True)
-        page.screenshot(path=os.path.join(folder, name), full_page=True)
+        size = page.viewport_size
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": max(height, size["height"])})
+        try:
+            page.screenshot(path=os.path.join(folder, name), full_page=True)
+        finally:
+            page.set_viewport_size(size)
 
 
 def stats(page) -> dict:
     return page.evaluate("JSON.parse(JSON.stringify(window.wbStats || {}))")
 
 
-def wait_until(page, predicate, timeout_s: float, what: str):
-    end = time.time() + timeout_s
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        page.wait_for_timeout(200)  # lets Playwright process page events meanwhile
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+def frames_of(div: str) -> str:
+    """JavaScript expression: frames drawn so far in the viewer ``div`` (0 before any)."""
+    return f"((window.wbStats || {{}})[{json.dumps(div)}] || {{frames: 0}}).frames"
 
 
 def set_field(page, name: str, value: str) -> None:
+    """Type ``value`` into a form field and wait until Dash holds it (its debounce is over)."""
     page.fill(field(name), value)
     page.press(field(name), "Tab")
+    wait_until(
+        page,
+        """([id, v]) => {
+            const node = window.dash_component_api.getLayout(JSON.parse(id));
+            return node && node.props.value === v;
+        }""",
+        10,
+        f"{name} = {value} to reach Dash",
+        arg=[
+            json.dumps({"name": name, "type": "field"}, sort_keys=True, separators=(",", ":")),
+            value,
+        ],
+    )
 
 
 def open_details(page, summary: str) -> None:
@@ -108,9 +135,54 @@ def test_page_loads_offline_with_its_own_3dmol(page):
     assert page.evaluate("window.WB_IDS.live.POLL") == "wb-poll"
     assert page.evaluate("window.WB_IDS.page.SESSION") == "wb-session"
     set_field(page, "system.n", str(N_BEADS))
-    page.wait_for_timeout(600)
-    assert page.inner_text("#wb-system-summary").startswith(f"pure LJ loop, n = {N_BEADS} beads")
+    wait_until(
+        page,
+        f"{text_of('#wb-system-summary')}.startsWith('pure LJ loop, n = {N_BEADS} beads')",
+        10,
+        "the system summary",
+    )
     shot(page, "01-start.png")
+
+
+def panel_boxes(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "[data-panel]",
+        """els => els.map(e => {
+            const r = e.getBoundingClientRect();
+            return {name: e.dataset.panel, top: Math.round(r.top + window.scrollY),
+                    left: Math.round(r.left), right: r.right, bottom: r.bottom};
+        })""",
+    )
+
+
+@pytest.mark.parametrize("width, height", [(1366, 768), (1600, 1000)])
+def test_panels_read_in_workflow_order_and_run_is_visible(page, width, height):
+    fresh = page.context.browser.new_page(viewport={"width": width, "height": height})
+    try:
+        fresh.goto(page.url.split("?")[0])
+        fresh.wait_for_selector("#wb-run")
+        boxes = panel_boxes(fresh)
+        assert [b["name"] for b in boxes] == PANEL_ORDER  # the DOM order
+        # on screen, top to bottom then left to right: the same order
+        on_screen = sorted(boxes, key=lambda b: (b["top"], b["left"]))
+        assert [b["name"] for b in on_screen] == PANEL_ORDER
+        setup = boxes[:3]  # system | spectrum | method side by side in one row
+        assert len({b["top"] for b in setup}) == 1
+        assert setup[0]["right"] <= setup[1]["left"] and setup[1]["right"] <= setup[2]["left"]
+        assert all(b["right"] <= width for b in boxes)
+        # Run is in the window without scrolling, and nothing covers it
+        assert fresh.evaluate("window.scrollY") == 0
+        run = fresh.locator("#wb-run").bounding_box()
+        assert 0 <= run["y"] and run["y"] + run["height"] <= height, run
+        assert 0 <= run["x"] and run["x"] + run["width"] <= width, run
+        on_top = fresh.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y).id",
+            [run["x"] + run["width"] / 2, run["y"] + run["height"] / 2],
+        )
+        assert on_top == "wb-run"
+        assert fresh.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        fresh.close()
 
 
 def test_spectrum_and_mode_animation(page):
@@ -122,15 +194,11 @@ def test_spectrum_and_mode_animation(page):
     box = point.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     wait_until(
-        page,
-        lambda: "Animating mode" in page.inner_text("#wb-spec-mode-info"),
-        20,
-        "mode animation",
+        page, f"{text_of('#wb-spec-mode-info')}.includes('Animating mode')", 20, "mode animation"
     )
     assert "No real timescale" in page.inner_text("#wb-spec-mode-info")
     first = stats(page)["wb-spec-view"]["frames"]
-    page.wait_for_timeout(600)
-    assert stats(page)["wb-spec-view"]["frames"] > first + 3  # it keeps moving
+    wait_until(page, f"{frames_of('wb-spec-view')} > {first + 3}", 20, "the mode to keep moving")
     # the amplitude slider reaches the animation (same structure, new amplitude)
     page.locator("#wb-spec-amp [role=slider]").press("End")
     shot(page, "02-spectrum.png")
@@ -138,15 +206,13 @@ def test_spectrum_and_mode_animation(page):
 
 def test_bad_input_is_refused_next_to_the_field_and_starts_nothing(page):
     set_field(page, "system.n", "1e9")
-    wait_until(page, lambda: "[50, 4000]" in page.inner_text(msg("system.n")), 10, "field message")
+    wait_until(page, f"{text_of(msg('system.n'))}.includes('[50, 4000]')", 10, "field message")
     page.click("#wb-run")
-    wait_until(
-        page, lambda: page.inner_text("#wb-run-msg").startswith("Not started"), 10, "refusal"
-    )
+    wait_until(page, f"{text_of('#wb-run-msg')}.startsWith('Not started')", 10, "refusal")
     assert "system.n must be an integer in [50, 4000]" in page.inner_text("#wb-run-msg")
     assert page.locator(".wb-card").count() == 0
     set_field(page, "system.n", str(N_BEADS))
-    wait_until(page, lambda: page.inner_text(msg("system.n")) == "", 10, "message cleared")
+    wait_until(page, f"{text_of(msg('system.n'))} === ''", 10, "message cleared")
     # a file that is not a structure is refused next to the upload, with the cap stated
     page.get_by_text("Protein", exact=True).click()
     assert page.inner_text("#wb-upload + .wb-range") == "PDB format, at most 2 MB."
@@ -156,7 +222,7 @@ def test_bad_input_is_refused_next_to_the_field_and_starts_nothing(page):
     )
     wait_until(
         page,
-        lambda: "is not a PDB structure" in page.inner_text("#wb-upload-msg"),
+        f"{text_of('#wb-upload-msg')}.includes('is not a PDB structure')",
         10,
         "upload refusal",
     )
@@ -168,39 +234,52 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     set_field(page, "schedule.max_steps", "200000")  # long enough to stop it by hand
     set_field(page, "schedule.patience", "10000")
     set_field(page, "schedule.stage1_max_steps", "400")
-    page.wait_for_timeout(500)
     page.click("#wb-run")
     page.wait_for_selector(".wb-card >> nth=1", timeout=20_000)
     divs = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
     assert len(divs) == 2
 
-    def frames_moving():
-        s = stats(page)
-        return (
-            all(
-                d in s and s[d]["frames"] >= 4 and s[d]["recv"] >= 2 and (s[d]["step"] or 0) > 0
-                for d in divs
-            )
-            and s
-        )
-
-    wait_until(page, frames_moving, 180, "3D frames of both runs")
+    wait_until(
+        page,
+        """divs => divs.every(d => {
+            const s = (window.wbStats || {})[d];
+            return s && s.frames >= 4 && s.recv >= 2 && (s.step || 0) > 0;
+        })""",
+        180,
+        "3D frames of both runs",
+        arg=divs,
+    )
 
     def camera(d):
         return page.evaluate(f"window.wbViewers['{d}'].viewer.getView()")
 
-    xs = [page.evaluate(f"window.wbViewers['{d}'].atoms[5].x") for d in divs]
+    def atom_x(d):
+        return page.evaluate(f"window.wbViewers['{d}'].atoms[5].x")
+
+    xs = [atom_x(d) for d in divs]
     steps = [stats(page)[d]["step"] for d in divs]
     cameras = [camera(d) for d in divs]
     assert cameras[0] == cameras[1]  # linked views share one camera
-    page.wait_for_timeout(1500)
-    assert [page.evaluate(f"window.wbViewers['{d}'].atoms[5].x") for d in divs] != xs  # beads moved
-    assert [stats(page)[d]["step"] for d in divs] != steps
+    wait_until(
+        page,
+        """([divs, xs, steps]) => divs.every((d, i) =>
+            window.wbViewers[d].atoms[5].x !== xs[i] && window.wbStats[d].step !== steps[i])""",
+        60,
+        "new frames in both views (beads moved, steps advanced)",
+        arg=[divs, xs, steps],
+    )
     assert [camera(d) for d in divs] == cameras  # new coordinates, same camera
     page.locator(".wb-card").first.get_by_role("button", name="Fit view").click()
-    wait_until(page, lambda: camera(divs[0]) != cameras[0], 30, "fit view")
+    view_js = "d => JSON.stringify(window.wbViewers[d].viewer.getView())"
+    wait_until(
+        page,
+        f"([d, before]) => ({view_js})(d) !== before",
+        30,
+        "fit view",
+        arg=[divs[0], json.dumps(cameras[0], separators=(",", ":"))],
+    )
     assert camera(divs[1]) == camera(divs[0])  # the linked view follows
-    before = camera(divs[0])
+    before = page.evaluate(view_js, divs[0])
     canvas = page.locator(f"#{divs[0]} canvas")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
@@ -209,7 +288,9 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     page.mouse.down()
     page.mouse.move(cx + 60, cy + 20, steps=5)
     page.mouse.up()
-    wait_until(page, lambda: camera(divs[0]) != before, 10, "rotation by mouse")
+    wait_until(
+        page, f"([d, b]) => ({view_js})(d) !== b", 10, "rotation by mouse", arg=[divs[0], before]
+    )
     assert camera(divs[1]) == camera(divs[0])  # rotating one view turns the other
     # A new frame redraws its own view only, not the linked one too.
     s = stats(page)
@@ -226,9 +307,8 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     page.click("#wb-stop-all")
     wait_until(
         page,
-        lambda: all(
-            ("stopped" in t or "done" in t) for t in page.locator(".wb-status").all_inner_texts()
-        ),
+        """() => [...document.querySelectorAll('.wb-status')].every(
+            e => e.innerText.includes('stopped') || e.innerText.includes('done'))""",
         120,
         "both runs stopped",
     )
@@ -237,25 +317,103 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     card = page.locator(".wb-card").first
     with page.expect_download() as dl:
         card.get_by_role("button", name="final PDB").click()
+    # exports are named by system, method and start time
+    assert re.fullmatch(
+        rf"lj-loop-n{N_BEADS}_gd_\d{{8}}-\d{{6}}_final\.pdb", dl.value.suggested_filename
+    )
     pdb = open(dl.value.path()).read()
     assert pdb.count("ATOM") + pdb.count("HETATM") >= N_BEADS
     with page.expect_download() as dl:
         card.get_by_role("button", name="curves CSV").click()
+    assert dl.value.suggested_filename.endswith("_curves.csv")
     lines = open(dl.value.path()).read().splitlines()
     assert lines[0].startswith("step,stage,wall_time_s,energy") and len(lines) > 3
 
 
+def test_runs_are_listed_by_system_method_and_time(page):
+    wait_until(
+        page, "document.querySelectorAll('#wb-runs-table button').length >= 2", 10, "runs list"
+    )
+    names = page.locator("#wb-runs-table .wb-runs-name").all_inner_texts()
+    pattern = rf"lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d"
+    assert all(re.fullmatch(pattern, n) for n in names), names
+
+
 def test_replay_from_the_runs_list(page):
-    wait_until(page, lambda: page.locator("#wb-runs-table button").count() >= 2, 10, "runs list")
     page.locator("#wb-runs-table button").first.click()
     page.wait_for_selector("#wb-replay-box >> visible=true")
-    wait_until(page, lambda: "wb-replay-view" in stats(page), 20, "replay frame")
     # The replay opens on the last frame; its fetch may land after this point, so wait on
     # the step itself rather than on a frame counter.
-    wait_until(page, lambda: stats(page)["wb-replay-view"]["step"] > 0, 20, "last frame")
+    last = "((window.wbStats || {})['wb-replay-view'] || {}).step"
+    wait_until(page, f"{last} > 0", 20, "the last frame in the replay")
+    assert re.fullmatch(
+        rf"lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d", page.inner_text("#wb-replay-name")
+    )
     page.locator("#wb-replay-slider [role=slider]").press("Home")  # first frame
-    wait_until(page, lambda: stats(page)["wb-replay-view"]["step"] == 0, 10, "slider frame")
+    wait_until(page, f"{last} === 0", 10, "the slider's frame")
     shot(page, "04-replay.png")
+
+
+def session_id(page) -> str:
+    return json.loads(page.evaluate("sessionStorage.getItem('wb-session')"))
+
+
+def test_a_run_without_frames_replaces_the_replay_and_exports_its_own_data(page):
+    from engine import RunSpec, SystemConfig
+    from workbench import registry as reg
+
+    # a run that fails before its first frame (its structure file does not exist)
+    spec = RunSpec(system=SystemConfig(kind="protein", pdb="/nonexistent/lost.pdb"))
+    run_id = reg.get().submit(spec, owner=session_id(page), label="gd")
+    button = f"[id='{json.dumps({'index': run_id, 'type': 'run-open'}, separators=(',', ':'))}']"
+    page.wait_for_selector(button, timeout=20_000)  # the list refreshes every 2 s
+    wait_until(page, f"{text_of('#wb-runs-table')}.includes('failed')", 30, "the failed run")
+    assert "atoms" in page.evaluate("Object.keys(window.wbViewers['wb-replay-view'])")
+    assert page.evaluate("window.wbViewers['wb-replay-view'].atoms.length") == N_BEADS
+    page.click(button)
+    wait_until(
+        page,
+        f"{text_of('#wb-replay-title')}.endsWith('no frames stored for this run')",
+        20,
+        "the no-frames message",
+    )
+    # the previous run's beads and curves are gone
+    wait_until(
+        page, "window.wbViewers['wb-replay-view'].atoms.length === 0", 10, "an empty replay view"
+    )
+    points = page.evaluate(
+        "document.querySelector('#wb-replay-curves .js-plotly-plot').data.map(t => t.x.length)"
+    )
+    assert sum(points) == 0
+    buttons = page.locator("#wb-replay-exports button").all_inner_texts()
+    assert buttons == ["curves CSV", "config JSON"]
+    with page.expect_download() as dl:
+        page.locator("#wb-replay-exports").get_by_role("button", name="curves CSV").click()
+    assert dl.value.suggested_filename.startswith("protein-lost_gd_")
+    assert open(dl.value.path()).read().splitlines()[1:] == []  # its own (empty) curves
+
+
+@pytest.mark.parametrize("width", [1366, 1600])
+def test_runs_table_stays_inside_its_panel(page, width):
+    page.set_viewport_size({"width": width, "height": 768})
+    try:
+        box = page.evaluate(
+            """() => {
+                const t = document.getElementById('wb-runs-table');
+                const panel = t.closest('.wb-panel'), s = getComputedStyle(t);
+                return {maxHeight: s.maxHeight, overflowY: s.overflowY,
+                        height: t.getBoundingClientRect().height,
+                        scroll: t.scrollWidth, client: t.clientWidth,
+                        panelScroll: panel.scrollWidth, panelClient: panel.clientWidth,
+                        page: document.documentElement.scrollWidth};
+            }"""
+        )
+        assert box["maxHeight"].endswith("px") and box["overflowY"] == "auto", box
+        assert box["height"] <= float(box["maxHeight"][:-2]) + 1, box  # bounded: it scrolls
+        assert box["scroll"] <= box["client"] and box["panelScroll"] <= box["panelClient"], box
+        assert box["page"] <= width, box
+    finally:
+        page.set_viewport_size(VIEWPORT)
 
 
 def test_second_session_sees_only_what_is_shared_with_it(page):
@@ -265,17 +423,13 @@ def test_second_session_sees_only_what_is_shared_with_it(page):
         page2 = other.new_page()
         page2.goto(page.url.split("?")[0])
         page2.wait_for_selector("#wb-run")
-        wait_until(
-            page2, lambda: "No runs yet" in page2.inner_text("#wb-runs-table"), 10, "empty list"
-        )
+        wait_until(page2, f"{text_of('#wb-runs-table')}.includes('No runs yet')", 10, "empty list")
         page.locator(".wb-card").first.get_by_role("button", name="Share link").click()
-        link = wait_until(
-            page, lambda: page.locator(".wb-share code").first.inner_text(), 10, "link"
-        )
+        link = wait_until(page, text_of(".wb-share code"), 10, "link")
         assert "?run=" in link
         page2.goto(link)
         wait_until(
-            page2, lambda: "read-only" in page2.inner_text("#wb-replay-title"), 20, "shared replay"
+            page2, f"{text_of('#wb-replay-title')}.includes('read-only')", 20, "shared replay"
         )
         assert page2.locator("#wb-replay-view canvas").count() == 1
     finally:

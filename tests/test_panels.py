@@ -15,7 +15,7 @@ from engine import RunSpec, SpecError, SystemConfig
 from engine.analysis import Reach
 from engine.methods import METHODS
 from engine.presets import PRESETS
-from workbench import forms, ids, layout
+from workbench import forms, ids, jobs, layout
 from workbench.panels import PageContext, live, method, runs, spectrum, system
 
 JS = Path(__file__).resolve().parents[1] / "assets" / "workbench.js"
@@ -333,3 +333,92 @@ def test_runs_table_digest_and_system_names():
     text = str(runs.runs_table([a]))
     assert "GD" in text and "(CLI)" in text and "run-open" in text
     assert "No runs yet" in str(runs.runs_table([]))
+
+
+# ---- layout in workflow order (issue 9) -------------------------------------------------------
+def test_panels_sit_in_workflow_order_with_the_setup_row_first():
+    page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
+    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs")
+
+    def areas(node):
+        found = []
+        props = getattr(node, "__dict__", {})
+        if props.get("data-panel"):
+            found.append(props["data-panel"])
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, list) else [children]:
+            if child is not None and not isinstance(child, str):
+                found += areas(child)
+        return found
+
+    assert areas(page) == list(layout.ORDER)
+    setup = next(c for c in page.children if getattr(c, "className", "") == "wb-flow").children[0]
+    assert setup.className == "wb-setup" and areas(setup) == ["system", "spectrum", "method"]
+
+
+# ---- runs: names, exports, replay without frames ----------------------------------------------
+def test_runs_and_exports_are_named_by_system_method_and_time(tmp_path):
+    import time as _time
+
+    created = _time.mktime((2026, 11, 30, 14, 2, 31, 0, 0, -1))
+    loop = {"system": {"kind": "lj-loop", "n": 400}}
+    assert runs.run_name(loop, "gnn", created) == "lj-loop n=400 · GNN · 14:02:31"
+    assert runs.export_stem(loop, "gnn", created) == "lj-loop-n400_gnn_20261130-140231"
+    assert runs.run_name(loop, "gd", None) == "lj-loop n=400 · GD"
+    # an upload is named by the file it was, not by the server's token path
+    upload = tmp_path / "uploads" / ("ab" * 16 + ".pdb")
+    upload.parent.mkdir()
+    upload.write_text("ATOM\n")
+    jobs.name_upload(str(upload), "C:\\Users\\me\\Trp cage.pdb")
+    spec = {"system": {"kind": "protein", "pdb": str(upload)}}
+    assert runs.system_name(spec) == "protein Trp cage.pdb"
+    assert runs.run_name(spec, "openmm-min", created) == (
+        "protein Trp cage.pdb · OPENMM-MIN · 14:02:31"
+    )
+    assert runs.export_stem(spec, "openmm-min", created) == (
+        "protein-trp-cage_openmm-min_20261130-140231"
+    )
+    assert jobs.structure_name("/x/1vii.pdb") == "1vii.pdb" and jobs.structure_name(None) == ""
+    name, _ = jobs.export_file({"metrics": {"step": [0]}, "label": "gd"}, "csv", "s_gd_t")
+    assert name == "s_gd_t_curves.csv"
+
+
+def test_runs_table_names_runs_and_cuts_long_names_with_a_title():
+    a = SimpleNamespace(run_id="a", status="done", last={"step": 5, "energy": 1.5}, source="")
+    a.label, a.created = "gnn", 1.0e9
+    a.spec = {"system": {"kind": "lj-loop", "n": 400}}
+    table = runs.runs_table([a])
+    cell = table.children[1].children[0].children[0]
+    assert cell.children.startswith("lj-loop n=400 · GNN · ") and cell.title == cell.children
+    assert cell.className == "wb-runs-name"
+    assert [th.children for th in table.children[0].children.children][:4] == [
+        "run",
+        "status",
+        "step",
+        "energy",
+    ]
+
+
+def test_empty_replay_replaces_view_curves_and_exports():
+    failed = snap(
+        spec=loop_specs(("gnn",))[0].to_dict(),
+        label="gnn",
+        status="failed",
+        rows=(),
+        view=None,
+        stage_switch_step=None,
+    )
+    title, last, value, fig, exports, style, frame = runs.empty_replay(failed)
+    assert title == "GNN · failed · no frames stored for this run" and last == value == 0
+    assert [b.id for b in exports] == [ids.export_btn("r1", "csv"), ids.export_btn("r1", "json")]
+    assert frame["view"]["n"] == 0 and frame["xyz"] == [] and frame["key"] != "replay-r1"
+    assert [len(t.x) for t in fig.data] == [0]
+
+
+def test_spectrum_progress_shows_queue_place_or_phase_and_time():
+    queued = SimpleNamespace(status="queued", queue_position=2, progress="", elapsed=0.0)
+    assert "queued (position 2), waiting for the analysis thread · 0.0 s" in str(
+        spectrum.task_progress(queued)
+    )
+    running = SimpleNamespace(status="running", queue_position=None, progress="building", elapsed=3)
+    assert "building · 3.0 s" in str(spectrum.task_progress(running))

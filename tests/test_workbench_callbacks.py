@@ -4,6 +4,7 @@ replay, forms."""
 
 import base64
 import json
+import re
 import time
 from contextvars import copy_context
 
@@ -217,7 +218,8 @@ def test_exports(engine, fmt, needle):
     run_id = group["runs"][0]["id"]
     poll_until_done(group, seen)
     out = call(runs.export_run, [1], SID, trigger=ids.export_btn(run_id, fmt))
-    assert needle in out["content"] and out["filename"].startswith("gd_")
+    assert needle in out["content"]
+    assert re.fullmatch(r"lj-loop-n50_gd_\d{8}-\d{6}_\w+\.\w+", out["filename"])
     if fmt == "json":  # the CLI re-runs it: python -m engine run --config <file>
         from engine import RunSpec
 

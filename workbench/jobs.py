@@ -14,6 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import threading
+import time
+import traceback
 
 import numpy as np
 
@@ -72,28 +76,116 @@ def spectrum_modes(system, energy_cfg, modes_cfg, seed: int):
     return engine.slow_modes(system, model, modes_cfg, min(n_dof, SPECTRUM_MAX_MODES), seed=seed)
 
 
-def spectrum_task(spec):
-    """A registry task computing the spectrum of ``spec``'s system; returns its payload."""
+def spectrum_payload(spec, report) -> dict:
+    """The spectrum of ``spec``'s system and what the panel draws with it (slow: engine work)."""
+    report("building the system")
+    system = build_system(spec.system, spec.seed)
+    report(f"computing the Hessian spectrum ({spec.modes.method}, at {spec.modes.at})")
+    modes = spectrum_modes(system, spec.energy, spec.modes, spec.seed)
+    report("drawing the structure and the residue heatmaps")
+    return {
+        "values": np.asarray(modes.values, np.float64),
+        "rigid": np.asarray(modes.rigid, bool),
+        "vectors": np.asarray(modes.vectors, np.float32),
+        "space": modes.space,
+        "method": modes.method,
+        "seconds": float(modes.seconds),
+        "view": system_view(system),
+        "x": np.asarray(system.x0, np.float64),
+        "scale": display_scale(system),
+        "heatmaps": residue_heatmaps(system),
+    }
+
+
+# ---- spectrum tasks: bounded waits on shared computations -------------------------------------
+# Why: the registry runs analysis tasks one at a time on a single thread. A spectrum that took
+# minutes (a cold build and compile on a loaded machine) held that thread, and a retry queued
+# behind the very computation it repeated ("queued · 0.0 s" for 92 s, then done in 0.05 s from
+# the warm caches). Now the engine work runs on its own daemon thread, shared by every task
+# that asks for the same spectrum, and the task thread only waits for it: in slices, so a stop
+# request (a newer spectrum of the session, see panels/spectrum.py) or SPECTRUM_TIMEOUT_S frees
+# the task thread at once. An abandoned computation finishes in the background; a retry of
+# the same spec joins it instead of queueing behind it or starting over.
+SPECTRUM_TIMEOUT_S = 300.0  # a task gives up waiting after this (the computation continues)
+SPECTRUM_WAIT_SLICE_S = 0.1  # how often a waiting task checks stop requests and its deadline
+
+
+class SharedComputation:
+    """One engine computation on a daemon thread; ``phase`` is its latest progress text."""
+
+    def __init__(self, key, fn):
+        self.key, self.phase = key, "starting"
+        self.payload, self.error = None, None
+        self.done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(fn,), name="wb-spectrum", daemon=True
+        )
+
+    def _run(self, fn) -> None:
+        try:
+            self.payload = fn(self._report)
+        except BaseException:  # noqa: B036 - handed to the waiting task, never lost
+            self.error = traceback.format_exc()
+        finally:
+            with _COMPUTING_LOCK:
+                if _COMPUTING.get(self.key) is self:
+                    del _COMPUTING[self.key]
+            self.done.set()
+
+    def _report(self, text: str) -> None:
+        self.phase = text
+
+
+_COMPUTING: dict = {}  # key -> SharedComputation under way
+_COMPUTING_LOCK = threading.Lock()
+
+
+def shared_computation(key, fn) -> tuple[SharedComputation, bool]:
+    """(the computation of ``key`` under way or a new one running ``fn(report)``, joined?)."""
+    with _COMPUTING_LOCK:
+        comp = _COMPUTING.get(key)
+        if comp is not None:
+            return comp, True
+        comp = _COMPUTING[key] = SharedComputation(key, fn)
+    comp._thread.start()
+    return comp, False
+
+
+def spectrum_key(spec) -> tuple:
+    """What a spectrum depends on (two specs with the same key share one computation)."""
+    return (spec.system, spec.seed, spec.energy, spec.modes)
+
+
+def spectrum_task(spec, *, timeout_s: float | None = None, compute=None):
+    """A registry task computing the spectrum of ``spec``'s system; returns its payload.
+
+    The task reports the computation's phase as it changes, returns None at once when asked
+    to stop (the registry marks it "stopped"), and raises TimeoutError after ``timeout_s``
+    (default SPECTRUM_TIMEOUT_S). ``compute(spec, report) -> payload`` replaces the engine in
+    tests (default ``spectrum_payload``).
+    """
+    limit = SPECTRUM_TIMEOUT_S if timeout_s is None else timeout_s
+    work = compute or spectrum_payload
 
     def task(report, should_stop):
-        del should_stop  # one engine call; nothing to interrupt between
-        report("building the system")
-        system = build_system(spec.system, spec.seed)
-        report(f"computing the Hessian spectrum ({spec.modes.method}, at {spec.modes.at})")
-        modes = spectrum_modes(system, spec.energy, spec.modes, spec.seed)
-        payload = {
-            "values": np.asarray(modes.values, np.float64),
-            "rigid": np.asarray(modes.rigid, bool),
-            "vectors": np.asarray(modes.vectors, np.float32),
-            "space": modes.space,
-            "method": modes.method,
-            "seconds": float(modes.seconds),
-            "view": system_view(system),
-            "x": np.asarray(system.x0, np.float64),
-            "scale": display_scale(system),
-            "heatmaps": residue_heatmaps(system),
-        }
-        return payload
+        if should_stop():  # stopped while queued: nothing started
+            return None
+        comp, joined = shared_computation(spectrum_key(spec), lambda rep: work(spec, rep))
+        shown, start = None, time.monotonic()
+        while not comp.done.wait(SPECTRUM_WAIT_SLICE_S):
+            if comp.phase != shown:
+                shown = comp.phase
+                report(f"{shown} (joined the same computation under way)" if joined else shown)
+            if should_stop():
+                return None
+            if time.monotonic() - start > limit:
+                raise TimeoutError(
+                    f"no spectrum after {limit:.0f} s (last: {comp.phase}); it goes on in the "
+                    "background, and Compute spectrum again picks it up"
+                )
+        if comp.error is not None:
+            raise RuntimeError(comp.error.strip().splitlines()[-1])
+        return comp.payload
 
     return task
 
@@ -163,10 +255,43 @@ def read_bundle(path: str) -> dict:
     return data
 
 
+# ---- uploads keep their file name -----------------------------------------------------------
+UPLOAD_NAME_SUFFIX = ".name"  # beside run_dir/uploads/<token>.pdb: the uploaded file's name
+
+
+def name_upload(path: str | None, filename: str | None) -> None:
+    """Remember the name an uploaded structure had on the user's machine (its base name, at
+    most 80 characters) beside the server's token path, for run names and exports."""
+    name = os.path.basename((filename or "").replace("\\", "/")).strip()[:80]
+    if path and name:
+        with open(path + UPLOAD_NAME_SUFFIX, "w", encoding="utf-8") as fh:
+            fh.write(name)
+
+
+def structure_name(path: str | None) -> str:
+    """The name to show for a structure path: an upload's own file name, else the base name."""
+    if not path:
+        return ""
+    try:
+        with open(path + UPLOAD_NAME_SUFFIX, encoding="utf-8") as fh:
+            return fh.read().strip() or os.path.basename(path)
+    except OSError:
+        return os.path.basename(path)
+
+
 # ---- exports ---------------------------------------------------------------------------------
-def export_file(data: dict, fmt: str) -> tuple[str, str]:
-    """(filename, text) of an export: final PDB, trajectory PDB, curves CSV or config JSON."""
-    label = f"{data['label']}"
+def file_stem(text: str) -> str:
+    """A file-name part of ``text``: lower case, runs of other characters as one "-"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
+
+
+def export_file(data: dict, fmt: str, stem: str | None = None) -> tuple[str, str]:
+    """(filename, text) of an export: final PDB, trajectory PDB, curves CSV or config JSON.
+
+    ``stem`` names the files (panels/runs.py ``export_stem``: system, method and start time,
+    "lj-loop-n400_gnn_20261130-140231"); default the run's label.
+    """
+    label = stem or f"{data['label']}"
     if fmt == "csv":
         return f"{label}_curves.csv", engine_io.metrics_csv(data["metrics"])
     if fmt == "json":

@@ -21,31 +21,42 @@ from .panels import PageContext, live, method, runs, spectrum, system
 PANELS = {"system": system, "spectrum": spectrum, "method": method, "live": live, "runs": runs}
 
 
+ORDER = ("system", "spectrum", "method", "live", "runs")  # the workflow, and the page's order
+
+
 def build(ctx: PageContext) -> html.Div:
-    """The whole page: form panels on the left; live runs, spectrum and runs on the right."""
+    """The whole page, in workflow order: system → spectrum and slow modes → method and Run
+    (one row of three columns on a wide screen, so Run shows without scrolling at 1366×768),
+    then the live runs with their comparison, then the runs list and replay (full width).
+
+    Each panel sits in an ``area`` wrapper (``data-panel`` names it) that the grid in
+    assets/workbench.css places; the DOM order is the reading order at every width.
+    """
     return html.Div(
         [
             dcc.Store(id=ids.SESSION, storage_type="session", data=secrets.token_urlsafe(16)),
             dcc.Location(id=ids.LOCATION, refresh=False),
             dcc.Download(id=ids.DOWNLOAD),
             header(),
-            html.Div(
+            html.Main(
                 [
-                    html.Aside([system.layout(ctx), method.layout(ctx)], className="wb-side"),
-                    html.Main(
-                        [
-                            live.layout(ctx),
-                            html.Div(
-                                [spectrum.layout(ctx), runs.layout(ctx)], className="wb-grid2"
-                            ),
-                        ],
-                        className="wb-main",
+                    html.Div(
+                        [area(name, ctx) for name in ORDER[:3]],
+                        className="wb-setup",
                     ),
+                    *[area(name, ctx) for name in ORDER[3:]],
                 ],
-                className="wb-layout",
+                className="wb-flow",
             ),
         ],
         className="wb-root",
+    )
+
+
+def area(name: str, ctx: PageContext) -> html.Div:
+    """Panel ``name``'s layout in its grid area ("wb-area-<name>", data-panel=name)."""
+    return html.Div(
+        PANELS[name].layout(ctx), className=f"wb-area wb-area-{name}", **{"data-panel": name}
     )
 
 

@@ -1,15 +1,17 @@
 """Panel 6, Runs: this session's runs and the CLI bundles, opening one (from the list, by id
 or from a ``?run=<id>`` share link) for replay: its curves, a frame slider, its exports.
 
+Runs are named by system, method and start time ("lj-loop n=400 · GNN · 14:02:31", see
+``run_name``) and their export files likewise ("lj-loop-n400_gnn_20261130-140231_final.pdb",
+``export_stem``). The list scrolls inside the panel (assets/workbench.css, "runs panel").
+
 Also the one download callback of the page (``export_run``): every export button, on a live
 card or in the replay, has the pattern id ``ids.export_btn(run_id, fmt)``.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import os
 import time
 from urllib.parse import parse_qs
 
@@ -53,6 +55,8 @@ class ID:
     EXPORTS = "wb-replay-exports"
     VIEW_DOM = "wb-replay-view"
     BOX = "wb-replay-box"
+    NAME = "wb-replay-name"  # the opened run's name, or "no frames stored for this run"
+    STAGE = "wb-replay-stage"  # the viewer and its frame slider (hidden when no frames)
 
     @staticmethod
     def open_btn(run_id: str) -> dict:
@@ -68,15 +72,9 @@ NO_COLOR = "#333"  # a run whose spec does not parse
 # ---- layout --------------------------------------------------------------------------------
 def layout(ctx: PageContext):
     del ctx  # nothing server-specific in this panel
-    return C.section(
-        "Runs",
+    runs_list = html.Div(
         [
-            dcc.Store(id=ID.DIGEST, data=None),
-            dcc.Store(id=ID.REPLAY, data=None),
-            dcc.Store(id=ID.FRAME, data=None),
-            dcc.Store(id=ID.ACK),
-            dcc.Interval(id=ID.TICK, interval=2000),
-            html.Div(id=ID.TABLE),
+            html.Div(id=ID.TABLE, className="wb-runs-scroll"),
             html.Div(
                 [
                     dcc.Input(
@@ -90,9 +88,15 @@ def layout(ctx: PageContext):
                 className="wb-run-row",
             ),
             html.Div(id=ID.OPEN_MSG, className="wb-msg"),
+        ],
+        className="wb-runs-list",
+    )
+    replay = html.Div(
+        [
+            html.H3(id=ID.TITLE),
+            html.Div(id=ID.NAME, className="wb-muted"),
             html.Div(
                 [
-                    html.H3(id=ID.TITLE),
                     html.Div(id=ID.VIEW_DOM, className="wb-viewer wb-viewer-small"),
                     dcc.Slider(
                         id=ID.SLIDER,
@@ -104,38 +108,51 @@ def layout(ctx: PageContext):
                         tooltip={"placement": "bottom"},
                         className="wb-slider",
                     ),
-                    dcc.Graph(id=ID.CURVES, config={"displaylogo": False}),
-                    html.Div(id=ID.EXPORTS, className="wb-card-buttons"),
                 ],
-                id=ID.BOX,
-                style={"display": "none"},
+                id=ID.STAGE,
             ),
+            dcc.Graph(id=ID.CURVES, config={"displaylogo": False}),
+            html.Div(id=ID.EXPORTS, className="wb-card-buttons"),
+        ],
+        id=ID.BOX,
+        className="wb-replay",
+        style={"display": "none"},
+    )
+    return C.section(
+        "Runs",
+        [
+            dcc.Store(id=ID.DIGEST, data=None),
+            dcc.Store(id=ID.REPLAY, data=None),
+            dcc.Store(id=ID.FRAME, data=None),
+            dcc.Store(id=ID.ACK),
+            dcc.Interval(id=ID.TICK, interval=2000),
+            html.Div([runs_list, replay], className="wb-runs-body"),
         ],
         number="6",
     )
 
 
 def runs_table(snaps: list) -> html.Div:
-    """The runs list: start time, method, system, status, last step and energy, Open."""
+    """The runs list: name (system · method · start time), status, last step and energy, Open.
+
+    It scrolls inside its panel (a bounded height, see assets/workbench.css) however many
+    runs there are; a long name is cut with an ellipsis and shown whole on hover.
+    """
     if not snaps:
         return html.Div(
             "No runs yet in this session. Press Run, or pass --bundle-dir to list CLI bundles.",
             className="wb-muted",
         )
-    head = html.Tr(
-        [html.Th(h) for h in ("started", "method", "system", "status", "step", "energy", "")]
-    )
+    head = html.Tr([html.Th(h) for h in ("run", "status", "step", "energy", "")])
     body = []
     for s in snaps:
-        when = datetime.datetime.fromtimestamp(s.created).strftime("%H:%M:%S") if s.created else ""
         origin = {"cli": " (CLI)", "stored": " (saved)"}.get(s.source, "")
+        name = run_name(s.spec, s.label, s.created) + origin
         energy = s.last.get("energy")
         body.append(
             html.Tr(
                 [
-                    html.Td(when + origin),
-                    html.Td(s.label.upper()),
-                    html.Td(system_name(s.spec)),
+                    html.Td(name, title=name, className="wb-runs-name"),
                     html.Td(s.status, className=f"wb-st-{s.status}"),
                     html.Td(f"{s.last.get('step', '')}"),
                     html.Td("" if energy is None else f"{energy:.5g}"),
@@ -152,12 +169,27 @@ def runs_table(snaps: list) -> html.Div:
 
 # ---- pure helpers ----------------------------------------------------------------------------
 def system_name(spec: dict | None) -> str:
-    """Short name of a stored spec's system ("protein 1vii.pdb", "lj-loop n=400")."""
+    """Short name of a stored spec's system ("protein 1vii.pdb", "lj-loop n=400"); an uploaded
+    structure goes by the name its file had, not by the server's token path."""
     system = (spec or {}).get("system", {})
     if system.get("kind") == "protein":
-        source = os.path.basename(system.get("pdb") or "") or system.get("sequence") or ""
+        source = jobs.structure_name(system.get("pdb")) or system.get("sequence") or ""
         return f"protein {source}"[:40]
     return f"{system.get('kind', '?')} n={system.get('n')}"
+
+
+def run_name(spec: dict | None, label: str, created: float | None) -> str:
+    """A run's name: system, method and local start time ("lj-loop n=400 · GNN · 14:02:31")."""
+    when = time.strftime("%H:%M:%S", time.localtime(created)) if created else ""
+    return " · ".join(part for part in (system_name(spec), label.upper(), when) if part)
+
+
+def export_stem(spec: dict | None, label: str, created: float | None) -> str:
+    """The file-name stem of a run's exports: "lj-loop-n400_gnn_20261130-140231"."""
+    system = system_name(spec).replace(" n=", "-n")
+    system = system[:-4] if system.lower().endswith(".pdb") else system
+    when = time.strftime("%Y%m%d-%H%M%S", time.localtime(created)) if created else ""
+    return "_".join(part for part in (jobs.file_stem(system), jobs.file_stem(label), when) if part)
 
 
 def runs_digest(snaps: list) -> str:
@@ -221,6 +253,35 @@ def replay_view(snap, frames: list) -> tuple:
     if snap.view is not None:
         frame = replay_payload(snap.run_id, snap.view, frames[last][0], frames[last][1], True)
     return title, last, fig, frame
+
+
+NO_FRAMES = "no frames stored for this run"
+
+
+def empty_replay(snap) -> tuple:
+    """The 7 replay outputs of a run with no stored frames (a failed run, or one stopped before
+    its first frame): everything of the previously opened run is replaced, none kept.
+
+    Its own curves (empty if it logged nothing), a slider with one position, an empty view
+    under a new key (so the viewer drops the previous run's structure), and only the exports
+    that need no coordinates, of this run.
+    """
+    fig = figures.replay_figure(
+        snap.rows, snap.label, run_color(snap.spec), snap.stage_switch_step, None
+    )
+    title = f"{snap.label.upper()} · {snap.status} · {NO_FRAMES}"
+    exports = [b for b in C.export_buttons(snap.run_id) if b.id["fmt"] in NO_FRAME_FORMATS]
+    clear = {
+        "div": ID.VIEW_DOM,
+        "key": f"replay-{snap.run_id}-empty",
+        "step": None,
+        "xyz": [],
+        "view": {"kind": "loop", "n": 0, "scale": 1.0, "x0": [], "bonds": []},
+    }
+    return title, 0, 0, fig, exports, {"display": "block"}, clear
+
+
+NO_FRAME_FORMATS = ("csv", "json")  # exports a run without coordinates still has
 
 
 def replay_marker(step: int, switch_step: int | None) -> Patch:
@@ -297,10 +358,24 @@ def show_replay(opened, sid):
         return (NU,) * 7
     r = reg.get()
     snap, frames = r.snapshot(opened["id"], sid), r.frames(opened["id"], sid)
-    if snap is None or not frames:
-        return "This run has no stored frames yet.", NU, NU, NU, NU, {"display": "block"}, NU
+    if snap is None:
+        return (NU,) * 7
+    if not frames:
+        return empty_replay(snap)
     title, last, fig, frame = replay_view(snap, frames)
     return title, last, last, fig, C.export_buttons(opened["id"]), {"display": "block"}, frame
+
+
+@callback(
+    Output(ID.NAME, "children"),
+    Input(ID.REPLAY, "data"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def replay_name(opened, sid):
+    """The opened run's name under the replay title (system · method · start time)."""
+    snap = reg.get().snapshot(opened["id"], sid, since_rows=10**12) if opened else None
+    return NU if snap is None else run_name(snap.spec, snap.label, snap.created)
 
 
 @callback(
@@ -352,14 +427,17 @@ def export_run(clicks, sid):
         return NU
     run_id, fmt = ctx.triggered_id["index"], ctx.triggered_id["fmt"]
     r = reg.get()
-    data = r.export_data(run_id, sid)
-    if data is None or data["x_final"] is None:
+    data, snap = r.export_data(run_id, sid), r.snapshot(run_id, sid, since_rows=10**12)
+    if data is None or snap is None:
         return NU
+    if (fmt == "pdb" and data["x_final"] is None) or (fmt == "traj" and not data["frames"]):
+        return NU  # no coordinates to write
     if fmt in ("pdb", "traj") and data["system"] is None:
         spec = RunSpec.from_dict(data["spec"])
         data["system"] = jobs.build_system(spec.system, spec.seed)
         r.remember_system(run_id, data["system"])
-    name, text = jobs.export_file(data, fmt)
+    stem = export_stem(snap.spec, snap.label, snap.created)
+    name, text = jobs.export_file(data, fmt, stem)
     return {"content": text, "filename": name, "type": "text/plain"}
 
 

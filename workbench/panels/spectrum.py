@@ -2,6 +2,10 @@
 registry's analysis thread; a click animates a mode (clientside) or picks k for CG and GNN.
 
 The k picked here goes to ``ID.K_PICK``, which the method panel applies to its k fields.
+
+A new Compute stops the session's previous spectrum task (its result would never be shown),
+and a task waits at most ``jobs.SPECTRUM_TIMEOUT_S`` for its computation, so one slow spectrum
+cannot hold the registry's one analysis thread for the ones after it (workbench/jobs.py).
 """
 
 from __future__ import annotations
@@ -124,6 +128,14 @@ def progress_bar(text: str, elapsed: float = 0.0) -> list:
     ]
 
 
+def task_progress(snap) -> list:
+    """Progress line of an unfinished task: its phase and time, or its place in the queue."""
+    if snap.status == "queued":
+        place = f" (position {snap.queue_position})" if snap.queue_position else ""
+        return progress_bar(f"queued{place}, waiting for the analysis thread")
+    return progress_bar(snap.progress or snap.status, snap.elapsed)
+
+
 def mode_payload(p: dict, key: str, index: int | None = None) -> dict:
     """Payload of the clientside animator: the structure, and mode ``index``'s displacement
     (None: the structure at rest). ``p`` is the spectrum task's payload."""
@@ -197,16 +209,21 @@ def pick_k(k: int) -> tuple[str, dict, Patch]:
     State(system.ID.PROTEIN_SOURCE, "value"),
     State(system.ID.UPLOAD_TOKEN, "data"),
     State(ids.SESSION, "data"),
+    State(ID.TASK, "data"),
     prevent_initial_call=True,
 )
-def start_spectrum(n, values, field_ids, tab, source, token, sid):
-    """Compute the Hessian spectrum of the form's system on the analysis thread."""
+def start_spectrum(n, values, field_ids, tab, source, token, sid, previous=None):
+    """Compute the Hessian spectrum of the form's system on the analysis thread (stopping
+    this page's previous spectrum task, whose result would no longer be shown)."""
     try:
         v = system.form_values(values, field_ids)
         spec = system.run_specs(v, ["gnn"], tab, source, token)[0]
-        task_id = reg.get().submit_task(sid, "spectrum", jobs.spectrum_task(spec))
     except SpecError as err:
         return NU, NU, f"Not computed: {err.field} {forms.message_of(err)}"
+    r = reg.get()
+    if previous and previous.get("id"):
+        r.cancel(previous["id"], by=sid)  # a no-op once it has finished
+    task_id = r.submit_task(sid, "spectrum", jobs.spectrum_task(spec))
     k = spec.reparam.n_modes
     return {"id": task_id, "k": k, "n": spec.system.n}, False, progress_bar("queued")
 
@@ -231,7 +248,7 @@ def poll_spectrum(n, task, sid):
     if snap is None:
         return NU, NU, "Spectrum task not found (server restarted?).", True, NU, NU
     if not snap.terminal:
-        return NU, NU, progress_bar(snap.progress or snap.status, snap.elapsed), False, NU, NU
+        return NU, NU, task_progress(snap), False, NU, NU
     if snap.status != "done":
         return NU, NU, f"Spectrum {snap.status}: {snap.message}", True, NU, NU
     fig, status, heat, mode = spectrum_result(snap.payload, task)

@@ -222,4 +222,5 @@ def upload_structure(contents, filename):
     except SpecError as err:
         return None, forms.message_of(err), NU
     token = r.store.save_upload(data)
+    jobs.name_upload(r.store.upload_path(token), filename)  # runs and exports show its name
     return token, f"{filename}: accepted ({len(data) / 1e3:.0f} kB)", "upload"
