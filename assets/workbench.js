@@ -390,7 +390,7 @@
      frames are drawn directly. */
   function frame(f) {
     if (!f || !f.div) return window.dash_clientside.no_update;
-    if (f.view) views[f.div] = Object.assign({key: f.key}, f.view);
+    if (f.view) views[f.div] = Object.assign({key: f.key, stretch: f.stretch}, f.view);
     if (anim.div === f.div) stopAnim();
     if (!draw(f.div, f.xyz, f.step)) return window.dash_clientside.no_update;
     if (f.link) link(f.link, f.div);
