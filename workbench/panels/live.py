@@ -513,9 +513,6 @@ def _speedup(live, sid, metric, threshold_text, chosen, columns=None, statuses=N
     Output(ID.SEEN, "data"),
     Output(method.ID.RUN_MSG, "children"),
     Output(ID.SPEEDUP, "children"),
-    Output(ID.REFERENCE, "options"),
-    Output(ID.REFERENCE, "value"),
-    Output(ID.REFERENCE, "disabled"),
     Input(method.ID.RUN_BTN, "n_clicks"),
     State(ids.field(ALL), "value"),
     State(ids.field(ALL), "id"),
@@ -533,13 +530,24 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
         specs = system.run_specs(system.form_values(values, field_ids), methods, tab, source, token)
         run_ids = r.submit_group(specs, owner=sid)
     except SpecError as err:
-        return (*(NU,) * 5, f"Not started: {err.field} {forms.message_of(err)}", *(NU,) * 4)
+        return (*(NU,) * 5, f"Not started: {err.field} {forms.message_of(err)}", NU)
     except (Busy, PermissionError) as err:
-        return (*(NU,) * 5, f"Not started: {err}", *(NU,) * 4)
+        return (*(NU,) * 5, f"Not started: {err}", NU)
     g = new_group(run_ids, specs, tab == "protein", r.config.workers, r.config.poll_ms)
     cards = [run_card(run) for run in g.runs]
-    ref = reference_options(g.live)
-    return cards, g.figure, {"display": "block"}, g.live, g.seen, g.message, None, *ref
+    return cards, g.figure, {"display": "block"}, g.live, g.seen, g.message, None
+
+
+@callback(
+    Output(ID.REFERENCE, "options"),
+    Output(ID.REFERENCE, "value"),
+    Output(ID.REFERENCE, "disabled"),
+    Input(ID.LIVE, "data"),
+    prevent_initial_call=True,
+)
+def reference_picker(live):
+    """The reference dropdown of a new group: fixed to GD when GD runs, else a free pick."""
+    return reference_options(live) if live else (NU, NU, NU)
 
 
 @callback(
@@ -556,11 +564,11 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
     State(ids.SESSION, "data"),
     State(ID.THRESH_METRIC, "value"),
     State(ID.THRESH_VALUE, "value"),
-    State(ID.REFERENCE, "value"),
     State(ID.frame(ALL), "id"),
+    State(ID.REFERENCE, "value"),
     prevent_initial_call=True,
 )
-def poll_runs(tick, live, seen, sid, metric, threshold, chosen, frame_ids):
+def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
     """Send each live card what is new: its topology once, status and structure lines, the
     curves (whole traces, when rows arrived) and the speed-up table."""
     card_ids = [f["index"] for f in frame_ids]
@@ -588,12 +596,12 @@ def poll_runs(tick, live, seen, sid, metric, threshold, chosen, frame_ids):
     Output(ID.THRESH_MSG, "children"),
     Input(ID.THRESH_METRIC, "value"),
     Input(ID.THRESH_VALUE, "value"),
-    Input(ID.REFERENCE, "value"),
     State(ID.LIVE, "data"),
     State(ids.SESSION, "data"),
+    Input(ID.REFERENCE, "value"),
     prevent_initial_call=True,
 )
-def update_speedup(metric, threshold, chosen, live, sid):
+def update_speedup(metric, threshold, live, sid, chosen=None):
     return _speedup(live, sid, metric, threshold, chosen)
 
 
