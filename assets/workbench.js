@@ -157,7 +157,7 @@
     entry.bonds = b;
     entry.stretch = view.stretch || 2 * (view.scale || 1);  // twice the rest length 1
     const badge = document.createElement("div");
-    badge.className = "wb-viewer-badge";
+    badge.className = ID.live.BADGE_CLASS;
     badge.style.display = "none";
     entry.el.appendChild(badge);
     entry.badge = badge;
@@ -347,10 +347,10 @@
     for (const div of tracked) {
       const el = document.getElementById(div);
       if (!el) { tracked.delete(div); continue; }
-      let tag = el.querySelector(".wb-reconnect");
+      let tag = el.querySelector("." + ID.live.RECONNECT_CLASS);
       if (!tag && on) {
         tag = document.createElement("div");
-        tag.className = "wb-reconnect";
+        tag.className = ID.live.RECONNECT_CLASS;
         el.appendChild(tag);
       }
       if (tag) {

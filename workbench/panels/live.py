@@ -63,6 +63,8 @@ class ID:
     SPEEDUP = "wb-speedup"
     REFERENCE = "wb-speedup-ref"  # dropdown: the reference run when no GD runs
     VIEW_PREFIX = "wb-view-"  # + run id: DOM id of the div hosting a run's 3Dmol viewer
+    BADGE_CLASS = "wb-viewer-badge"  # class of a view's "n stretched bonds" badge (workbench.js)
+    RECONNECT_CLASS = "wb-reconnect"  # class of a view's "reconnecting…" tag (workbench.js)
 
     @staticmethod
     def viewer_dom(run_id: str) -> str:
