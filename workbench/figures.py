@@ -541,6 +541,7 @@ def threshold_note(
             "diverged": "; it diverged",
             "failed": "; it failed",
             "cancelled": "; stopped by hand",
+            "stopped": "; stopped by hand",
         }.get(status, "")
         parts.append(f"{r['label'].upper()} did not reach it: {why}{when}.")
     if ref is not None and not ref["reached"]:

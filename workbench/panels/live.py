@@ -262,8 +262,8 @@ def speedup_table(
             html.Div(note, className="wb-thresh-note"),
             html.Div(
                 "★ best in its column. Speed-up = the reference's steps or time ÷ this run's; "
-                "time is measured from the Run click and includes computing the slow modes "
-                "(CG, GNN).",
+                "time to it is the run's logged time at that row (registry curve_reach) and "
+                "includes computing the slow modes (CG, GNN).",
                 className="wb-muted",
             ),
         ]
