@@ -3,8 +3,17 @@
  *
  * One viewer per host div, created once from a "view" (topology: loop beads + bonds, or a
  * protein's PDB text) and afterwards only given new coordinates: atom positions are written
- * in place and the model's geometry is rebuilt, so the camera stays where the user put it.
- * Viewers of one side-by-side group share a camera (rotate one, all follow); see onViewChange.
+ * in place and the model's geometry is rebuilt.
+ *
+ * Loops are a continuous backbone coloured blue -> red along the chain. A bond stretched beyond
+ * view.stretch (twice its rest length) is taken out of the backbone and drawn as a thin grey
+ * line in a second model, so a torn structure reads as torn instead of as straight coloured
+ * lines across the view; wbStats[div].stretched counts them and a badge in the view says so.
+ *
+ * Camera: each view frames its own structure and follows it (re-fits on every frame) until the
+ * user rotates, zooms or pans that view; "Fit view" frames it again and resumes following, for
+ * that view only. Rotation stays linked across the views of a group (onViewChange passes on the
+ * rotation, never the centre or zoom, so one card's Fit leaves the others' framing alone).
  *
  * Live coordinates stream outside Dash's callback machinery: a small fetch loop asks
  * /_wb/frames for the newest frame of each live run (owner or shared-link access is checked
@@ -59,6 +68,8 @@
     }
   }
 
+  const STRETCHED_COLOR = 0x9aa0a6;
+
   // Bonds as sticks (cylinder impostors) on a real GPU; as lines on software WebGL, where
   // rasterizing the cylinders made up most of a frame's cost (about half of the ~100 ms a
   // two-view frame took on a loaded 2-core machine).
@@ -107,29 +118,99 @@
       }
       model = viewer.addModel();
       model.addAtoms(atoms);
-      model.setStyle({}, {sphere: {radius: 0.32}, [bondStyle()]: {radius: 0.12}});
+      // a backbone tube with small beads, both coloured along the chain
+      model.setStyle({}, {sphere: {radius: 0.2}, [bondStyle()]: {radius: 0.17}});
     }
-    viewer.zoomTo();
-    viewer.render();
     const entry = {div: div, el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}),
-                   key: view.key, linked: new Set(), fresh: true, camera: viewer.getView()};
+                   key: view.key, linked: new Set(), fresh: true, follow: true, programmatic: 0,
+                   camera: null, ghost: null, bonds: null, stretch: 0, broken: ""};
+    if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
     viewer.setViewChangeCallback(v => onViewChange(entry, v));
+    programmatic(entry, () => { viewer.zoomTo(); viewer.render(); });
     viewers[div] = entry;
     return entry;
   }
 
+  // Run fn with the view's own camera changes marked as not the user's (no unfollow, no link).
+  function programmatic(entry, fn) {
+    entry.programmatic += 1;
+    try { fn(); } finally { entry.programmatic -= 1; }
+    entry.camera = entry.viewer.getView();
+  }
+
+  /* Stretched bonds: a second model holds two atoms per bond, drawn as a thin grey line; an
+     intact bond's pair sits on one point (nothing drawn), a stretched one spans the gap while
+     its backbone bond is removed from the main model. */
+  function setupStretch(entry, view) {
+    const b = view.bonds, n = b.length >> 1, ghosts = [];
+    for (let k = 0; k < n; k++) {
+      for (let e = 0; e < 2; e++) {
+        ghosts.push({elem: "H", x: 0, y: 0, z: 0, index: 2 * k + e, serial: 2 * k + e,
+                     bonds: [2 * k + 1 - e], bondOrder: [1], color: STRETCHED_COLOR});
+      }
+    }
+    const ghost = entry.viewer.addModel();
+    ghost.addAtoms(ghosts);
+    ghost.setStyle({}, {line: {color: STRETCHED_COLOR, opacity: 0.6}});
+    entry.ghost = ghost;
+    entry.ghostAtoms = ghost.selectedAtoms({});
+    entry.bonds = b;
+    entry.stretch = view.stretch || 2 * (view.scale || 1);  // twice the rest length 1
+    const badge = document.createElement("div");
+    badge.className = ID.live.BADGE_CLASS;
+    badge.style.display = "none";
+    entry.el.appendChild(badge);
+    entry.badge = badge;
+  }
+
+  function updateStretch(entry) {
+    const atoms = entry.atoms, b = entry.bonds, g = entry.ghostAtoms, lim2 = entry.stretch ** 2;
+    const broken = [];
+    for (let k = 0; k + 1 < b.length; k += 2) {
+      const p = atoms[b[k]], q = atoms[b[k + 1]], a = g[k], c = g[k + 1];
+      const d2 = (p.x - q.x) ** 2 + (p.y - q.y) ** 2 + (p.z - q.z) ** 2;
+      const torn = !(d2 <= lim2);
+      if (torn) broken.push(k >> 1);
+      a.x = p.x; a.y = p.y; a.z = p.z;
+      c.x = torn ? q.x : p.x; c.y = torn ? q.y : p.y; c.z = torn ? q.z : p.z;
+    }
+    const key = broken.join(",");
+    if (key !== entry.broken) {  // rebuild the backbone's bond lists only when the set changes
+      entry.broken = key;
+      const torn = new Set(broken);
+      for (const atom of atoms) { atom.bonds = []; atom.bondOrder = []; }
+      for (let k = 0; k + 1 < b.length; k += 2) {
+        if (torn.has(k >> 1)) continue;
+        atoms[b[k]].bonds.push(b[k + 1]); atoms[b[k]].bondOrder.push(1);
+        atoms[b[k + 1]].bonds.push(b[k]); atoms[b[k + 1]].bondOrder.push(1);
+      }
+      entry.badge.textContent = broken.length ? broken.length + " stretched bond" +
+        (broken.length > 1 ? "s" : "") + " (> 2× rest length, grey)" : "";
+      entry.badge.style.display = broken.length ? "block" : "none";
+    }
+    entry.ghost.molObj = null;
+    stat(entry.div).stretched = broken.length;
+  }
+
   // Cameras are linked here rather than with 3Dmol's linkViewer: that one re-renders every
   // linked viewer whenever any of them renders, so each new frame of one run also redrew the
-  // other views (half the draw rate on software WebGL). 3Dmol calls this after every render;
-  // only a changed camera (mouse, zoom, fit) is passed on.
+  // other views (half the draw rate on software WebGL), and it shares the whole camera. 3Dmol
+  // calls this after every render; a change the code made itself (programmatic: follow, Fit)
+  // stays in its view; a change by the user (mouse, wheel) stops this view following its
+  // structure and passes the rotation (getView()[4..7], a quaternion) on to the linked views.
   function onViewChange(entry, view) {
     stat(entry.div).renders += 1;
-    if (sameView(view, entry.camera)) return;
+    if (entry.programmatic || sameView(view, entry.camera)) return;
     entry.camera = view.slice();
+    entry.follow = false;
+    stat(entry.div).follow = false;
     for (const other of [...entry.linked]) {
       if (viewers[other.div] !== other) { entry.linked.delete(other); continue; }  // rebuilt since
-      other.camera = view.slice();   // so its own callback does not echo the change back
-      other.viewer.setView(view, true);
+      const v = other.viewer.getView();
+      if (sameView(v.slice(4), view.slice(4))) continue;
+      for (let i = 4; i < 8; i++) v[i] = view[i];
+      programmatic(other, () => other.viewer.setView(v, true));
+      other.viewer.render();
     }
   }
 
@@ -142,21 +223,31 @@
     for (let i = 0; i < n; i++) {
       atoms[i].x = xyz[3 * i]; atoms[i].y = xyz[3 * i + 1]; atoms[i].z = xyz[3 * i + 2];
     }
-    entry.model.molObj = null;  // rebuild geometry from the moved atoms; the view matrix is untouched
-    entry.viewer.render();
+    entry.model.molObj = null;  // rebuild geometry from the moved atoms
+    if (entry.ghost) updateStretch(entry);
+    if (entry.follow) {  // frame the structure as it grows or shrinks
+      programmatic(entry, () => { entry.viewer.zoomTo(); entry.viewer.render(); });
+    } else {
+      entry.viewer.render();
+    }
   }
 
   function link(divs, self) {
     const live = (divs || []).map(d => viewers[d]).filter(Boolean);
     for (const a of live) for (const b of live) if (a !== b) a.linked.add(b);
-    // a viewer joining the group takes the camera of one already there
+    // a viewer joining the group takes the rotation of one already there (not its framing)
     const me = viewers[self], other = live.find(e => e !== me);
-    if (me && other) me.viewer.setView(other.viewer.getView());
+    if (me && other) {
+      const v = me.viewer.getView(), o = other.viewer.getView();
+      for (let i = 4; i < 8; i++) v[i] = o[i];
+      programmatic(me, () => { me.viewer.setView(v, true); me.viewer.render(); });
+    }
   }
 
   function stat(div) {
     return window.wbStats[div] || (window.wbStats[div] = {frames: 0, recv: 0, first: null, last: null,
-                                                           step: null, draw_ms: 0, renders: 0});
+                                                           step: null, draw_ms: 0, renders: 0,
+                                                           stretched: 0, follow: true});
   }
 
   function draw(div, xyz, step) {
@@ -166,7 +257,7 @@
     const entry = build(div, view);
     if (!entry) return false;
     if (xyz) setCoords(entry, xyz);
-    if (entry.fresh && xyz) { entry.viewer.zoomTo(); entry.viewer.render(); }  // first picture fits
+    else if (entry.fresh && entry.ghost) { updateStretch(entry); entry.viewer.render(); }
     entry.fresh = false;
     const s = stat(div), now = performance.now();
     s.frames += 1; s.first = s.first === null ? now : s.first; s.last = now; s.step = step;
@@ -196,15 +287,22 @@
   function streamWorker() {
     const runs = {};  // div -> {run, since, done}
     let looping = false, period = 50, session = "", origin = "";  // one loop, never two
-    const stats = {fetches: 0, fetch_ms: 0};
+    // a failed fetch (server busy or restarting) waits period * 2^failures, at most MAX_WAIT
+    const MAX_WAIT = 5000;
+    let failures = 0;
+    const stats = {fetches: 0, fetch_ms: 0, failures: 0, reconnecting: false, wait_ms: 0};
     function pump() {
       const active = Object.entries(runs).filter(([, r]) => !r.done);
       if (!active.length) { looping = false; return; }
       const t0 = performance.now();
       const query = active.map(([, r]) => r.run + ":" + r.since).join(",");
+      let wait = period;
       fetch(origin + "/_wb/frames?runs=" + encodeURIComponent(query), {headers: {"X-WB-Session": session}})
-        .then(r => r.ok ? r.json() : {})
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
         .then(function (reply) {
+          failures = 0;
+          stats.reconnecting = false;
+          stats.wait_ms = 0;
           stats.fetches += 1;
           stats.fetch_ms += performance.now() - t0;
           const frames = [];
@@ -217,8 +315,15 @@
           }
           postMessage({frames: frames, stats: stats});
         })
-        .catch(function () { /* server busy or restarting: try again next period */ })
-        .finally(function () { setTimeout(pump, Math.max(0, period - (performance.now() - t0))); });
+        .catch(function () {
+          failures += 1;
+          stats.failures += 1;
+          stats.reconnecting = true;
+          wait = Math.min(MAX_WAIT, period * Math.pow(2, failures));
+          stats.wait_ms = wait;
+          postMessage({frames: [], stats: stats, divs: active.map(([div]) => div)});
+        })
+        .finally(function () { setTimeout(pump, Math.max(0, wait - (performance.now() - t0))); });
     }
     onmessage = function (e) {
       const m = e.data;
@@ -233,7 +338,27 @@
   }
 
   let worker = null;
-  window.wbStream = {fetches: 0, fetch_ms: 0};  // round trips of the stream (bench/bench_ui.py)
+  // round trips of the stream (bench/bench_ui.py); failures and reconnecting (backoff) too
+  window.wbStream = {fetches: 0, fetch_ms: 0, failures: 0, reconnecting: false, wait_ms: 0};
+  const tracked = new Set();  // divs whose runs the stream follows
+
+  // "reconnecting…" over each live view while the frame stream backs off
+  function showReconnecting(on, wait) {
+    for (const div of tracked) {
+      const el = document.getElementById(div);
+      if (!el) { tracked.delete(div); continue; }
+      let tag = el.querySelector("." + ID.live.RECONNECT_CLASS);
+      if (!tag && on) {
+        tag = document.createElement("div");
+        tag.className = ID.live.RECONNECT_CLASS;
+        el.appendChild(tag);
+      }
+      if (tag) {
+        tag.textContent = on ? "reconnecting… (next try in " + (wait / 1000).toFixed(1) + " s)" : "";
+        tag.style.display = on ? "block" : "none";
+      }
+    }
+  }
 
   function session() {
     try { return JSON.parse(window.sessionStorage.getItem(ID.page.SESSION)); } catch (e) { return null; }
@@ -244,8 +369,9 @@
       const src = "(" + streamWorker.toString() + ")();";
       worker = new Worker(URL.createObjectURL(new Blob([src], {type: "text/javascript"})));
       worker.onmessage = function (e) {
-        window.wbStream.fetches = e.data.stats.fetches;
-        window.wbStream.fetch_ms = e.data.stats.fetch_ms;
+        const st = e.data.stats, was = window.wbStream.reconnecting;
+        Object.assign(window.wbStream, st);
+        if (st.reconnecting || was) showReconnecting(st.reconnecting, st.wait_ms);
         for (const f of e.data.frames) {
           if (!document.getElementById(f.div)) { worker.postMessage({type: "untrack", div: f.div}); continue; }
           pending[f.div] = {xyz: f.xyz, step: f.step};
@@ -254,6 +380,7 @@
         scheduleDraw();
       };
     }
+    tracked.add(div);
     worker.postMessage({type: "track", div: div, run: run, since: since, period: period,
                         session: session() || "", origin: window.location.origin});
   }
@@ -263,7 +390,7 @@
      frames are drawn directly. */
   function frame(f) {
     if (!f || !f.div) return window.dash_clientside.no_update;
-    if (f.view) views[f.div] = Object.assign({key: f.key}, f.view);
+    if (f.view) views[f.div] = Object.assign({key: f.key, stretch: f.stretch}, f.view);
     if (anim.div === f.div) stopAnim();
     if (!draw(f.div, f.xyz, f.step)) return window.dash_clientside.no_update;
     if (f.link) link(f.link, f.div);
@@ -271,15 +398,17 @@
     return f.step;
   }
 
-  /* "Fit view" button of a run card: zoom to the structure; linked views follow (onViewChange). */
+  /* "Fit view" button of a run card: frame this view's structure and follow it again. Only
+     this view: the change is programmatic, so onViewChange passes nothing on. */
   function fit(n) {
     const trig = (window.dash_clientside.callback_context.triggered || [])[0];
     if (!trig) return window.dash_clientside.no_update;
     const id = JSON.parse(trig.prop_id.slice(0, trig.prop_id.lastIndexOf(".")));
     const entry = viewers[ID.live.VIEW_PREFIX + id.index];
     if (entry) {
-      entry.viewer.zoomTo();
-      entry.viewer.render();
+      entry.follow = true;
+      stat(entry.div).follow = true;
+      programmatic(entry, () => { entry.viewer.zoomTo(); entry.viewer.render(); });
     }
     return n;
   }
@@ -312,29 +441,42 @@
   }
 
   /* Poll chain for curves and status lines: each reply of poll_runs (a new "seen") schedules
-     exactly one next poll, at most every seen._ms ms, so two polls are never in flight with
-     the same counters (an Interval fires regardless and would resend points). The next tick
-     is set with set_props from a timer: a callback output would form a cycle (seen -> tick ->
-     poll -> seen) that Dash refuses to follow. The watchdog restarts a chain whose reply was
-     lost. */
-  const chain = {last: 0, inflight: false, n: 0};
+     exactly one next poll, at most every seen._ms ms. The next tick is set with set_props from
+     a timer: a callback output would form a cycle (seen -> tick -> poll -> seen) that Dash
+     refuses to follow.
+
+     Duplicated curve points (issue 9: 1,609 points for 324 rows under load) came from two
+     chains running at once: every "seen" update scheduled a tick, also when one was already
+     pending (Run pressed while a group was polling: start_run's seen and the old chain's
+     reply each scheduled one), and the watchdog started a second chain whenever a reply took
+     over 10 s, which a loaded 2-core server did; two polls then went out with the same
+     counters and both replies extended the curves. Now at most one tick is pending or in
+     flight, a reply only continues the chain while its tick is the newest, and the watchdog
+     restarts a chain only after 60 s without a reply. The server also assigns whole traces
+     (figures.curves_patch), so a reply applied twice or late cannot add a point anyway. */
+  const chain = {last: 0, inflight: false, timer: null, n: 0};
   function schedule(ms) {
+    if (chain.timer !== null) return;  // one tick pending at most
     const wait = Math.max(0, (ms || 400) - (performance.now() - chain.last));
     chain.inflight = true;
-    setTimeout(function () {
+    chain.timer = setTimeout(function () {
+      chain.timer = null;
       chain.last = performance.now();
       chain.n += 1;
       window.dash_clientside.set_props(ID.live.POLL, {data: chain.n});
     }, wait);
   }
   function onSeen(seen) {
-    chain.inflight = false;  // the reply to the previous tick has been applied
+    // start_run's seen has _n 0; a poll reply carries the tick it answers
+    if (seen && seen._n && seen._n !== chain.n) return window.dash_clientside.no_update;  // stale
+    chain.inflight = false;  // the reply to the newest tick has been applied
     if (seen && seen._active) schedule(seen._ms);
     return window.dash_clientside.no_update;
   }
   function watchdog(n, seen) {
-    // only a reply missing for 10 s restarts the chain; a slow reply must not be doubled
-    if (seen && seen._active && chain.inflight && performance.now() - chain.last > 10000) schedule(0);
+    // only a reply missing for 60 s restarts the chain; a slow reply must not be doubled
+    if (seen && seen._active && chain.inflight && chain.timer === null &&
+        performance.now() - chain.last > 60000) schedule(0);
     return window.dash_clientside.no_update;
   }
 

@@ -21,6 +21,8 @@ from . import potentials
 from .config import EnergyConfig, SystemConfig
 from .types import LOOP_UNITS, EnergyModel, PairTerm, System
 
+BOND_REST_LENGTH = 1.0  # r0 of the bond potentials (harmonic and LJ), reduced units
+
 
 def loop_pairs(n: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Bond pairs [n-1, 2] and loop pairs [n-stride, 2] (i < j)."""
@@ -254,7 +256,10 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
 
 
 def loop_structure_metrics(x: np.ndarray, system: System) -> dict:
-    """Structure metrics of method.md §9.2 for a loop conformation x [n, 3]."""
+    """Structure metrics of method.md §9.2 for a loop conformation x [n, 3], plus the bond
+    integrity (``engine.systems.bond_integrity``, rest length ``BOND_REST_LENGTH``)."""
+    from .systems import bond_integrity
+
     x = np.asarray(x, dtype=np.float64)
     bonds = np.asarray(system.bonds)
     loops = np.asarray(system.meta["loop_pairs"]).reshape(-1, 2)
@@ -269,4 +274,5 @@ def loop_structure_metrics(x: np.ndarray, system: System) -> dict:
         "loop_contact_frac": float(np.mean(rl < 1.5)) if len(rl) else 0.0,
         "collapsed_pairs": int(collapsed),
         "radius_of_gyration": float(np.sqrt(np.mean(np.sum(centered**2, axis=1)))),
+        **bond_integrity(x, bonds, BOND_REST_LENGTH),
     }

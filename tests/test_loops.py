@@ -15,6 +15,7 @@ from engine import (
     structure_metrics,
 )
 from engine.loops import loop_pairs
+from engine.systems import bond_integrity
 
 
 def test_softened_lj_reference_values():
@@ -180,3 +181,23 @@ def test_coincident_beads_give_finite_gradient(repulsion, key):
     aux = model.aux_init(key, x)
     assert np.all(np.isfinite(np.asarray(jax.grad(model.energy_fn)(x))))
     assert np.all(np.isfinite(np.asarray(jax.grad(model.train_energy_fn)(x, aux))))
+
+
+def test_intact_bonds_count_the_bonds_stretched_beyond_twice_their_rest_length():
+    system = build_system(SystemConfig(kind="bond-lj-loop", n=50), seed=0)
+    x = np.zeros((50, 3))
+    x[:, 0] = np.arange(50) * 1.0  # 49 bonds at rest length
+    x[10:, 0] += 1.5  # bond 9-10 is 2.5 long: stretched
+    x[30:, 0] += 0.9  # bond 29-30 is 1.9 long: still intact (<= 2)
+    x[40:, 1] += 5.0  # bond 39-40 is sqrt(1 + 25): stretched
+    m = structure_metrics(x, system)
+    assert m["bonds_stretched"] == 2
+    assert m["bonds_intact_frac"] == pytest.approx(47 / 49)
+    assert bond_integrity(x, np.zeros((0, 2), int), 1.0) == {
+        "bonds_intact_frac": 1.0,
+        "bonds_stretched": 0,
+    }
+    # per-bond rest lengths: a bond at 3 with rest 2 is intact
+    pair = np.array([[0.0, 0, 0], [3.0, 0, 0]])
+    assert bond_integrity(pair, [[0, 1]], [2.0])["bonds_stretched"] == 0
+    assert bond_integrity(pair, [[0, 1]], [1.0])["bonds_stretched"] == 1

@@ -167,7 +167,7 @@ def test_new_group_colours_labels_and_queue_message():
     assert g.runs[0]["div"] == live.ID.viewer_dom("a") and g.live == {"runs": g.runs, "rmsd": False}
     assert g.seen == {"_active": True, "_ms": 300, "_n": 0}
     assert g.message == "Started GD, CG, GNN (seed 0). 1 run(s) wait for a free worker (2 workers)."
-    assert len(g.figure.data) == 6
+    assert len(g.figure.data) == 5 * 3  # gap vs step and time, intact + contacts, Rg
 
 
 def snap(**kw):
@@ -195,37 +195,58 @@ def snap(**kw):
 def test_card_update_sends_the_view_once_and_marks_the_end():
     view = {"kind": "loop", "n": 2, "scale": 2.0}
     s1 = snap(view=view, frame_no=3, frame_step=40, frame_x=np.ones((2, 3)), version=2)
-    u = live.card_update(s1, {}, ["wb-view-r1"], 50, wall_at=lambda step: None)
+    u = live.card_update(s1, {}, ["wb-view-r1"], 50)
     assert u.frame["view"] == view and u.frame["xyz"] == [2.0] * 6 and u.frame["since"] == 3
     assert u.frame["period"] == 50 and u.frame["link"] == ["wb-view-r1"]
+    assert u.frame["stretch"] == 4.0  # twice the rest length 1, in display units (scale 2)
     assert u.seen == {"frame": 3, "view": True, "version": 2, "ended": False, "done": False}
     assert u.status.startswith("GD · queued") and u.stop is no_update
-    rows = ({"step": 0, "energy": 1.0, "wall_time_s": 0.1},)
+    assert u.structure is no_update  # no rows yet
+    rows = ({"step": 0, "energy": 1.0, "wall_time_s": 0.1, "bonds_intact_frac": 0.5,
+             "bonds_stretched": 3},)  # fmt: skip
     s2 = snap(view=view, version=3, status="done", terminal=True, rows=rows, n_rows=1)
-    s2.stage_switch_step = 0
-    u = live.card_update(s2, u.seen, [], 50, wall_at=lambda step: 0.1 * (step + 1))
+    u = live.card_update(s2, u.seen, [], 50)
     assert u.frame is no_update and u.stop is True and u.rows == rows
-    assert u.switch == (0, 0.1) and u.seen["rows"] == 1 and not u.seen["done"]
-    u = live.card_update(snap(view=view, version=3, terminal=True), u.seen, [], 50, None)
-    assert u.status is no_update and u.stop is no_update and u.seen["done"] and u.switch is None
-    gone = live.card_update(None, {"rows": 2}, [], 50, None)
+    assert u.seen["rows"] == 1 and not u.seen["done"]
+    assert u.structure.startswith("bonds intact 50.0 % (3 stretched")
+    u = live.card_update(snap(view=view, version=3, terminal=True), u.seen, [], 50)
+    assert u.status is no_update and u.stop is no_update and u.seen["done"]
+    gone = live.card_update(None, {"rows": 2}, [], 50)
     assert (
         gone.status == "not found" and gone.stop is True and gone.seen == {"rows": 2, "done": True}
     )
 
 
+def test_status_line_is_rerendered_on_every_poll_while_active():
+    running = snap(status="running", version=4, elapsed=2.0)
+    u = live.card_update(running, {"version": 4, "view": True}, [], 50)
+    assert u.status is not no_update  # same version, but the elapsed time moves on
+    later = live.card_update(snap(status="running", version=4, elapsed=3.0), u.seen, [], 50)
+    assert later.status is not no_update
+
+
 def test_poll_update_collects_cards_and_stops_when_all_are_done():
     g = live.new_group(["r1"], loop_specs(("gd",)), protein=False, workers=2, poll_ms=300)
     rows = ({"step": 0, "stage": 0, "energy": 1.0, "grad_norm": 1.0, "wall_time_s": 0.0},)
-    snaps = {"r1": snap(status="done", terminal=True, rows=rows, n_rows=1)}
-    frames, status, stops, patch, seen, new_rows = live.poll_update(
-        g.live, g.seen, ["r1"], snaps, 50, lambda rid, step: None
-    )
-    assert frames == [no_update] and stops == [True] and new_rows and seen["_active"]
-    assert patch is not no_update
+    snaps = {"r1": snap(status="done", terminal=True, rows=rows, n_rows=1, stage_switch_step=0)}
+    u = live.poll_update(g.live, g.seen, ["r1"], snaps, 50)
+    assert u.frames == [no_update] and u.stops == [True] and u.new_rows and u.seen["_active"]
+    assert u.switches == {"r1": 0} and u.structure[0].startswith("structure")
     snaps = {"r1": snap(status="done", terminal=True)}
-    *_, seen, new_rows = live.poll_update(g.live, seen, ["r1"], snaps, 50, lambda r, t: None)
-    assert not new_rows and not seen["_active"] and seen["_ms"] == 300
+    u = live.poll_update(g.live, u.seen, ["r1"], snaps, 50)
+    assert not u.new_rows and not u.seen["_active"] and u.seen["_ms"] == 300
+
+
+def test_reference_is_gd_whenever_gd_runs_else_the_pick():
+    with_gd = {"runs": [{"id": "a", "label": "gnn", "method": "gnn"},
+                        {"id": "b", "label": "gd", "method": "gd"}]}  # fmt: skip
+    assert live.reference_run(with_gd, "a") == "b"  # GD wins over the pick and the order
+    opts, value, disabled = live.reference_options(with_gd)
+    assert value == "b" and disabled and [o["label"] for o in opts] == ["GNN", "GD"]
+    no_gd = {"runs": [{"id": "a", "label": "cg", "method": "cg"},
+                      {"id": "b", "label": "gnn", "method": "gnn"}]}  # fmt: skip
+    assert live.reference_run(no_gd, "b") == "b" and live.reference_run(no_gd, None) == "a"
+    assert not live.reference_options(no_gd)[2]
 
 
 def test_parse_threshold():
@@ -237,7 +258,9 @@ def test_parse_threshold():
 
 
 def test_speedup_block_auto_threshold_from_gd_and_reaches():
-    group = {"runs": [{"id": "a", "label": "gd", "method": "gd"}, {"id": "b", "label": "gnn"}]}
+    # GD comes second: it is still the reference (not whichever card is first)
+    group = {"runs": [{"id": "b", "label": "gnn", "method": "gnn"},
+                      {"id": "a", "label": "gd", "method": "gd"}]}  # fmt: skip
     finals = {"a": 10.0, "b": 5.0}
     asked = []
 
@@ -245,22 +268,29 @@ def test_speedup_block_auto_threshold_from_gd_and_reaches():
         asked.append((rid, metric, threshold))
         return {"a": Reach(400, 4.0), "b": Reach(100, 1.0)}[rid]
 
-    table, msg = live.speedup_block(group, "energy", "", lambda rid, m: finals[rid], reach)
-    assert msg == "" and asked == [("a", "energy", 10.1), ("b", "energy", 10.1)]
+    table, msg = live.speedup_block(
+        group, "energy", "", lambda rid, m: finals[rid], reach, lambda rid, m: finals[rid] - 1
+    )
+    assert msg == "" and asked == [("b", "energy", 10.1), ("a", "energy", 10.1)]
     text = str(table)
-    assert "steps to energy ≤ 10.1" in text and "4.00×" in text and "reference" in text
+    assert "steps to ≤ 10.1" in text and "4.00×" in text and "reference" in text
+    assert "Threshold: energy ≤ 10.1 (auto: GD's final value + 1 % of its magnitude)." in text
     assert live.speedup_block(group, "energy", "x", None, None)[0] is no_update
     assert live.speedup_block(None, "energy", "", None, None) == (no_update, "")
     none_yet = live.speedup_block(group, "energy", "", lambda rid, m: None, reach)[0]
     assert "appears once the runs have logged values" in str(none_yet)
 
 
-def test_share_link_and_wall_time_at():
+def test_best_value_of_columns():
+    assert live.best_value({"energy": np.array([3.0, np.nan, -1.0, 2.0])}, "energy") == -1.0
+    assert live.best_value({"energy": np.array([np.nan])}, "energy") is None
+    assert live.best_value({}, "energy") is None
+
+
+def test_share_link():
     link = live.share_link("http://h:1/?run=old", "r9")
     assert link[1].children == "http://h:1/?run=r9"
     assert live.share_link(None, "r9")[1].children == "/?run=r9"
-    rows = [{"step": 0, "wall_time_s": 0.5}, {"step": 20, "wall_time_s": 1.5}]
-    assert live.wall_time_at(rows, 20) == 1.5 and live.wall_time_at(rows, 7) is None
 
 
 # ---- runs ------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Pure figure and text builders: snapshots and arrays in, plotly figures / Patches / strings out.
 
-No Dash state, no registry: callbacks pass plain values. Growing curves use ``Patch`` so a
-poll sends only the new points. Trace layout of the live curves figure, for run i of R runs
-and P panels (energy vs step, energy vs wall time, then RMSD vs step and vs time when the
-system has a reference structure): trace index = p * R + i.
+No Dash state, no registry: callbacks pass plain values. The live curves are updated with a
+``Patch`` that assigns whole (thinned) traces, so a repeated or late poll reply cannot add a
+point twice (see ``curves_patch``). Trace layout of the live curves figure, for run i of R runs
+and the panels of ``curve_panels``: trace index = p * R + i.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -150,24 +151,70 @@ def heatmap_figure(title: str, matrix) -> go.Figure:
 
 
 # ---- live curves -------------------------------------------------------------------------------
-def curve_panels(with_rmsd: bool) -> list[tuple[str, str]]:
-    """(y column, x column) per panel, in trace order."""
-    panels = [("energy", "step"), ("energy", "wall_time_s")]
+# The energy panels plot log10 of the gap to the lowest energy any run of the group has logged,
+# E - E_best, so the approach to the minimum stays readable; the start spike (E0 far above the
+# minimum) lies above the default range (the first CURVE_SPIKE_SKIP of each run's rows is left
+# out of it; double-click the plot to see everything). Gaps at or below GAP_FLOOR sit on it.
+# Time is measured from the Run click (``click_time_s``) when the rows carry it, else from
+# each run's own start (``wall_time_s``).
+#
+# Each poll assigns every trace's whole arrays (thinned to MAX_CURVE_POINTS) rather than
+# extending them: E_best moves as runs improve, so old gaps change, and an assignment applied
+# twice or out of order cannot add a point twice (a stale one is replaced by the next poll).
+MAX_CURVE_POINTS = 400
+CURVE_SPIKE_SKIP = 0.1
+GAP_FLOOR_REL = 1e-9  # floor of the gap axis relative to max(1, |E_best|)
+CLICK_TIME = "click_time_s"  # seconds from the group's Run click to the row's arrival
+WALL_TIME = "wall_time_s"  # seconds from the run's own start
+INTACT = "bonds_intact_frac"
+
+
+class Panel(NamedTuple):
+    """One trace per run: column ``y`` (times ``scale``) against "step" or "time"."""
+
+    y: str
+    x: str  # "step" or "time"
+    row: int
+    col: int
+    dash: str = "solid"
+    scale: float = 1.0
+    name: str = ""
+
+
+def curve_panels(with_rmsd: bool) -> list[Panel]:
+    """The panels of the live curves, in trace order (trace index = panel * n_runs + run)."""
+    panels = [Panel("energy", "step", 1, 1), Panel("energy", "time", 1, 2)]
     if with_rmsd:
-        panels += [(RMSD, "step"), (RMSD, "wall_time_s")]
-    return panels
+        return panels + [Panel(RMSD, "step", 2, 1), Panel(RMSD, "time", 2, 2)]
+    return panels + [
+        Panel(INTACT, "step", 2, 1, scale=100.0, name="bonds intact"),
+        Panel("loop_contact_frac", "step", 2, 1, "dot", 100.0, "loop contacts"),
+        Panel("radius_of_gyration", "step", 2, 2),
+    ]
+
+
+def time_column(columns: dict) -> str:
+    """The time column to plot: ``click_time_s`` when the rows carry it, else ``wall_time_s``."""
+    click = columns.get(CLICK_TIME)
+    if click is not None and np.isfinite(np.asarray(click, np.float64)).any():
+        return CLICK_TIME
+    return WALL_TIME
 
 
 def curves_figure(runs: list[dict], with_rmsd: bool = False, energy_unit: str = "") -> go.Figure:
     """Empty overlaid curves for a side-by-side group; ``runs`` = [{"id", "label", "color"}]."""
-    panels = curve_panels(with_rmsd)
-    rows = 2 if with_rmsd else 1
     unit = f" ({energy_unit})" if energy_unit and energy_unit != "1" else ""
     fig = make_subplots(
-        rows=rows, cols=2, shared_xaxes=False, horizontal_spacing=0.08, vertical_spacing=0.14
+        rows=2, cols=2, shared_xaxes=False, horizontal_spacing=0.1, vertical_spacing=0.16
     )
-    for p in range(len(panels)):
+    for p in curve_panels(with_rmsd):
         for r in runs:
+            what = f"{r['label']} {p.name}".strip()
+            hover = (
+                f"{r['label']}: E = %{{customdata:.6g}} (gap %{{y:.3g}}) at %{{x:.4g}}"
+                if p.y == "energy"
+                else f"{what}: %{{y:.4g}} at %{{x:.4g}}"
+            )
             fig.add_trace(
                 go.Scatter(
                     x=[],
@@ -175,76 +222,191 @@ def curves_figure(runs: list[dict], with_rmsd: bool = False, energy_unit: str = 
                     mode="lines",
                     name=r["label"],
                     legendgroup=r["id"],
-                    showlegend=p == 0,
-                    line={"color": r["color"], "width": 2},
-                    hovertemplate=f"{r['label']}: %{{y:.5g}} at %{{x:.4g}}<extra></extra>",
+                    showlegend=p.y == "energy" and p.x == "step",
+                    line={"color": r["color"], "width": 2 if p.dash == "solid" else 1.5,
+                          "dash": p.dash},
+                    hovertemplate=hover + "<extra></extra>",
                 ),
-                row=p // 2 + 1,
-                col=p % 2 + 1,
-            )
+                row=p.row,
+                col=p.col,
+            )  # fmt: skip
+    gap = f"E − E_best{unit}, log"
     fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_xaxes(title_text="wall time (s)", row=1, col=2)
-    fig.update_yaxes(title_text=f"energy{unit}", row=1, col=1)
+    fig.update_xaxes(title_text="time since Run (s)", row=1, col=2)
+    fig.update_yaxes(title_text=gap, type="log", row=1, col=1)
+    fig.update_yaxes(title_text=gap, type="log", row=1, col=2)
+    fig.update_xaxes(title_text="step", row=2, col=1)
     if with_rmsd:
-        fig.update_xaxes(title_text="step", row=2, col=1)
-        fig.update_xaxes(title_text="wall time (s)", row=2, col=2)
+        fig.update_xaxes(title_text="time since Run (s)", row=2, col=2)
         fig.update_yaxes(title_text="CA RMSD (nm)", row=2, col=1)
+        fig.update_yaxes(title_text="CA RMSD (nm)", row=2, col=2)
+    else:
+        fig.update_yaxes(title_text="bonds intact, ··· loop contacts (%)", row=2, col=1)
+        fig.update_xaxes(title_text="step", row=2, col=2)
+        fig.update_yaxes(title_text="radius of gyration", row=2, col=2)
     fig.update_layout(
         template=TEMPLATE,
-        height=300 if rows == 1 else 520,
+        height=560,
         margin={"l": 60, "r": 10, "t": 20, "b": 45},
-        legend={"orientation": "h", "y": 1.12},
+        legend={"orientation": "h", "y": 1.08},
         uirevision="keep",
         shapes=[],
     )
     return fig
 
 
+class Gap(NamedTuple):
+    """The energy gap axis of a group: E_best, the floor gaps are clipped to, and the default
+    y range [log10 lo, log10 hi] (start spike left out)."""
+
+    best: float | None
+    floor: float
+    range: list | None
+
+
+def gap_axis(energies: dict[str, np.ndarray]) -> Gap:
+    """The gap axis of runs' energy columns ({run_id: [n]}); non-finite values are ignored.
+
+    E_best is the lowest finite energy of all runs; floor = half the smallest positive gap
+    (at least GAP_FLOOR_REL * max(1, |E_best|)); the range spans the floor to the largest gap
+    after each run's first CURVE_SPIKE_SKIP of rows (at least its first row).
+    """
+    finite = [e[np.isfinite(e)] for e in (np.asarray(v, np.float64) for v in energies.values())]
+    finite = [e for e in finite if e.size]
+    if not finite:
+        return Gap(None, 1.0, None)
+    best = float(min(e.min() for e in finite))
+    gaps = np.concatenate(finite) - best
+    positive = gaps[gaps > 0]
+    tiny = GAP_FLOOR_REL * max(1.0, abs(best))
+    floor = max(float(positive.min()) / 2, tiny) if positive.size else tiny
+    tails = []
+    for e in finite:
+        skip = max(1, math.ceil(CURVE_SPIKE_SKIP * e.size)) if e.size > 1 else 0
+        tails.append(e[skip:] - best)
+    top = max((float(t.max()) for t in tails if t.size), default=floor)
+    top = max(top, 10 * floor)
+    return Gap(best, floor, [math.log10(floor) - 0.2, math.log10(top) + 0.3])
+
+
+def thin_index(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
+    """Indices of at most ``max_points`` rows spread evenly over n, first and last included."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
+
+
+def _values(col, idx, scale=1.0) -> list:
+    if col is None:
+        return [None] * len(idx)
+    return _finite(np.asarray(col, np.float64)[idx] * scale)
+
+
 def curves_patch(
     runs: list[dict],
-    new_rows: dict[str, tuple],
-    switches: dict[str, tuple[int, float]],
+    columns: dict[str, dict],
+    switches: dict[str, int] | None = None,
     with_rmsd: bool = False,
+    max_points: int = MAX_CURVE_POINTS,
 ) -> Patch | None:
-    """Patch appending ``new_rows[run_id]`` to each run's traces and marking stage switches.
+    """Patch assigning every trace of the live curves from the runs' logged columns.
 
-    switches: {run_id: (step, wall_time_s)} of switches not yet drawn. Returns None when
-    there is nothing to add (the callback then sends no update).
+    Args:
+      runs: [{"id", "color", ...}] in trace order.
+      columns: {run_id: {column name: [n] array}} (step, wall_time_s or click_time_s, energy,
+        the structure metrics); runs without columns keep their traces.
+      switches: {run_id: stage-switch step}, drawn as dotted lines on the step and time axes.
+
+    Returns None when no run has columns. Idempotent: the same columns give the same figure
+    however often or late the Patch is applied.
     """
+    switches = switches or {}
+    if not any(columns.get(r["id"]) for r in runs):
+        return None
     panels = curve_panels(with_rmsd)
+    gap = gap_axis({r["id"]: columns[r["id"]].get("energy", ()) for r in runs
+                    if columns.get(r["id"])})  # fmt: skip
     patch = Patch()
-    changed = False
-    n = len(runs)
+    n_runs = len(runs)
+    shapes = []
+    time_cols = set()
     for i, r in enumerate(runs):
-        rows = new_rows.get(r["id"]) or ()
-        if rows:
-            for p, (ycol, xcol) in enumerate(panels):
-                ys = _finite(row.get(ycol) for row in rows)
-                if all(y is None for y in ys) and ycol != "energy":
-                    continue
-                trace = patch["data"][p * n + i]
-                trace["x"].extend([row.get(xcol) for row in rows])
-                trace["y"].extend(ys)
-            changed = True
-        if r["id"] in switches:
-            step, wall = switches[r["id"]]
-            for col, xval in ((1, step), (2, wall)):
-                xref = "x" if col == 1 else "x2"
-                yref = "y domain" if col == 1 else "y2 domain"
-                patch["layout"]["shapes"].append(
-                    {
-                        "type": "line",
-                        "xref": xref,
-                        "yref": yref,
-                        "x0": xval,
-                        "x1": xval,
-                        "y0": 0,
-                        "y1": 1,
-                        "line": {"color": r["color"], "width": 1.5, "dash": "dot"},
-                    }
-                )
-            changed = True
-    return patch if changed else None
+        cols = columns.get(r["id"])
+        if not cols:
+            continue
+        steps = np.asarray(cols.get("step", ()), np.float64)
+        idx = thin_index(len(steps), max_points)
+        tcol = time_column(cols)
+        time_cols.add(tcol)
+        xs = {"step": _finite(steps[idx]), "time": _values(cols.get(tcol), idx)}
+        for p, panel in enumerate(panels):
+            trace = patch["data"][p * n_runs + i]
+            trace["x"] = xs[panel.x]
+            if panel.y == "energy":
+                raw = np.asarray(cols.get("energy", np.full(len(steps), np.nan)), np.float64)[idx]
+                trace["customdata"] = _finite(raw)
+                shown = np.maximum(raw - (gap.best if gap.best is not None else 0), gap.floor)
+                trace["y"] = _finite(shown)
+            else:
+                trace["y"] = _values(cols.get(panel.y), idx, panel.scale)
+        if switches.get(r["id"]) is not None:
+            shapes += _switch_shapes(r["color"], switches[r["id"]], steps, cols.get(tcol))
+    patch["layout"]["shapes"] = shapes
+    if gap.range is not None:
+        for axis in ("yaxis", "yaxis2"):
+            patch["layout"][axis]["range"] = gap.range
+            patch["layout"][axis]["autorange"] = False
+    title = "time since Run (s)" if time_cols == {CLICK_TIME} else "time since each run's start (s)"
+    patch["layout"]["xaxis2"]["title"]["text"] = title
+    if with_rmsd:
+        patch["layout"]["xaxis4"]["title"]["text"] = title
+    return patch
+
+
+def _switch_shapes(color: str, step: int, steps: np.ndarray, times) -> list[dict]:
+    """Dotted vertical lines at a stage switch on the two energy panels."""
+    at = np.flatnonzero(steps == step)
+    xs = [("x", "y domain", float(step))]
+    if at.size and times is not None and math.isfinite(float(times[at[0]])):
+        xs.append(("x2", "y2 domain", float(times[at[0]])))
+    line = {"color": color, "width": 1.5, "dash": "dot"}
+    return [
+        {"type": "line", "xref": xref, "yref": yref, "x0": x, "x1": x, "y0": 0, "y1": 1,
+         "line": line}
+        for xref, yref, x in xs
+    ]  # fmt: skip
+
+
+def structure_text(row: dict | None, system_kind: str) -> str:
+    """The card's structure line from a logged row: bonds intact (and how many are stretched
+    beyond twice their rest length), loop contacts and radius of gyration for loops; CA RMSD,
+    radius of gyration and bonds intact for proteins."""
+    row = row or {}
+
+    def num(key):
+        v = row.get(key)
+        return float(v) if v is not None and math.isfinite(float(v)) else None
+
+    intact, stretched = num(INTACT), num("bonds_stretched")
+    parts = []
+    if intact is not None:
+        text = f"bonds intact {100 * intact:.1f} %"
+        if stretched:
+            text += f" ({int(stretched)} stretched > 2× rest length: structure torn)"
+        parts.append(text)
+    if system_kind == "protein":
+        rmsd, rg = num(RMSD), num("radius_of_gyration")
+        if rmsd is not None:
+            parts.insert(0, f"CA RMSD {rmsd:.3f} nm")
+        if rg is not None:
+            parts.append(f"Rg {rg:.3f} nm")
+    else:
+        contacts, rg = num("loop_contact_frac"), num("radius_of_gyration")
+        if contacts is not None:
+            parts.append(f"loop contacts {100 * contacts:.1f} %")
+        if rg is not None:
+            parts.append(f"Rg {rg:.3g}")
+    return " · ".join(parts) if parts else "structure: no finite positions logged yet"
 
 
 def status_text(snap) -> str:
@@ -272,36 +434,119 @@ def status_text(snap) -> str:
 
 
 # ---- speed-up readout ------------------------------------------------------------------------
-def speedup_rows(
-    reaches: dict[str, Reach | None], labels: dict[str, str], threshold: float | None
-) -> list[dict]:
-    """Per run: steps and time to reach ``threshold`` and the speed-up vs the first run (GD).
+SPEEDUP_COLUMNS = ("final", "best", "step", "time", "speedup_time", "speedup_steps")
+_LOWER_IS_BETTER = {"final", "best", "step", "time"}
 
-    reaches: {run_id: engine.analysis.Reach or None} in display order. Returns dicts with
-    label, reached, step, time, speedup_time and speedup_steps (None where undefined).
+
+def speedup_rows(
+    reaches: dict[str, Reach | None],
+    labels: dict[str, str],
+    threshold: float | None,
+    finals: dict[str, float | None] | None = None,
+    bests: dict[str, float | None] | None = None,
+    reference: str | None = None,
+) -> list[dict]:
+    """Per run: final and best value, steps and time to reach ``threshold``, the speed-ups
+    against the reference run, and which columns it is best in.
+
+    reaches: {run_id: engine.analysis.Reach or None} in display order. reference: the run the
+    speed-ups divide by (the workbench passes GD's run whenever GD runs); the first run when
+    None or unknown. Returns dicts with id, label, reference, reached, final, best, step, time,
+    speedup_time, speedup_steps (None where undefined) and best_in (set of column names).
     """
     if threshold is None:
         return []
+    finals, bests = finals or {}, bests or {}
     ids = list(reaches)
-    base = reaches[ids[0]] if ids else None
+    ref = reference if reference in reaches else (ids[0] if ids else None)
+    base = reaches.get(ref)
     out = []
     for rid in ids:
         r = reaches[rid]
         row = {
+            "id": rid,
             "label": labels.get(rid, rid),
+            "reference": rid == ref,
             "reached": r is not None,
+            "final": finals.get(rid),
+            "best": bests.get(rid),
             "step": None,
             "time": None,
             "speedup_time": None,
             "speedup_steps": None,
         }
         if r is not None:
-            row["step"], row["time"] = r
-            if base is not None and rid != ids[0]:
+            row["step"], row["time"] = int(r.step), float(r.time_s)
+            if base is not None and rid != ref:
                 row["speedup_time"] = base.time_s / r.time_s if r.time_s > 0 else None
                 row["speedup_steps"] = base.step / r.step if r.step > 0 else None
         out.append(row)
-    return out
+    return mark_best(out)
+
+
+def mark_best(rows: list[dict]) -> list[dict]:
+    """Set each row's ``best_in``: the columns where it holds the best value (lowest final,
+    best, steps and time; highest speed-up), ties included, when at least two rows compare."""
+    for row in rows:
+        row["best_in"] = set()
+    for col in SPEEDUP_COLUMNS:
+        vals = [(row[col], row) for row in rows if _number(row.get(col))]
+        if col.startswith("speedup"):  # the reference's own 1× counts in the comparison
+            vals += [(1.0, row) for row in rows if row["reference"] and row["reached"]]
+        if len(vals) < 2:
+            continue
+        pick = min if col in _LOWER_IS_BETTER else max
+        top = pick(v for v, _ in vals)
+        for v, row in vals:
+            if v == top:
+                row["best_in"].add(col)
+    return rows
+
+
+def _number(v) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def threshold_note(
+    metric: str,
+    threshold: float,
+    rows: list[dict],
+    auto: bool,
+    statuses: dict[str, str] | None = None,
+) -> str:
+    """One line: what the threshold is, where it comes from, and why a run did not reach it."""
+    statuses = statuses or {}
+    ref = next((r for r in rows if r["reference"]), None)
+    ref_name = ref["label"].upper() if ref else "the reference"
+    origin = (
+        f"auto: {ref_name}'s final value + 1 % of its magnitude"
+        if auto and ref is not None and ref["final"] is not None
+        else "auto: the worst final value + 1 %"
+        if auto
+        else "as entered"
+    )
+    parts = [f"Threshold: {metric} ≤ {threshold:.5g} ({origin})."]
+    for r in rows:
+        if r["reached"]:
+            continue
+        status = statuses.get(r["id"], "")
+        why = (
+            f"its best, {r['best']:.5g}, stays above it"
+            if r["best"] is not None
+            else "it has logged no finite value"
+        )
+        when = {
+            "running": "; still running",
+            "queued": "; not started yet",
+            "diverged": "; it diverged",
+            "failed": "; it failed",
+            "cancelled": "; stopped by hand",
+            "stopped": "; stopped by hand",
+        }.get(status, "")
+        parts.append(f"{r['label'].upper()} did not reach it: {why}{when}.")
+    if ref is not None and not ref["reached"]:
+        parts.append(f"Speed-ups need {ref_name} (the reference) to reach it.")
+    return " ".join(parts)
 
 
 # ---- replay ------------------------------------------------------------------------------------

@@ -3,19 +3,25 @@ exports), the curves of the group, and the speed-up table.
 
 Run starts the checked methods of the form as one group (``start_run``). One poll callback
 (``poll_runs``) then updates every card; polls form a chain driven by assets/workbench.js (the
-next tick is scheduled only after a reply is applied), so the browser's ``seen`` counters are
-never stale and no point is sent twice. Coordinates after the first frame stream through
-/_wb/frames (workbench/frames.py), not through Dash. The speed-up table reads only each run's
+next tick is scheduled only after a reply is applied, one chain per group). Each card shows
+its status line (re-rendered on every poll while the run is active, so the elapsed time ticks)
+and a structure line (bonds intact, loop contacts, Rg; CA RMSD for proteins). Coordinates
+after the first frame stream through /_wb/frames (workbench/frames.py), not through Dash.
+
+The curves are re-assigned whole (thinned) from the runs' logged columns when rows arrive
+(``figures.curves_patch``): the energy gap to the group's best moves as runs improve, and an
+assignment applied twice or late cannot duplicate a point. The speed-up table reads each run's
 final value and first reach of the threshold from the registry (``curve_final``,
-``curve_reach``), never a copy of the whole history.
+``curve_reach``) and its best value from the same columns; GD is its reference whenever GD
+runs, else the run picked in the reference dropdown.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
+import numpy as np
 from dash import (
     ALL,
     MATCH,
@@ -32,7 +38,9 @@ from dash import (
 from dash import no_update as NU
 
 from engine import SpecError, analysis
+from engine.loops import BOND_REST_LENGTH
 from engine.methods import METHODS
+from engine.systems import STRETCH_FACTOR
 
 from .. import components as C
 from .. import figures, forms, ids, jobs
@@ -53,7 +61,10 @@ class ID:
     THRESH_VALUE = "wb-thresh-value"
     THRESH_MSG = "wb-thresh-msg"
     SPEEDUP = "wb-speedup"
+    REFERENCE = "wb-speedup-ref"  # dropdown: the reference run when no GD runs
     VIEW_PREFIX = "wb-view-"  # + run id: DOM id of the div hosting a run's 3Dmol viewer
+    BADGE_CLASS = "wb-viewer-badge"  # class of a view's "n stretched bonds" badge (workbench.js)
+    RECONNECT_CLASS = "wb-reconnect"  # class of a view's "reconnecting…" tag (workbench.js)
 
     @staticmethod
     def viewer_dom(run_id: str) -> str:
@@ -78,12 +89,17 @@ class ID:
         return {"type": "run-status", "index": run_id}
 
     @staticmethod
+    def structure(run_id: str) -> dict:
+        """The card's structure line (bonds intact, loop contacts, Rg; CA RMSD)."""
+        return {"type": "run-structure", "index": run_id}
+
+    @staticmethod
     def stop_btn(run_id: str) -> dict:
         return {"type": "run-stop", "index": run_id}
 
     @staticmethod
     def fit_btn(run_id: str) -> dict:
-        """Re-fit the camera of a run's 3D view (and the views linked to it)."""
+        """Frame a run's own structure in its 3D view again and follow it (this view only)."""
         return {"type": "run-fit", "index": run_id}
 
     @staticmethod
@@ -140,6 +156,17 @@ def layout(ctx: PageContext):
                         placeholder="auto",
                         className="wb-input wb-input-small",
                     ),
+                    html.Span("reference", className="wb-label-inline", title=REF_HELP),
+                    dcc.Dropdown(
+                        id=ID.REFERENCE,
+                        options=[],
+                        value=None,
+                        clearable=False,
+                        searchable=False,
+                        disabled=True,
+                        placeholder="GD",
+                        className="wb-dropdown wb-ref-dropdown",
+                    ),
                     html.Div(id=ID.THRESH_MSG, className="wb-msg"),
                 ],
                 className="wb-thresh",
@@ -148,6 +175,9 @@ def layout(ctx: PageContext):
         ],
         number="4–5",
     )
+
+
+REF_HELP = "Speed-ups divide by this run's steps and time: GD whenever GD runs, else your pick."
 
 
 def run_card(run: dict, is_owner: bool = True) -> html.Div:
@@ -170,6 +200,7 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
             ),
             html.Div(id=ID.viewer_dom(rid), className="wb-viewer", **{"data-run": rid}),
             html.Div("queued", id=ID.status(rid), className="wb-status", role="status"),
+            html.Div("", id=ID.structure(rid), className="wb-structure"),
             html.Div(
                 [
                     html.Button(
@@ -182,7 +213,8 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
                         "Fit view",
                         id=ID.fit_btn(rid),
                         className="wb-btn",
-                        title="zoom to the whole structure (otherwise the camera stays put)",
+                        title="frame this view's structure and follow it again (the view follows "
+                        "it until you rotate or zoom; rotation stays linked)",
                     ),
                     html.Button(
                         "Share link",
@@ -204,57 +236,65 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
     )
 
 
-def speedup_table(rows: list[dict], metric: str, threshold: float | None, auto: bool) -> html.Div:
-    """Steps and time to reach the threshold per run, and the speed-ups (figures.speedup_rows)."""
+def speedup_table(
+    rows: list[dict], metric: str, threshold: float | None, note: str = ""
+) -> html.Div:
+    """Final and best value, steps and time to the threshold and the speed-ups per run, the best
+    entry of each column marked (figures.speedup_rows), and the threshold line below."""
     if threshold is None:
         return html.Div("Speed-up appears once the runs have logged values.", className="wb-muted")
-    head = html.Tr(
-        [
-            html.Th("method"),
-            html.Th(f"steps to {metric} ≤ {threshold:.5g}"),
-            html.Th("time (s)"),
-            html.Th("speed-up (time)"),
-            html.Th("speed-up (steps)"),
-        ]
-    )
-    body = []
-    for r in rows:
-        if not r["reached"]:
-            body.append(html.Tr([html.Td(r["label"].upper()), html.Td("not reached", colSpan=4)]))
-            continue
-        ref = r is rows[0]
-        body.append(
-            html.Tr(
-                [
-                    html.Td(r["label"].upper()),
-                    html.Td(f"{r['step']:,}"),
-                    html.Td(f"{r['time']:.2f}"),
-                    html.Td(_x(r["speedup_time"], ref)),
-                    html.Td(_x(r["speedup_steps"], ref)),
-                ]
-            )
-        )
-    note = (
-        "threshold: auto = GD's final value + 1 % (else the worst final value), as in "
-        "`python -m engine compare`"
-        if auto
-        else "threshold: as entered"
-    )
+    heads = [
+        ("method", None),
+        (f"final {metric}", "final"),
+        (f"best {metric}", "best"),
+        (f"steps to ≤ {threshold:.5g}", "step"),
+        ("time to it (s)", "time"),
+        ("speed-up (time)", "speedup_time"),
+        ("speed-up (steps)", "speedup_steps"),
+    ]
+    body = [html.Tr([_method_cell(r)] + [_cell(r, col) for _, col in heads[1:]]) for r in rows]
     return html.Div(
         [
-            html.Table([html.Thead(head), html.Tbody(body)], className="wb-table"),
+            html.Table(
+                [html.Thead(html.Tr([html.Th(h) for h, _ in heads])), html.Tbody(body)],
+                className="wb-table wb-speedup-table",
+            ),
+            html.Div(note, className="wb-thresh-note"),
             html.Div(
-                note + "; speed-up = first method's steps or time ÷ this method's; "
-                "CG/GNN time includes computing the slow modes.",
+                "★ best in its column. Speed-up = the reference's steps or time ÷ this run's; "
+                "time to it is the run's logged time at that row (registry curve_reach) and "
+                "includes computing the slow modes (CG, GNN).",
                 className="wb-muted",
             ),
         ]
     )
 
 
-def _x(v, reference: bool) -> str:
-    if v is None and reference:
-        return "reference"
+def _method_cell(r: dict):
+    label = r["label"].upper()
+    if r["reference"]:
+        return html.Td([label, html.Span(" reference", className="wb-ref-tag")], className="wb-ref")
+    return html.Td(label)
+
+
+def _cell(r: dict, col: str):
+    v = r.get(col)
+    if col.startswith("speedup"):
+        text = "reference" if r["reference"] and r["reached"] else _x(v)
+    elif v is None:
+        text = "not reached" if col in ("step", "time") else "—"
+    elif col == "step":
+        text = f"{v:,}"
+    elif col == "time":
+        text = f"{v:.2f}"
+    else:
+        text = f"{v:.5g}"
+    if col in r.get("best_in", ()):
+        return html.Td([text, " ★"], className="wb-best", title="best in this column")
+    return html.Td(text)
+
+
+def _x(v) -> str:
     return "—" if v is None else f"{v:.2f}×"
 
 
@@ -291,6 +331,7 @@ def frame_payload(snap, link: list[str], period: int):
     if snap.view is None:
         return NU
     scale = snap.view.get("scale", 1.0)
+    loop = snap.view.get("kind") == "loop"
     return {
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
@@ -301,61 +342,88 @@ def frame_payload(snap, link: list[str], period: int):
         "run": snap.run_id,
         "since": snap.frame_no,
         "period": period,
+        # a loop bond longer than this (display units) is drawn apart and counted
+        "stretch": STRETCH_FACTOR * BOND_REST_LENGTH * scale if loop else None,
     }
-
-
-def wall_time_at(rows, step: int) -> float | None:
-    """Wall time logged at ``step`` (the stage switch) in a run's rows, if any."""
-    return next((r.get("wall_time_s") for r in rows if r["step"] == step), None)
 
 
 class CardUpdate(NamedTuple):
     frame: object  # frame_payload or NU
     status: object  # status line or NU
+    structure: object  # structure line or NU
     stop: object  # True disables the Stop button, else NU
     seen: dict  # this card's new counters
     rows: tuple  # rows new since the last poll
-    switch: tuple | None  # (stage switch step, wall time) the first time it is known
 
 
-def card_update(snap, s: dict, link: list[str], period: int, wall_at) -> CardUpdate:
-    """What one card gets from ``snap`` given its counters ``s``; ``wall_at(step)`` reads the
-    wall time at the stage switch (called once per run)."""
+def card_update(snap, s: dict, link: list[str], period: int, kind: str = "loop") -> CardUpdate:
+    """What one card gets from ``snap`` given its counters ``s``. The status line is
+    re-rendered on every poll while the run is active (its elapsed time ticks) and once more
+    when it ends; the structure line when rows arrive (``kind``: "loop" or "protein")."""
     if snap is None:
-        return CardUpdate(NU, "not found", True, {**s, "done": True}, (), None)
+        return CardUpdate(NU, "not found", NU, True, {**s, "done": True}, ())
     s = dict(s)
     frame = NU if s.get("view") else frame_payload(snap, link, period)
     if frame is not NU:
         s["frame"], s["view"] = snap.frame_no, True
-    switch = None
-    if snap.stage_switch_step is not None and not s.get("switch"):
-        switch, s["switch"] = (snap.stage_switch_step, wall_at(snap.stage_switch_step)), True
     if snap.rows:
         s["rows"] = snap.n_rows
     stop = True if snap.terminal and not s.get("ended") else NU
-    status = figures.status_text(snap) if snap.version != s.get("version") else NU
+    fresh = not snap.terminal or snap.version != s.get("version")
+    status = figures.status_text(snap) if fresh else NU
+    structure = figures.structure_text(snap.rows[-1], kind) if snap.rows else NU
     s["version"], s["ended"] = snap.version, snap.terminal
     s["done"] = snap.terminal and not snap.rows and bool(s.get("view") or snap.view is None)
-    return CardUpdate(frame, status, stop, s, tuple(snap.rows or ()), switch)
+    return CardUpdate(frame, status, structure, stop, s, tuple(snap.rows or ()))
 
 
-def poll_update(live: dict, seen: dict, card_ids: list[str], snaps: dict, period: int, wall_at):
-    """(frames, status lines, stop flags, curves patch or NU, new seen, whether rows arrived)
-    of one poll; ``snaps`` = {run id: snapshot or None}, ``wall_at(run_id, step)``."""
+class PollUpdate(NamedTuple):
+    frames: list
+    status: list
+    structure: list
+    stops: list
+    seen: dict
+    new_rows: bool  # rows arrived: redraw the curves and the speed-up table
+    switches: dict  # {run_id: stage-switch step}
+
+
+def poll_update(live: dict, seen: dict, card_ids: list[str], snaps: dict, period: int):
+    """The card outputs and new counters of one poll; ``snaps`` = {run id: snapshot or None}."""
     runs = [r for r in live["runs"] if r["id"] in card_ids]
     link = [r["div"] for r in runs]
+    kind = "protein" if live.get("rmsd") else "loop"
     seen = dict(seen)
     updates = {}
     for rid in card_ids:
-        at = functools.partial(wall_at, rid)
-        u = card_update(snaps.get(rid), seen.get(rid) or {}, link, period, at)
+        u = card_update(snaps.get(rid), seen.get(rid) or {}, link, period, kind)
         updates[rid], seen[rid] = u, u.seen
-    new_rows = {rid: u.rows for rid, u in updates.items() if u.rows}
-    switches = {rid: u.switch for rid, u in updates.items() if u.switch}
-    patch = figures.curves_patch(runs, new_rows, switches, with_rmsd=bool(live.get("rmsd")))
     seen["_active"] = not all(seen[rid].get("done") for rid in card_ids)
-    cols = [[getattr(updates[rid], f) for rid in card_ids] for f in ("frame", "status", "stop")]
-    return (*cols, NU if patch is None else patch, seen, bool(new_rows))
+    fields = ("frame", "status", "structure", "stop")
+    cols = [[getattr(updates[rid], f) for rid in card_ids] for f in fields]
+    switches = {
+        rid: snap.stage_switch_step
+        for rid, snap in snaps.items()
+        if snap is not None and snap.stage_switch_step is not None
+    }
+    new_rows = any(u.rows for u in updates.values())
+    return PollUpdate(*cols, seen, new_rows, switches)
+
+
+def reference_run(live: dict, chosen: str | None) -> str | None:
+    """The speed-up reference: GD's run whenever GD runs, else ``chosen``, else the first."""
+    runs = live["runs"] if live else []
+    gd = next((r["id"] for r in runs if r.get("method") == "gd"), None)
+    if gd is not None:
+        return gd
+    ids = [r["id"] for r in runs]
+    return chosen if chosen in ids else (ids[0] if ids else None)
+
+
+def reference_options(live: dict) -> tuple[list[dict], str | None, bool]:
+    """(options, value, disabled) of the reference dropdown: fixed to GD when GD runs."""
+    opts = [{"label": r["label"].upper(), "value": r["id"]} for r in live["runs"]]
+    has_gd = any(r.get("method") == "gd" for r in live["runs"])
+    return opts, reference_run(live, None), has_gd
 
 
 def parse_threshold(text) -> tuple[float | None, str]:
@@ -371,23 +439,31 @@ def parse_threshold(text) -> tuple[float | None, str]:
     return value, ""
 
 
-def speedup_block(live, metric: str, threshold_text, final, reach):
-    """(speed-up table or NU, message) of the live group; ``final(run_id, metric)`` and
-    ``reach(run_id, metric, threshold)`` answer from the registry without copying histories."""
+def speedup_block(
+    live, metric: str, threshold_text, final, reach, best=None, statuses=None, chosen=None
+):
+    """(speed-up table or NU, message) of the live group; ``final(run_id, metric)``,
+    ``reach(run_id, metric, threshold)`` and ``best(run_id, metric)`` answer from the registry
+    without copying histories into the page; ``statuses`` = {run_id: status} explains runs that
+    did not reach the threshold; ``chosen``: the reference picked when no GD runs."""
     if not live:
         return NU, ""
     threshold, error = parse_threshold(threshold_text)
     if error:
         return NU, error
     labels = {r["id"]: r["label"] for r in live["runs"]}
+    ref = reference_run(live, chosen)
+    finals = {rid: final(rid, metric) for rid in labels}
     auto = threshold is None
     if auto:
-        gd = next((r["id"] for r in live["runs"] if r.get("method") == "gd"), None)
-        finals = {rid: final(rid, metric) for rid in labels}
-        threshold = analysis.default_threshold(finals, base=gd)
-    reaches = {rid: None if threshold is None else reach(rid, metric, threshold) for rid in labels}
-    rows = figures.speedup_rows(reaches, labels, threshold)
-    return speedup_table(rows, metric, threshold, auto), ""
+        threshold = analysis.default_threshold(finals, base=ref)
+    if threshold is None:
+        return speedup_table([], metric, None), ""
+    reaches = {rid: reach(rid, metric, threshold) for rid in labels}
+    bests = {rid: best(rid, metric) for rid in labels} if best else {}
+    rows = figures.speedup_rows(reaches, labels, threshold, finals, bests, reference=ref)
+    note = figures.threshold_note(metric, threshold, rows, auto, statuses)
+    return speedup_table(rows, metric, threshold, note), ""
 
 
 def share_link(href: str | None, run_id: str) -> list:
@@ -396,14 +472,37 @@ def share_link(href: str | None, run_id: str) -> list:
     return ["Read-only link: ", html.Code(f"{base}?run={run_id}")]
 
 
-def _speedup(live, sid, metric, threshold_text):
+def _columns(r, run_id: str, sid: str) -> dict:
+    """A run's logged columns {name: [n] array} (a copy of the registry's numpy columns)."""
+    data = r.export_data(run_id, sid)
+    return data["metrics"] if data else {}
+
+
+def best_value(columns: dict, metric: str) -> float | None:
+    """The lowest finite value of ``metric`` in a run's columns, or None."""
+    v = np.asarray(columns.get(metric, ()), np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.min()) if v.size else None
+
+
+def _speedup(live, sid, metric, threshold_text, chosen, columns=None, statuses=None):
     r = reg.get()
+    if columns is None and live:
+        columns = {run["id"]: _columns(r, run["id"], sid) for run in live["runs"]}
+    if statuses is None and live:
+        ids_ = [run["id"] for run in live["runs"]]
+        nothing = {"rows": 1 << 62, "frame": 1 << 62}  # statuses only: no rows, no frame
+        snaps = r.snapshots(ids_, sid, {rid: nothing for rid in ids_})
+        statuses = {rid: snap.status for rid, snap in snaps.items()}
     return speedup_block(
         live,
         metric,
         threshold_text,
         lambda rid, m: r.curve_final(rid, sid, m),
         lambda rid, m, t: r.curve_reach(rid, sid, m, t),
+        lambda rid, m: best_value((columns or {}).get(rid) or {}, m),
+        statuses,
+        chosen,
     )
 
 
@@ -442,8 +541,21 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
 
 
 @callback(
+    Output(ID.REFERENCE, "options"),
+    Output(ID.REFERENCE, "value"),
+    Output(ID.REFERENCE, "disabled"),
+    Input(ID.LIVE, "data"),
+    prevent_initial_call=True,
+)
+def reference_picker(live):
+    """The reference dropdown of a new group: fixed to GD when GD runs, else a free pick."""
+    return reference_options(live) if live else (NU, NU, NU)
+
+
+@callback(
     Output(ID.frame(ALL), "data"),
     Output(ID.status(ALL), "children"),
+    Output(ID.structure(ALL), "children"),
     Output(ID.stop_btn(ALL), "disabled"),
     Output(ID.CURVES, "figure", allow_duplicate=True),
     Output(ID.SEEN, "data", allow_duplicate=True),
@@ -455,27 +567,30 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
     State(ID.THRESH_METRIC, "value"),
     State(ID.THRESH_VALUE, "value"),
     State(ID.frame(ALL), "id"),
+    State(ID.REFERENCE, "value"),
     prevent_initial_call=True,
 )
-def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids):
-    """Send each live card what is new: its topology once, status, curve points (a Patch)."""
+def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
+    """Send each live card what is new: its topology once, status and structure lines, the
+    curves (whole traces, when rows arrived) and the speed-up table."""
     card_ids = [f["index"] for f in frame_ids]
     if not live or not card_ids or not (seen or {}).get("_active"):
-        return [NU] * len(card_ids), [NU] * len(card_ids), [NU] * len(card_ids), NU, NU, NU
+        return *([NU] * len(card_ids) for _ in range(4)), NU, NU, NU
     r = reg.get()
     snaps = r.snapshots(card_ids, sid, dict(seen))
-    frames, status, stops, patch, seen, new_rows = poll_update(
-        live, seen, card_ids, snaps, r.config.frame_ms, lambda rid, t: _wall_at(r, rid, sid, t)
-    )
+    u = poll_update(live, seen, card_ids, snaps, r.config.frame_ms)
+    seen = u.seen
     ended = not seen["_active"]
-    speedup = _speedup(live, sid, metric, threshold)[0] if new_rows or ended else NU
+    patch = speedup = NU
+    if u.new_rows or ended:
+        runs = [run for run in live["runs"] if run["id"] in card_ids]
+        columns = {rid: _columns(r, rid, sid) for rid in card_ids}
+        fig = figures.curves_patch(runs, columns, u.switches, with_rmsd=bool(live.get("rmsd")))
+        patch = NU if fig is None else fig
+        statuses = {rid: snap.status for rid, snap in snaps.items() if snap is not None}
+        speedup = _speedup(live, sid, metric, threshold, chosen, columns, statuses)[0]
     seen["_n"] = tick
-    return frames, status, stops, patch, seen, speedup
-
-
-def _wall_at(r, run_id: str, sid: str, step: int) -> float | None:
-    snap = r.snapshot(run_id, sid)  # the whole history, once per run (at the stage switch)
-    return wall_time_at(snap.rows if snap else (), step)
+    return u.frames, u.status, u.structure, u.stops, patch, seen, speedup
 
 
 @callback(
@@ -485,10 +600,11 @@ def _wall_at(r, run_id: str, sid: str, step: int) -> float | None:
     Input(ID.THRESH_VALUE, "value"),
     State(ID.LIVE, "data"),
     State(ids.SESSION, "data"),
+    Input(ID.REFERENCE, "value"),
     prevent_initial_call=True,
 )
-def update_speedup(metric, threshold, live, sid):
-    return _speedup(live, sid, metric, threshold)
+def update_speedup(metric, threshold, live, sid, chosen=None):
+    return _speedup(live, sid, metric, threshold, chosen)
 
 
 @callback(
