@@ -72,6 +72,9 @@ def test_opening_caption_quotes_demo_json_and_the_claim_holds():
     for n, e in improved_gd.items():
         assert f"{e:+.5f} at n={n}" in desc
     assert f"{DEMO_CANDIDATES[OPENING]['steps']} steps" in desc and "docs/benchmarks.md" in desc
+    side = _json("demo.json")["side_by_side"][OPENING][-1]
+    assert set(side["methods"]) == set(OPENING_METHODS)
+    assert f"side by side both were done after {side['process_s']:.0f} s" in desc
     # the claim: the GNN ends clearly lower (no overlap of mean ± sd), its loop closed, every
     # chain bond intact in both
     assert gnn["energy_mean"] + gnn["energy_sd"] < gd["energy_mean"] - gd["energy_sd"]
