@@ -347,6 +347,12 @@ import warnings as _warnings  # noqa: E402
 
 PDB_URL_ENV = "SLOWMODE_PDB_URL"  # base URL for PDB-id downloads: <base>/<ID>.pdb
 CACHE_ENV = "SLOWMODE_CACHE"  # cache folder (downloads, parse scratch files)
+PDB_DIRS_ENV = "SLOWMODE_PDB_DIRS"  # folders searched for a PDB id first (os.pathsep list)
+# the structures on a project machine (../shared/data/pdb from the project's root), the
+# workbench's default structure folder too (workbench/config.py)
+SHARED_PDB_DIR = _os.path.abspath(
+    _os.path.join(_os.path.dirname(__file__), "..", "..", "shared", "data", "pdb")
+)
 DEFAULT_PDB_URL = "https://files.rcsb.org/download"
 MAX_STRUCTURE_BYTES = 64 * 2**20  # larger files are refused before reading them
 _PDB_ID = _re.compile(r"^[0-9][A-Za-z0-9]{3}$")
@@ -395,16 +401,50 @@ def bundled_villin_pdb() -> bytes:
     return read_structure_file(_os.path.join(folder, "data", "test.pdb"))
 
 
+def local_pdb_dirs() -> tuple[str, ...]:
+    """Folders searched for a PDB id before the cache and the network: $SLOWMODE_PDB_DIRS
+    (separated by os.pathsep), then the project machine's shared structures."""
+    listed = [d for d in (_os.environ.get(PDB_DIRS_ENV) or "").split(_os.pathsep) if d]
+    return tuple(dict.fromkeys([*listed, SHARED_PDB_DIR]))
+
+
+def find_local_pdb(pdb_id: str, dirs=None) -> str | None:
+    """Path of a structure file for ``pdb_id`` in ``dirs`` (default ``local_pdb_dirs()``), or
+    None: ``<ID>.pdb`` first, then ``<ID>_native.pdb``, names compared case-insensitively;
+    folders that do not exist are skipped."""
+    if not is_pdb_id(pdb_id):
+        return None
+    wanted = (f"{pdb_id}.pdb".lower(), f"{pdb_id}_native.pdb".lower())
+    for folder in local_pdb_dirs() if dirs is None else dirs:
+        try:
+            names = {name.lower(): name for name in _os.listdir(folder)}
+        except OSError:
+            continue
+        for want in wanted:
+            path = _os.path.join(folder, names.get(want, want))
+            if want in names and _os.path.isfile(path):
+                return path
+    return None
+
+
 def fetch_pdb(
-    pdb_id: str, *, base_url: str | None = None, cache_dir: str | None = None, timeout: float = 20.0
+    pdb_id: str,
+    *,
+    base_url: str | None = None,
+    cache_dir: str | None = None,
+    timeout: float = 20.0,
+    local_dirs=None,
 ) -> bytes:
-    """The PDB-format entry of a PDB id, from the on-disk cache or downloaded once.
+    """The PDB-format entry of a PDB id: a structure on this machine, else the on-disk cache,
+    else downloaded once.
 
     Args:
       pdb_id: 4-character PDB id, any case ("2jof").
       base_url: download from ``<base_url>/<ID>.pdb``; default $SLOWMODE_PDB_URL, else RCSB.
       cache_dir: default ``structure_cache_dir()``; the file is stored as ``pdb/<ID>.pdb``.
       timeout: seconds for the HTTP request.
+      local_dirs: folders searched first for ``<ID>.pdb`` or ``<ID>_native.pdb`` (any case);
+        default ``local_pdb_dirs()``; ``()`` skips the search.
 
     Raises:
       StructureError: malformed id, unknown id (HTTP 404), no network, or a reply that is not
@@ -413,6 +453,9 @@ def fetch_pdb(
     if not is_pdb_id(pdb_id):
         raise StructureError(f"{pdb_id!r} is not a PDB id (4 characters, e.g. 2JOF)")
     pdb_id = pdb_id.upper()
+    local = find_local_pdb(pdb_id, local_dirs)
+    if local is not None:
+        return read_structure_file(local)
     folder = _os.path.join(cache_dir or structure_cache_dir(), "pdb")
     cached = _os.path.join(folder, f"{pdb_id}.pdb")
     if _os.path.isfile(cached):
@@ -431,8 +474,9 @@ def fetch_pdb(
     except (_urlerror.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise StructureError(
-            f"could not download PDB {pdb_id} from {url} ({reason}); the machine may be offline: "
-            "upload the file or give a local path instead"
+            f"could not download PDB {pdb_id} from {url} ({reason}) and found no {pdb_id}.pdb "
+            f"or {pdb_id}_native.pdb on this machine; the machine may be offline: upload the "
+            "file or give a local path instead"
         ) from None
     if len(data) > MAX_STRUCTURE_BYTES:
         raise StructureError(f"PDB {pdb_id} from {url} exceeds {MAX_STRUCTURE_BYTES // 2**20} MiB")

@@ -62,6 +62,10 @@ def test_page_is_composed_of_the_five_panels():
     for pid in (system.ID.TABS, spectrum.ID.GRAPH, method.ID.RUN_BTN, live.ID.CARDS, runs.ID.BOX):
         assert f"'{pid}'" in text
     assert "Opened with the settings of fig2-lj-n400" in text
+    # the tab-switch note, the warnings next to Run, the sequence box's helix note
+    for pid in (method.ID.TAB_NOTE, method.ID.TAB_SAVED, method.ID.RISKS, system.ID.SEQUENCE_NOTE):
+        assert f"'{pid}'" in text
+    assert "ideal α-helix" in text
 
 
 # ---- system --------------------------------------------------------------------------------
@@ -71,9 +75,9 @@ def test_form_values_and_system_summary():
     assert system.form_values(None, None) == {}
     assert system.system_summary(v, "loop", None).startswith("pure LJ loop, n = 60 beads")
     protein = {"protein.sequence": "NLYIQ", "protein.start": "helix", "system.model": "ca"}
-    assert (
-        system.system_summary(protein, "protein", "sequence")
-        == "Protein: NLYIQ, start helix, model ca."
+    assert system.system_summary(protein, "protein", "sequence") == (
+        "Protein: NLYIQ, start helix, model ca. Built from the sequence as an ideal α-helix "
+        "(no experimental structure)."
     )
     assert system.system_summary({}, "protein", "pdbid").startswith("Protein: —")
 

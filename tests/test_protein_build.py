@@ -235,8 +235,40 @@ def test_non_pdb_reply_is_not_cached(server, cache):
 
 def test_offline_download_is_one_clear_message():
     with pytest.raises(StructureError, match="offline") as err:
-        build_protein_system(_protein(pdb="2JOF"), 0)
-    assert "\n" not in str(err.value)
+        build_protein_system(_protein(pdb="1ABC"), 0)  # on no machine's shared folder
+    assert "\n" not in str(err.value) and "1ABC_native.pdb" in str(err.value)
+
+
+def test_pdb_id_is_found_among_the_structures_on_this_machine_without_network(cache):
+    path = shared_pdb("2JOF_native.pdb")
+    assert engine_io.find_local_pdb("2jof") == path
+    with open(path, "rb") as fh:
+        assert engine_io.fetch_pdb("2jof") == fh.read()  # SLOWMODE_PDB_URL is unreachable
+    s = build_protein_system(_protein(pdb="2JOF", start="extended"), 0)
+    assert s.meta["sequence"] == "DAYAQWLKDGGPSSGRPPPS" and s.name.startswith("2JOF")
+    assert any("on this machine (no download)" in n for n in s.meta["notes"])
+    assert not (cache / "pdb").exists()  # nothing was downloaded or cached
+
+
+def test_local_lookup_order_and_case(tmp_path, tiny_text, monkeypatch, cache):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "1abc_NATIVE.PDB").write_text(tiny_text)
+    assert engine_io.find_local_pdb("1ABC", [str(tmp_path / "missing"), str(a)]) == str(
+        a / "1abc_NATIVE.PDB"
+    )
+    (b / "1ABC.pdb").write_text(tiny_text)
+    assert engine_io.find_local_pdb("1abc", [str(b), str(a)]) == str(b / "1ABC.pdb")
+    assert engine_io.find_local_pdb("1ABC", []) is None
+    assert engine_io.find_local_pdb("../x", [str(a)]) is None  # only real PDB ids
+    # $SLOWMODE_PDB_DIRS comes first; the shared folder stays searched after it
+    monkeypatch.setenv("SLOWMODE_PDB_DIRS", f"{a}{os.pathsep}{b}")
+    assert engine_io.local_pdb_dirs()[:2] == (str(a), str(b))
+    assert engine_io.local_pdb_dirs()[-1] == engine_io.SHARED_PDB_DIR
+    assert build_protein_system(_protein(pdb="1abc"), 0).n_atoms == 27  # port 9: no network
+    assert not (cache / "pdb").exists()
+    with pytest.raises(StructureError, match="offline"):
+        engine_io.fetch_pdb("1abc", local_dirs=())  # () skips the search
 
 
 # ---- bad input -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from engine import (
     io,
     run,
 )
-from engine.presets import PRESETS, improved_spec, paper_spec, tuned_spec
+from engine.presets import OPENING_PRESET, PRESETS, improved_spec, paper_spec, tuned_spec
 
 BASE = RunSpec(
     system=SystemConfig(kind="lj-loop", n=60),
@@ -201,7 +201,9 @@ def test_spec_validation_names_field():
 def test_presets_are_valid_specs():
     for name, (desc, specs) in PRESETS.items():
         assert desc and specs, name
-        expected = {"gd", "gnn", "openmm-min"} if name == "trp-cage" else {"gd", "cg", "gnn"}
+        expected = {"trp-cage": {"gd", "gnn", "openmm-min"}, OPENING_PRESET: {"gd", "gnn"}}.get(
+            name, {"gd", "cg", "gnn"}
+        )
         assert {s.label for s in specs} == expected
         assert len({s.system for s in specs}) == 1, "a preset compares methods on one system"
 

@@ -139,9 +139,10 @@ def default_values() -> dict[str, Any]:
 
 
 def start_values(preset_specs: list[RunSpec] | None) -> dict[str, Any]:
-    """The form a page opens with: the paper's Fig. 2 settings when the preset exists (so the
-    first Run shows GD and GNN as the paper ran them), with k, the chunk and the patience
-    left blank, so that changing n never leaves an impossible k or a slow view behind."""
+    """The form a page opens with: the start preset's settings when it exists (the opening
+    demo, engine.presets.OPENING_PRESET, so the first Run shows the measured comparison), with
+    k, the chunk and the patience left blank (automatic, as the demo was measured), so that
+    changing n never leaves an impossible k or a slow view behind."""
     if not preset_specs:
         return default_values()
     values, _ = values_from_specs(preset_specs)
@@ -150,6 +151,60 @@ def start_values(preset_specs: list[RunSpec] | None) -> dict[str, Any]:
     for name in ("cg.n_modes", "gnn.n_modes", "chunk_size", "schedule.patience"):
         values[name] = ""
     return values
+
+
+# ---- the protein tab's settings (engine.presets.protein_spec is their one declaration) ------
+PROTEIN_FORM_METHODS = ("gd", "cg", "gnn")  # protein_spec's engine methods that have fields
+TAB_GROUPS = ("optim", "schedule", "modes", *PROTEIN_FORM_METHODS)  # what a tab switch sets
+AUTO_FIELDS = ("cg.n_modes", "gnn.n_modes", "chunk_size", "schedule.patience")
+
+
+def protein_values() -> dict[str, Any]:
+    """Widget values of the optimiser, schedule, slow-mode and per-method fields for proteins:
+    the Trp-cage benchmark's settings (``engine.presets.protein_spec``), chunk and patience
+    left automatic (10 steps per chunk, 400 steps of patience, as in the benchmark)."""
+    from engine.presets import protein_spec
+
+    values, _ = values_from_specs([protein_spec(m) for m in PROTEIN_FORM_METHODS])
+    names = {f.name for f in FIELDS if f.group in TAB_GROUPS}
+    out = {k: v for k, v in values.items() if k in names}
+    out.update({k: "" for k in ("chunk_size", "schedule.patience")})
+    return out
+
+
+def protein_note() -> str:
+    """What switching to the Protein tab changed in the form, read off ``protein_spec``."""
+    from engine.presets import protein_spec
+
+    gd, cg, gnn = (protein_spec(m) for m in PROTEIN_FORM_METHODS)
+    o, s = gd.optim, gd.schedule
+    return (
+        f"Protein settings loaded (the Trp-cage benchmark's, docs/benchmarks-protein.md): "
+        f"Adam lr {number_text(o.learning_rate)} with {o.clip} clip "
+        f"{number_text(o.clip_value)}; CG and GNN start at x0 (stage-1 lr "
+        f"{number_text(cg.optim.stage1_lr)} and {number_text(gnn.optim.stage1_lr)}) on the "
+        f"{cg.reparam.n_modes} slowest modes of the {cg.modes.method} at {cg.modes.at}; at most "
+        f"{s.max_steps} steps, min_delta {number_text(s.min_delta)}. The loop's settings "
+        "blow up on all-atom proteins (warnings appear next to Run). Switching back to "
+        "Synthetic loop restores the loop settings."
+    )
+
+
+def tab_switch(tab: str, names: list[str], current: list, saved: dict | None) -> tuple:
+    """(new values of the fields ``names`` (None: unchanged), new saved dict, note) when the
+    user switches the system tab to ``tab``.
+
+    The optimiser/schedule/mode/method fields of the tab being left are saved; the new tab's
+    saved ones come back, and the Protein tab gets ``protein_values()`` the first time.
+    """
+    other = "loop" if tab == "protein" else "protein"
+    keep = {f.name for f in FIELDS if f.group in TAB_GROUPS}
+    saved = dict(saved or {})
+    saved[other] = {n: v for n, v in zip(names, current, strict=True) if n in keep}
+    target = saved.get(tab) or (protein_values() if tab == "protein" else {})
+    values = [target.get(n) if n in keep else None for n in names]
+    note = protein_note() if tab == "protein" else ("Loop settings restored." if target else "")
+    return values, saved, note
 
 
 def to_widget(field: Field, value: Any) -> Any:

@@ -19,7 +19,7 @@ from .config import ServerConfig
 from .panels import PageContext
 from .registry import RunRegistry
 
-START_PRESET = "fig2-lj-n400"  # the paper's pure-LJ loop, n = 400: the form a page opens with
+START_PRESET = "demo-bondlj-n600"  # engine.presets.OPENING_PRESET, chosen by bench/bench_demo.py
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 
 

@@ -27,6 +27,7 @@ Every problem with the input is a ``StructureError`` (a ``ValueError``) with one
 from __future__ import annotations
 
 import io as _stringio
+import os
 import random
 import re
 import warnings
@@ -213,7 +214,19 @@ def _load_source(cfg: SystemConfig, pdb_bytes: bytes | None):
     else:
         data, label = engine_io.structure_source_bytes(cfg.pdb)
     traj, notes = protein_structure_from_bytes(data, cfg.nmr_model)
+    local = None if pdb_bytes is not None or _is_path(cfg.pdb) else _local_pdb(cfg.pdb)
+    if local is not None:
+        notes = [f"PDB id {label}: read from {local} on this machine (no download)", *notes]
     return traj, notes, label
+
+
+def _is_path(source: str | None) -> bool:
+    return bool(source) and os.path.isfile(source)
+
+
+def _local_pdb(source: str | None) -> str | None:
+    """The structure file on this machine that a PDB id resolves to (engine/io.py), or None."""
+    return engine_io.find_local_pdb((source or "").strip().upper())
 
 
 def _sequence_of(top) -> str:

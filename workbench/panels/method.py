@@ -1,8 +1,11 @@
-"""Panel 3, Method: paper presets, the methods to run side by side and their parameters, Run.
+"""Panel 3, Method: presets (the opening demo, the paper's figures), the methods to run side
+by side and their parameters, Run.
 
 It also validates the whole run form as the user types (messages next to every field), fills
-the form from a preset or from the k picked on the spectrum, and stops all of the session's
-runs. The Run button is read by the live panel, which starts the runs.
+the form from a preset or from the k picked on the spectrum, switches the form to protein
+settings on the Protein tab (and back), warns next to Run about settings measured to blow up,
+and stops all of the session's runs. The Run button is read by the live panel, which starts
+the runs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dash import no_update as NU
 
 from engine import SpecError
 from engine.methods import METHODS
-from engine.presets import PRESETS
+from engine.presets import PRESETS, risk_warnings
 
 from .. import components as C
 from .. import forms, ids
@@ -27,6 +30,9 @@ class ID:
     RUN_BTN = "wb-run"
     STOP_ALL_BTN = "wb-stop-all"
     RUN_MSG = "wb-run-msg"
+    TAB_NOTE = "wb-tab-note"  # what switching the system tab changed in the form
+    TAB_SAVED = "wb-tab-saved"  # Store: each tab's optimiser/schedule/method settings
+    RISKS = "wb-run-risks"  # settings known to blow up, shown next to Run
 
     @staticmethod
     def params(method: str) -> dict:
@@ -64,15 +70,18 @@ def layout(ctx: PageContext):
                     id=ID.PRESET,
                     options=[{"label": name, "value": name} for name in ctx.presets],
                     value=None,
-                    placeholder="paper figure presets…",
+                    placeholder="opening demo and paper figure presets…",
                 ),
-                "Fill the form with the settings that reproduce a figure of the paper.",
+                "Fill the form with the opening demo's settings or those of a figure of the "
+                "paper; each caption says what our runs show (docs/benchmarks.md).",
             ),
             html.Div(
                 f"Opened with the settings of {ctx.start_preset}: {start[0]}" if start else "",
                 id=ID.PRESET_DESC,
                 className="wb-muted",
             ),
+            dcc.Store(id=ID.TAB_SAVED, data=None),
+            html.Div(id=ID.TAB_NOTE, className="wb-note", role="status"),
             C.extra_row(
                 "methods",
                 "run side by side",
@@ -96,6 +105,7 @@ def layout(ctx: PageContext):
                 ],
                 className="wb-run-row",
             ),
+            html.Div(id=ID.RISKS, className="wb-msg wb-run-risks", role="status"),
             html.Div(id=ID.RUN_MSG, className="wb-msg wb-run-msg", role="alert"),
         ],
         number="3",
@@ -132,6 +142,31 @@ def form_errors(values: dict, tab: str, methods: list, protein_fn) -> dict[str, 
     return errors
 
 
+def run_risks(values: dict, tab: str, methods: list, protein_fn) -> list[str]:
+    """Warnings about settings known to blow up (engine.presets.risk_warnings), one per
+    problem across the checked methods; none while the form does not parse."""
+    try:
+        protein = protein_fn() if tab == "protein" else None
+        specs = forms.parse_run_form(values, tab, list(methods or []), protein)
+    except SpecError:
+        return []
+    out: list[str] = []
+    for spec in specs:
+        out += [w for w in risk_warnings(spec) if w not in out]
+    return out
+
+
+def preset_just_filled(preset: str | None, tab: str, names: list[str], current: list) -> bool:
+    """True when the form holds exactly what ``preset`` fills on ``tab``: the tab change
+    came from choosing the preset (fill_form), so a tab switch must not overwrite it."""
+    if not preset or preset not in PRESETS:
+        return False
+    values, _, _, preset_tab, _ = preset_form(*PRESETS[preset], names)
+    if preset_tab != tab:
+        return False
+    return all(v is NU or v == c for v, c in zip(values, current, strict=True))
+
+
 def k_values(k: int, names: list[str]) -> list:
     """New values of the fields ``names`` when k is picked on the spectrum (NU: unchanged)."""
     return [str(k) if name in K_FIELDS else NU for name in names]
@@ -164,6 +199,42 @@ def validate_form(values, methods, tab, source, token, field_ids, msg_ids):
     v = system.form_values(values, field_ids)
     errors = form_errors(v, tab, list(methods or []), lambda: system.read_protein(v, source, token))
     return [errors.get(m["name"], "") for m in msg_ids]
+
+
+@callback(
+    Output(ID.RISKS, "children"),
+    Input(ids.field(ALL), "value"),
+    Input(ID.METHODS, "value"),
+    Input(system.ID.TABS, "value"),
+    Input(system.ID.PROTEIN_SOURCE, "value"),
+    Input(system.ID.UPLOAD_TOKEN, "data"),
+    State(ids.field(ALL), "id"),
+)
+def show_risks(values, methods, tab, source, token, field_ids):
+    """Warnings next to Run about settings measured to blow up (nothing is blocked)."""
+    v = system.form_values(values, field_ids)
+    risks = run_risks(v, tab, methods, lambda: system.read_protein(v, source, token))
+    return [html.Div(f"⚠ {w}") for w in risks]
+
+
+@callback(
+    Output(ids.field(ALL), "value", allow_duplicate=True),
+    Output(ID.TAB_SAVED, "data"),
+    Output(ID.TAB_NOTE, "children"),
+    Input(system.ID.TABS, "value"),
+    State(ID.PRESET, "value"),
+    State(ID.TAB_SAVED, "data"),
+    State(ids.field(ALL), "id"),
+    State(ids.field(ALL), "value"),
+    prevent_initial_call=True,
+)
+def switch_tab(tab, preset, saved, field_ids, current):
+    """Protein tab: load the protein settings (saving the loop's); back: restore them."""
+    names = [f["name"] for f in field_ids]
+    if preset_just_filled(preset, tab, names, current):
+        return [NU] * len(names), NU, forms.protein_note() if tab == "protein" else ""
+    values, saved, note = forms.tab_switch(tab, names, current, saved)
+    return [NU if v is None else v for v in values], saved, note
 
 
 @callback(Output(ID.METHODS, "options"), Input(system.ID.TABS, "value"))

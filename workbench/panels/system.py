@@ -25,6 +25,14 @@ class ID:
     UPLOAD = "wb-upload"
     UPLOAD_MSG = "wb-upload-msg"
     UPLOAD_TOKEN = "wb-upload-token"  # Store: server-side token of the last valid upload
+    SEQUENCE_NOTE = "wb-sequence-note"
+
+
+# engine/protein/build.py: a sequence alone is built as an ideal alpha helix, its "native"
+SEQUENCE_NOTE = (
+    "A sequence has no experimental structure: it is built as an ideal α-helix (φ = −57°, "
+    "ψ = −47°), which is also its 'native structure' start and its RMSD reference."
+)
 
 
 # ---- layout --------------------------------------------------------------------------------
@@ -118,20 +126,25 @@ def _protein_rows(ctx: PageContext) -> list:
                 placeholder="e.g. 2JOF",
                 className="wb-input",
             ),
-            "A 4-character PDB id; downloaded once and cached (needs network).",
+            "A 4-character PDB id: read from the structures on this machine (<ID>.pdb or "
+            "<ID>_native.pdb) or the download cache when there; otherwise downloaded once "
+            "(needs network).",
         ),
         C.extra_row(
             "protein.sequence",
             "sequence",
-            dcc.Input(
-                id=ids.field("protein.sequence"),
-                type="text",
-                value="",
-                debounce=0.4,
-                placeholder="e.g. NLYIQWLKDGGPSSGRPPPS",
-                className="wb-input",
-            ),
-            "One-letter amino-acid sequence, built on ideal geometry.",
+            [
+                dcc.Input(
+                    id=ids.field("protein.sequence"),
+                    type="text",
+                    value="",
+                    debounce=0.4,
+                    placeholder="e.g. NLYIQWLKDGGPSSGRPPPS",
+                    className="wb-input",
+                ),
+                html.Div(SEQUENCE_NOTE, id=ID.SEQUENCE_NOTE, className="wb-range"),
+            ],
+            "One-letter amino-acid sequence, built as an ideal α-helix.",
         ),
         C.extra_row(
             "protein.start",
@@ -164,7 +177,10 @@ def system_summary(v: dict, tab: str, source: str | None) -> str:
             "upload": "uploaded file",
         }.get(source or "file")
         start, model = v.get("protein.start"), v.get("system.model")
-        return f"Protein: {what or '—'}, start {start}, model {model}."
+        line = f"Protein: {what or '—'}, start {start}, model {model}."
+        if source == "sequence":
+            line += " Built from the sequence as an ideal α-helix (no experimental structure)."
+        return line
     kind = dict(forms.FIELD_BY_NAME["system.kind"].options).get(v.get("system.kind"), "?")
     return (
         f"{kind}, n = {v.get('system.n')} beads, loop contacts i→i+{v.get('system.loop_stride')} "
