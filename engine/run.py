@@ -271,7 +271,7 @@ def init_run(
       Stopped: ``should_stop`` returned True (``Stopped.phase`` says where).
     """
     should_stop = should_stop or (lambda: False)
-    phase = on_phase or (lambda name, detail="": None)
+    phase = on_phase if on_phase is not None else (lambda name, detail="": None)
     system = system or build_system(spec.system, spec.seed)
     dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
     model = make_energy(system, spec.energy)
@@ -364,6 +364,25 @@ def _slow_modes(spec: RunSpec, system: System, model: EnergyModel, modes, should
         spec, system, model, should_stop=should_stop, on_block=lambda d: phase("modes", d)
     )
     return modes, modes.seconds
+
+
+def use_compilation_cache(directory: str) -> None:
+    """Keep every kernel JAX compiles in its persistent compilation cache under ``directory``
+    (JAX creates it), so a second run of the same shapes, in this process or a later one,
+    loads the executable instead of compiling it.
+
+    The size and compile-time thresholds are lifted (JAX by default skips kernels compiled in
+    under a second, which is most of ours) and the cache is re-initialised, so this takes
+    effect even after something was compiled. Call it once per process, before the runs.
+    NOTE: a kernel that closes over arrays (pair lists, slow modes) embeds them, so its cache
+    key is the system and the modes as well as the shapes.
+    """
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()
 
 
 def _check(should_stop: Callable[[], bool], phase: str) -> None:

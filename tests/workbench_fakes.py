@@ -2,7 +2,8 @@
 
 ``FakeEngine.runner`` has the registry's runner signature. Each run reports a view, then the
 engine's ``phases`` (``on_phase``; it waits at the one named ``hold`` until ``proceed`` is set,
-honouring a stop there unless that phase is "building" or "compiling", as the engine does), then
+honouring a stop there unless that phase is ``uninterruptible``: "building" or "compiling" by
+default, as in the engine), then
 "running" and one progress row per ``step()`` of the test (or freely with ``auto=True``) until
 released, stopped or told to diverge/fail. Results look like ``engine.RunResult`` where the
 registry reads them.
@@ -49,10 +50,11 @@ class FakeEngine:
         outcome="done",
         phases: tuple = (),
         hold: str | None = None,
+        uninterruptible: tuple = ("building", "compiling"),
     ):
         self.auto, self.delay, self.n_rows, self.outcome = auto, delay, n_rows, outcome
         self.system = system
-        self.phases, self.hold = phases, hold
+        self.phases, self.hold, self.uninterruptible = phases, hold, uninterruptible
         self.runs: list[FakeRun] = []
         self.lock = threading.Lock()
         self.active = 0
@@ -147,7 +149,7 @@ class FakeEngine:
                 continue
             run.holding.set()
             while not run.proceed.wait(0.005):
-                if phase not in ("building", "compiling") and should_stop():
+                if phase not in self.uninterruptible and should_stop():
                     return True
             if should_stop():
                 return True

@@ -64,7 +64,7 @@ def run_engine(spec, on_progress, should_stop, on_system, on_phase=None):
     building raises ``engine.types.Stopped("building")`` once the build returns."""
     from engine.types import Stopped
 
-    phase = on_phase or (lambda name, detail="": None)
+    phase = on_phase if on_phase is not None else (lambda name, detail="": None)
     phase("building", "")
     system = build_system(spec.system, spec.seed)
     on_system(system, system_view(system))
