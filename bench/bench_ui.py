@@ -1,8 +1,11 @@
-"""Workbench UI measurements (not a test): start-up to first paint, and live 3D frames per
-second delivered to the browser at n=400 and n=1000.
+"""Workbench UI measurements (not a test): start-up to first paint, click-to-motion on the
+opening demo (cold and warm compilation cache), live 3D frames per second with two and four
+methods at n=400 and n=1000, and the time from Stop to "stopped" in every phase of a run.
 
     python -m bench.bench_ui                      # everything, writes bench/results/ui.json
     python -m bench.bench_ui --screenshots docs/screenshots
+    python -m bench.bench_ui --quick              # smallest settings: checks the script runs
+    python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic)
 
 What is measured (headless Debian Chromium through Playwright, software WebGL):
 
@@ -19,6 +22,19 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
    produced in that window (one per chunk): no view can show frames not yet computed.
 4. UI capacity: the same with a synthetic engine that produces frames faster than 10 per
    second, so the number is the workbench's delivery and drawing rate alone.
+5. Click-to-motion on the opening demo (``workbench.server.START_PRESET``, the form as a page
+   opens it): from the Run click until every 3D view has drawn a frame past step 0. "cold":
+   a fresh run directory, so an empty compilation cache (the server's start-up warm-up runs
+   meanwhile, as it would for a user); "warm_second": Run again on the same server;
+   "warm_restart": a new server on the same run directory (the cache on disk; clicked after
+   the warm-up has finished, ``warm_restart_at_once`` without waiting). Each records when
+   each phase first showed in a status line.
+6. Stop latency per phase: from the click on a card's Stop to its status line reading
+   "stopped" (or "cancelled" for a queued run), for a run seen queued (four methods on two
+   workers), building the system, computing slow modes (GNN, n=``--stop-modes-n``),
+   compiling (GD at a size not compiled before) and running. A phase too short to catch
+   in the status line (building a loop takes milliseconds) is reported as not observed.
+Targets (idle 2-core machine): warm click-to-motion <= 5 s, cold <= 20 s, stop <= 1 s.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # browser_util: Chromium flags, offline
 from browser_util import free_port, guard_offline, launch_browser  # noqa: E402
 
 from workbench.forms import auto_chunk  # noqa: E402
+from workbench.server import START_PRESET  # noqa: E402
 
 
 def field(name: str) -> str:
@@ -47,7 +64,13 @@ def field(name: str) -> str:
     return f"[id='{key}']"
 
 
-def spawn(port: int, run_dir: str, synthetic_rate: float | None = None) -> subprocess.Popen:
+def spawn(
+    port: int,
+    run_dir: str,
+    synthetic_rate: float | None = None,
+    warm_up: bool = True,
+    log_path: str | None = None,
+) -> subprocess.Popen:
     args = [
         sys.executable,
         "app.py",
@@ -58,6 +81,8 @@ def spawn(port: int, run_dir: str, synthetic_rate: float | None = None) -> subpr
         "--bundle-dir",
         run_dir,
     ]
+    if not warm_up:
+        args.append("--no-warm-up")
     if synthetic_rate:
         args = [
             sys.executable,
@@ -70,10 +95,9 @@ def spawn(port: int, run_dir: str, synthetic_rate: float | None = None) -> subpr
             "--rate",
             str(synthetic_rate),
         ]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def wait_http(url: str, timeout: float = 120.0) -> float:
@@ -132,8 +156,187 @@ def demo_shot(page, shots: str, limit: float = 150.0) -> None:
     page.wait_for_timeout(1500)
 
 
-def measure_live(page, n: int, window: float) -> dict:
-    """Start GD+GNN at n beads, measure frames per second per view over ``window`` seconds."""
+def set_methods(page, keys: list[str]) -> None:
+    """Check exactly the methods ``keys`` in the "run side by side" checklist."""
+    boxes = page.locator("#wb-methods input[type=checkbox]")
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        if box.get_attribute("value") in keys:
+            box.check()
+        else:
+            box.uncheck()
+    page.wait_for_timeout(300)
+
+
+def viewer_ids(page) -> list[str]:
+    return page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
+
+
+def status_texts(page) -> list[str]:
+    return page.locator(".wb-card .wb-status").all_inner_texts()
+
+
+def is_terminal(text: str) -> bool:
+    return any(w in text for w in ("stopped", "cancelled", "done", "diverged", "failed"))
+
+
+PHASE_WORDS = {  # what each phase's status line says (workbench.figures.status_text)
+    "queued": "queued",
+    "building": "building the system",
+    "modes": "computing slow modes",
+    "compiling": "compiling",
+    "running": "running · step",
+    "stopping": "stopping",
+}
+
+
+def click_to_motion(page, limit: float = 600.0) -> dict:
+    """Click Run with the form as it is; seconds until every new 3D view drew a frame past
+    step 0, and when each phase first showed in a status line (seconds from the click)."""
+    old = set(viewer_ids(page))
+    t_click = time.time()
+    page.click("#wb-run")
+    seen: dict[str, float] = {}
+    end = t_click + limit
+    divs: list[str] = []
+    while time.time() < end:
+        now = time.time() - t_click
+        for text in status_texts(page):
+            for phase, words in PHASE_WORDS.items():
+                if words in text and phase not in seen:
+                    seen[phase] = now
+        divs = divs or [d for d in viewer_ids(page) if d not in old]
+        s = stats(page)
+        if divs and all(d in s and (s[d]["step"] or 0) > 0 for d in divs):
+            return {"seconds": time.time() - t_click, "views": len(divs), "phases_seen_s": seen}
+        page.wait_for_timeout(50)
+    raise TimeoutError(f"no motion within {limit} s")
+
+
+def stop_all(page, timeout: float = 120.0) -> None:
+    page.click("#wb-stop-all")
+    wait_until(page, lambda: all(is_terminal(t) for t in status_texts(page)), timeout, "stop")
+
+
+def open_page(context, url: str):
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#wb-run")
+    return page
+
+
+def measure_click_to_motion(args, context) -> dict:
+    """Click-to-motion on the opening demo: cold cache, second run, restarted server."""
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as run_dir:
+        log_path = os.path.join(run_dir, "server.log")
+        for label in ("cold", "warm_restart", "warm_restart_at_once"):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}/"
+            proc = spawn(port, run_dir, log_path=log_path)
+            try:
+                wait_http(url)
+                page = open_page(context, url)
+                if label == "warm_restart":  # a server that has been up a while
+                    wait_log(log_path, "warm-up of", args.warm_up_limit)
+                if args.quick:
+                    set_field(page, "system.n", str(args.sizes[0]))
+                out[label] = click_to_motion(page)
+                stop_all(page)
+                if label == "cold":
+                    out["warm_second"] = click_to_motion(page)
+                    stop_all(page)
+                page.close()
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            out["server_log_warm_up"] = [line.strip() for line in f if "warm-up" in line]
+    out["preset"] = START_PRESET
+    out["load_avg_1min"] = os.getloadavg()[0]
+    return out
+
+
+def wait_log(path: str, text: str, timeout: float) -> float:
+    """Seconds until ``text`` appears in the server log (TimeoutError after ``timeout``)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if text in f.read():
+                return time.time() - t0
+        time.sleep(0.2)
+    raise TimeoutError(f"{text!r} not in the server log within {timeout} s")
+
+
+def card_in_phase(page, phase: str, timeout: float) -> int | None:
+    """Index of the first card whose status line shows ``phase``, or None if none did."""
+    words = PHASE_WORDS[phase]
+    end = time.time() + timeout
+    while time.time() < end:
+        for i, text in enumerate(status_texts(page)):
+            if words in text and not is_terminal(text):
+                return i
+        page.wait_for_timeout(20)
+    return None
+
+
+def stop_in_phase(page, phase: str, methods: list[str], n: int, timeout: float) -> dict:
+    """Start ``methods`` at n, wait for a card to show ``phase``, click its Stop: seconds
+    until its status line reads stopped/cancelled (None when the phase was never seen)."""
+    set_field(page, "system.n", str(n))
+    set_methods(page, methods)
+    n_before = page.locator(".wb-card").count()
+    page.click("#wb-run")
+    wait_until(page, lambda: page.locator(".wb-card").count() >= n_before + len(methods),
+               30, "the new cards")  # fmt: skip
+    # the newest group's cards come first
+    i = card_in_phase(page, phase, timeout)
+    out: dict = {"phase": phase, "methods": methods, "n": n}
+    if i is None:
+        out.update(seconds=None, note=f"never seen in a status line within {timeout} s")
+    else:
+        card = page.locator(".wb-card").nth(i)
+        out["status_before"] = card.locator(".wb-status").inner_text()
+        t = time.time()
+        card.locator("button.wb-btn-stop").click()
+        wait_until(page, lambda: is_terminal(card.locator(".wb-status").inner_text()), 120,
+                   f"stop in {phase}")  # fmt: skip
+        out["seconds"] = time.time() - t
+        out["status_after"] = card.locator(".wb-status").inner_text()
+    stop_all(page)
+    return out
+
+
+def measure_stops(args, context) -> dict:
+    """Stop -> "stopped" per phase, on a server of its own (fresh cache, no warm-up)."""
+    q = args.quick
+    plans = [
+        ("queued", ["gd", "cg", "gnn", "fire"], args.sizes[0], 60),
+        ("building", ["gd"], args.stop_modes_n, 10),
+        ("modes", ["gnn"], args.stop_modes_n, 120),
+        ("compiling", ["gd"], (args.sizes[0] + 17) if q else 1237, 120),
+        ("running", ["gd"], args.sizes[0], 300),
+    ]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory() as run_dir:
+        proc = spawn(port, run_dir, warm_up=False)
+        try:
+            wait_http(url)
+            page = open_page(context, url)
+            prepare_long_runs(page)
+            results = [stop_in_phase(page, *plan) for plan in plans]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {"phases": results, "load_avg_1min": os.getloadavg()[0]}
+
+
+def measure_live(page, n: int, window: float, methods: list[str] | None = None) -> dict:
+    """Start ``methods`` (default GD+GNN) at n beads, measure frames per second per view over
+    ``window`` seconds."""
+    methods = methods or ["gd", "gnn"]
+    set_methods(page, methods)
     set_field(page, "system.n", str(n))
     page.wait_for_timeout(600)
     old = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
@@ -142,7 +345,8 @@ def measure_live(page, n: int, window: float) -> dict:
 
     def new_cards():
         ids = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
-        return len(ids) == 2 and not set(ids) & set(old) and ids
+        new = [i for i in ids if i not in old]
+        return len(new) == len(methods) and new
 
     divs = wait_until(page, new_cards, 30, "the new run cards")
 
@@ -163,7 +367,7 @@ def measure_live(page, n: int, window: float) -> dict:
     s1, t1, f1 = stats(page), time.time(), page.evaluate("({...window.wbStream})")
     chunk = auto_chunk("loop", n)  # the form's blank "check / frame every": one frame per chunk
     views = {}
-    for d, label in zip(divs, ("gd", "gnn"), strict=True):
+    for d, label in zip(divs, methods, strict=True):
         drawn = s1[d]["frames"] - s0[d]["frames"]
         steps = (s1[d]["step"] or 0) - (s0[d]["step"] or 0)
         views[label] = {
@@ -184,6 +388,7 @@ def measure_live(page, n: int, window: float) -> dict:
     fetches = f1["fetches"] - f0["fetches"]
     return {
         "n": n,
+        "methods": methods,
         "stream_round_trips_per_s": fetches / (t1 - t0),
         "stream_round_trip_ms": (f1["fetch_ms"] - f0["fetch_ms"]) / max(fetches, 1),
         "click_to_first_live_frames_s": t_first,
@@ -233,7 +438,7 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
         guard_offline(context, attempted)
         page = context.new_page()
         t_spawn = time.time()
-        proc = spawn(port, run_dir, synthetic_rate)
+        proc = spawn(port, run_dir, synthetic_rate, warm_up=False)
         try:
             t_server = wait_http(url)
             page.goto(url)
@@ -254,7 +459,11 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
                 spectrum_shot(page, shots)
                 demo_shot(page, shots)
             prepare_long_runs(page)
-            out["live"] = [measure_live(page, n, args.window) for n in args.sizes]
+            out["live"] = [
+                measure_live(page, n, args.window, METHOD_SETS[count])
+                for n in args.sizes
+                for count in args.method_counts
+            ]
             if shots:
                 replay_shot(page, shots)
                 bad_input_shot(page, shots)
@@ -276,7 +485,9 @@ def serve_synthetic(port: int, run_dir: str, rate: float) -> None:
     from workbench.config import ServerConfig
     from workbench.server import create_app
 
-    def runner(spec, on_progress, should_stop, on_system):
+    def runner(spec, on_progress, should_stop, on_system, on_phase=None):
+        if on_phase is not None:
+            on_phase("running", "")
         system = jobs.build_system(spec.system, spec.seed)
         on_system(system, jobs.system_view(system))
         rng = np.random.default_rng(spec.seed)
@@ -311,10 +522,26 @@ def serve_synthetic(port: int, run_dir: str, rate: float) -> None:
     app.run(host="127.0.0.1", port=port, debug=False, threaded=True, dev_tools_hot_reload=False)
 
 
+METHOD_SETS = {2: ["gd", "gnn"], 4: ["gd", "cg", "gnn", "fire"]}
+PARTS = ("click", "live", "stop", "synthetic")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 1000])
     ap.add_argument("--window", type=float, default=10.0, help="seconds of frame counting per size")
+    ap.add_argument("--method-counts", type=int, nargs="+", default=[2, 4], choices=[2, 4])
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument(
+        "--stop-modes-n", type=int, default=2000, help="GNN size whose slow modes are stopped"
+    )
+    ap.add_argument("--warm-up-limit", type=float, default=600.0, help="seconds to wait for it")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smallest settings (n=60, 2 s windows, no synthetic engine): checks the script "
+        "runs end to end; numbers are not meaningful and not written to bench/results",
+    )
     ap.add_argument("--screenshots", help="folder for screenshots of the main states")
     ap.add_argument(
         "--synthetic-rate", type=float, default=30.0, help="frames/s of the stand-in engine"
@@ -327,18 +554,37 @@ def main(argv=None) -> None:
     if args.serve:
         serve_synthetic(args.serve, args.run_dir, args.rate)
         return
+    if args.quick:
+        args.sizes, args.window, args.stop_modes_n = [60], 2.0, 300
+        args.skip_synthetic, args.warm_up_limit = True, 300.0
     if args.screenshots:
         os.makedirs(args.screenshots, exist_ok=True)
     from bench.common import save_json
 
-    result = {"engine": session(args, None, args.screenshots)}
-    if not args.skip_synthetic:
+    result: dict = {"quick": args.quick}
+    if "click" in args.only or "stop" in args.only:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            context = browser.new_context(viewport={"width": 1500, "height": 1250})
+            attempted: list[str] = []
+            guard_offline(context, attempted)
+            if "click" in args.only:
+                result["click_to_motion"] = measure_click_to_motion(args, context)
+            if "stop" in args.only:
+                result["stop_latency"] = measure_stops(args, context)
+            result["non_loopback_requests_click_stop"] = attempted
+            browser.close()
+    if "live" in args.only:
+        result["engine"] = session(args, None, args.screenshots)
+    if "synthetic" in args.only and not args.skip_synthetic:
         result["synthetic"] = session(args, args.synthetic_rate, None)
         result["synthetic"]["rate_per_view"] = args.synthetic_rate
     result["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"
-    path = save_json("ui", result)
     print(json.dumps(result, indent=2, default=float))
-    print(f"wrote {path}")
+    if not args.quick:  # quick numbers only show that the script runs: not kept
+        print(f"wrote {save_json('ui', result)}")
 
 
 if __name__ == "__main__":

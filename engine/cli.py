@@ -468,10 +468,35 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+CACHE_ENV = "SLOWMODE_JAX_CACHE"  # persistent compilation cache folder; "off" disables it
+
+
+def compilation_cache_dir(env=None) -> str | None:
+    """The CLI's persistent JAX compilation cache: $SLOWMODE_JAX_CACHE, else
+    $XDG_CACHE_HOME/slowmode/jax (default ~/.cache/slowmode/jax); None when set to "off" or
+    "" (no cache)."""
+    import os
+
+    env = os.environ if env is None else env
+    value = env.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip() in ("", "off", "0", "none") else value
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "slowmode", "jax")
+
+
 def main(argv=None) -> int:
+    """The command line. Run as a program (``argv`` None: ``python -m engine``) it first turns
+    on JAX's persistent compilation cache (``compilation_cache_dir``); called with an
+    ``argv`` list (tests, scripts) it leaves the process's JAX configuration alone."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        cache = compilation_cache_dir() if argv is None else None
+        if cache:
+            from .run import use_compilation_cache
+
+            use_compilation_cache(cache)
         command = {"run": cmd_run, "compare": cmd_compare, "modes": cmd_modes, "sweep": cmd_sweep}
         return command[args.command](args)
     except UsageError as e:

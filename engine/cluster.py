@@ -211,12 +211,9 @@ def _configure_worker(cache_dir: str) -> None:
     """Once per worker process: the shared persistent compilation cache."""
     if cache_dir in _CONFIGURED:
         return
-    import jax
+    from .run import use_compilation_cache
 
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    use_compilation_cache(cache_dir)
     _CONFIGURED.add(cache_dir)
 
 

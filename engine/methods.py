@@ -196,17 +196,32 @@ def execute(
     should_stop: Callable[[], bool] | None = None,
     system=None,
     modes=None,
+    on_phase: Callable[..., None] | None = None,
 ):
-    """Run ``spec`` with its method's runner (the JAX engine or an OpenMM baseline)."""
+    """Run ``spec`` with its method's runner (the JAX engine or an OpenMM baseline).
+
+    ``on_phase(phase, detail)`` goes to ``engine.run`` ("modes", "compiling", "running");
+    the OpenMM baselines report "running" only.
+    """
     runner = get(method_of(spec)).runner
     if runner == "engine":
         from .run import run
 
         return run(
-            spec, on_progress=on_progress, should_stop=should_stop, system=system, modes=modes
+            spec,
+            on_progress=on_progress,
+            should_stop=should_stop,
+            system=system,
+            modes=modes,
+            on_phase=on_phase,
         )
     from .protein.baseline import run_openmm_result
 
     return run_openmm_result(
-        spec, runner, on_progress=on_progress, should_stop=should_stop, system=system
+        spec,
+        runner,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        system=system,
+        on_phase=on_phase,
     )

@@ -40,6 +40,14 @@ Solvers (``cfg.solver``), all on a dense Hessian (analytic pair blocks when
 - "auto": "iterative" when the operator has more than ``AUTO_DENSE_MAX_DOF`` rows and at
   most ``AUTO_ITERATIVE_MAX_FRACTION`` of its modes are wanted, else "dense".
 
+Cancellation and progress: ``slow_modes(..., should_stop=, on_block=)`` reports what it is
+doing as a short phrase ("sample 3 of 40", "eigensolver: shift-invert block 2 (at most 60)")
+and checks ``should_stop`` at the same points: before each sampled Hessian, each L-BFGS step
+of the relaxation, each Krylov block, each LOBPCG Hessian-vector product and before the
+eigensolver. When it returns True, ``engine.types.Stopped("modes")`` is raised; nothing is
+returned. One LAPACK call (a sample's Hessian, a factorization, a dense ``eigh``) is not
+interrupted: the stop takes effect at the next check point.
+
 NOTE: the Hessian is dense (all-pairs terms): 9 n^2 doubles, 1.15 GB at n = 4000, plus a
 factorization of the same size for "iterative".
 """
@@ -49,6 +57,8 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -59,7 +69,7 @@ import scipy.sparse.linalg as ssla
 from . import blas
 from . import hessian as hess
 from .config import ModesConfig
-from .types import EnergyModel, SlowModes, System
+from .types import EnergyModel, SlowModes, Stopped, System
 
 # Reference sampling per loop kind (method.md §4.1): (n_samples, scale_min, scale_max).
 LOOP_SAMPLING = {"bond-lj-loop": (10, 3.0, 8.0), "lj-loop": (40, 0.01, 0.2)}
@@ -72,6 +82,7 @@ PROTEIN_SAMPLE_STD_FRACTION = 0.1
 RELAX_MAX_STEPS = 1000
 RELAX_MAX_SECONDS = 30.0
 RELAX_GTOL_REL = 1e-9
+RELAX_REPORT_EVERY = 25  # L-BFGS steps between progress reports (stops are checked every step)
 
 # Rotations count as zero modes when |H r| <= ROTATION_TOL * ||H||_inf for each unit
 # rotation vector r (H r = Omega grad E exactly, so this tests stationarity). Short of that,
@@ -94,6 +105,26 @@ LOBPCG_MAX_ITER = 500
 AUTO_DENSE_MAX_DOF = 900
 AUTO_ITERATIVE_MAX_FRACTION = 0.025
 AUTODIFF_DENSE_MAX_ATOMS = 2000
+
+
+class Checkpoint(NamedTuple):
+    """Where a slow-mode computation reports progress and may be stopped.
+
+    ``checkpoint(detail)`` passes ``detail`` to ``on_block`` (when it changed) and raises
+    ``Stopped("modes")`` when ``should_stop()`` is True. ``NO_CHECKPOINT`` does neither.
+    """
+
+    should_stop: Callable[[], bool] | None = None
+    on_block: Callable[[str], None] | None = None
+
+    def __call__(self, detail: str | None = None) -> None:
+        if detail is not None and self.on_block is not None:
+            self.on_block(detail)
+        if self.should_stop is not None and self.should_stop():
+            raise Stopped("modes", "stopped by request while computing slow modes")
+
+
+NO_CHECKPOINT = Checkpoint()
 
 
 # ---- configurations ------------------------------------------------------------------------
@@ -154,6 +185,7 @@ def relax(
     *,
     max_steps: int | None = None,
     max_seconds: float | None = None,
+    checkpoint: Checkpoint = NO_CHECKPOINT,
 ) -> tuple[np.ndarray, int]:
     """A short L-BFGS relaxation of ``model.energy_fn`` (float64).
 
@@ -165,10 +197,14 @@ def relax(
       x: [n_atoms, 3] start (length units).
       max_steps: L-BFGS iteration bound, >= 0 (None: RELAX_MAX_STEPS).
       max_seconds: wall-clock bound, > 0 (None: RELAX_MAX_SECONDS).
+      checkpoint: called before every L-BFGS step (progress every RELAX_REPORT_EVERY).
 
     Returns:
       (x_relaxed [n_atoms, 3], number of L-BFGS iterations); x itself if the relaxation
       produced non-finite positions.
+
+    Raises:
+      Stopped: the checkpoint's should_stop returned True.
     """
     max_steps = RELAX_MAX_STEPS if max_steps is None else max_steps
     max_seconds = RELAX_MAX_SECONDS if max_seconds is None else max_seconds
@@ -190,9 +226,13 @@ def relax(
     deadline = time.perf_counter() + max_seconds
     steps = [0]
 
+    checkpoint("relaxing to the nearest minimum")
+
     def callback(intermediate_result):
         del intermediate_result
         steps[0] += 1
+        every = steps[0] % RELAX_REPORT_EVERY == 0
+        checkpoint(f"relaxing to the nearest minimum (L-BFGS step {steps[0]})" if every else None)
         if time.perf_counter() > deadline:
             raise StopIteration
 
@@ -382,6 +422,7 @@ def shift_invert_lowest(
     scale: float,
     tol: float = SOLVER_TOL,
     max_blocks: int = SOLVER_MAX_BLOCKS,
+    checkpoint: Checkpoint = NO_CHECKPOINT,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The k eigenpairs of a symmetric matrix nearest 0, by shift-invert block Krylov.
 
@@ -400,6 +441,7 @@ def shift_invert_lowest(
       scale: ||a||_inf (or another bound on ||a||_2), for the shift and the report.
       tol: relative B-residual tolerance.
       max_blocks: Krylov blocks before giving up on convergence (the best pairs are returned).
+      checkpoint: called before the factorization and before each block solve.
 
     Returns:
       (values [k] ascending, vectors [N, k], description) where description names the
@@ -407,6 +449,7 @@ def shift_invert_lowest(
       |a psi - mu psi| / scale, plus "not converged" when it failed.
     """
     sigma = -1e-13 * scale
+    checkpoint("eigensolver: factorizing")
     solve, kind = _factorize(a, -sigma, psd_hint)
     # Small LAPACK calls stall with two BLAS threads (engine.blas); only solves use both.
     with blas.single_threaded() as all_threads:
@@ -415,10 +458,10 @@ def shift_invert_lowest(
             with all_threads():
                 return solve(b)
 
-        return _block_krylov(a, k, threaded_solve, kind, rng, scale, tol, max_blocks)
+        return _block_krylov(a, k, threaded_solve, kind, rng, scale, tol, max_blocks, checkpoint)
 
 
-def _block_krylov(a, k, solve, kind, rng, scale, tol, max_blocks):
+def _block_krylov(a, k, solve, kind, rng, scale, tol, max_blocks, checkpoint=NO_CHECKPOINT):
     """The loop of shift_invert_lowest, given solve(B) = (a - sigma I)^{-1} B."""
     n_dof = a.shape[0]
     block = min(n_dof, k + max(10, k))
@@ -434,7 +477,8 @@ def _block_krylov(a, k, solve, kind, rng, scale, tol, max_blocks):
     n_solves = 0
     converged = False
     history: list[float] = []
-    for _ in range(max_blocks):
+    for i in range(max_blocks):
+        checkpoint(f"eigensolver: shift-invert block {i + 1} (at most {max_blocks})")
         bq_buf[:, new] = solve(q_buf[:, new])
         n_solves += 1
         qm, bq = q_buf[:, :m], bq_buf[:, :m]
@@ -486,7 +530,14 @@ def _block_krylov(a, k, solve, kind, rng, scale, tol, max_blocks):
 
 
 def lobpcg_lowest(
-    hvp_fn, n_dof: int, k: int, *, constraints: np.ndarray, rng, tol: float = 1e-6
+    hvp_fn,
+    n_dof: int,
+    k: int,
+    *,
+    constraints: np.ndarray,
+    rng,
+    tol: float = 1e-6,
+    checkpoint: Checkpoint = NO_CHECKPOINT,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Matrix-free LOBPCG for the k smallest algebraic eigenpairs of H (HVPs only).
 
@@ -497,6 +548,7 @@ def lobpcg_lowest(
       constraints: [N, r] orthonormal vectors to exclude (rigid-body modes).
       rng: numpy Generator for the starting block.
       tol: LOBPCG residual tolerance.
+      checkpoint: called before every block of Hessian-vector products.
 
     Returns:
       (values [k] ascending, vectors [N, k], description).
@@ -504,7 +556,16 @@ def lobpcg_lowest(
     NOTE: smallest algebraic equals smallest |mu| only for a positive semi-definite H
     (near a minimum); without a preconditioner convergence can take hundreds of iterations.
     """
-    op = ssla.LinearOperator((n_dof, n_dof), matvec=hvp_fn, matmat=hvp_fn, dtype=np.float64)
+    calls = [0]
+
+    def checked_hvp(v):
+        calls[0] += 1
+        checkpoint(f"eigensolver: LOBPCG, {calls[0]} Hessian-vector blocks")
+        return hvp_fn(v)
+
+    op = ssla.LinearOperator(
+        (n_dof, n_dof), matvec=checked_hvp, matmat=checked_hvp, dtype=np.float64
+    )
     x0 = rng.standard_normal((n_dof, k))
     y = constraints if constraints.shape[1] else None
     with warnings.catch_warnings(record=True) as caught:
@@ -517,11 +578,12 @@ def lobpcg_lowest(
     return values[order], vectors[:, order], desc
 
 
-def _solve(a: np.ndarray, k: int, solver: str, *, psd_hint: bool, rng, scale: float):
+def _solve(a: np.ndarray, k: int, solver: str, *, psd_hint: bool, rng, scale: float, checkpoint):
     """Dispatch to the dense or shift-invert solver; returns (values, vectors, description)."""
     if solver == "dense":
+        checkpoint(f"eigensolver: dense, {k} of {a.shape[0]} modes")
         return dense_lowest(a, k, psd_hint=psd_hint)
-    return shift_invert_lowest(a, k, psd_hint=psd_hint, rng=rng, scale=scale)
+    return shift_invert_lowest(a, k, psd_hint=psd_hint, rng=rng, scale=scale, checkpoint=checkpoint)
 
 
 def _pick_solver(requested: str, n_dof: int, k: int) -> str:
@@ -535,23 +597,30 @@ def _pick_solver(requested: str, n_dof: int, k: int) -> str:
 # ---- constructions ------------------------------------------------------------------------
 
 
-def _configurations(system, model, cfg, x, rng) -> tuple[np.ndarray, str]:
+def _configurations(system, model, cfg, x, rng, checkpoint) -> tuple[np.ndarray, str]:
     """[S, n, 3] configurations to evaluate at, and a label for the method string."""
     if cfg.at == "samples":
         xs = sample_configurations(system, cfg, x, rng)
         return xs, f"samples({len(xs)})"
     if cfg.at == "minimum":
-        x_min, steps = relax(model, x)
+        x_min, steps = relax(model, x, checkpoint=checkpoint)
         return x_min[None], f"minimum({steps} L-BFGS steps)"
     return x[None], "x0"
 
 
-def _block_laplacian(system, model, cfg, n_modes, x, rng):
-    xs, where = _configurations(system, model, cfg, x, rng)
+def _sample_detail(i: int, n_samples: int) -> str:
+    if n_samples == 1:
+        return "Hessian"
+    return f"Hessian of sample {i + 1} of {n_samples}"
+
+
+def _block_laplacian(system, model, cfg, n_modes, x, rng, checkpoint):
+    xs, where = _configurations(system, model, cfg, x, rng, checkpoint)
     n = system.n_atoms
     plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
     k_mat = np.zeros((n, n))
-    for xi in xs:
+    for i, xi in enumerate(xs):
+        checkpoint(_sample_detail(i, len(xs)))
         if plan is not None:
             k_mat += hess.pair_block_norms(xi, plan)
         else:
@@ -566,7 +635,9 @@ def _block_laplacian(system, model, cfg, n_modes, x, rng):
     desc = "none"
     if k_free > 0:
         a = _project_out(lap.copy(), const, 2.0 * scale)
-        _, vectors, desc = _solve(a, k_free, solver, psd_hint=True, rng=rng, scale=scale)
+        _, vectors, desc = _solve(
+            a, k_free, solver, psd_hint=True, rng=rng, scale=scale, checkpoint=checkpoint
+        )
         del a
     rigid = np.zeros(vectors.shape[1], dtype=bool)
     if cfg.keep_rigid:
@@ -582,17 +653,20 @@ def _block_laplacian(system, model, cfg, n_modes, x, rng):
     return vectors, values, rigid, f"block-laplacian@{where}/{construction}/{desc}"
 
 
-def _full_hessian(system, model, cfg, n_modes, x, rng):
-    xs, where = _configurations(system, model, cfg, x, rng)
+def _full_hessian(system, model, cfg, n_modes, x, rng, checkpoint):
+    xs, where = _configurations(system, model, cfg, x, rng, checkpoint)
     n = system.n_atoms
     n_dof = 3 * n
     translations, rotations = rigid_body_basis(xs[0])
     large_autodiff = model.pair_terms is None and n > AUTODIFF_DENSE_MAX_ATOMS
     if large_autodiff and cfg.solver != "dense" and len(xs) == 1:
-        return _matrix_free_hessian(model, cfg, n_modes, xs[0], translations, rotations, rng, where)
+        return _matrix_free_hessian(
+            model, cfg, n_modes, xs[0], translations, rotations, rng, where, checkpoint
+        )
     plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
     h = None
-    for xi in xs:
+    for i, xi in enumerate(xs):
+        checkpoint(_sample_detail(i, len(xs)))
         if plan is not None:
             hi = hess.pair_hessian(xi, plan)
         else:
@@ -621,7 +695,9 @@ def _full_hessian(system, model, cfg, n_modes, x, rng):
     if k_solve > 0:
         h = _project_out(h, rigid_basis, 2.0 * scale)
         psd_hint = cfg.at == "minimum"
-        values, vectors, desc = _solve(h, k_solve, solver, psd_hint=psd_hint, rng=rng, scale=scale)
+        values, vectors, desc = _solve(
+            h, k_solve, solver, psd_hint=psd_hint, rng=rng, scale=scale, checkpoint=checkpoint
+        )
     if maybe_rotations:
         rigid_basis, rigid_values, vectors, values = _split_rotations(
             h.__matmul__, rigid_basis, rigid_values, rotations, vectors, values, k_free
@@ -679,7 +755,7 @@ def _merge_rigid(cfg, n_modes, rigid_basis, rigid_values, vectors, values, metho
     return _fix_signs(vectors[:, order]), values[order], rigid[order], method
 
 
-def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, where):
+def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, where, checkpoint):
     """Large autodiff energies: LOBPCG on Hessian-vector products (no dense Hessian)."""
     n_dof = x.size
     hvp_fn = hess.make_hvp_fn(model.energy_fn, x)
@@ -702,7 +778,7 @@ def _matrix_free_hessian(model, cfg, n_modes, x, translations, rotations, rng, w
     values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
     if k_solve > 0:
         values, vectors, desc = lobpcg_lowest(
-            hvp_fn, n_dof, k_solve, constraints=rigid_basis, rng=rng
+            hvp_fn, n_dof, k_solve, constraints=rigid_basis, rng=rng, checkpoint=checkpoint
         )
     if maybe_rotations:
         rigid_basis, rigid_values, vectors, values = _split_rotations(
@@ -722,6 +798,8 @@ def slow_modes(
     *,
     seed: int = 0,
     x: np.ndarray | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_block: Callable[[str], None] | None = None,
 ) -> SlowModes:
     """The lowest modes of a Hessian-derived operator of ``model`` (see module docstring).
 
@@ -735,6 +813,9 @@ def slow_modes(
       seed: seeds the sampled configurations and the iterative solvers' starting blocks.
       x: [n_atoms, 3] configuration for at="x0", start for "minimum", sampling centre for
         proteins at "samples" (default ``system.x0``); ignored for loops at "samples".
+      should_stop: polled at every check point (see the module docstring); None: never.
+      on_block: called with a short phrase naming each step as it starts ("sample 3 of
+        40", "eigensolver: shift-invert block 2 (at most 60)"); None: no reports.
 
     Returns:
       SlowModes with float64 vectors [n_dof, k], values [k], rigid [k], space "node" or
@@ -743,6 +824,7 @@ def slow_modes(
 
     Raises:
       ValueError: n_modes out of range, x of the wrong shape, or no sampling defaults.
+      Stopped: ``should_stop`` returned True (``Stopped.phase == "modes"``).
     """
     start = time.perf_counter()
     n = system.n_atoms
@@ -753,11 +835,14 @@ def slow_modes(
         raise ValueError(f"n_modes must be in [1, {n_dof}] for this system, got {n_modes}")
     x = hess._as_positions(system.x0 if x is None else x, n)
     rng = np.random.default_rng(seed)
+    checkpoint = Checkpoint(should_stop, on_block)
+    checkpoint()
+    args = (system, model, cfg, int(n_modes), x, rng, checkpoint)
     if cfg.method == "block-laplacian":
-        vectors, values, rigid, method = _block_laplacian(system, model, cfg, int(n_modes), x, rng)
+        vectors, values, rigid, method = _block_laplacian(*args)
         space = "node"
     else:
-        vectors, values, rigid, method = _full_hessian(system, model, cfg, int(n_modes), x, rng)
+        vectors, values, rigid, method = _full_hessian(*args)
         space = "cartesian"
     return SlowModes(
         vectors=np.ascontiguousarray(vectors, dtype=np.float64),

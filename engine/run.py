@@ -1,7 +1,8 @@
 """One optimization run: build, (slow modes), reparametrize, two stages of jitted chunks.
 
-``run(spec, on_progress, should_stop) -> RunResult``. Progress and cancellation are two
-plain callables, so the caller (CLI, workbench worker thread, test) owns threading.
+``run(spec, on_progress, should_stop, on_phase) -> RunResult``. Progress, cancellation and
+phase reports are plain callables, so the caller (CLI, workbench worker thread, test) owns
+threading.
 Stage 1 optimizes the reparametrization's params; when the stage policy says so
 (engine/schedule.py: the stopping rule fired, or a fixed number of steps) x <- apply(params)
 and stage 2 optimizes x directly with a fresh optimizer. "none" (GD) runs stage 2 only.
@@ -9,6 +10,17 @@ Logged every chunk (engine/recorder.py): step, stage, wall time (from the start 
 computation, compilation excluded and reported apart), the full deterministic energy,
 |dE/dx|, and the system's structure metrics. Numerical failure is a status: a non-finite or
 exploding energy ends the run "diverged" with everything recorded so far.
+
+Phases. ``on_phase(phase, detail)`` is called as the run moves on: "modes" (slow modes, for
+the reparametrized methods; detail names the step, e.g. "Hessian of sample 3 of 40", and is
+re-reported as it advances), "compiling" (reparam init and every stage's chunk; near-instant
+when JAX's persistent compilation cache already holds these shapes), then "running" once,
+right before the step-0 row is reported. Building the system is the caller's phase.
+``should_stop`` is checked between chunks, at every slow-mode check point (engine/modes.py)
+and before and after compiling. A run stopped before "running" returns status "stopped" with
+no logged rows (the step-0 row costs a compilation of its own), its frames holding x0 at
+step 0 (so ``x_final`` is x0) and the phase in its message; one stopped later keeps every row
+logged so far, the step-0 row included.
 
 The parts, in the optax/jax-md style, for callers that want to own the loop:
 ``init_run(spec, system, modes) -> (RunParts, RunState, Observation)`` builds everything once
@@ -37,7 +49,7 @@ from .recorder import Recorded, make_recorder, wall_clock
 from .reparam import Reparam, make_reparam
 from .schedule import RUNNING, ScheduleState, StagePolicy, request_stop, stage_policy
 from .systems import build_system, make_energy
-from .types import EnergyModel, Progress, SlowModes, System
+from .types import EnergyModel, PhaseFn, Progress, SlowModes, Stopped, System
 
 
 @dataclasses.dataclass
@@ -50,6 +62,7 @@ class RunResult:
       message: human-readable reason for the status.
       metrics: column name -> [n_rows] array; columns step, stage, wall_time_s, energy,
         grad_norm and the structure metrics; row 0 is step 0 at the initial configuration.
+        A run stopped before its "running" phase has no rows (every column [0]).
       frames_step: [n_frames] int steps of the stored frames.
       frames_x: [n_frames, n_atoms, 3] positions.
       x_final: [n_atoms, 3] final positions.
@@ -103,7 +116,16 @@ def first_modes(modes: SlowModes, k: int) -> SlowModes:
     )
 
 
-def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:
+def compute_modes(
+    spec: RunSpec,
+    system: System,
+    model,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    on_block: Callable[[str], None] | None = None,
+) -> SlowModes:
+    """The run's slow modes (``engine.modes.slow_modes`` with the spec's k); should_stop and
+    on_block as there (raises Stopped)."""
     from .modes import slow_modes
 
     n_dof = system.n_atoms * (3 if spec.modes.method == "hessian" else 1)
@@ -112,7 +134,16 @@ def compute_modes(spec: RunSpec, system: System, model) -> SlowModes:
         from .config import SpecError
 
         raise SpecError("reparam.n_modes", f"must be in [1, {n_dof}] for this system, got {k}")
-    return slow_modes(system, model, spec.modes, k, seed=spec.seed, x=system.x0)
+    return slow_modes(
+        system,
+        model,
+        spec.modes,
+        k,
+        seed=spec.seed,
+        x=system.x0,
+        should_stop=should_stop,
+        on_block=on_block,
+    )
 
 
 class RunParts(NamedTuple):
@@ -173,23 +204,37 @@ def run(
     should_stop: Callable[[], bool] | None = None,
     system: System | None = None,
     modes: SlowModes | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> RunResult:
     """Run ``spec`` to completion, stop request or divergence.
 
     Args:
       spec: the run specification.
       on_progress: called after every chunk with a Progress (host numpy values).
-      should_stop: polled between chunks; True ends the run with status "stopped".
+      should_stop: polled between chunks, between slow-mode blocks and around compilation;
+        True ends the run with status "stopped" (see the module docstring for what a run
+        stopped before its first chunk holds).
       system: a prebuilt System for spec.system and spec.seed (saves rebuilding it).
       modes: precomputed slow modes (e.g. shared by several methods); their ``seconds``
         are still added to this run's wall time, so comparisons stay fair.
+      on_phase: ``on_phase(phase, detail)`` with phase "modes", "compiling" or "running"
+        (module docstring).
     Returns:
       RunResult. Invalid specs raise SpecError before anything runs; errors inside the
       loop other than numerical failure propagate to the caller.
     """
     should_stop = should_stop or (lambda: False)
     emit = on_progress or (lambda progress: None)
-    parts, state, first = init_run(spec, system, modes)
+    t_start = time.perf_counter()
+    system = system or build_system(spec.system, spec.seed)
+    try:
+        parts, state, first = init_run(
+            spec, system, modes, should_stop=should_stop, on_phase=on_phase
+        )
+    except Stopped as stop:
+        return _stopped_early(spec, system, stop, time.perf_counter() - t_start)
+    if on_phase is not None:
+        on_phase("running", "")
     recorder = make_recorder(parts.system, spec.frame_every, parts.clock)
     log, progress = recorder.record(recorder.init(), first)
     emit(progress)
@@ -206,26 +251,41 @@ def run(
 
 
 def init_run(
-    spec: RunSpec, system: System | None = None, modes: SlowModes | None = None
+    spec: RunSpec,
+    system: System | None = None,
+    modes: SlowModes | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> tuple[RunParts, RunState, Observation]:
     """Build a run's parts, compile its chunks and observe step 0.
 
     Args:
       spec, system, modes: as for ``run``.
+      should_stop: checked at every slow-mode check point and before and after compiling.
+      on_phase: reports "modes" (with progress details) and "compiling", as for ``run``.
     Returns:
       (parts, state at step 0, the Observation of step 0). Wall times exclude everything
       compiled here (reported as timings["compile_s"]).
+    Raises:
+      Stopped: ``should_stop`` returned True (``Stopped.phase`` says where).
     """
+    should_stop = should_stop or (lambda: False)
+    phase = on_phase if on_phase is not None else (lambda name, detail="": None)
     system = system or build_system(spec.system, spec.seed)
     dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
     model = make_energy(system, spec.energy)
     t_start = time.perf_counter()
-    modes, modes_spent = _slow_modes(spec, system, model, modes)
+    modes, modes_spent = _slow_modes(spec, system, model, modes, should_stop, phase)
+    phase("compiling", "")
+    _check(should_stop, "compiling")
     reparam, params, aux, key_aux, init_s = _init_variables(spec, system, model, modes, dtype)
     stages = {n: make_stage(spec, model, reparam, n) for n in _stage_numbers(spec)}
     stage = min(stages)
     opt_state = stages[stage].tx.init(params)
+    _check(should_stop, "compiling")
     _compile(stages, params, opt_state, aux, jnp.asarray(system.x0, dtype))
+    _check(should_stop, "compiling")
     x = reparam.apply(params)
     first = _observe_start(model, x, stage)
     t_ready = time.perf_counter()  # the clock starts here: all compilation is behind us
@@ -292,14 +352,67 @@ def _refresh_aux(parts: RunParts, state: RunState) -> RunState:
     return state._replace(aux=aux, last_aux_step=state.step)
 
 
-def _slow_modes(spec: RunSpec, system: System, model: EnergyModel, modes: SlowModes | None):
-    """(the run's slow modes or None, seconds spent computing them here: 0 if precomputed)."""
+def _slow_modes(spec: RunSpec, system: System, model: EnergyModel, modes, should_stop, phase):
+    """(the run's slow modes or None, seconds spent computing them here: 0 if precomputed);
+    reports phase "modes" with slow_modes' progress phrases; raises Stopped."""
     if not spec.reparam.needs_modes:
         return None, 0.0
     if modes is not None:  # precomputed: modes.seconds still counts in the wall time
         return modes, 0.0
-    modes = compute_modes(spec, system, model)
+    phase("modes", "")
+    modes = compute_modes(
+        spec, system, model, should_stop=should_stop, on_block=lambda d: phase("modes", d)
+    )
     return modes, modes.seconds
+
+
+def use_compilation_cache(directory: str) -> None:
+    """Keep every kernel JAX compiles in its persistent compilation cache under ``directory``
+    (JAX creates it), so a second run of the same shapes, in this process or a later one,
+    loads the executable instead of compiling it.
+
+    The size and compile-time thresholds are lifted (JAX by default skips kernels compiled in
+    under a second, which is most of ours) and the cache is re-initialised, so this takes
+    effect even after something was compiled. Call it once per process, before the runs.
+    NOTE: a kernel that closes over arrays (pair lists, slow modes) embeds them, so its cache
+    key is the system and the modes as well as the shapes.
+    """
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()
+
+
+def _check(should_stop: Callable[[], bool], phase: str) -> None:
+    if should_stop():
+        raise Stopped(phase, f"stopped by request while {PHASE_WORDS.get(phase, phase)}")
+
+
+# How a run stopped before its first chunk names the phase in its message.
+PHASE_WORDS = {"modes": "computing slow modes", "compiling": "compiling"}
+
+
+def _stopped_early(spec: RunSpec, system: System, stop: Stopped, seconds: float) -> RunResult:
+    """The RunResult of a run stopped before "running": no rows, x0 as its only frame."""
+    from .recorder import BASE_COLUMNS
+
+    x0 = np.asarray(system.x0, np.float64)
+    metrics = {name: np.zeros(0, np.int64 if name in ("step", "stage") else np.float64)
+               for name in BASE_COLUMNS}  # fmt: skip
+    words = PHASE_WORDS.get(stop.phase, stop.phase or "preparing")
+    return RunResult(
+        spec=spec,
+        status="stopped",
+        message=f"stopped by request while {words}, before the first step",
+        metrics=metrics,
+        frames_step=np.zeros(1, np.int64),
+        frames_x=x0[None],
+        x_final=x0,
+        system=system,
+        timings={"modes_s": 0.0, "init_s": 0.0, "compile_s": 0.0, "total_s": seconds},
+    )
 
 
 def _init_variables(spec, system, model, modes, dtype):

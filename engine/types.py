@@ -165,3 +165,21 @@ class Progress(NamedTuple):
     @property
     def wall_time(self) -> float:
         return float(self.rows[-1]["wall_time_s"])
+
+
+PhaseFn = Callable[..., None]  # on_phase(phase: str, detail: str = "") -> None
+StopFn = Callable[[], bool]  # should_stop() -> True once the caller wants the work to end
+
+
+class Stopped(Exception):
+    """Raised by long computations (``engine.modes.slow_modes``, ``engine.run.init_run``)
+    when their ``should_stop`` callable returned True at a check point (between samples,
+    solver blocks or preparation steps). ``engine.run`` turns it into a RunResult with status
+    "stopped"; other callers catch it or let it propagate.
+
+    Fields: ``phase`` ("modes", "compiling", ...), where the work stopped.
+    """
+
+    def __init__(self, phase: str = "", message: str = ""):
+        super().__init__(message or f"stopped by request while {phase or 'working'}")
+        self.phase = phase

@@ -1,8 +1,12 @@
 """A fake engine runner for the workbench tests: no JAX, fully controlled from the test.
 
-``FakeEngine.runner`` has the registry's runner signature. Each run reports a view, then one
-progress row per ``step()`` of the test (or freely with ``auto=True``) until released, stopped
-or told to diverge/fail. Results look like ``engine.RunResult`` where the registry reads them.
+``FakeEngine.runner`` has the registry's runner signature. Each run reports a view, then the
+engine's ``phases`` (``on_phase``; it waits at the one named ``hold`` until ``proceed`` is set,
+honouring a stop there unless that phase is ``uninterruptible``: "building" or "compiling" by
+default, as in the engine), then
+"running" and one progress row per ``step()`` of the test (or freely with ``auto=True``) until
+released, stopped or told to diverge/fail. Results look like ``engine.RunResult`` where the
+registry reads them.
 """
 
 from __future__ import annotations
@@ -29,24 +33,38 @@ class FakeRun:
         self.release = threading.Event()  # finish with status "done"
         self.tokens = threading.Semaphore(0)  # one token = one progress row
         self.outcome = "done"
+        self.on_phase = lambda phase, detail="": None
+        self.holding = threading.Event()  # it waits at the held phase
+        self.proceed = threading.Event()  # leave the held phase
 
 
 class FakeEngine:
     """Runner whose runs wait for the test; ``auto`` runs emit rows on their own."""
 
     def __init__(
-        self, auto: bool = False, delay: float = 0.0, n_rows: int = 5, system=None, outcome="done"
+        self,
+        auto: bool = False,
+        delay: float = 0.0,
+        n_rows: int = 5,
+        system=None,
+        outcome="done",
+        phases: tuple = (),
+        hold: str | None = None,
+        uninterruptible: tuple = ("building", "compiling"),
     ):
         self.auto, self.delay, self.n_rows, self.outcome = auto, delay, n_rows, outcome
         self.system = system
+        self.phases, self.hold, self.uninterruptible = phases, hold, uninterruptible
         self.runs: list[FakeRun] = []
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
 
-    def runner(self, spec, on_progress, should_stop, on_system):
+    def runner(self, spec, on_progress, should_stop, on_system, on_phase=None):
         run = FakeRun(spec)
         run.outcome = self.outcome
+        if on_phase is not None:
+            run.on_phase = on_phase
         with self.lock:
             self.runs.append(run)
             self.active += 1
@@ -64,7 +82,11 @@ class FakeEngine:
         n = view["n"]
         rows, x = [], np.zeros((n, 3))
         status, message, step = "done", "budget reached", 0
-        while True:
+        if self._phases(run, should_stop):
+            status, message = "stopped", "stopped by request before the first step"
+        else:
+            run.on_phase("running", "")
+        while status == "done":
             if should_stop():
                 status, message = "stopped", f"stopped by request at step {step}"
                 break
@@ -118,6 +140,20 @@ class FakeEngine:
             timings={"total_s": 0.1},
             stage_switch_step=switch,
         )
+
+    def _phases(self, run, should_stop) -> bool:
+        """Report the phases, waiting at the held one; True when stopped there."""
+        for phase, detail in self.phases:
+            run.on_phase(phase, detail)
+            if phase != self.hold:
+                continue
+            run.holding.set()
+            while not run.proceed.wait(0.005):
+                if phase not in self.uninterruptible and should_stop():
+                    return True
+            if should_stop():
+                return True
+        return False
 
     def wait_started(self, count: int, timeout: float = 5.0) -> None:
         t = time.time()

@@ -32,6 +32,9 @@ class ServerConfig:
         stream sends only frames newer than the browser has, so 50 ms allows 20 frames/s.
     poll_ms: period of the Dash poll that grows the curves and status lines.
     max_frames: frames kept per run for replay (older ones are thinned, never the last).
+    compile_cache_dir: JAX's persistent compilation cache, so a second run of the same shapes
+        and a restarted server do not recompile; None: ``<run_dir>/.jax-cache``; "": none.
+    warm_up: at start, compile the opening demo's kernels on a background thread.
     """
 
     host: str = "127.0.0.1"
@@ -45,6 +48,15 @@ class ServerConfig:
     frame_ms: int = 50
     poll_ms: int = 400
     max_frames: int = 400
+    compile_cache_dir: str | None = None
+    warm_up: bool = True
+
+    @property
+    def compile_cache_path(self) -> str | None:
+        """The compilation cache folder in use, or None when turned off."""
+        if self.compile_cache_dir is None:
+            return os.path.join(self.run_dir, ".jax-cache")
+        return self.compile_cache_dir or None
 
     def __post_init__(self):
         if not 1 <= self.workers <= 64:
@@ -86,6 +98,18 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
     )
     p.add_argument("--poll-ms", type=int, default=int(env("WB_POLL_MS", d.poll_ms)))
     p.add_argument("--frame-ms", type=int, default=int(env("WB_FRAME_MS", d.frame_ms)))
+    p.add_argument(
+        "--compile-cache-dir",
+        default=env("WB_JAX_CACHE"),
+        help="JAX compilation cache folder (default <run-dir>/.jax-cache; '' turns it off)",
+    )
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        default=env("WB_WARM_UP", "1") not in ("0", "off", "no", "false"),
+        help="do not compile the opening demo's kernels at start",
+    )
     a = p.parse_args(argv)
     return ServerConfig(
         host=a.host,
@@ -98,4 +122,6 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         max_upload_bytes=a.max_upload_bytes,
         poll_ms=a.poll_ms,
         frame_ms=a.frame_ms,
+        compile_cache_dir=a.compile_cache_dir,
+        warm_up=a.warm_up,
     )

@@ -410,15 +410,32 @@ def structure_text(row: dict | None, system_kind: str) -> str:
 
 
 def status_text(snap) -> str:
-    """One status line: method, status, step, steps/s, stage (switch), elapsed; or the queue."""
+    """One status line naming the run's phase, with the elapsed time since the Run click.
+
+    queued: "GNN · queued: position 2 in the queue · 3.1 s elapsed"; then "building the
+    system", "computing slow modes: Hessian of sample 3 of 40", "compiling (first run of these
+    shapes)", "running · step 400 · 200 steps/s · stage 1 · E = -0.12346", "stopping", each
+    followed by "· 12.3 s elapsed"; a finished run shows its status and step (and the message
+    when it did not end normally; a run stopped before its first step: "stopped by request
+    while compiling"). ``snap.phase`` (RunSnapshot) defaults to the status.
+    """
+    label = snap.label.upper()
+    phase = getattr(snap, "phase", "") or snap.status
+    detail = getattr(snap, "phase_detail", "") or ""
+    elapsed = f"{snap.elapsed:.1f} s elapsed"
     if snap.status == "queued":
-        pos = f" (position {snap.queue_position} in the queue)" if snap.queue_position else ""
-        return f"{snap.label.upper()} · queued: waiting for a free worker{pos}"
+        pos = f": position {snap.queue_position} in the queue" if snap.queue_position else ""
+        return f"{label} · queued{pos} · {elapsed}"
+    if snap.status == "running" and phase in _PHASE_LINES:
+        text = _PHASE_LINES[phase] + (f": {detail}" if detail else "")
+        return f"{label} · {text} · {elapsed}"
     last = snap.last or {}
+    if snap.status == "stopped" and not last:  # stopped before its first step
+        return f"{label} · {snap.message or 'stopped'} · {elapsed}"
     step = last.get("step", 0)
     wall = last.get("wall_time", 0.0)
     rate = step / wall if wall > 0 else 0.0
-    parts = [snap.label.upper(), snap.status, f"step {step}", f"{rate:,.0f} steps/s"]
+    parts = [label, snap.status, f"step {step}", f"{rate:,.0f} steps/s"]
     if last.get("stage") is not None:
         stage = f"stage {last['stage']}"
         if snap.stage_switch_step is not None:
@@ -426,11 +443,21 @@ def status_text(snap) -> str:
         parts.append(stage)
     if "energy" in last and last["energy"] is not None:
         parts.append(f"E = {last['energy']:.5g}")
-    parts.append(f"{snap.elapsed:.1f} s elapsed")
+    parts.append(elapsed)
     text = " · ".join(parts)
     if snap.status in ("diverged", "failed", "interrupted", "cancelled") and snap.message:
         text += f" — {snap.message}"
     return text
+
+
+# The status line of each phase before the first step (status "running"); "running" itself
+# shows the step, the rate and the energy.
+_PHASE_LINES = {
+    "building": "building the system",
+    "modes": "computing slow modes",
+    "compiling": "compiling (first run of these shapes)",
+    "stopping": "stopping",
+}
 
 
 # ---- speed-up readout ------------------------------------------------------------------------

@@ -62,11 +62,21 @@ def system_view(system) -> dict:
     return view
 
 
-def run_engine(spec, on_progress, should_stop, on_system):
-    """The registry's runner: build (cached), report the view, run the spec's method."""
+def run_engine(spec, on_progress, should_stop, on_system, on_phase=None):
+    """The registry's runner: report "building", build (cached), report the view, run the
+    spec's method (which reports "modes", "compiling", "running"). A stop asked while
+    building raises ``engine.types.Stopped("building")`` once the build returns."""
+    from engine.types import Stopped
+
+    phase = on_phase if on_phase is not None else (lambda name, detail="": None)
+    phase("building", "")
     system = build_system(spec.system, spec.seed)
     on_system(system, system_view(system))
-    return methods.execute(spec, on_progress=on_progress, should_stop=should_stop, system=system)
+    if should_stop():
+        raise Stopped("building", "stopped by request while building the system")
+    return methods.execute(
+        spec, on_progress=on_progress, should_stop=should_stop, system=system, on_phase=on_phase
+    )
 
 
 def spectrum_modes(system, energy_cfg, modes_cfg, seed: int):

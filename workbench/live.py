@@ -7,7 +7,9 @@ updated as rows arrive. So ``rows(since)`` copies only the rows after ``since``,
 O(1) and ``reach`` is O(log n) (``engine.analysis.first_reach_index``). Nothing here copies a
 run's whole history except ``columns()``, which exports and the store use once.
 
-``LiveBuffer`` adds the replay frames (thinned to ``max_frames``, never the last), the newest
+``LiveBuffer`` adds a ``click_time_s`` column to every row it is given one for (seconds from
+the run group's submission, the user's Run click, to the row's arrival on the server), the
+replay frames (thinned to ``max_frames``, never the last), the newest
 frame with its counter, the stage-switch step and the latest row's summary.
 
 Neither class locks: the registry holds its lock around every call.
@@ -150,11 +152,18 @@ class LiveBuffer:
         self.stage_switch_step: int | None = None
         self.last: dict = {}  # the newest row's step, stage, energy, wall_time
 
-    def push(self, progress) -> None:
-        """Take one ``engine.Progress``: its new rows, its frame (if any), the switch step."""
+    def push(self, progress, click_time_s: float | None = None) -> None:
+        """Take one ``engine.Progress``: its new rows, its frame (if any), the switch step.
+
+        click_time_s: seconds from the group's submission to now, stored in each new row's
+        ``click_time_s`` column (None: no such column).
+        """
         if progress.stage_switch_step is not None:  # sent once by the engine
             self.stage_switch_step = int(progress.stage_switch_step)
-        self.columns.extend(progress.rows)
+        rows = progress.rows
+        if click_time_s is not None:
+            rows = [{**row, "click_time_s": float(click_time_s)} for row in rows]
+        self.columns.extend(rows)
         self.last = _last(progress.rows[-1]) if progress.rows else self.last
         if progress.x is not None:
             self._publish(int(progress.step), np.asarray(progress.x, np.float32))

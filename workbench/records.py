@@ -1,8 +1,18 @@
 """The registry's records and the snapshots it hands out.
 
 - ``RunRecord``: one engine run (a session's, a stored one from a previous server, or a CLI
-  bundle): owner, sharing, status, timestamps and its ``LiveBuffer``. Its methods are the
-  status transitions (queued -> running -> done/stopped/diverged/failed, or cancelled).
+  bundle): owner, sharing, status, phase, timestamps and its ``LiveBuffer``. Its methods are
+  the status transitions (queued -> running -> done/stopped/diverged/failed, or cancelled).
+  While "running" a run is in one of the phases "building", "modes", "compiling",
+  "running" (what the engine reports) or "stopping" (a stop was asked and the engine has not
+  returned yet); ``phase_detail`` carries the engine's progress phrase ("Hessian of sample 3
+  of 40").
+
+Stopping. A queued run is cancelled at once. A run building its system or compiling (one
+uninterruptible call) is reported "stopped" at once; its worker is released when that call
+returns, and the engine's result (its rows, if any) is still kept. In the other phases the
+engine honours the stop at its next check point (a chunk, a slow-mode block); should it not
+within ``STOP_GRACE_S`` (one long LAPACK call), ``settle`` reports it stopped all the same.
 - ``TaskRecord``: one analysis task (the spectrum): status, progress text, payload.
 - ``RunSnapshot``: an immutable copy of either for one reader (registry -> callbacks/figures).
 
@@ -21,6 +31,18 @@ import numpy as np
 from .access import TERMINAL
 from .live import LiveBuffer
 
+PHASES = ("queued", "building", "modes", "compiling", "running", "stopping")
+IMMEDIATE_STOP_PHASES = ("building", "compiling")  # one uninterruptible call: stop at once
+STOP_GRACE_S = 0.5  # a stop not honoured by the engine within this is reported all the same
+PHASE_WORDS = {
+    "queued": "queued",
+    "building": "building the system",
+    "modes": "computing slow modes",
+    "compiling": "compiling",
+    "running": "running",
+    "stopping": "stopping",
+}
+
 
 @dataclasses.dataclass
 class RunRecord:
@@ -38,9 +60,13 @@ class RunRecord:
     message: str = ""
     version: int = 0
     seq: int = 0  # submission order (queue positions)
-    created: float = 0.0
+    created: float = 0.0  # submission (time.time()); a group's runs share it
     started: float | None = None
     finished: float | None = None
+    phase: str = "queued"  # one of PHASES while active (see the module docstring)
+    phase_detail: str = ""
+    stop_asked: float | None = None  # when a stop was asked of the running engine
+    stop_phase: str = ""  # the phase it was in then (for the message)
     timings: dict = dataclasses.field(default_factory=dict)
     view: dict | None = None
     system: Any = None
@@ -56,32 +82,102 @@ class RunRecord:
 
     # ---- transitions (under the registry lock) ---------------------------------------------
     def start(self) -> bool:
-        """Queued -> running, or cancelled if a stop came first; True when it should run."""
+        """Queued -> running (phase "building"), or cancelled if a stop came first; True when
+        it should run."""
+        if self.status in TERMINAL:  # cancelled while queued: nothing changes
+            return False
         if self.stop.is_set():
-            self.status, self.message = "cancelled", "stopped before it started"
-            self.finished = time.time()
-        else:
-            self.status, self.started = "running", time.time()
+            self.cancel_queued(time.time())
+            return False
+        self.status, self.started = "running", time.time()
+        self.phase, self.phase_detail = "building", ""
         self.version += 1
-        return self.status == "running"
+        return True
+
+    def cancel_queued(self, now: float) -> None:
+        """A queued run that will never start: "cancelled" at once."""
+        self.stop.set()
+        self.status, self.message = "cancelled", "stopped before it started"
+        self.phase, self.phase_detail, self.finished = "cancelled", "", now
+        self.version += 1
+
+    def request_stop(self, now: float) -> None:
+        """Ask the run to stop (see the module docstring for what each phase does)."""
+        if self.status == "queued":
+            self.cancel_queued(now)
+            return
+        self.stop.set()
+        if self.status != "running" or self.stop_asked is not None:
+            return
+        self.stop_asked, self.stop_phase = now, self.phase
+        if self.phase in IMMEDIATE_STOP_PHASES:
+            self.stop_now(now)
+        else:
+            self.phase, self.phase_detail = "stopping", ""
+            self.version += 1
+
+    def stop_now(self, now: float) -> None:
+        """Report the run "stopped" before the engine has returned; ``finish`` later keeps
+        this status and adds whatever the engine returns."""
+        phase = self.stop_phase or self.phase
+        words = PHASE_WORDS.get(phase, phase)
+        self.status, self.phase, self.phase_detail = "stopped", "stopped", ""
+        self.message = f"stopped by request while {words}"
+        self.finished = now
+        self.version += 1
+
+    def set_phase(self, phase: str, detail: str = "") -> None:
+        """The engine's report: enter ``phase`` (or advance within it). Ignored once the run
+        is terminal; while stopping, only an uninterruptible phase matters: it ends the run
+        at once."""
+        if self.status != "running":
+            return
+        if self.stop_asked is not None:
+            if phase in IMMEDIATE_STOP_PHASES:
+                self.stop_phase = phase
+                self.stop_now(time.time())
+            return
+        if (phase, detail) != (self.phase, self.phase_detail):
+            self.phase, self.phase_detail = phase, detail
+            self.version += 1
+
+    def settle(self, now: float, grace: float = STOP_GRACE_S) -> bool:
+        """Report a stop the engine has not honoured within ``grace`` seconds; True if so."""
+        if self.status == "running" and self.stop_asked is not None:
+            if now - self.stop_asked >= grace:
+                self.stop_now(now)
+                return True
+        return False
 
     def finish(self, result, frames: list) -> None:
         """Take status, timings and final positions from the engine's result and its frames
         (``live.kept_frames``); the rows are already in the live buffer (each Progress
-        delivered its rows once)."""
-        self.status, self.message = result.status, result.message
+        delivered its rows once). A run already reported stopped keeps that status, message
+        and end time."""
+        if self.status != "stopped" or self.stop_asked is None:
+            self.status, self.message = result.status, result.message
+            self.finished = None
+        self.phase, self.phase_detail = self.status, ""
         self.timings = dict(result.timings)
         self.result = result
         self.x_final = np.asarray(result.x_final)
         self.live.end(frames, result.x_final)
         if self.live.stage_switch_step is None:  # e.g. it diverged right after switching
             self.live.stage_switch_step = getattr(result, "stage_switch_step", None)
-        self.finished = time.time()
+        self.finished = self.finished or time.time()
         self.version += 1
+
+    def stopped_by(self, phase: str) -> None:
+        """The runner raised ``engine.types.Stopped`` (``phase``: where, e.g. "building"):
+        the run ends "stopped" with no result (unless already reported stopped)."""
+        if self.status == "running":
+            self.stop_phase = phase or self.stop_phase
+            self.stop_now(time.time())
 
     def fail(self, error: str) -> None:
         """Record a worker exception (its traceback) as status "failed"."""
         self.status, self.error = "failed", error
+        self.phase, self.phase_detail = "failed", ""
         self.message = error.strip().splitlines()[-1]
         self.finished = time.time()
         self.version += 1
@@ -192,6 +288,10 @@ class RunSnapshot:
     wall_time_s, energy, grad_norm, metrics). frame_x: [n, 3] newest frame, or None when the
     reader already has frame ``frame_no``. is_owner: the reader may stop and share it.
     payload: a task's result (None for runs).
+    phase: "queued", "building", "modes", "compiling", "running" or "stopping" while the run
+    is active (a task: its status), else its terminal status; phase_detail: the engine's
+    progress phrase within the phase (a task: its progress text).
+    elapsed: seconds since submission, ticking in every phase (see the property).
     """
 
     run_id: str
@@ -221,6 +321,8 @@ class RunSnapshot:
     progress: str
     payload: Any
     error: str | None
+    phase: str = ""
+    phase_detail: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -228,9 +330,15 @@ class RunSnapshot:
 
     @property
     def elapsed(self) -> float:
-        if self.started is None:
-            return 0.0
-        return (self.finished or time.time()) - self.started
+        """Seconds since submission (the Run click), ticking in every phase until the end;
+        0 for a finished run without an end time (CLI bundles)."""
+        end = self.finished
+        if end is None:
+            if self.terminal:
+                return 0.0
+            end = time.time()
+        origin = self.created or self.started or end
+        return max(0.0, end - origin)
 
 
 def _no_run_fields() -> dict:
@@ -272,7 +380,14 @@ def snapshot(
         error=rec.error,
     )
     if isinstance(rec, TaskRecord):
-        return RunSnapshot(**common, **_no_run_fields(), progress=rec.progress, payload=rec.payload)
+        return RunSnapshot(
+            **common,
+            **_no_run_fields(),
+            progress=rec.progress,
+            payload=rec.payload,
+            phase=rec.status,
+            phase_detail=rec.progress,
+        )
     live = rec.live
     return RunSnapshot(
         **common,
@@ -289,4 +404,6 @@ def snapshot(
         view=rec.view,
         progress="",
         payload=None,
+        phase=rec.status if rec.status in TERMINAL else rec.phase,
+        phase_detail="" if rec.status in TERMINAL else rec.phase_detail,
     )

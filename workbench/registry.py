@@ -17,12 +17,19 @@ Rules kept here:
 - Finished runs are saved by ``RunStore`` and re-indexed by the next registry on the same
   run_dir; stored runs and CLI bundles load their arrays on first read, with one reader.
 
-The registry never runs the engine: a ``runner(spec, on_progress, should_stop, on_system)``
-does the work (``workbench.jobs.run_engine`` in the app, a fake in tests).
+The registry never runs the engine: a
+``runner(spec, on_progress, should_stop, on_system, on_phase)`` does the work
+(``workbench.jobs.run_engine`` in the app, a fake in tests; ``on_phase`` is passed only to
+runners that take it). ``on_phase(phase, detail)`` moves the run through the phases of
+``records`` ("building", "modes", "compiling", "running"); a runner raising
+``engine.types.Stopped`` ends the run "stopped". Every logged row gets a ``click_time_s``
+column: seconds from the submission of its group (the user's Run click, shared by the runs
+of one ``submit_group``) to its arrival here. Stop semantics per phase: ``records``.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import secrets
 import threading
@@ -34,6 +41,7 @@ import numpy as np
 
 from engine import analysis
 from engine import io as engine_io
+from engine.types import Stopped
 
 from . import access
 from .access import ACTIVE, CLI_OWNER, TERMINAL
@@ -54,7 +62,7 @@ __all__ = [
     "install",
 ]
 
-Runner = Callable[..., Any]  # (spec, on_progress, should_stop, on_system) -> RunResult-like
+Runner = Callable[..., Any]  # (spec, on_progress, should_stop, on_system, on_phase) -> result
 
 
 class Busy(Exception):
@@ -88,6 +96,7 @@ class RunRegistry:
         self._records: dict[str, Record] = {}
         self._seq = itertools.count()
         self._pool = Pool(config.workers)
+        self._runner_phases = _takes(runner, "on_phase")
         self._index_store()
 
     @property
@@ -179,19 +188,34 @@ class RunRegistry:
         self._write_meta(run_id, with_spec=not go)  # a cancelled run's config says so
         if not go:
             return
-        result, error = guarded(
-            self._runner,
-            rec.spec,
-            on_progress=lambda p: self._push(rec, p),
-            should_stop=rec.stop.is_set,
-            on_system=lambda system, view: self._set_system(rec, system, view),
-        )
+        result, error = guarded(self._run_spec, rec)
+        if isinstance(result, _StoppedRun):
+            with self._lock:
+                rec.stopped_by(result.phase)
+            self._write_meta(run_id)
+            return
         if error is None:
             result, error = guarded(self._finish, rec, result)
         if error is not None:
             with self._lock:
                 rec.fail(error)
         self._persist(rec)
+
+    def _run_spec(self, rec: RunRecord):
+        """The runner's result, or _StoppedRun(phase) when it raised engine.types.Stopped."""
+        hooks = {}
+        if self._runner_phases:
+            hooks["on_phase"] = lambda phase, detail="": self._set_phase(rec, phase, detail)
+        try:
+            return self._runner(
+                rec.spec,
+                on_progress=lambda p: self._push(rec, p),
+                should_stop=rec.stop.is_set,
+                on_system=lambda system, view: self._set_system(rec, system, view),
+                **hooks,
+            )
+        except Stopped as stop:
+            return _StoppedRun(stop.phase)
 
     def _execute_task(self, rec: TaskRecord, fn) -> None:
         with self._lock:
@@ -213,6 +237,10 @@ class RunRegistry:
             rec.finished = time.time()
             rec.version += 1
 
+    def _set_phase(self, rec: RunRecord, phase: str, detail: str) -> None:
+        with self._lock:
+            rec.set_phase(phase, detail)
+
     def _set_system(self, rec: RunRecord, system, view: dict | None) -> None:
         with self._lock:
             rec.system, rec.view = system, view
@@ -222,8 +250,9 @@ class RunRegistry:
         """on_progress: append the new rows and keep the newest frame (host arrays only)."""
         if p.x is not None:
             p = p._replace(x=np.asarray(p.x, np.float32))
+        arrived = time.time()
         with self._lock:
-            rec.live.push(p)
+            rec.live.push(p, click_time_s=arrived - rec.created)
             rec.version += 1
 
     def _finish(self, rec: RunRecord, result) -> None:
@@ -288,17 +317,24 @@ class RunRegistry:
         return rec
 
     def cancel(self, run_id: str, by: str) -> bool:
-        """Ask a run or task to stop (owner only). A queued run never starts; a running one
-        stops at its next chunk and keeps everything so far."""
+        """Ask a run or task to stop (owner only). A queued run is cancelled at once and never
+        starts; a running one stops at its next chunk or slow-mode block and keeps everything
+        so far, and one building its system or compiling is reported stopped at once
+        (``records`` module docstring)."""
         with self._lock:
             rec = self._records.get(run_id)
             if rec is None or not access.can_stop(rec.owner, by, rec.status):
                 return False
-            rec.stop.set()
-            if rec.status == "queued" and rec.kind == "run":
-                rec.message = "stop requested before start"
-            rec.version += 1
-            return True
+            if isinstance(rec, RunRecord):
+                rec.request_stop(time.time())
+                ended = rec.status in TERMINAL
+            else:
+                rec.stop.set()
+                rec.version += 1
+                ended = False
+        if ended:
+            self._write_meta(run_id)
+        return True
 
     def cancel_all(self, by: str) -> int:
         with self._lock:
@@ -328,6 +364,8 @@ class RunRegistry:
         if rec is None:
             return None
         with self._lock:
+            if isinstance(rec, RunRecord):
+                rec.settle(time.time())
             return snapshot(rec, reader, since_rows, since_frame, self._queue_position(rec))
 
     def snapshots(
@@ -452,6 +490,23 @@ class RunRegistry:
         if live.stage_switch_step is None:
             live.stage_switch_step = rec.live.stage_switch_step
         return live, np.asarray(data["x_final"]), data.get("view"), ""
+
+
+class _StoppedRun(str):
+    """What ``guarded`` hands back when the runner raised engine.types.Stopped: its phase."""
+
+    @property
+    def phase(self) -> str:
+        return str(self)
+
+
+def _takes(fn: Callable, name: str) -> bool:
+    """``fn`` accepts the keyword ``name`` (explicitly or through **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 # ---- the process-wide instance -------------------------------------------------------------------

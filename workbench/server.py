@@ -5,11 +5,20 @@ the Dash app, whose page is the panels composed by ``layout.build`` and whose Ja
 the panels' ids from ``window.WB_IDS`` (``layout.js_ids``). Dash registers ``@callback``
 functions (the panels', on import) with the first app that serves a request in a process, so
 there is one app per process: the server, a browser test, or the UI benchmark.
+
+With the real engine (no ``runner`` given), ``create_app`` also turns on JAX's persistent
+compilation cache (``config.compile_cache_path``, default ``<run_dir>/.jax-cache``) and, when
+``config.warm_up``, starts ``warm_up``: a background thread that compiles the kernels of the
+first Run click on the opening demo (``START_PRESET``), logged to the "workbench" logger, so
+that click finds them compiled (or, after a restart, in the cache).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 
 import dash
 
@@ -30,6 +39,13 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
         raise FileNotFoundError(
             f"{vendor} is missing: run `make setup` (it fetches 3Dmol.js from npm)"
         )
+    if runner is None:
+        if config.compile_cache_path:
+            from engine.run import use_compilation_cache
+
+            use_compilation_cache(config.compile_cache_path)
+        if config.warm_up:
+            warm_up(START_PRESET)
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
     reg.install(registry)
@@ -53,6 +69,62 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     app.server.config["MAX_CONTENT_LENGTH"] = max(64 * 2**20, 4 * config.max_upload_bytes)
     app.server.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
     return app
+
+
+LOG = logging.getLogger("workbench")
+
+
+def start_specs(preset: str) -> list:
+    """The specs of the first Run click on the page opened with ``preset``: its settings as
+    the form shows them (forms.start_values, blank k/chunk/patience) for every form method the
+    preset or the default checkboxes name; the preset's own specs when the form cannot
+    express them (a protein preset)."""
+    from engine import methods as engine_methods
+
+    from . import forms
+
+    specs = _presets()[preset][1]
+    kind = "protein" if specs[0].system.kind == "protein" else "loop"
+    keys = [engine_methods.method_of(s) for s in specs] + list(forms.DEFAULT_METHODS)
+    keys = [k for k in dict.fromkeys(keys) if k in forms.FORM_METHODS]
+    keys = [k for k in keys if specs[0].system.kind in engine_methods.METHODS[k].systems]
+    if kind == "loop":
+        try:
+            return forms.parse_run_form(forms.start_values(specs), "loop", keys)
+        except Exception:  # fall back to the preset as it is
+            LOG.info("warm-up: the form cannot express %s; warming its specs", preset)
+    return [s for s in specs if engine_methods.get(engine_methods.method_of(s)).runner == "engine"]
+
+
+def warm_up(preset: str, log: logging.Logger = LOG) -> threading.Thread:
+    """Compile the kernels of ``preset``'s first Run click on a daemon thread, one spec at a
+    time (``engine.run.init_run``: system, slow modes, every stage's chunk, the step-0
+    energy), with the persistent cache filling as it goes. Returns the started thread;
+    failures are logged, never raised."""
+
+    def work() -> None:
+        from engine.run import init_run
+
+        t0 = time.perf_counter()
+        try:
+            specs = start_specs(preset)
+        except Exception as err:  # a warm-up never takes the server down
+            log.warning("warm-up of %s failed: %s", preset, err)
+            return
+        log.info("warm-up: compiling %d run(s) of %s in the background", len(specs), preset)
+        for spec in specs:
+            t = time.perf_counter()
+            try:
+                init_run(spec, jobs.build_system(spec.system, spec.seed))
+            except Exception as err:
+                log.warning("warm-up: %s failed: %s", spec.label, err)
+                continue
+            log.info("warm-up: %s ready in %.1f s", spec.label, time.perf_counter() - t)
+        log.info("warm-up of %s done in %.1f s", preset, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=work, name="wb-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _presets() -> dict:

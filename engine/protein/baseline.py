@@ -241,13 +241,21 @@ def _dynamics(context, integrator, log: _Log, n_steps: int, chunk: int, should_s
 
 
 def run_openmm_result(
-    spec, method: str, *, on_progress=None, should_stop=None, system: System | None = None
+    spec,
+    method: str,
+    *,
+    on_progress=None,
+    should_stop=None,
+    system: System | None = None,
+    on_phase=None,
 ):
     """``run_openmm`` as an engine ``RunResult`` (for the CLI and the workbench).
 
     Args:
       spec: RunSpec of a protein system; method: "openmm-min" or "openmm-md".
       system: a prebuilt System for spec.system and spec.seed (else built here).
+      on_phase: ``on_phase(phase, detail)``; told "running" once the system is built
+        (OpenMM has no slow modes and no JAX compilation to report).
 
     Returns:
       engine.run.RunResult with timings {modes_s: 0, init_s: 0, compile_s, total_s}.
@@ -258,6 +266,8 @@ def run_openmm_result(
     if spec.method_label is None:
         spec = dataclasses.replace(spec, method_label=method)
     system = system or build_system(spec.system, spec.seed)
+    if on_phase is not None:
+        on_phase("running", "")
     out = run_openmm(spec, system, method=method, on_progress=on_progress, should_stop=should_stop)
     timings = {"modes_s": 0.0, "init_s": 0.0, "compile_s": out["timings"]["compile_s"],
                "total_s": out["timings"].get("total_s", 0.0)}  # fmt: skip
