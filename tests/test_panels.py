@@ -372,7 +372,7 @@ def test_runs_table_digest_and_system_names():
 # ---- layout in workflow order (issue 9) -------------------------------------------------------
 def test_panels_sit_in_workflow_order_with_the_setup_row_first():
     page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
-    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs")
+    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs", "sweep")
 
     def areas(node):
         found = []

@@ -35,6 +35,10 @@ class ServerConfig:
     compile_cache_dir: JAX's persistent compilation cache, so a second run of the same shapes
         and a restarted server do not recompile; None: ``<run_dir>/.jax-cache``; "": none.
     warm_up: at start, compile the opening demo's kernels on a background thread.
+    scheduler: the Dask scheduler sweeps run on (tcp://HOST:PORT); None: an embedded
+        LocalCluster of ``sweep_workers`` single-threaded process workers, started on the
+        first sweep (default: one per core).
+    max_running_sweeps: sweeps running at once; more wait in a queue.
     """
 
     host: str = "127.0.0.1"
@@ -50,6 +54,9 @@ class ServerConfig:
     max_frames: int = 400
     compile_cache_dir: str | None = None
     warm_up: bool = True
+    scheduler: str | None = None
+    sweep_workers: int | None = None
+    max_running_sweeps: int = 1
 
     @property
     def compile_cache_path(self) -> str | None:
@@ -110,8 +117,18 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         default=env("WB_WARM_UP", "1") not in ("0", "off", "no", "false"),
         help="do not compile the opening demo's kernels at start",
     )
+    p.add_argument(
+        "--scheduler",
+        default=env("SLOWMODE_SCHEDULER"),
+        help="Dask scheduler for sweeps, tcp://HOST:PORT (default: an embedded LocalCluster)",
+    )
+    p.add_argument(
+        "--sweep-workers", type=int, default=None, help="embedded cluster: workers (default: cores)"
+    )
     a = p.parse_args(argv)
     return ServerConfig(
+        scheduler=a.scheduler or None,
+        sweep_workers=a.sweep_workers,
         host=a.host,
         port=a.port,
         workers=a.workers,

@@ -16,18 +16,26 @@ import secrets
 from dash import dcc, html
 
 from . import ids
-from .panels import PageContext, live, method, runs, spectrum, system
+from .panels import PageContext, live, method, runs, spectrum, sweep, system
 
-PANELS = {"system": system, "spectrum": spectrum, "method": method, "live": live, "runs": runs}
+PANELS = {
+    "system": system,
+    "spectrum": spectrum,
+    "method": method,
+    "live": live,
+    "runs": runs,
+    "sweep": sweep,
+}
 
 
-ORDER = ("system", "spectrum", "method", "live", "runs")  # the workflow, and the page's order
+ORDER = ("system", "spectrum", "method", "live", "runs", "sweep")  # the workflow: the page order
 
 
 def build(ctx: PageContext) -> html.Div:
     """The whole page, in workflow order: system → spectrum and slow modes → method and Run
     (one row of three columns on a wide screen, so Run shows without scrolling at 1366×768),
-    then the live runs with their comparison, then the runs list and replay (full width).
+    then the live runs with their comparison, then the runs list and replay (full width), then
+    the sweeps (many runs at once, the paper's Figure 3).
 
     Each panel sits in an ``area`` wrapper (``data-panel`` names it) that the grid in
     assets/workbench.css places; the DOM order is the reading order at every width.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
 import secrets
 import threading
 import time
@@ -128,6 +129,35 @@ class RunRegistry:
                 )
                 rec.seq = next(self._seq)
                 self._records[rec.run_id] = rec
+
+    def active_count(self, owner: str) -> int:
+        """Queued and running runs of ``owner`` (a sweep counts against the same limit)."""
+        with self._lock:
+            return sum(
+                1
+                for r in self._records.values()
+                if r.owner == owner and r.kind == "run" and r.status in ACTIVE
+            )
+
+    def adopt_bundle(self, path: str, owner: str) -> str:
+        """A bundle that belongs to ``owner`` (one run of its sweep): readable by that session
+        only, like its own runs, and listed with them; adopting a folder again keeps its id."""
+        access.check_submitter(owner)
+        path = str(path)
+        with self._lock:
+            for r in self._records.values():
+                if isinstance(r, RunRecord) and r.path == path and r.owner == owner:
+                    return r.run_id
+        config = engine_io.read_json(os.path.join(path, "config.json"))  # disk: outside the lock
+        created = engine_io.folder_mtime(path)
+        rec = RunRecord.from_bundle(
+            secrets.token_hex(8), owner, path, config, created, self.config.max_frames
+        )
+        rec.shared, rec.source = False, "sweep"
+        with self._lock:
+            rec.seq = next(self._seq)
+            self._records[rec.run_id] = rec
+        return rec.run_id
 
     # ---- submitting --------------------------------------------------------------------------
     def submit_group(self, specs: list, owner: str, labels: list[str] | None = None) -> list[str]:
@@ -349,7 +379,7 @@ class RunRegistry:
                 return False
             rec.shared = True
             rec.version += 1
-            save = rec.source != "cli"
+            save = rec.source not in ("cli", "sweep")  # bundles have no meta of the server's
         if save:
             self._write_meta(run_id)
         return True

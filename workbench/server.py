@@ -22,7 +22,7 @@ import time
 
 import dash
 
-from . import frames, jobs, layout
+from . import frames, jobs, layout, sweeps
 from . import registry as reg
 from .config import ServerConfig
 from .panels import PageContext
@@ -49,6 +49,16 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
     reg.install(registry)
+    sweeps.install(
+        sweeps.SweepManager(
+            os.path.join(config.run_dir, "sweeps"),
+            scheduler=config.scheduler,
+            n_workers=config.sweep_workers,
+            max_running=config.max_running_sweeps,
+            limit=config.max_active_per_session,
+            max_active=registry.active_count,
+        )
+    )
     app = dash.Dash(
         __name__,
         assets_folder=ASSETS,

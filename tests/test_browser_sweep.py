@@ -1,0 +1,107 @@
+"""Real-browser test of the Sweep panel (issue 11): a small sweep over the learning rate and two
+seeds runs on an embedded Dask cluster, the Figure 3 scatter fills in, and a row of the results
+table opens that run in the Runs panel's replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from browser_util import (
+    ServerThread,
+    chromium_missing,
+    guard_offline,
+    launch_browser,
+    text_of,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if chromium_missing():
+    pytest.skip(chromium_missing(), allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+def field(name: str) -> str:
+    key = json.dumps({"name": name, "type": "field"}, sort_keys=True, separators=(",", ":"))
+    return f"[id='{key}']"
+
+
+def type_into(page, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Tab")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    from workbench import registry as reg
+    from workbench import sweeps
+    from workbench.config import ServerConfig
+    from workbench.server import create_app
+
+    run_dir = tmp_path_factory.mktemp("runs")
+    config = ServerConfig(
+        run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), warm_up=False, sweep_workers=2
+    )
+    app = create_app(config)
+    srv = ServerThread(app).start()
+    attempted: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            context = browser.new_context(viewport={"width": 1500, "height": 1300})
+            guard_offline(context, attempted)
+            page = context.new_page()
+            page.goto(srv.url)
+            page.wait_for_selector("#wb-sweep-start")
+            page.attempted = attempted
+            yield page
+            browser.close()
+    finally:
+        srv.stop()
+        sweeps.get().shutdown()
+        reg.get().shutdown()
+
+
+def test_a_sweep_fills_the_figure3_scatter_and_opens_a_run(page):
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    type_into(page, field("system.n"), "50")
+    type_into(page, field("schedule.max_steps"), "100")
+    type_into(page, "#wb-sweep-seeds", "0-1")
+    plan_js = (
+        f"() => {{ const t = {text_of('#wb-sweep-plan')}; return t.includes('12 runs') && t; }}"
+    )
+    plan = wait_until(page, plan_js, 30, "the plan: 3 learning rates x 2 methods x 2 seeds")
+    assert "estimated" in plan and "3 settings × 2 methods × 2 seeds" in plan
+    page.click("#wb-sweep-start")
+    seen = set()
+    for target in (1, 12):  # the status counts runs as they finish, up to all of them
+        status = wait_until(
+            page,
+            f"""(k) => {{ const t = {text_of('#wb-sweep-status')};
+                         const m = t.match(/(\\d+) of 12 runs/); return m && +m[1] >= k && t; }}""",
+            240, f"{target} finished runs", arg=target,
+        )  # fmt: skip
+        seen.add(status)
+    assert "done" in status and "12 of 12 runs" in status
+    points = page.evaluate(
+        "document.querySelector('#wb-sweep-scatter .js-plotly-plot').data"
+        ".map(t => [t.name, t.x.length])"
+    )
+    assert sorted(points) == [["GD", 3], ["GNN", 3]]  # mean ± sd over the two seeds per point
+    assert (
+        page.evaluate(
+            "document.querySelector('#wb-sweep-parallel .js-plotly-plot').data[0].dimensions.length"
+        )
+        >= 4
+    )
+    page.click("#wb-sweep-table td[data-dash-column='method']")
+    wait_until(page, f"() => {text_of('#wb-sweep-msg')}.startsWith('Opened')", 30, "opened")
+    title = wait_until(
+        page, f"() => {{ const t = {text_of('#wb-replay-title')}; return t.length > 0 && t; }}",
+        30, "the replay of the sweep's run",
+    )  # fmt: skip
+    assert "GD" in title.upper() or "GNN" in title.upper()
+    assert page.attempted == []  # nothing left the machine
