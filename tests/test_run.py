@@ -65,13 +65,8 @@ def test_same_spec_same_result():
 
 
 def test_stop_request_keeps_what_was_computed():
-    calls = []
-
-    def should_stop():
-        calls.append(1)
-        return len(calls) > 3
-
-    result = run(BASE, should_stop=should_stop)
+    progress = []  # should_stop is also asked while preparing: stop after four rows
+    result = run(BASE, on_progress=progress.append, should_stop=lambda: len(progress) >= 4)
     assert result.status == "stopped"
     assert list(result.metrics["step"]) == [0, 20, 40, 60]
     assert result.x_final.shape == (60, 3)
