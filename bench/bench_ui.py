@@ -181,7 +181,7 @@ def is_terminal(text: str) -> bool:
 
 
 PHASE_WORDS = {  # what each phase's status line says (workbench.figures.status_text)
-    "queued": "queued",
+    "queued": "in the queue",  # not the card's placeholder "queued" before its first poll
     "building": "building the system",
     "modes": "computing slow modes",
     "compiling": "compiling",
@@ -268,14 +268,21 @@ def wait_log(path: str, text: str, timeout: float) -> float:
     raise TimeoutError(f"{text!r} not in the server log within {timeout} s")
 
 
-def card_in_phase(page, phase: str, timeout: float) -> int | None:
-    """Index of the first card whose status line shows ``phase``, or None if none did."""
+def card_of(page, viewer_id: str):
+    """The run card holding the 3D view ``viewer_id`` (its parent element)."""
+    return page.locator(f"[id='{viewer_id}']").locator("xpath=..")
+
+
+def card_in_phase(page, divs: list[str], phase: str, timeout: float):
+    """The first of the cards of ``divs`` whose status line shows ``phase``, or None."""
     words = PHASE_WORDS[phase]
     end = time.time() + timeout
     while time.time() < end:
-        for i, text in enumerate(status_texts(page)):
+        for d in divs:
+            card = card_of(page, d)
+            text = card.locator(".wb-status").inner_text()
             if words in text and not is_terminal(text):
-                return i
+                return card
         page.wait_for_timeout(20)
     return None
 
@@ -285,17 +292,19 @@ def stop_in_phase(page, phase: str, methods: list[str], n: int, timeout: float) 
     until its status line reads stopped/cancelled (None when the phase was never seen)."""
     set_field(page, "system.n", str(n))
     set_methods(page, methods)
-    n_before = page.locator(".wb-card").count()
+    old = set(viewer_ids(page))
     page.click("#wb-run")
-    wait_until(page, lambda: page.locator(".wb-card").count() >= n_before + len(methods),
-               30, "the new cards")  # fmt: skip
-    # the newest group's cards come first
-    i = card_in_phase(page, phase, timeout)
+
+    def new_divs():
+        new = [d for d in viewer_ids(page) if d not in old]
+        return len(new) == len(methods) and new
+
+    divs = wait_until(page, new_divs, 30, "the new cards")
+    card = card_in_phase(page, divs, phase, timeout)
     out: dict = {"phase": phase, "methods": methods, "n": n}
-    if i is None:
+    if card is None:
         out.update(seconds=None, note=f"never seen in a status line within {timeout} s")
     else:
-        card = page.locator(".wb-card").nth(i)
         out["status_before"] = card.locator(".wb-status").inner_text()
         t = time.time()
         card.locator("button.wb-btn-stop").click()
@@ -572,8 +581,10 @@ def main(argv=None) -> None:
             guard_offline(context, attempted)
             if "click" in args.only:
                 result["click_to_motion"] = measure_click_to_motion(args, context)
+                print(json.dumps(result["click_to_motion"], indent=2), flush=True)
             if "stop" in args.only:
                 result["stop_latency"] = measure_stops(args, context)
+                print(json.dumps(result["stop_latency"], indent=2), flush=True)
             result["non_loopback_requests_click_stop"] = attempted
             browser.close()
     if "live" in args.only:
