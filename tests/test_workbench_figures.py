@@ -234,7 +234,7 @@ def test_status_lines():
     )
     assert "switched at step 300" in figures.status_text(snap(stage_switch_step=300))
     queued = figures.status_text(snap(status="queued", queue_position=2))
-    assert queued == "GNN · queued: waiting for a free worker (position 2 in the queue)"
+    assert queued == "GNN · queued: position 2 in the queue · 3.2 s elapsed"
     assert figures.status_text(snap(status="diverged", message="energy nan")).endswith(
         "— energy nan"
     )
