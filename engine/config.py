@@ -5,7 +5,7 @@ optimizer, schedule, seed). Each user-facing field is declared with ``param(defa
 label, help, bounds...)`` (engine/schema.py): validation, the workbench form, the CLI flags and
 the sweep axes are all generated from that declaration. Errors are ``SpecError`` (a
 ``ValueError``) naming the field and the accepted range, e.g.
-``"system.n must be an integer in [50, 4000], got 12"``.
+``"system.n must be an integer in [50, 100000], got 12"``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from .schema import SpecError, param, validate
 
 LOOP_SYSTEMS = ("bond-lj-loop", "lj-loop")
 SYSTEM_KINDS = LOOP_SYSTEMS + ("protein",)
-N_MIN, N_MAX = 50, 4000
+# Bead counts: N_MAX is the schema's bound (the cutoff model, cost linear in n); the all-pairs
+# energies (all-pairs and random-subset repulsion, whose reports evaluate every pair) stop at
+# N_MAX_ALL_PAIRS, checked in RunSpec.__post_init__.
+N_MIN, N_MAX = 50, 100_000
+N_MAX_ALL_PAIRS = 10_000
 PROPAGATIONS = ("psi", "psi-lambda", "bonds")
 LOOP_FIELDS = ("n", "loop_stride", "loop_strength", "init_scale")
 PROTEIN_FIELDS = ("pdb", "sequence", "start", "model", "nmr_model")
@@ -36,7 +40,8 @@ class SystemConfig:
     )  # fmt: skip
     n: int = param(
         400, "int", "n (beads)",
-        "Number of beads in the chain. The live 3D view keeps up to n = 1000 at ≥ 10 frames/s.",
+        "Number of beads in the chain (all-pairs repulsion: up to 10000; cutoff: up to 100000). "
+        "The live 3D view keeps up to n = 1000 at ≥ 10 frames/s.",
         lo=N_MIN, hi=N_MAX, section="loop",
     )  # fmt: skip
     loop_stride: int = param(
@@ -399,6 +404,13 @@ class RunSpec:
 
     def __post_init__(self):
         validate(self, "")
+        n, repulsion = self.system.n, self.energy.repulsion
+        if self.system.kind in LOOP_SYSTEMS and repulsion != "cutoff" and n > N_MAX_ALL_PAIRS:
+            raise SpecError(
+                "system.n",
+                f"must be <= {N_MAX_ALL_PAIRS} with {repulsion} repulsion (use cutoff for "
+                f"larger systems), got {n}",
+            )
         if (
             self.reparam.kind == "gnn"
             and self.reparam.propagation == "bonds"

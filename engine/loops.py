@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import pairs as pairs_mod
 from . import potentials
 from .config import EnergyConfig, SystemConfig
 from .types import LOOP_UNITS, EnergyModel, PairTerm, System
@@ -70,40 +71,32 @@ def safe_distance(d2):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, d2, 1.0)), 0.0)
 
 
+# Above this many atoms the all-pairs repulsion is not listed as a PairTerm (its pair list
+# alone would be n^2 / 2 host integers); the analytic Hessian then needs another route.
+PAIR_TERMS_MAX_ATOMS = 4000
+
+
 def _pair_distances(x, pairs):
     d = x[pairs[:, 0]] - x[pairs[:, 1]]
     return safe_distance(jnp.sum(d * d, axis=-1))
 
 
-def _sparse_term(term: PairTerm):
-    pairs = jnp.asarray(term.pairs)
-    weights = np.asarray(term.weights)
+def _offset_distances(x, offset: int):
+    """|x_{i+offset} - x_i| for i in [0, n - offset): [n - offset]; slices, no index arrays."""
+    d = x[offset:] - x[:-offset]
+    return safe_distance(jnp.sum(d * d, axis=-1))
+
+
+def _chain_energy(kind, stride, a, lj, n):
+    """Bonds (i, i+1) and loop contacts (i, i+stride) as slices of x: O(n), no constants."""
+    n_b, n_l = n - 1, n - stride
 
     def energy(x):
-        # weights cast to x's dtype so a float32 run stays float32 under jax_enable_x64
-        w = jnp.asarray(weights, dtype=x.dtype)
-        return term.scale * jnp.sum(w * term.potential(_pair_distances(x, pairs)))
-
-    return energy
-
-
-def _excluded_mask(n: int, excluded: np.ndarray) -> np.ndarray:
-    """[n, n] bool, True for pairs that take part in repulsion (i != j, not excluded)."""
-    mask = ~np.eye(n, dtype=bool)
-    mask[excluded[:, 0], excluded[:, 1]] = False
-    mask[excluded[:, 1], excluded[:, 0]] = False
-    return mask
-
-
-def _all_pairs_repulsion(n, mask_np, potential, scale):
-    """scale * sum_{i<j in mask} potential(r_ij), dense [n, n] (fine up to a few thousand)."""
-    mask = jnp.asarray(np.triu(mask_np, 1))
-
-    def energy(x):
-        d = x[:, None, :] - x[None, :, :]
-        d2 = jnp.sum(d * d, axis=-1)
-        r = safe_distance(jnp.where(mask, d2, 1.0))  # where() keeps the diagonal out
-        return scale * jnp.sum(jnp.where(mask, potential(r), 0.0))
+        rb, rl = _offset_distances(x, 1), _offset_distances(x, stride)
+        if kind == "bond-lj-loop":
+            loops = a * jnp.sum(lj(rl)) / n_l if n_l else 0.0
+            return jnp.sum(potentials.harmonic_bond(rb)) / n_b + loops
+        return (jnp.sum(lj(rb)) + a * jnp.sum(lj(rl))) / (n_b + n_l)
 
     return energy
 
@@ -117,63 +110,65 @@ def _subset_repulsion(potential, scale):
     return energy
 
 
-def _sample_pairs(mask_np: np.ndarray, m: int):
-    """Host-side draw of m distinct unordered repulsion pairs; returns key -> [m, 2] int32."""
-    n = mask_np.shape[0]
-    iu, ju = np.triu_indices(n, 1)
-    keep = mask_np[iu, ju]
-    cand_i, cand_j = iu[keep].astype(np.int32), ju[keep].astype(np.int32)
-    m = min(m, cand_i.size)
+def _allowed_pair_at(k, n: int, stride: int):
+    """The k-th allowed unordered pair (i < j, j - i not in {1, stride}) in row-major order,
+    for int64 arrays k: ([m] i, [m] j). The order is that of np.triu_indices with the excluded
+    pairs removed, so draws match the former dense enumeration exactly."""
+    i_all = np.arange(n - 1)
+    per_row = (n - 1 - i_all) - 1 - (i_all + stride < n)  # j in (i+1, n) minus {i+1, i+stride}
+    first = np.concatenate([[0], np.cumsum(per_row)])
+    i = np.searchsorted(first, k, side="right") - 1
+    j = i + 2 + (k - first[i])
+    j = j + (j >= i + stride)  # skip the loop contact (stride >= 2)
+    return i, j
+
+
+def _sample_pairs(n: int, stride: int, m: int):
+    """Host-side draw of m distinct unordered repulsion pairs; returns key -> [m, 2] int32.
+
+    Memory O(n + m): pairs are drawn as ranks among the allowed pairs and decoded."""
+    n_pairs = pairs_mod.n_allowed_pairs(n, (1, stride))
+    m = min(m, n_pairs)
 
     def sample(key):
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        idx = np.random.default_rng(seed).choice(cand_i.size, size=m, replace=False)
-        return jnp.asarray(np.stack([cand_i[idx], cand_j[idx]], axis=1))
+        idx = np.random.default_rng(seed).choice(n_pairs, size=m, replace=False)
+        i, j = _allowed_pair_at(idx.astype(np.int64), n, stride)
+        return jnp.asarray(np.stack([i, j], axis=1).astype(np.int32))
 
     return sample, m
 
 
-def _cutoff_repulsion(n, mask_np, potential, scale, cutoff):
-    """Repulsion over pairs within a cutoff, shifted to 0 at the cutoff.
+def _repulsion_term(n, stride, potential, scale) -> PairTerm | None:
+    """All allowed pairs as a PairTerm (for the analytic Hessian), or None when n is large."""
+    if n > PAIR_TERMS_MAX_ATOMS:
+        return None
+    iu, ju = np.triu_indices(n, 1)
+    keep = (ju - iu != 1) & (ju - iu != stride)
+    pairs = np.stack([iu[keep], ju[keep]], axis=1).astype(np.int32)
+    return PairTerm(pairs, np.ones(len(pairs)), potential, scale)
 
-    aux is a padded neighbour list [capacity, 2] built on the host (scipy cKDTree) with a
-    skin; padding rows are (0, 0) and masked out. Normalized like the all-pairs mean so
-    that values are comparable.
-    """
-    from scipy.spatial import cKDTree
 
-    skin = 0.5
-    v_cut = float(potential(np.float64(cutoff)))
-
-    def build(x, capacity=None):
-        x = np.asarray(x, dtype=np.float64)
-        pairs = cKDTree(x).query_pairs(cutoff + skin, output_type="ndarray").astype(np.int32)
-        pairs = pairs[mask_np[pairs[:, 0], pairs[:, 1]]] if pairs.size else pairs.reshape(0, 2)
-        cap = capacity or max(64, int(1.5 * len(pairs)))
-        if len(pairs) > cap:
-            cap = int(1.5 * len(pairs))
-        out = np.zeros((cap, 2), np.int32)
-        out[: len(pairs)] = pairs
-        return jnp.asarray(out), len(pairs)
-
-    def energy(x, aux):
-        valid = aux[:, 0] != aux[:, 1]
-        d = x[aux[:, 0]] - x[aux[:, 1]]
-        # padding rows are (0, 0): keep sqrt'(0) out of the gradient
-        r = safe_distance(
-            jnp.where(valid, jnp.sum(d * d, axis=-1), jnp.asarray(cutoff, x.dtype) ** 2)
-        )
-        v = jnp.where(valid & (r < cutoff), potential(r) - v_cut, 0.0)
-        return scale * jnp.sum(v)
-
-    return build, energy
+def truncated(r, *, potential, cutoff):
+    """potential(r) - potential(cutoff) below the cutoff, 0 beyond (the cutoff model's pair
+    potential, for Hessians)."""
+    return jnp.where(r < cutoff, potential(r) - potential(cutoff), 0.0)
 
 
 def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
-    """Energy of a loop system built by ``build_loop_system``."""
+    """Energy of a loop system built by ``build_loop_system``.
+
+    Repulsion (cfg.repulsion):
+      all-pairs: blocked all pairs (engine/pairs.py), exact; reported = trained.
+      random-subset: trains on a redrawn subset; reports the exact all-pairs energy.
+      cutoff: the energy *is* the cutoff model (repulsion shifted to 0 at cfg.cutoff): it is
+        reported from a cell list and trained on a neighbour list (aux), equal for every x.
+    ``EnergyModel.reported`` says which energy the reports carry.
+    """
     n = system.n_atoms
     kind = system.meta["system"]
     a = float(system.meta["loop_strength"])
+    stride = int(system.meta["loop_stride"])
     bonds = np.asarray(system.bonds, np.int32)
     loops = np.asarray(system.meta["loop_pairs"], np.int32).reshape(-1, 2)
     lj_fn = potentials.softened_lj if cfg.soft_core == "reference" else potentials.monotone_lj
@@ -190,34 +185,32 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
         weights = np.concatenate([np.ones(len(bonds)), np.full(len(loops), a)])
         terms = [PairTerm(pairs, weights, lj, 1.0 / len(pairs))]
 
-    mask = _excluded_mask(n, np.concatenate([bonds, loops]))
-    n_rep_pairs = int(np.triu(mask, 1).sum())
+    excluded = (1, stride)
+    n_rep_pairs = pairs_mod.n_allowed_pairs(n, excluded)
     full_rep_scale = cfg.repel_mag / n_rep_pairs
-    all_pairs = _all_pairs_repulsion(n, mask, rep, full_rep_scale)
-    iu = np.triu_indices(n, 1)
-    rep_pairs = np.stack([iu[0][mask[iu]], iu[1][mask[iu]]], axis=1)
-    rep_term = PairTerm(rep_pairs, np.ones(len(rep_pairs)), rep, full_rep_scale)
-    sparse_fns = [_sparse_term(t) for t in terms]
-
-    def bonded(x):
-        return sum(f(x) for f in sparse_fns)
+    bonded = _chain_energy(kind, stride, a, lj, n)
+    all_pairs = pairs_mod.make_blocked_energy(n, rep, full_rep_scale, excluded)
 
     def energy_fn(x):
         return bonded(x) + all_pairs(x)
 
     desc = f"{system.name}: {cfg.soft_core} soft core, {cfg.repulsion} repulsion"
+    if cfg.repulsion in ("all-pairs", "random-subset"):
+        rep_term = _repulsion_term(n, stride, rep, full_rep_scale)
+        pair_terms = tuple(terms) + (rep_term,) if rep_term is not None else None
     if cfg.repulsion == "all-pairs":
         return EnergyModel(
             energy_fn=energy_fn,
             train_energy_fn=lambda x, aux: energy_fn(x),
             aux_init=lambda key, x: jnp.zeros((0, 2), jnp.int32),
             aux_update=None,
-            pair_terms=tuple(terms) + (rep_term,),
+            pair_terms=pair_terms,
             description=desc,
+            reported="full",
         )
     if cfg.repulsion == "random-subset":
         m = cfg.n_repulsion_pairs or int(np.floor(n * np.log(n)))
-        sample, m = _sample_pairs(mask, m)
+        sample, m = _sample_pairs(n, stride, m)
         subset = _subset_repulsion(rep, cfg.repel_mag / m)
         every = cfg.resample_every
 
@@ -232,26 +225,37 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
             train_energy_fn=lambda x, aux: bonded(x) + subset(x, aux),
             aux_init=lambda key, x: sample(key),
             aux_update=aux_update,
-            pair_terms=tuple(terms) + (rep_term,),
+            pair_terms=pair_terms,
             description=desc + f" ({m} pairs, redrawn every {every} steps)",
+            reported="full",
         )
-    build, cut_energy = _cutoff_repulsion(n, mask, rep, full_rep_scale, cfg.cutoff)
-    skin_half = 0.25
+    return _cutoff_model(system, cfg, terms, bonded, rep, full_rep_scale, excluded, desc)
 
-    def aux_update_cut(key, x, step, last_step, aux):
+
+def _cutoff_model(system, cfg, terms, bonded, rep, scale, excluded, desc) -> EnergyModel:
+    """The cutoff energy model: reported from a cell list, trained on a neighbour list."""
+    n, rc = system.n_atoms, float(cfg.cutoff)
+    grid = pairs_mod.cell_grid(system.x0, rc, margin=2.0)
+    cell = pairs_mod.make_cell_energy(n, rep, scale, excluded, rc, grid)
+    listed = pairs_mod.make_neighbor_energy(n, rep, scale, excluded, rc, cell)
+    nl = pairs_mod.neighbor_list(n, rc, excluded)
+    rep_term = _repulsion_term(
+        n, int(system.meta["loop_stride"]),
+        functools.partial(truncated, potential=rep, cutoff=rc), scale,
+    )  # fmt: skip
+
+    def aux_update(key, x, step, last_step, aux):
         del key, step, last_step
-        pairs, ref = aux
-        if float(np.max(np.linalg.norm(np.asarray(x) - np.asarray(ref), axis=1))) > skin_half:
-            return (build(x, capacity=pairs.shape[0])[0], jnp.asarray(x))
-        return aux
+        return nl.update(x, aux)
 
     return EnergyModel(
-        energy_fn=energy_fn,
-        train_energy_fn=lambda x, aux: bonded(x) + cut_energy(x, aux[0]),
-        aux_init=lambda key, x: (build(x)[0], jnp.asarray(x)),
-        aux_update=aux_update_cut,
-        pair_terms=tuple(terms) + (rep_term,),
-        description=desc + f" (cutoff {cfg.cutoff})",
+        energy_fn=lambda x: bonded(x) + cell(x),
+        train_energy_fn=lambda x, aux: bonded(x) + listed(x, aux),
+        aux_init=lambda key, x: nl.allocate(x),
+        aux_update=aux_update,
+        pair_terms=tuple(terms) + (rep_term,) if rep_term is not None else None,
+        description=desc + f" (cutoff {rc:g}; the reported energy is the cutoff energy)",
+        reported="cutoff",
     )
 
 

@@ -43,7 +43,13 @@ def harmonic_bond(r, *, r0=1.0):
 
 
 def soft_repulsion(r, *, power=1.0, eps=1e-2):
-    """Reference repulsion 1/(r^p + eps)."""
+    """Reference repulsion 1/(r^p + eps).
+
+    An integral power (the default 1.0) is applied as repeated multiplication, not exp/log:
+    the repulsion runs over every pair, so this is the hot loop of the all-pairs energy.
+    """
+    if float(power).is_integer():
+        return 1.0 / (r ** int(power) + eps)
     return 1.0 / (r**power + eps)
 
 

@@ -59,6 +59,9 @@ class EnergyModel(NamedTuple):
       pair_terms: the energy as pair terms, when it is a pure pair-potential energy
         (loops); ``None`` for energies with angles, torsions or solvent terms (proteins).
       description: one line for logs and the UI.
+      reported: which energy ``energy_fn`` is, for labels: "full" (every pair, the default)
+        or "cutoff" (the user chose the cutoff model: pair terms beyond the cutoff are zero,
+        and that is the energy reported and compared).
     """
 
     energy_fn: EnergyFn
@@ -67,6 +70,7 @@ class EnergyModel(NamedTuple):
     aux_update: Callable[..., PyTree] | None
     pair_terms: tuple[PairTerm, ...] | None
     description: str
+    reported: str = "full"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -152,9 +152,15 @@ def test_cutoff_neighbour_list_rebuilds_when_atoms_move(key):
     model = make_energy(system, EnergyConfig(repulsion="cutoff", cutoff=2.5, dtype="float64"))
     x = jnp.asarray(system.x0)
     aux = model.aux_init(key, x)
-    assert model.aux_update(key, x + 0.01, 20, 0, aux) is aux
+    same = model.aux_update(key, x + 0.01, 20, 0, aux)
+    assert same.idx is aux.idx  # small move: the list is kept, only the check point moves
     moved = model.aux_update(key, x * 1.5, 20, 0, aux)
-    assert moved is not aux and moved[0].shape[1] == 2
+    assert moved.idx is not aux.idx and not np.array_equal(moved.x_build, aux.x_build)
+    assert moved.idx.shape[0] == 100
+    assert model.reported == "cutoff"
+    assert float(model.train_energy_fn(x * 1.5, moved)) == pytest.approx(
+        float(model.energy_fn(x * 1.5)), rel=1e-12
+    )
 
 
 def test_structure_metrics_on_ideal_layout():

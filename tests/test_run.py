@@ -181,7 +181,7 @@ def test_random_subset_run_reports_full_energy():
 
 
 def test_spec_validation_names_field():
-    with pytest.raises(SpecError, match=r"system.n must be .*\[50, 4000\].*got 10"):
+    with pytest.raises(SpecError, match=r"system.n must be .*\[50, 100000\].*got 10"):
         SystemConfig(kind="lj-loop", n=10)
     with pytest.raises(SpecError, match="optim.learning_rate"):
         OptimConfig(learning_rate=float("nan"))
@@ -269,7 +269,7 @@ def test_cli_entry_point_exit_code(tmp_path):
     proc = _cli("run", "--n", "10", "--out", "X", cwd=tmp_path)
     assert (
         proc.returncode == 2
-        and proc.stderr.strip() == "error: --n: must be an integer in [50, 4000], got '10'"
+        and proc.stderr.strip() == "error: --n: must be an integer in [50, 100000], got '10'"
     )
 
 

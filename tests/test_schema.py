@@ -11,6 +11,7 @@ import math
 import pytest
 
 from engine import RunSpec, SpecError, cli, methods, schema
+from engine.config import N_MAX_ALL_PAIRS
 from workbench import forms
 
 ENTRIES = schema.params(RunSpec)
@@ -22,6 +23,8 @@ def _spec_with(path: str, value):
     d = RunSpec().to_dict()
     if path.split(".")[-1] in PROTEIN_ONLY:  # checked for protein systems only
         d["system"].update(kind="protein", pdb="villin")
+    if path == "system.n" and value > N_MAX_ALL_PAIRS:  # only the cutoff model goes this far
+        d["energy"]["repulsion"] = "cutoff"
     *parents, leaf = path.split(".")
     node = d
     for part in parents:
@@ -118,7 +121,8 @@ def test_form_cli_and_engine_refuse_the_same_values_with_the_same_message(e, cap
         assert message == f"must be {'an integer' if e.param.kind == 'int' else 'a number'} in " \
             f"{e.param.interval()}, got {text!r}"  # fmt: skip
     ok = e.param.hi
-    args = cli.build_parser().parse_args(["run", flag, str(ok), "--out", "x"])
+    extra = ["--repulsion", "cutoff"] if e.path == "system.n" else []
+    args = cli.build_parser().parse_args(["run", flag, str(ok), *extra, "--out", "x"])
     if not (e.path == "system.loop_stride"):
         spec = cli.spec_from_args(args, "gd")
         value = spec.to_dict()
@@ -139,6 +143,22 @@ def test_a_new_parameter_is_declared_once():
     values["optim.nesterov"] = [True]
     (gd,) = forms.parse_run_form(values, "loop", ["gd"])
     assert gd.optim.nesterov is True
+
+
+def test_all_pairs_energies_cap_n_below_the_cutoff_model():
+    d = RunSpec().to_dict()
+    d["system"]["n"] = 20000
+    for repulsion in ("all-pairs", "random-subset"):
+        d["energy"]["repulsion"] = repulsion
+        with pytest.raises(SpecError) as err:
+            RunSpec.from_dict(d)
+        assert err.value.field == "system.n"
+        assert str(err.value) == (
+            f"system.n must be <= 10000 with {repulsion} repulsion (use cutoff for larger "
+            "systems), got 20000"
+        )
+    d["energy"]["repulsion"] = "cutoff"
+    assert RunSpec.from_dict(d).system.n == 20000
 
 
 def test_methods_registry_is_the_one_source_of_method_identity():

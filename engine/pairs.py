@@ -1,0 +1,528 @@
+"""Pair energies whose cost grows with the pairs that matter: blocked all pairs, cell lists,
+neighbour lists (in the style of jax-md's ``partition``).
+
+Contract. Every factory returns pure functions of positions x [n_atoms, 3] (length units):
+
+- ``make_blocked_energy(...) -> energy(x)``: ``scale * sum_{i<j, allowed} phi(r_ij)`` over all
+  pairs, evaluated tile by tile (``block`` x ``block`` pairs, each pair once) in a
+  ``fori_loop``: memory O(n + block^2), no [n, n] array, and a compiled program whose size
+  does not depend on n.
+- ``make_cell_energy(...) -> energy(x)``: the same sum restricted to r_ij < cutoff (phi
+  shifted to 0 there), found with a hashed cell list built inside the program; exact for
+  every x (when a cell holds more atoms than the static capacity it falls back to the blocked
+  sum, slower but still exact).
+- ``neighbor_list(...) -> NeighborListFns(allocate, update)`` and
+  ``make_neighbor_energy(...) -> energy(x, nbrs)``: a dense neighbour list [n, capacity]
+  within cutoff + skin, rebuilt only when needed (``needs_rebuild``); the energy over it falls
+  back to the cell energy when any atom moved more than skin / 2 since the build, so it
+  equals ``make_cell_energy``'s for every x.
+
+Which pairs take part is computed from atom indices inside the kernel, never from an array:
+i != j and |i - j| not in ``excluded_offsets`` (the loop systems exclude bonds |i - j| = 1 and
+loop contacts |i - j| = stride). Weights are uniform (``scale``).
+
+Gradients are hand-written (``jax.custom_jvp``). The cell and neighbour-list kernels sum, per
+row block, the forces on their own atoms over all partners (both orders of every pair are
+visited, the energy is halved), so no scatter is needed; the all-pairs tiles add each pair's
+force to both of its rows. Second derivatives (Hessian-vector products,
+``jax.hessian``) still come from autodiff through the force expression.
+
+[1] S. S. Schoenholz, E. D. Cubuk, "JAX MD", NeurIPS 2020: ``partition.neighbor_list``
+    (allocate / update, overflow flag, capacity re-allocation on the host).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Elements of one row block ([block, n] distance grid) of the blocked all-pairs sum; keeps the
+# block's temporaries inside the CPU caches. Rounded to a multiple of 8 rows.
+BLOCK_ELEMENTS = 2**15
+# Candidates per block of the cell and neighbour-list energies (rows * partners).
+CANDIDATE_ELEMENTS = 2**17
+# Neighbour-list skin (length units): the list holds pairs within cutoff + SKIN; a 20-step
+# Adam chunk at lr 0.01 moves a bead ~0.35, inside SKIN / 2.
+SKIN = 1.0
+# Spare room when capacities are chosen on the host (cells, neighbours).
+CAPACITY_MARGIN = 1.3
+# Spatial hash of integer cell coordinates (Teschner et al. 2003), into 2^k buckets.
+_HASH_PRIMES = (73856093, 19349663, 83492791)
+_OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
+
+
+def row_block(n_atoms: int, n_cols: int | None = None, budget: int = BLOCK_ELEMENTS) -> int:
+    """Rows per block so that rows * n_cols ~ budget: a multiple of 8 in [8, n_atoms]."""
+    n_cols = n_atoms if n_cols is None else n_cols
+    rows = max(8, (budget // max(n_cols, 1)) // 8 * 8)
+    return int(min(rows, max(8, -(-n_atoms // 8) * 8)))
+
+
+def allowed_pairs(i, j, n_atoms: int, excluded_offsets: tuple[int, ...]):
+    """Bool mask of pairs that take part, from indices alone (broadcasting i and j).
+
+    False for i == j, for |i - j| in ``excluded_offsets``, and for padding indices >= n_atoms.
+    """
+    d = jnp.abs(i - j)
+    mask = (d != 0) & (i < n_atoms) & (j < n_atoms)
+    for offset in excluded_offsets:
+        mask = mask & (d != offset)
+    return mask
+
+
+def n_allowed_pairs(n_atoms: int, excluded_offsets: tuple[int, ...]) -> int:
+    """Number of unordered pairs i < j that take part (for per-pair means)."""
+    total = n_atoms * (n_atoms - 1) // 2
+    return total - sum(max(n_atoms - k, 0) for k in set(excluded_offsets) if k > 0)
+
+
+def _radial(potential, r2, mask, cutoff, shift):
+    """(energies, phi'(r)/r) elementwise; coincident atoms (r = 0) give phi(0) and no force.
+
+    The potential is evaluated at r = 1 where a pair is inactive, so no inf/NaN reaches a
+    derivative (the double-where pattern).
+    """
+    positive = mask & (r2 > 0)
+    r = jnp.sqrt(jnp.where(positive, r2, 1.0))
+    v, dv = jax.jvp(potential, (r,), (jnp.ones_like(r),))
+    v = jnp.where(positive, v, potential(jnp.zeros((), r2.dtype)))
+    if cutoff is not None:
+        inside = r2 < cutoff * cutoff
+        mask, positive = mask & inside, positive & inside
+        if shift:
+            v = v - potential(jnp.asarray(cutoff, r2.dtype))
+    return jnp.where(mask, v, 0.0), jnp.where(positive, dv / r, 0.0)
+
+
+def _rows(xi, ii, xj, jj, n_atoms, offsets, potential, cutoff, shift, with_grad):
+    """Energy of rows i against partners j (both orders counted), and forces on the rows.
+
+    xi [B, 3], ii [B]; xj [B, C, 3] or [C, 3] (shared), jj [B, C] or [C].
+    Returns (sum of phi over the block's pairs, dE/dx_i [B, 3] or None).
+    """
+    if xj.ndim == 2:
+        xj, jj = xj[None], jj[None]
+    d = [xi[:, None, c] - xj[..., c] for c in range(3)]
+    r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+    mask = allowed_pairs(ii[:, None], jj, n_atoms, offsets)
+    e, coef = _radial(potential, r2, mask, cutoff, shift)
+    if not with_grad:
+        return jnp.sum(e), None
+    return jnp.sum(e), jnp.stack([jnp.sum(coef * dc, axis=1) for dc in d], axis=1)
+
+
+def _with_forces(energy_and_grad: Callable, energy_only: Callable) -> Callable:
+    """A custom_jvp energy: ``energy_only`` when not differentiated, hand-written forces
+    (``energy_and_grad``) when it is. Extra arguments (neighbour lists) get no tangents."""
+
+    @jax.custom_jvp
+    def energy(x, *args):
+        return energy_only(x, *args)
+
+    @energy.defjvp
+    def _jvp(primals, tangents):
+        x, *args = primals
+        e, g = energy_and_grad(x, *args)
+        return e, jnp.sum(g * tangents[0])
+
+    energy.energy_and_grad = energy_and_grad  # for fallbacks that need both in one pass
+    energy.energy_only = energy_only
+    return energy
+
+
+def tile_size(n_atoms: int) -> int:
+    """Edge of the square tiles of the blocked all-pairs sum (measured on the 2-core CPU:
+    256 is fastest up to a few thousand atoms, 128 beyond)."""
+    return 256 if n_atoms <= 2048 else 128
+
+
+def make_blocked_energy(
+    n_atoms: int,
+    potential: Callable,
+    scale: float,
+    excluded_offsets: tuple[int, ...] = (),
+    *,
+    cutoff: float | None = None,
+    shift: bool = True,
+    block: int | None = None,
+) -> Callable:
+    """All-pairs ``scale * sum_{i<j allowed} phi(r_ij)`` over square tiles of pairs.
+
+    Tiles (row block I, column block J >= I) of ``block`` x ``block`` pairs are visited by one
+    ``fori_loop``, each unordered pair once (mask j > i); a tile adds its forces to
+    rows I and (with the opposite sign) to rows J of a carried [n, 3] gradient. Memory
+    O(n + block^2); the program does not depend on n except through loop bounds.
+
+    Args:
+      n_atoms: n.
+      potential: elementwise phi(r) (jax-traceable), e.g. ``potentials.soft_repulsion``.
+      scale: prefactor (e.g. repel_mag / n_pairs for a per-pair mean).
+      excluded_offsets: |i - j| values that do not take part (see ``allowed_pairs``).
+      cutoff: if set, only pairs with r < cutoff count, phi shifted by -phi(cutoff) when
+        ``shift``.
+      block: tile edge (default ``tile_size(n_atoms)``).
+    Returns:
+      energy(x [n_atoms, 3]) -> scalar in x's dtype.
+    """
+    n = int(n_atoms)
+    block = int(block or min(tile_size(n), -(-n // 8) * 8))
+    n_blocks = -(-n // block)
+    offsets = tuple(int(o) for o in excluded_offsets)
+
+    def run(x, with_grad):
+        xp = jnp.pad(x, ((0, n_blocks * block - n), (0, 0)))
+        local = jnp.arange(block)
+
+        def tile(bi, bj, carry):
+            g, e = carry
+            xi = jax.lax.dynamic_slice_in_dim(xp, bi * block, block)
+            xj = jax.lax.dynamic_slice_in_dim(xp, bj * block, block)
+            ii, jj = bi * block + local[:, None], bj * block + local[None, :]
+            d = [xi[:, None, c] - xj[None, :, c] for c in range(3)]
+            r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+            mask = allowed_pairs(ii, jj, n, offsets) & (jj > ii)
+            v, coef = _radial(potential, r2, mask, cutoff, shift)
+            e = e + jnp.sum(v)
+            if with_grad:
+                fi = jnp.stack([jnp.sum(coef * dc, axis=1) for dc in d], axis=1)
+                fj = jnp.stack([jnp.sum(coef * dc, axis=0) for dc in d], axis=1)
+                for b, f in ((bi, fi), (bj, -fj)):
+                    rows = jax.lax.dynamic_slice_in_dim(g, b * block, block) + f
+                    g = jax.lax.dynamic_update_slice_in_dim(g, rows, b * block, 0)
+            return g, e
+
+        # Tile t -> (bi, bj >= bi), row-major over the upper triangle: one loop with static
+        # bounds (reverse-mode differentiable, for second derivatives).
+        first = (
+            jnp.arange(n_blocks) * n_blocks - jnp.arange(n_blocks) * (jnp.arange(n_blocks) - 1) // 2
+        )
+
+        def visit(t, carry):
+            bi = jnp.searchsorted(first, t, side="right") - 1
+            return tile(bi, bi + t - first[bi], carry)
+
+        g0 = jnp.zeros_like(xp) if with_grad else jnp.zeros((), x.dtype)
+        n_tiles = n_blocks * (n_blocks + 1) // 2
+        g, e = jax.lax.fori_loop(0, n_tiles, visit, (g0, jnp.zeros((), x.dtype)))
+        return (scale * e, scale * g[:n]) if with_grad else scale * e
+
+    return _with_forces(lambda x: run(x, True), lambda x: run(x, False))
+
+
+def _parts(energy) -> tuple[Callable, Callable]:
+    """(energy_and_grad, energy_only) of a ``_with_forces`` energy."""
+    return energy.energy_and_grad, energy.energy_only
+
+
+# ---------------------------------------------------------------------------- cell lists
+
+
+class CellGrid(NamedTuple):
+    """Static sizes of a hashed cell list (all Python ints/floats: part of the program).
+
+    Fields:
+      cell_size: edge of a cubic cell (length units), >= the interaction range.
+      n_buckets: hash buckets, a power of two.
+      capacity: atoms per bucket the kernel visits; more means overflow.
+    """
+
+    cell_size: float
+    n_buckets: int
+    capacity: int
+
+
+def _hash(cells, n_buckets):
+    """Bucket of integer cell coordinates [..., 3] -> [...] int32 in [0, n_buckets)."""
+    c = cells.astype(jnp.uint32)
+    h = c[..., 0] * jnp.uint32(_HASH_PRIMES[0])
+    h = h ^ (c[..., 1] * jnp.uint32(_HASH_PRIMES[1]))
+    h = h ^ (c[..., 2] * jnp.uint32(_HASH_PRIMES[2]))
+    return (h & jnp.uint32(n_buckets - 1)).astype(jnp.int32)
+
+
+def _host_bucket_counts(x: np.ndarray, cell_size: float, n_buckets: int) -> np.ndarray:
+    cells = np.floor(np.asarray(x, np.float64) / cell_size).astype(np.int64).astype(np.uint32)
+    h = cells[:, 0] * np.uint32(_HASH_PRIMES[0])
+    h ^= cells[:, 1] * np.uint32(_HASH_PRIMES[1])
+    h ^= cells[:, 2] * np.uint32(_HASH_PRIMES[2])
+    return np.bincount((h & np.uint32(n_buckets - 1)).astype(np.int64), minlength=n_buckets)
+
+
+def cell_grid(x, cell_size: float, margin: float = CAPACITY_MARGIN) -> CellGrid:
+    """Choose a CellGrid for positions x [n, 3] (host): ~2n buckets, capacity = margin times
+    the fullest bucket."""
+    n = int(np.shape(x)[0])
+    n_buckets = 1 << max(4, math.ceil(math.log2(2 * n)))
+    fullest = int(_host_bucket_counts(x, cell_size, n_buckets).max())
+    return CellGrid(float(cell_size), n_buckets, int(math.ceil(margin * fullest)) + 2)
+
+
+def _cell_index(x, grid: CellGrid):
+    """(sorted atom order [n], bucket start [n_buckets + 1], count [n_buckets + 1], cells [n, 3],
+    fullest bucket). Bucket n_buckets is an empty sentinel."""
+    n = x.shape[0]
+    cells = jnp.floor(x / grid.cell_size).astype(jnp.int32)
+    bucket = _hash(cells, grid.n_buckets)
+    order = jnp.argsort(bucket).astype(jnp.int32)
+    edges = jnp.searchsorted(bucket[order], jnp.arange(grid.n_buckets + 1)).astype(jnp.int32)
+    count = jnp.diff(edges, append=jnp.int32(n))
+    count = count.at[grid.n_buckets].set(0)
+    return order, edges, count, cells, jnp.max(count)
+
+
+def _candidates(ii, cells_i, order, start, count, grid: CellGrid, n):
+    """Atoms in the 27 cells around each row [B], deduplicated by bucket: [B, 27 * capacity],
+    n for empty slots."""
+    nbr_cells = cells_i[:, None, :] + jnp.asarray(_OFFSETS, jnp.int32)[None]
+    b = jnp.sort(_hash(nbr_cells, grid.n_buckets), axis=1)  # [B, 27]
+    dup = jnp.concatenate([jnp.zeros_like(b[:, :1], bool), b[:, 1:] == b[:, :-1]], axis=1)
+    b = jnp.where(dup, grid.n_buckets, b)  # a repeated bucket is visited once
+    k = jnp.arange(grid.capacity, dtype=jnp.int32)
+    slot = start[b][..., None] + k  # [B, 27, K]
+    valid = k < count[b][..., None]
+    j = jnp.where(valid, order[jnp.minimum(slot, n - 1)], n)
+    del ii
+    return j.reshape(j.shape[0], -1)
+
+
+def _block_rows(n, n_cols):
+    block = row_block(n, n_cols, CANDIDATE_ELEMENTS)
+    return block, -(-n // block)
+
+
+def make_cell_energy(
+    n_atoms: int,
+    potential: Callable,
+    scale: float,
+    excluded_offsets: tuple[int, ...],
+    cutoff: float,
+    grid: CellGrid,
+    *,
+    shift: bool = True,
+) -> Callable:
+    """Cutoff energy ``scale * sum_{i<j allowed, r<cutoff} (phi(r) - phi(cutoff))`` from a
+    hashed cell list built inside the program (cells of edge ``grid.cell_size`` >= cutoff).
+
+    Exact for every x: if a bucket holds more than ``grid.capacity`` atoms the energy is taken
+    from the blocked all-pairs sum instead (``lax.cond``; O(n^2) then).
+
+    Returns:
+      energy(x [n_atoms, 3]) -> scalar.
+    """
+    if grid.cell_size < cutoff:
+        raise ValueError(f"grid.cell_size must be >= cutoff={cutoff}; got {grid.cell_size}")
+    n = int(n_atoms)
+    offsets = tuple(int(o) for o in excluded_offsets)
+    block, n_blocks = _block_rows(n, 27 * grid.capacity)
+    rows = functools.partial(
+        _rows, n_atoms=n, offsets=offsets, potential=potential, cutoff=cutoff, shift=shift
+    )
+    fallback = make_blocked_energy(n, potential, scale, offsets, cutoff=cutoff, shift=shift)
+
+    def cells(x, with_grad):
+        order, start, count, cell_of, _ = _cell_index(x, grid)
+        xp = jnp.pad(x, ((0, n_blocks * block - n + 1), (0, 0)))  # row n: padding partner
+        cp = jnp.pad(cell_of, ((0, n_blocks * block - n), (0, 0)))
+
+        def one(b):
+            s = b * block
+            ii = s + jnp.arange(block)
+            jj = _candidates(ii, jax.lax.dynamic_slice_in_dim(cp, s, block), order, start,
+                             count, grid, n)  # fmt: skip
+            return rows(jax.lax.dynamic_slice_in_dim(xp, s, block), ii, xp[jj], jj,
+                        with_grad=with_grad)  # fmt: skip
+
+        e, g = jax.lax.map(one, jnp.arange(n_blocks))
+        e = 0.5 * scale * jnp.sum(e)
+        return (e, scale * g.reshape(-1, 3)[:n]) if with_grad else e
+
+    fallback_both, fallback_only = _parts(fallback)
+
+    def energy_and_grad(x):
+        overflow = _cell_index(x, grid)[4] > grid.capacity
+        return jax.lax.cond(overflow, fallback_both, lambda y: cells(y, True), x)
+
+    def energy_only(x):
+        overflow = _cell_index(x, grid)[4] > grid.capacity
+        return jax.lax.cond(overflow, fallback_only, lambda y: cells(y, False), x)
+
+    return _with_forces(energy_and_grad, energy_only)
+
+
+# ------------------------------------------------------------------------ neighbour lists
+
+
+class NeighborList(NamedTuple):
+    """A dense neighbour list (pytree of fixed shapes; jax-md's ``NeighborList``, Dense).
+
+    Fields:
+      idx: [n_atoms, capacity] int32: the partners of atom i within cutoff + skin at build
+        time (both orders of every pair), n_atoms in empty slots.
+      x_build: [n_atoms, 3] positions at the build.
+      x_check: [n_atoms, 3] positions at the last ``update`` check (the host's estimate of
+        how far atoms move between checks).
+      overflow: [] bool, True when a cell or a row did not fit: the list is incomplete and
+        must be re-allocated (``NeighborListFns.allocate``).
+      max_neighbors: [] int32, the fullest row at the build (the capacity it needs).
+    """
+
+    idx: jax.Array
+    x_build: jax.Array
+    x_check: jax.Array
+    overflow: jax.Array
+    max_neighbors: jax.Array
+
+
+class NeighborListFns(NamedTuple):
+    """allocate(x) -> NeighborList (host: chooses capacities, compiles the build);
+    update(x, nbrs) -> NeighborList (host: rebuilds with the same capacities when
+    ``needs_rebuild``, re-allocates on overflow; returns ``nbrs`` itself when nothing changed).
+    """
+
+    allocate: Callable
+    update: Callable
+
+
+def needs_rebuild(x, nbrs: NeighborList, skin: float = SKIN) -> bool:
+    """Host rule: rebuild when the largest displacement since the build plus the largest
+    displacement since the last check (a forecast of the next chunk) exceeds skin / 2."""
+    x = np.asarray(x)
+    moved = np.sqrt(np.max(np.sum((x - np.asarray(nbrs.x_build)) ** 2, axis=1)))
+    step = np.sqrt(np.max(np.sum((x - np.asarray(nbrs.x_check)) ** 2, axis=1)))
+    return bool(nbrs.overflow) or moved + step > 0.5 * skin
+
+
+@functools.lru_cache(maxsize=16)
+def _build_fn(n, offsets, reach, grid: CellGrid, capacity):
+    block, n_blocks = _block_rows(n, 27 * grid.capacity)
+
+    @jax.jit
+    def build(x):
+        order, start, count, cell_of, fullest = _cell_index(x, grid)
+        xp = jnp.pad(x, ((0, n_blocks * block - n + 1), (0, 0)))
+        cp = jnp.pad(cell_of, ((0, n_blocks * block - n), (0, 0)))
+
+        def one(b):
+            s = b * block
+            ii = s + jnp.arange(block)
+            jj = _candidates(ii, jax.lax.dynamic_slice_in_dim(cp, s, block), order, start,
+                             count, grid, n)  # fmt: skip
+            d = jax.lax.dynamic_slice_in_dim(xp, s, block)[:, None, :] - xp[jj]
+            keep = allowed_pairs(ii[:, None], jj, n, offsets)
+            keep = keep & (jnp.sum(d * d, axis=-1) < reach * reach)
+            pos = jnp.cumsum(keep, axis=1) - 1
+            rows = jnp.broadcast_to(jnp.arange(block)[:, None], jj.shape)
+            out = jnp.full((block, capacity), n, jnp.int32)
+            out = out.at[rows, jnp.where(keep, pos, capacity)].set(jj, mode="drop")
+            return out, jnp.max(jnp.sum(keep, axis=1))
+
+        idx, counts = jax.lax.map(one, jnp.arange(n_blocks))
+        most = jnp.max(counts).astype(jnp.int32)
+        overflow = (fullest > grid.capacity) | (most > capacity)
+        return NeighborList(idx.reshape(-1, capacity)[:n], x, x, overflow, most)
+
+    return build
+
+
+def neighbor_list(
+    n_atoms: int, cutoff: float, excluded_offsets: tuple[int, ...] = (), skin: float = SKIN
+) -> NeighborListFns:
+    """Neighbour-list functions for pairs within ``cutoff + skin`` (see module docstring).
+
+    Args:
+      n_atoms: n.
+      cutoff: interaction range (length units).
+      excluded_offsets: |i - j| values never listed.
+      skin: extra range, so the list stays valid until an atom moves skin / 2.
+    """
+    n = int(n_atoms)
+    offsets = tuple(int(o) for o in excluded_offsets)
+    reach = float(cutoff + skin)
+
+    grids: dict = {}  # capacity -> the CellGrid its build was compiled with (a cache)
+
+    def build(x, grid, capacity):
+        nbrs = _build_fn(n, offsets, reach, grid, capacity)(x)
+        grids[capacity] = grid
+        return nbrs
+
+    def allocate(x, capacity: int | None = None) -> NeighborList:
+        grid = cell_grid(np.asarray(x, np.float64), reach)
+        # First guess from the fullest cell: a sphere of radius reach holds ~4.19 cells' worth.
+        capacity = capacity or int(math.ceil(CAPACITY_MARGIN * 4.19 * grid.capacity)) + 8
+        nbrs = build(x, grid, capacity)
+        if bool(nbrs.overflow):  # the build counted what it needs: once more, big enough
+            capacity = int(math.ceil(CAPACITY_MARGIN * int(nbrs.max_neighbors))) + 8
+            nbrs = build(x, grid, capacity)
+        return nbrs
+
+    def update(x, nbrs: NeighborList) -> NeighborList:
+        x = jnp.asarray(x, nbrs.x_build.dtype)
+        if not needs_rebuild(x, nbrs, skin):
+            return nbrs._replace(x_check=x)
+        capacity = nbrs.idx.shape[1]
+        grid = grids.get(capacity) or cell_grid(np.asarray(x, np.float64), reach)
+        new = build(x, grid, capacity)
+        return allocate(x) if bool(new.overflow) else new
+
+    return NeighborListFns(allocate, update)
+
+
+def make_neighbor_energy(
+    n_atoms: int,
+    potential: Callable,
+    scale: float,
+    excluded_offsets: tuple[int, ...],
+    cutoff: float,
+    fallback: Callable,
+    *,
+    skin: float = SKIN,
+    shift: bool = True,
+) -> Callable:
+    """Cutoff energy over a NeighborList: energy(x, nbrs) -> scalar.
+
+    Where the list may be stale (an atom moved more than skin / 2 since the build, or the
+    build overflowed) the value comes from ``fallback(x)`` instead (the cell energy), so the
+    result is the exact cutoff energy for every x.
+    """
+    n = int(n_atoms)
+    offsets = tuple(int(o) for o in excluded_offsets)
+    rows = functools.partial(
+        _rows, n_atoms=n, offsets=offsets, potential=potential, cutoff=cutoff, shift=shift
+    )
+
+    def listed(x, idx, with_grad):
+        capacity = idx.shape[1]
+        block, n_blocks = _block_rows(n, capacity)
+        xp = jnp.pad(x, ((0, n_blocks * block - n + 1), (0, 0)))
+        ip = jnp.pad(idx, ((0, n_blocks * block - n), (0, 0)), constant_values=n)
+
+        def one(b):
+            s = b * block
+            jj = jax.lax.dynamic_slice_in_dim(ip, s, block)
+            xi = jax.lax.dynamic_slice_in_dim(xp, s, block)
+            return rows(xi, s + jnp.arange(block), xp[jj], jj, with_grad=with_grad)
+
+        e, g = jax.lax.map(one, jnp.arange(n_blocks))
+        e = 0.5 * scale * jnp.sum(e)
+        return (e, scale * g.reshape(-1, 3)[:n]) if with_grad else e
+
+    def stale(x, nbrs):
+        moved = jnp.max(jnp.sum((x - nbrs.x_build.astype(x.dtype)) ** 2, axis=1))
+        return nbrs.overflow | (moved > (0.5 * skin) ** 2)
+
+    fallback_both, fallback_only = _parts(fallback)
+
+    def energy_and_grad(x, nbrs):
+        return jax.lax.cond(stale(x, nbrs), fallback_both, lambda y: listed(y, nbrs.idx, True), x)
+
+    def energy_only(x, nbrs):
+        return jax.lax.cond(stale(x, nbrs), fallback_only, lambda y: listed(y, nbrs.idx, False), x)
+
+    return _with_forces(energy_and_grad, energy_only)
