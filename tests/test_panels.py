@@ -90,7 +90,7 @@ def test_form_errors_reads_the_protein_only_on_its_tab():
         raise SpecError("protein.pdb_id", "must be 4 characters, got 'x'")
 
     errors = method.form_errors(values, "loop", ["gd"], bad_protein)
-    assert errors == {"system.n": "must be an integer in [50, 4000], got 'ten'"}
+    assert errors == {"system.n": "must be an integer in [50, 100000], got 'ten'"}
     errors = method.form_errors(forms.default_values(), "protein", [], bad_protein)
     assert errors["protein.pdb_id"] == "must be 4 characters, got 'x'"
     assert errors["methods"] == "choose at least one method"

@@ -23,12 +23,12 @@ def test_defaults_give_gd_and_gnn_from_the_same_system_and_seed():
 @pytest.mark.parametrize(
     "field, raw, expected",
     [
-        ("system.n", "abc", "must be an integer in [50, 4000], got 'abc'"),
-        ("system.n", "-5", "must be an integer in [50, 4000], got '-5'"),
-        ("system.n", "1e9", "must be an integer in [50, 4000], got '1e9'"),
-        ("system.n", "nan", "must be an integer in [50, 4000], got 'nan'"),
-        ("system.n", "400.5", "must be an integer in [50, 4000], got '400.5'"),
-        ("system.n", "", "is required: an integer in [50, 4000]"),
+        ("system.n", "abc", "must be an integer in [50, 100000], got 'abc'"),
+        ("system.n", "-5", "must be an integer in [50, 100000], got '-5'"),
+        ("system.n", "1e9", "must be an integer in [50, 100000], got '1e9'"),
+        ("system.n", "nan", "must be an integer in [50, 100000], got 'nan'"),
+        ("system.n", "400.5", "must be an integer in [50, 100000], got '400.5'"),
+        ("system.n", "", "is required: an integer in [50, 100000]"),
         ("gd.learning_rate", "inf", "must be a number in (0, 10], got 'inf'"),
         ("system.loop_strength", "-0.1", "must be a number in [0, 10], got '-0.1'"),
         ("seed", "3000000000", "must be an integer in [0, 2147483647], got '3000000000'"),
