@@ -11,10 +11,17 @@ seen by a passive listener, so attempted non-loopback requests are recorded and 
 Waits are on conditions, never fixed sleeps: ``wait_until`` hands a JavaScript predicate to
 Playwright's ``wait_for_function`` (polled in the page) and names what it waited for when it
 times out.
+
+Several apps in one process: Dash gives the panels' ``@callback`` registrations (made once,
+when the panels are imported) to the first app that serves a request and empties its global
+lists, so a second app in the same pytest run (test_browser.py, then test_browser_live.py)
+would serve a page whose callbacks do not exist. ``ServerThread`` copies the registrations
+before the first app takes them and puts them back for each later one.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -40,6 +47,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_DASH_GLOBALS = (
+    "GLOBAL_CALLBACK_LIST",
+    "GLOBAL_CALLBACK_MAP",
+    "GLOBAL_INLINE_SCRIPTS",
+    "GLOBAL_API_PATHS",
+)
+_dash_registrations: dict | None = None  # copies of dash._callback's globals, once
+
+
+def share_dash_callbacks() -> None:
+    """Make the ``@callback`` registrations available to the next app served in this process:
+    the first call copies them (no app has served yet, so none has taken them); later calls
+    put them back once an app has taken them."""
+    global _dash_registrations
+    from dash import _callback
+
+    if _dash_registrations is None:
+        _dash_registrations = {n: copy.copy(getattr(_callback, n)) for n in _DASH_GLOBALS}
+        return
+    if _callback.GLOBAL_CALLBACK_MAP or _callback.GLOBAL_CALLBACK_LIST:
+        return  # not taken yet
+    for name in _DASH_GLOBALS:
+        live, saved = getattr(_callback, name), _dash_registrations[name]
+        if isinstance(live, dict):
+            live.update({k: copy.copy(v) for k, v in saved.items()})
+        else:
+            live.extend(copy.copy(v) for v in saved)
+
+
 class ServerThread:
     """Serve a Dash app with werkzeug (threaded) until ``stop()``."""
 
@@ -48,6 +84,7 @@ class ServerThread:
 
         from werkzeug.serving import make_server
 
+        share_dash_callbacks()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per poll request
         self.port = port or free_port()
         self.server = make_server("127.0.0.1", self.port, app.server, threaded=True)

@@ -3,6 +3,7 @@
 replay, forms."""
 
 import base64
+import copy
 import json
 import re
 import time
@@ -16,7 +17,7 @@ from dash._utils import AttributeDict
 from workbench_fakes import FakeEngine, wait_for
 
 from engine import SystemConfig
-from workbench import forms, ids, jobs
+from workbench import figures, forms, ids, jobs
 from workbench import registry as reg
 from workbench.config import ServerConfig
 from workbench.panels import live, method, runs, spectrum, system
@@ -30,12 +31,36 @@ def small_system():
     return jobs.build_system(SystemConfig(kind="lj-loop", n=50), 0)
 
 
+def structure_of(step: int) -> dict:
+    """The structure metrics the engine logs with each row, made up from the step: bonds intact
+    100, 90, 80, 70 %, loop contacts 0, 10, 20, 30 %, Rg 3.0, 2.8, 2.6, 2.4 at steps 0-60."""
+    return {
+        "bonds_intact_frac": 1.0 - step / 200,
+        "loop_contact_frac": step / 200,
+        "radius_of_gyration": 3.0 - step / 100,
+    }
+
+
+def with_structure(runner):
+    """``runner`` whose rows also carry the structure metrics (the fake logs none)."""
+
+    def run(spec, on_progress, should_stop, on_system):
+        def progress(p):
+            for row in p.rows:
+                row.update(structure_of(row["step"]))
+            on_progress(p)
+
+        return runner(spec, progress, should_stop, on_system)
+
+    return run
+
+
 @pytest.fixture
 def engine(tmp_path, small_system):
     fake = FakeEngine(auto=True, n_rows=4, delay=0.01, system=small_system)
     registry = RunRegistry(
         ServerConfig(run_dir=str(tmp_path), structure_dirs=()),
-        fake.runner,
+        with_structure(fake.runner),
         bundle_reader=jobs.read_bundle,
     )
     reg.install(registry)
@@ -78,19 +103,63 @@ def start(methods=("gd", "gnn"), **changes):
 def poll_until_done(group, seen, max_polls=400):
     """Poll like the browser's chain does, collecting everything sent."""
     frame_ids = [{"index": r["id"]} for r in group["runs"]]
-    sent = {"frames": [], "patches": [], "status": []}
+    sent = {"frames": [], "patches": [], "status": [], "structure": [], "speedups": []}
     for tick in range(1, max_polls):
         out = live.poll_runs(tick, group, seen, SID, "energy", "", frame_ids)
-        frames, status, stops, patch, new_seen, speedup = out
+        frames, status, structure, stops, patch, new_seen, speedup = out
         sent["frames"].append(frames)
         sent["status"].append(status)
+        sent["structure"].append(structure)
         if patch is not no_update:
             sent["patches"].append(patch)
+        if speedup is not no_update:
+            sent["speedups"].append(speedup)
         seen = new_seen if new_seen is not no_update else seen
         if not seen.get("_active"):
             return seen, sent
         time.sleep(0.01)
     raise AssertionError("runs did not finish")
+
+
+def last_sent(columns: list, i: int):
+    """The last value sent to card ``i`` in a list of per-poll outputs."""
+    return [col[i] for col in columns if col[i] is not no_update][-1]
+
+
+def apply_assignments(fig: dict, patch) -> dict:
+    """Apply a curves Patch to a figure dict as dash-renderer does; the curves are only ever
+    assigned (whole arrays), never extended, so any other operation fails."""
+    fig = copy.deepcopy(fig)
+    for op in patch.to_plotly_json()["operations"]:
+        assert op["operation"] == "Assign", op
+        *path, last = op["location"]
+        node = fig
+        for key in path:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+        node[last] = copy.deepcopy(op["params"]["value"])
+    return fig
+
+
+def text_of(component) -> str:
+    """All the text inside a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return "".join(text_of(c) for c in component)
+    return text_of(getattr(component, "children", None))
+
+
+def speedup_cells(block) -> list[list[str]]:
+    """The speed-up table's rows as cell texts, header first (``live.speedup_table``)."""
+    table = block.children[0]
+    head, body = table.children
+    return [[text_of(c) for c in tr.children] for tr in [head.children, *body.children]]
+
+
+def speedup_note(block) -> str:
+    return text_of(block.children[1])
 
 
 def test_bad_input_starts_nothing_and_names_the_range(engine):
@@ -104,40 +173,64 @@ def test_start_and_poll_delivers_view_once_then_curves(engine):
     cards, fig, style, group, seen, msg, _ = start()
     assert msg.startswith("Started GD, GNN (seed 0)")
     assert [r["label"] for r in group["runs"]] == ["gd", "gnn"] and len(cards) == 2
-    assert len(fig.data) == 4 and style == {"display": "block"}
+    # one trace per run on each of the loop panels: log gap vs step and vs time (top row),
+    # bonds intact, loop contacts and Rg (bottom row); trace index = panel * n_runs + run
+    assert len(fig.data) == 5 * 2 == len(figures.curve_panels(False)) * 2
+    assert [t.name for t in fig.data] == ["gd", "gnn"] * 5 and style == {"display": "block"}
     assert seen["_active"]
     seen, sent = poll_until_done(group, seen)
+    gd, gnn = group["runs"]
     for i, run in enumerate(group["runs"]):
         payloads = [f[i] for f in sent["frames"] if f[i] is not no_update]
         (first,) = payloads  # topology once; coordinates then stream through /_wb/frames
         assert first["view"]["n"] == 50 and first["link"] == [r["div"] for r in group["runs"]]
         assert first["run"] == run["id"] and first["period"] == reg.get().config.frame_ms
         assert seen[run["id"]]["rows"] == 4 and seen[run["id"]]["done"]
-    extended = [
-        op
-        for p in sent["patches"]
-        for op in p.to_plotly_json()["operations"]
-        if op["operation"] == "Extend"
-    ]
-    steps = [
-        v for op in extended if op["location"] == ["data", 0, "x"] for v in op["params"]["value"]
-    ]
-    assert steps == [0, 20, 40, 60]  # every point exactly once
-    final_status = [s for st in sent["status"] for s in st if s is not no_update][-1]
-    assert "done" in final_status
+        # the structure line follows the newest row (step 60)
+        assert last_sent(sent["structure"], i) == (
+            "bonds intact 70.0 % · loop contacts 30.0 % · Rg 2.4"
+        )
+    # every trace is assigned whole: applying all replies in order, or any reply twice,
+    # gives every point exactly once
+    curves = fig.to_plotly_json()
+    for patch in sent["patches"]:
+        curves = apply_assignments(curves, patch)
+    again = apply_assignments(apply_assignments(curves, sent["patches"][-1]), sent["patches"][-1])
+    assert again == curves
+    data = curves["data"]
+    energies = [1.0 / (1 + s) for s in (0, 20, 40, 60)]
+    for i in (0, 1):  # gd, gnn: gap vs step; raw energies in customdata
+        assert data[i]["x"] == [0, 20, 40, 60]
+        assert data[i]["customdata"] == pytest.approx(energies)
+        assert data[i]["y"][:3] == pytest.approx([e - energies[-1] for e in energies[:3]])
+        assert data[2 + i]["x"] == pytest.approx([0.01, 0.02, 0.03, 0.04])  # vs time
+    assert data[4]["y"] == pytest.approx([100.0, 90.0, 80.0, 70.0])  # gd bonds intact %
+    assert data[7]["y"] == pytest.approx([0.0, 10.0, 20.0, 30.0])  # gnn loop contacts %
+    assert data[8]["y"] == pytest.approx([3.0, 2.8, 2.6, 2.4])  # gd Rg
+    # GNN's stage switch (step 20) is marked on the step and time axes, in its colour
+    marks = [(m["x0"], m["xref"], m["line"]["color"]) for m in curves["layout"]["shapes"]]
+    assert marks == [(20.0, "x", gnn["color"]), (0.02, "x2", gnn["color"])]
+    assert "switched at step 20" in last_sent(sent["status"], 1)
+    assert "done" in last_sent(sent["status"], 0)
+    # the speed-up readout arrives with the rows: GD is the reference
+    cells = speedup_cells(sent["speedups"][-1])
+    assert cells[0][:3] == ["method", "final energy", "best energy"]
+    assert cells[1][0] == "GD reference" and cells[2][0] == "GNN"
 
 
 def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
     engine.outcome = "diverge"
-    _, _, _, group, seen, _, _ = start(methods=("gd",))
+    _, fig, _, group, seen, _, _ = start(methods=("gd",))
     seen, sent = poll_until_done(group, seen)
-    final_status = [s for st in sent["status"] for s in st if s is not no_update][-1]
+    final_status = last_sent(sent["status"], 0)
     assert "diverged" in final_status and "not finite" in final_status
-    extended = [op for p in sent["patches"] for op in p.to_plotly_json()["operations"]]
-    energies = [
-        v for op in extended if op["location"] == ["data", 0, "y"] for v in op["params"]["value"]
-    ]
-    assert energies[:2] == [1.0, 1.0 / 21] and energies[2] is None  # kept, NaN as a gap
+    curves = fig.to_plotly_json()
+    for patch in sent["patches"]:
+        curves = apply_assignments(curves, patch)
+    gap = curves["data"][0]
+    assert gap["x"] == [0, 20, 40]  # the non-finite row is kept on the step axis, as a gap
+    assert gap["customdata"][:2] == [1.0, 1.0 / 21] and gap["customdata"][2] is None
+    assert gap["y"][0] == pytest.approx(1.0 - 1.0 / 21) and gap["y"][2] is None
 
 
 def test_stop_is_owner_only(engine):
@@ -352,11 +445,46 @@ def test_runs_list_rerenders_only_on_change(engine):
 
 
 def test_speedup_threshold_input(engine):
-    _, _, _, group, seen, _, _ = start()
+    _, _, _, group, seen, _, _ = start(methods=("gnn", "gd"))  # GD second: still the reference
     poll_until_done(group, seen)
-    table, msg = live.update_speedup("energy", "0.4", group, SID)
-    assert msg == "" and "steps to energy ≤ 0.4" in str(table)
+    table, msg = live.update_speedup("energy", "0.04", group, SID)
+    assert msg == ""
+    cells = speedup_cells(table)
+    assert cells[0] == [
+        "method",
+        "final energy",
+        "best energy",
+        "steps to ≤ 0.04",
+        "time to it (s)",
+        "speed-up (time)",
+        "speed-up (steps)",
+    ]
+    gnn, gd = cells[1:]
+    assert gd[0] == "GD reference" and gnn[0] == "GNN"
+    # both reach 0.04 at step 40 (E = 1/41): GNN is 1.00× GD, every column a tie, all marked best
+    assert gnn[1:] == ["0.016393 ★", "0.016393 ★", "40 ★", "0.03 ★", "1.00× ★", "1.00× ★"]
+    assert gd[3:] == ["40 ★", "0.03 ★", "reference ★", "reference ★"]
+    assert speedup_note(table) == "Threshold: energy ≤ 0.04 (as entered)."
+    # a threshold nobody reaches: the line says why, and that speed-ups need the reference
+    table, _ = live.update_speedup("energy", "-1", group, SID)
+    assert [row[3] for row in speedup_cells(table)[1:]] == ["not reached"] * 2
+    assert speedup_note(table) == (
+        "Threshold: energy ≤ -1 (as entered). "
+        "GNN did not reach it: its best, 0.016393, stays above it. "
+        "GD did not reach it: its best, 0.016393, stays above it. "
+        "Speed-ups need GD (the reference) to reach it."
+    )
     assert live.update_speedup("energy", "nan", group, SID)[1].startswith("must be a finite number")
+
+
+def test_speedup_reference_is_the_pick_when_no_gd_runs(engine):
+    _, _, _, group, seen, _, _ = start(methods=("gnn", "cg"))
+    poll_until_done(group, seen)
+    cg = group["runs"][1]["id"]
+    default = speedup_cells(live.update_speedup("energy", "0.04", group, SID)[0])
+    assert [row[0] for row in default[1:]] == ["GNN reference", "CG"]  # the first run
+    picked = speedup_cells(live.update_speedup("energy", "0.04", group, SID, cg)[0])
+    assert [row[0] for row in picked[1:]] == ["GNN", "CG reference"]
 
 
 def test_cli_bundles_are_listed_for_every_session_and_replay(engine, tmp_path):
