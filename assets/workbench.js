@@ -126,12 +126,23 @@
                    camera: null, ghost: null, bonds: null, stretch: 0, broken: ""};
     if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
     viewer.setViewChangeCallback(v => onViewChange(entry, v));
-    programmatic(entry, () => { viewer.zoomTo(); viewer.render(); });
+    programmatic(entry, () => frameAndRender(viewer));
     viewers[div] = entry;
     return entry;
   }
 
   // Run fn with the view's own camera changes marked as not the user's (no unfollow, no link).
+  // zoomTo() ends with a draw of its own (3Dmol's show) of the geometry as it was; frame the
+  // structure with that draw suppressed, then render() once: one draw per frame, with the new
+  // geometry and the new framing together.
+  function frameAndRender(viewer) {
+    const own = Object.prototype.hasOwnProperty.call(viewer, "show");
+    const show = viewer.show;
+    viewer.show = function () {};
+    try { viewer.zoomTo(); } finally { if (own) viewer.show = show; else delete viewer.show; }
+    viewer.render();
+  }
+
   function programmatic(entry, fn) {
     entry.programmatic += 1;
     try { fn(); } finally { entry.programmatic -= 1; }
@@ -209,8 +220,7 @@
       const v = other.viewer.getView();
       if (sameView(v.slice(4), view.slice(4))) continue;
       for (let i = 4; i < 8; i++) v[i] = view[i];
-      programmatic(other, () => other.viewer.setView(v, true));
-      other.viewer.render();
+      programmatic(other, () => other.viewer.setView(v, true));  // setView draws it
     }
   }
 
@@ -226,7 +236,7 @@
     entry.model.molObj = null;  // rebuild geometry from the moved atoms
     if (entry.ghost) updateStretch(entry);
     if (entry.follow) {  // frame the structure as it grows or shrinks
-      programmatic(entry, () => { entry.viewer.zoomTo(); entry.viewer.render(); });
+      programmatic(entry, () => frameAndRender(entry.viewer));
     } else {
       entry.viewer.render();
     }
@@ -240,7 +250,7 @@
     if (me && other) {
       const v = me.viewer.getView(), o = other.viewer.getView();
       for (let i = 4; i < 8; i++) v[i] = o[i];
-      programmatic(me, () => { me.viewer.setView(v, true); me.viewer.render(); });
+      programmatic(me, () => me.viewer.setView(v, true));  // setView draws it
     }
   }
 
@@ -408,7 +418,7 @@
     if (entry) {
       entry.follow = true;
       stat(entry.div).follow = true;
-      programmatic(entry, () => { entry.viewer.zoomTo(); entry.viewer.render(); });
+      programmatic(entry, () => frameAndRender(entry.viewer));
     }
     return n;
   }
