@@ -1,8 +1,12 @@
 """Teaching views: the eigenbasis projection, loop verdicts, conditioning, and the lessons'
 numbers against our benchmark docs."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+from dash import no_update as NU
 
 from engine import build_system, make_energy
 from engine.hessian import hessian
@@ -132,3 +136,111 @@ def test_condition_number():
     assert condition_number([0.0, 1e-20, -2.0, 10.0]) == pytest.approx(5.0)
     assert condition_number([]) == float("inf")
     assert condition_number([0.0, 0.0]) == float("inf")
+
+
+# ---- the card views (workbench/teach_views.py) against a registry stand-in ------------------------
+class _Reg:
+    """What teach_views reads of the registry: export_data, frames, snapshot, curve_final."""
+
+    def __init__(self, spec, system, frames, finals):
+        self.spec, self.system, self._frames, self.finals = spec, system, frames, finals
+
+    def export_data(self, run_id, reader):
+        return {"system": self.system}
+
+    def frames(self, run_id, reader):
+        return list(self._frames)
+
+    def snapshot(self, run_id, reader, since_rows=0, since_frame=0):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(spec=self.spec.to_dict())
+
+    def curve_final(self, run_id, reader, metric):
+        return self.finals.get(metric)
+
+
+def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
+    from concurrent.futures import wait
+
+    from workbench import teach_views
+
+    system, _, m = small_loop
+    spec = demo_spec(OPENING, "gd").replace(**{"system.n": 50})
+    along = m.vectors[:, 10].reshape(-1, 3)  # a slow mode (k = 13 node modes -> 39 slow)
+    frames = [(0, system.x0), (20, system.x0 + 0.1 * along), (40, system.x0 + 0.2 * along)]
+    finals = {"loop_contact_frac": 1.0, "bonds_intact_frac": 1.0}
+    r = _Reg(spec, system, frames, finals)
+    live = {"runs": [{"id": "run-a"}], "rmsd": False}
+    figs, badges = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    assert "computing" in figs[0].layout.annotations[0].text
+    assert badges[0].children == "loop closed: contacts 100 %, bonds intact 100 %"
+    wait([teach_views.CACHE.run_state("run-a", "sid-test")["future"]])
+    figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    traces = {t.name.split(" (")[0]: t for t in figs[0].data}
+    assert list(traces["slowest"].x) == [0, 20, 40]
+    assert traces["slowest"].y[-1] == pytest.approx(100.0)
+    assert traces["fastest"].y[-1] == pytest.approx(0.0, abs=1e-9)
+    assert traces["slowest"].name == "slowest (39)"  # k = ceil(50 / 4) node modes = 39
+    # nothing new: unchanged
+    assert teach_views.card_views(r, live, "sid-test", ["run-a"])[0] == [None]
+    # a protein group: no verdict; too large a system: the chart says so
+    big = spec.replace(**{"system.n": teach_views.MAX_ATOMS + 1})
+    r2 = _Reg(big, system, frames, finals)
+    figs, badges = teach_views.card_views(r2, {"runs": [{"id": "b"}], "rmsd": True}, "s", ["b"])
+    assert badges == [None] and "off above" in figs[0].layout.annotations[0].text
+
+
+# ---- lessons -------------------------------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[1]
+_NUM = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _quoted_in(token: str, doc: str) -> bool:
+    """The number ``token`` appears in ``doc`` as a whole number (or, for a percentage up to
+    100, as the fraction the tables print: 54 -> 0.54)."""
+    found = re.search(rf"(?<![\d.]){re.escape(token)}(?![\d])", doc)
+    if found or "." in token or "," in token:
+        return bool(found)
+    v = int(token)
+    return v <= 100 and re.search(rf"(?<![\d.]){v / 100:.2f}(?![\d])", doc) is not None
+
+
+def test_every_number_a_lesson_quotes_is_in_the_document_it_cites():
+    from workbench.panels.lessons import LESSONS
+
+    assert 3 <= len(LESSONS) <= 5
+    for lesson in LESSONS.values():
+        assert 2 <= len(lesson.steps) <= 4
+        for step in lesson.steps:
+            doc = (DOCS / step.source).read_text().replace("−", "-")
+            text = step.text.replace("−", "-")
+            missing = [t for t in _NUM.findall(text) if not _quoted_in(t, doc)]
+            assert not missing, (lesson.title, missing)
+
+
+def test_lesson_steps_fill_the_form_as_the_presets_do():
+    from workbench import forms
+    from workbench.panels import lessons
+
+    names = [f.name for f in forms.FIELDS]
+    for lesson in lessons.LESSONS.values():
+        for step in lesson.steps:
+            values, methods, preset, desc = lessons.fill(step, names)
+            if step.form is None:
+                assert methods is NU and preset is NU
+                continue
+            _, specs = lessons.form_of(step.form)
+            assert methods == [forms.method_of(s) for s in specs]
+            want, _ = forms.values_from_specs(specs)
+            assert {n: v for n, v in zip(names, values, strict=True) if v is not NU} == {
+                n: want[n] for n in names if n in want
+            }
+            assert preset == (step.form if step.form in lessons.PRESETS else NU)
+    # moving through a lesson
+    assert lessons.go_to(None, "gnn", 0) == {"lesson": "gnn", "step": 0}
+    assert lessons.go_to({"lesson": "gnn", "step": 0}, "gnn", -1)["step"] == 0
+    last = len(lessons.LESSONS["gnn"].steps) - 1
+    assert lessons.go_to({"lesson": "gnn", "step": last}, "gnn", 1)["step"] == last
+    assert lessons.go_to({"lesson": "gnn", "step": 1}, "cg", 1) == {"lesson": "cg", "step": 0}
+    assert lessons.go_to({"lesson": "gnn", "step": 1}, None, 1) is None
