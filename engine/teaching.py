@@ -120,10 +120,9 @@ def project(dx, vectors: np.ndarray, bands: np.ndarray, n_bands: int = 4) -> np.
     n_dof = vectors.shape[0]
     flat = dx.reshape(-1, n_dof)
     batched = dx.ndim == 3 or (dx.ndim == 2 and dx.shape[-1] == n_dof)
-    c2 = (flat @ vectors) ** 2  # [T, M]
-    out = np.zeros((flat.shape[0], n_bands))
-    for b in range(n_bands):
-        out[:, b] = c2[:, np.asarray(bands) == b].sum(axis=1)
+    onehot = np.asarray(bands)[:, None] == np.arange(n_bands)[None, :]  # [M, n_bands]
+    with single_threaded():  # small products: threads only contend with the running engine
+        out = ((flat @ vectors) ** 2) @ onehot.astype(np.float64)
     return out if batched else out[0]
 
 

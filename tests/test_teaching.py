@@ -138,7 +138,7 @@ def test_condition_number():
     assert condition_number([0.0, 0.0]) == float("inf")
 
 
-# ---- the card views (workbench/teach_views.py) against a registry stand-in ------------------------
+# ---- the card views (workbench/teach_views.py) against a registry stand-in ---------------------
 class _Reg:
     """What teach_views reads of the registry: export_data, frames, snapshot, curve_final."""
 
