@@ -68,14 +68,14 @@ def test_a_lesson_sets_the_form_and_the_cards_show_projection_and_verdict(page):
     # the step filled the form: GD and CG checked, the opening demo's n
     wait_until(
         page,
-        lambda: page.input_value(field("system.n")) == "600"
-        and "Set by the lesson" in page.inner_text("#wb-preset-desc"),
+        lambda: (
+            page.input_value(field("system.n")) == "600"
+            and "Set by the lesson" in page.inner_text("#wb-preset-desc")
+        ),
         10,
         "the form filled by the lesson",
     )
-    checked = page.eval_on_selector_all(
-        "#wb-methods input:checked", "els => els.map(e => e.value)"
-    )
+    checked = page.eval_on_selector_all("#wb-methods input:checked", "els => els.map(e => e.value)")
     assert sorted(checked) == ["cg", "gd"]
     # a small, short version of it, so the test runs in seconds
     set_field(page, "system.n", "60")
@@ -98,8 +98,10 @@ def test_a_lesson_sets_the_form_and_the_cards_show_projection_and_verdict(page):
                        r"bonds intact \d+ %$")  # fmt: skip
     wait_until(
         page,
-        lambda: [bool(badge.match(t)) for t in page.locator(".wb-verdict").all_inner_texts()]
-        == [True, True],
+        lambda: (
+            [bool(badge.match(t)) for t in page.locator(".wb-verdict").all_inner_texts()]
+            == [True, True]
+        ),
         120,
         "both verdict badges",
     )
