@@ -42,7 +42,7 @@ from engine.teaching import (
     project,
 )
 
-MAX_ATOMS = 1000  # above: no projection (dense eigh of 3n x 3n: ~10 s at n = 1000 idle)
+MAX_ATOMS = 1000  # above: no projection (dense eigh of 3n x 3n: 6.6-9.5 s at n = 1000)
 MAX_SYSTEMS = 3  # modes kept (72 MB each at n = 1000)
 BAND_ORDER = (SLOW, MIDDLE, FAST, RIGID)  # stacking order, bottom to top
 BAND_COLORS = {SLOW: "#2ca02c", MIDDLE: "#9ecae1", FAST: "#d62728", RIGID: "#bdbdbd"}
