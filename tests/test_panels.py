@@ -372,7 +372,8 @@ def test_runs_table_digest_and_system_names():
 # ---- layout in workflow order (issue 9) -------------------------------------------------------
 def test_panels_sit_in_workflow_order_with_the_setup_row_first():
     page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
-    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs", "sweep")
+    # the lessons drawer comes last in the DOM (fixed to the corner by assets/workbench.css)
+    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs", "sweep", "lessons")
 
     def areas(node):
         found = []

@@ -16,7 +16,7 @@ import secrets
 from dash import dcc, html
 
 from . import ids
-from .panels import PageContext, live, method, runs, spectrum, sweep, system
+from .panels import PageContext, lessons, live, method, runs, spectrum, sweep, system
 
 PANELS = {
     "system": system,
@@ -25,10 +25,19 @@ PANELS = {
     "live": live,
     "runs": runs,
     "sweep": sweep,
+    "lessons": lessons,  # a drawer fixed to the lower right corner (assets/workbench.css)
 }
 
 
-ORDER = ("system", "spectrum", "method", "live", "runs", "sweep")  # the workflow: the page order
+ORDER = (
+    "system",
+    "spectrum",
+    "method",
+    "live",
+    "runs",
+    "sweep",
+    "lessons",
+)  # the workflow: the page order
 
 
 def build(ctx: PageContext) -> html.Div:

@@ -43,7 +43,7 @@ from engine.methods import METHODS
 from engine.systems import STRETCH_FACTOR
 
 from .. import components as C
-from .. import figures, forms, ids, jobs
+from .. import figures, forms, ids, jobs, teach_views
 from .. import registry as reg
 from ..registry import Busy
 from . import PageContext, method, system, triggered_value
@@ -113,6 +113,16 @@ class ID:
     @staticmethod
     def share_msg(run_id: str) -> dict:
         return {"type": "run-share-msg", "index": run_id}
+
+    @staticmethod
+    def projection(run_id: str) -> dict:
+        """The card's slow-mode projection chart (workbench/teach_views.py)."""
+        return {"type": "run-projection", "index": run_id}
+
+    @staticmethod
+    def verdict(run_id: str) -> dict:
+        """The card's loop verdict badge (workbench/teach_views.py)."""
+        return {"type": "run-verdict", "index": run_id}
 
 
 # ---- layout --------------------------------------------------------------------------------
@@ -201,6 +211,13 @@ def run_card(run: dict, is_owner: bool = True) -> html.Div:
             html.Div(id=ID.viewer_dom(rid), className="wb-viewer", **{"data-run": rid}),
             html.Div("queued", id=ID.status(rid), className="wb-status", role="status"),
             html.Div("", id=ID.structure(rid), className="wb-structure"),
+            html.Div(id=ID.verdict(rid), className="wb-verdict-row"),  # teaching views
+            dcc.Graph(
+                id=ID.projection(rid),
+                figure=teach_views.projection_figure([], [], note="waiting for the first frames"),
+                config={"displaylogo": False, "displayModeBar": False},
+                className="wb-projection",
+            ),
             html.Div(
                 [
                     html.Button(
@@ -591,6 +608,23 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
         speedup = _speedup(live, sid, metric, threshold, chosen, columns, statuses)[0]
     seen["_n"] = tick
     return u.frames, u.status, u.structure, u.stops, patch, seen, speedup
+
+
+@callback(
+    Output(ID.projection(ALL), "figure"),
+    Output(ID.verdict(ALL), "children"),
+    Input(ID.SEEN, "data"),
+    State(ID.LIVE, "data"),
+    State(ids.SESSION, "data"),
+    State(ID.projection(ALL), "id"),
+    prevent_initial_call=True,
+)
+def teaching_views(seen, live, sid, proj_ids):
+    """Each card's slow-mode projection chart and loop verdict, after every poll (the modes
+    are computed off the request thread; see workbench/teach_views.py)."""
+    card_ids = [p["index"] for p in proj_ids]
+    figs, badges = teach_views.card_views(reg.get(), live, sid, card_ids)
+    return [NU if f is None else f for f in figs], [NU if b is None else b for b in badges]
 
 
 @callback(

@@ -1,0 +1,156 @@
+"""Cost of the live slow-mode projection (workbench/teach_views.py), and what it shows.
+
+``python -m bench.bench_teaching [--sizes 400 1000] [--steps 2000] [--rounds 2]``
+
+For each size: the opening demo's Bond+LJ loop (engine.presets.demo_spec, improved protocol,
+fixed step budget) at n atoms. Measured:
+
+- ``modes_s``: every Hessian mode at x0 (engine.teaching.full_modes: Hessian + one
+  single-threaded dense eigh of 3n x 3n), median of 2;
+- ``project_ms``: projecting one frame onto all 3n modes (engine.teaching.project);
+- GD's steps/s alone and with the live projection running beside it as in the workbench: a
+  second thread computes the modes once, then projects every frame the run reports. Runs
+  alternate (alone, with, alone, with...) so load changes hit both alike; steps/s counts the
+  run's logged steps over its own logged wall time (compilation excluded, as the engine logs);
+- the shares of |x - x0|^2 in each band (rigid, k slowest, middle, k fastest; k = n/4 of
+  the node-space modes = 3n/4 Hessian modes, as the chart) at half budget and at the end,
+  for GD and the GNN (seed 0).
+
+Results: bench/results/teaching.json. Numbers on the shared machine under load are noisy;
+the script records the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import statistics
+import threading
+import time
+
+import numpy as np
+
+from engine import build_system, make_energy, run
+from engine.presets import OPENING, demo_spec
+from engine.run import default_n_modes
+from engine.teaching import BAND_NAMES, full_modes, mode_bands, project
+
+from .common import save_json
+
+
+def _spec(method: str, n: int, steps: int):
+    return demo_spec(OPENING, method).replace(**{"system.n": n, "schedule.max_steps": steps})
+
+
+def _bands(spec, modes):
+    k = default_n_modes(spec, spec.system.n)
+    n_slow = 3 * k if spec.modes.method == "block-laplacian" else k
+    return mode_bands(modes.rigid, min(n_slow, int((~modes.rigid).sum()) // 2))
+
+
+def _steps_per_s(result) -> float:
+    m = result.metrics
+    return float(m["step"][-1]) / float(m["wall_time_s"][-1])
+
+
+def one_run(spec, system, project_live: bool):
+    """(steps/s, shares by step, projector seconds) of one run, with or without the live
+    projection thread beside it."""
+    frames: queue.Queue = queue.Queue()
+    shares: dict[int, np.ndarray] = {}
+    busy = [0.0]
+
+    def projector():
+        t = time.perf_counter()
+        modes = full_modes(make_energy(system, spec.energy), system.x0)
+        bands = _bands(spec, modes)
+        busy[0] += time.perf_counter() - t
+        while (item := frames.get()) is not None:
+            t = time.perf_counter()
+            step, x = item
+            shares[step] = project(x - system.x0, modes.vectors, bands)
+            busy[0] += time.perf_counter() - t
+
+    worker = threading.Thread(target=projector) if project_live else None
+    if worker:
+        worker.start()
+
+    def on_progress(p):
+        if worker and p.x is not None:
+            frames.put((int(p.step), np.asarray(p.x, np.float64)))
+
+    result = run(spec, on_progress=on_progress, system=system)
+    if worker:
+        frames.put(None)
+        worker.join()
+    return _steps_per_s(result), shares, busy[0]
+
+
+def bench_size(n: int, steps: int, rounds: int) -> dict:
+    spec = _spec("gd", n, steps)
+    system = build_system(spec.system, spec.seed)
+    model = make_energy(system, spec.energy)
+    modes_s = []
+    for _ in range(2):
+        m = full_modes(model, system.x0)
+        modes_s.append(m.seconds)
+    bands = _bands(spec, m)
+    dx = np.random.default_rng(0).normal(size=(1, n, 3))
+    t = time.perf_counter()
+    for _ in range(20):
+        project(dx, m.vectors, bands)
+    project_ms = (time.perf_counter() - t) / 20 * 1e3
+    run(spec.replace(**{"schedule.max_steps": 2 * spec.chunk_size}), system=system)  # compile
+    alone, with_proj, busy = [], [], []
+    for _ in range(rounds):
+        alone.append(one_run(spec, system, False)[0])
+        sps, _, b = one_run(spec, system, True)
+        with_proj.append(sps)
+        busy.append(b)
+    out = {
+        "n": n,
+        "steps": steps,
+        "modes_s": statistics.median(modes_s),
+        "project_ms_per_frame": project_ms,
+        "n_slow": int((bands == 1).sum()),
+        "gd_steps_per_s_alone": alone,
+        "gd_steps_per_s_with_projection": with_proj,
+        "projector_busy_s": busy,
+        "overhead_frac": 1.0 - statistics.median(with_proj) / statistics.median(alone),
+    }
+    out["shares"] = {}
+    for method in ("gd", "gnn"):
+        s = _spec(method, n, steps)
+        _, shares, _ = one_run(s, build_system(s.system, s.seed), True)
+        keys = sorted(shares)
+        half = min(keys, key=lambda k: abs(k - steps // 2))
+        out["shares"][method] = {
+            str(k): dict(zip(BAND_NAMES, _frac(shares[k]), strict=True)) for k in (half, keys[-1])
+        }
+    return out
+
+
+def _frac(v) -> list[float]:
+    v = np.asarray(v, np.float64)
+    return [round(float(x), 4) for x in v / max(v.sum(), 1e-300)]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[400])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args(argv)
+    load0 = os.getloadavg()
+    rows = [bench_size(n, args.steps, args.rounds) for n in args.sizes]
+    data = {"load_before": load0, "load_after": os.getloadavg()}
+    data["sizes"] = rows
+    print(save_json("teaching", data))
+    for r in rows:
+        print({k: v for k, v in r.items() if k != "shares"})
+        print(r["shares"])
+
+
+if __name__ == "__main__":
+    main()

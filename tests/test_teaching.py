@@ -1,0 +1,246 @@
+"""Teaching views: the eigenbasis projection, loop verdicts, conditioning, and the lessons'
+numbers against our benchmark docs."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dash import no_update as NU
+
+from engine import build_system, make_energy
+from engine.hessian import hessian
+from engine.modes import rigid_body_basis
+from engine.presets import OPENING, demo_spec
+from engine.teaching import (
+    FAST,
+    MIDDLE,
+    RIGID,
+    SLOW,
+    condition_number,
+    effective_spectrum,
+    eig_deflated,
+    full_modes,
+    loop_verdict,
+    mode_bands,
+    project,
+)
+
+
+@pytest.fixture(scope="module")
+def small_loop():
+    spec = demo_spec(OPENING, "gd").replace(**{"system.n": 50})
+    system = build_system(spec.system, spec.seed)
+    model = make_energy(system, spec.energy)
+    return system, model, full_modes(model, system.x0)
+
+
+# ---- full modes and projection -----------------------------------------------------------------
+def test_full_modes_are_an_orthonormal_eigenbasis_with_rigid_span_apart(small_loop):
+    system, model, m = small_loop
+    n_dof = 3 * system.n_atoms
+    assert m.vectors.shape == (n_dof, n_dof)
+    np.testing.assert_allclose(m.vectors.T @ m.vectors, np.eye(n_dof), atol=1e-9)
+    t, r = rigid_body_basis(system.x0)
+    assert m.rigid.sum() == t.shape[1] + r.shape[1] == 6
+    np.testing.assert_allclose(m.vectors[:, :6], np.concatenate([t, r], axis=1))
+    # the free columns are eigenvectors of H restricted to the complement, |value| ascending
+    h = hessian(model, system.x0)
+    p = np.eye(n_dof) - m.vectors[:, :6] @ m.vectors[:, :6].T
+    free = m.vectors[:, 6:]
+    np.testing.assert_allclose(p @ h @ p @ free, free * m.values[6:], atol=1e-8 * np.abs(h).max())
+    assert np.all(np.diff(np.abs(m.values[6:])) >= -1e-12)
+
+
+def test_eig_deflated_matches_dense_eigh_on_the_complement():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 12))
+    h = a + a.T
+    basis, _ = np.linalg.qr(rng.normal(size=(12, 2)))
+    values, vectors, rigid = eig_deflated(h, basis)
+    q, _ = np.linalg.qr(np.concatenate([basis, rng.normal(size=(12, 10))], axis=1))
+    comp = q[:, 2:]  # an orthonormal basis of the complement
+    want = np.linalg.eigvalsh(comp.T @ h @ comp)
+    np.testing.assert_allclose(np.sort(values[2:]), np.sort(want), atol=1e-10)
+    assert rigid.tolist() == [True, True] + [False] * 10
+
+
+def test_mode_bands():
+    rigid = np.array([True] * 3 + [False] * 10)
+    bands = mode_bands(rigid, 2, 3)
+    assert bands.tolist() == [RIGID] * 3 + [SLOW] * 2 + [MIDDLE] * 5 + [FAST] * 3
+    assert mode_bands(rigid, 4).tolist().count(FAST) == 4
+    assert mode_bands(np.zeros(3, bool), 5).tolist() == [SLOW] * 3  # slow wins on overlap
+    with pytest.raises(ValueError, match="n_slow"):
+        mode_bands(rigid, -1)
+
+
+def test_a_displacement_along_one_eigenvector_lands_in_its_band(small_loop):
+    system, _, m = small_loop
+    bands = mode_bands(m.rigid, 10)
+    for col in (0, 6, 30, m.vectors.shape[1] - 1):
+        dx = 0.3 * m.vectors[:, col].reshape(-1, 3)
+        shares = project(dx, m.vectors, bands)
+        want = np.zeros(4)
+        want[bands[col]] = 0.09
+        np.testing.assert_allclose(shares, want, atol=1e-12)
+
+
+def test_band_totals_equal_the_squared_norm(small_loop, key):
+    system, _, m = small_loop
+    bands = mode_bands(m.rigid, 10)
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(5, system.n_atoms, 3))
+    shares = project(frames, m.vectors, bands)
+    assert shares.shape == (5, 4)
+    np.testing.assert_allclose(shares.sum(axis=1), (frames**2).sum(axis=(1, 2)), rtol=1e-10)
+    one = project(frames[2].ravel(), m.vectors, bands)
+    np.testing.assert_allclose(one, shares[2])
+
+
+# ---- loop verdict ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "contacts, intact, kind, text",
+    [
+        (1.0, 1.0, "closed", "loop closed: contacts 100 %, bonds intact 100 %"),
+        (0.95, 0.99, "closed", "loop closed: contacts 95 %, bonds intact 99 %"),
+        (0.58, 1.0, "partly", "partly closed: contacts 58 %, bonds intact 100 %"),
+        (0.99, 0.985, "partly", "partly closed: contacts 99 %, bonds intact 98 %"),
+        (0.02, 1.0, "open", "loop open: contacts 2 %, bonds intact 100 %"),
+        (1.0, 0.90, "torn", "torn apart: contacts 100 %, bonds intact 90 %"),
+        (None, 1.0, "unknown", "no verdict yet: no structure logged"),
+        (float("nan"), 1.0, "unknown", "no verdict yet: no structure logged"),
+    ],
+)
+def test_loop_verdict(contacts, intact, kind, text):
+    v = loop_verdict(contacts, intact)
+    assert (v.kind, v.text) == (kind, text)
+
+
+# ---- conditioning --------------------------------------------------------------------------
+def test_effective_spectrum_against_dense(small_loop):
+    system, model, m = small_loop
+    h = hessian(model, system.x0)
+    j = m.vectors[:, 6:16]  # a linear map onto 10 modes: J^T H J is diagonal
+    np.testing.assert_allclose(
+        np.sort(effective_spectrum(h, j)), np.sort(m.values[6:16]), atol=1e-10
+    )
+    rng = np.random.default_rng(2)
+    j = rng.normal(size=(h.shape[0], 7))
+    np.testing.assert_allclose(
+        effective_spectrum(h, j), np.linalg.eigvalsh(j.T @ h @ j), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_condition_number():
+    assert condition_number([0.0, 1e-20, -2.0, 10.0]) == pytest.approx(5.0)
+    assert condition_number([]) == float("inf")
+    assert condition_number([0.0, 0.0]) == float("inf")
+
+
+# ---- the card views (workbench/teach_views.py) against a registry stand-in ---------------------
+class _Reg:
+    """What teach_views reads of the registry: export_data, frames, snapshot, curve_final."""
+
+    def __init__(self, spec, system, frames, finals):
+        self.spec, self.system, self._frames, self.finals = spec, system, frames, finals
+
+    def export_data(self, run_id, reader):
+        return {"system": self.system}
+
+    def frames(self, run_id, reader):
+        return list(self._frames)
+
+    def snapshot(self, run_id, reader, since_rows=0, since_frame=0):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(spec=self.spec.to_dict())
+
+    def curve_final(self, run_id, reader, metric):
+        return self.finals.get(metric)
+
+
+def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
+    from concurrent.futures import wait
+
+    from workbench import teach_views
+
+    system, _, m = small_loop
+    spec = demo_spec(OPENING, "gd").replace(**{"system.n": 50})
+    along = m.vectors[:, 10].reshape(-1, 3)  # a slow mode (k = 13 node modes -> 39 slow)
+    frames = [(0, system.x0), (20, system.x0 + 0.1 * along), (40, system.x0 + 0.2 * along)]
+    finals = {"loop_contact_frac": 1.0, "bonds_intact_frac": 1.0}
+    r = _Reg(spec, system, frames, finals)
+    live = {"runs": [{"id": "run-a"}], "rmsd": False}
+    figs, badges = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    assert "computing" in figs[0].layout.annotations[0].text
+    assert badges[0].children == "loop closed: contacts 100 %, bonds intact 100 %"
+    wait([teach_views.CACHE.run_state("run-a", "sid-test")["future"]])
+    figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    traces = {t.name.split(" (")[0]: t for t in figs[0].data}
+    assert list(traces["slowest"].x) == [0, 20, 40]
+    assert traces["slowest"].y[-1] == pytest.approx(100.0)
+    assert traces["fastest"].y[-1] == pytest.approx(0.0, abs=1e-9)
+    assert traces["slowest"].name == "slowest (39)"  # k = ceil(50 / 4) node modes = 39
+    # nothing new: unchanged
+    assert teach_views.card_views(r, live, "sid-test", ["run-a"])[0] == [None]
+    # a protein group: no verdict; too large a system: the chart says so
+    big = spec.replace(**{"system.n": teach_views.MAX_ATOMS + 1})
+    r2 = _Reg(big, system, frames, finals)
+    figs, badges = teach_views.card_views(r2, {"runs": [{"id": "b"}], "rmsd": True}, "s", ["b"])
+    assert badges == [None] and "off above" in figs[0].layout.annotations[0].text
+
+
+# ---- lessons -------------------------------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[1]
+_NUM = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _quoted_in(token: str, doc: str) -> bool:
+    """The number ``token`` appears in ``doc`` as a whole number (or, for a percentage up to
+    100, as the fraction the tables print: 54 -> 0.54)."""
+    found = re.search(rf"(?<![\d.]){re.escape(token)}(?![\d])", doc)
+    if found or "." in token or "," in token:
+        return bool(found)
+    v = int(token)
+    return v <= 100 and re.search(rf"(?<![\d.]){v / 100:.2f}(?![\d])", doc) is not None
+
+
+def test_every_number_a_lesson_quotes_is_in_the_document_it_cites():
+    from workbench.panels.lessons import LESSONS
+
+    assert 3 <= len(LESSONS) <= 5
+    for lesson in LESSONS.values():
+        assert 2 <= len(lesson.steps) <= 4
+        for step in lesson.steps:
+            doc = (DOCS / step.source).read_text().replace("−", "-")
+            text = step.text.replace("−", "-")
+            missing = [t for t in _NUM.findall(text) if not _quoted_in(t, doc)]
+            assert not missing, (lesson.title, missing)
+
+
+def test_lesson_steps_fill_the_form_as_the_presets_do():
+    from workbench import forms
+    from workbench.panels import lessons
+
+    names = [f.name for f in forms.FIELDS]
+    for lesson in lessons.LESSONS.values():
+        for step in lesson.steps:
+            values, methods, preset, desc = lessons.fill(step, names)
+            if step.form is None:
+                assert methods is NU and preset is NU
+                continue
+            _, specs = lessons.form_of(step.form)
+            assert methods == [forms.method_of(s) for s in specs]
+            want, _ = forms.values_from_specs(specs)
+            assert {n: v for n, v in zip(names, values, strict=True) if v is not NU} == {
+                n: want[n] for n in names if n in want
+            }
+            assert preset == (step.form if step.form in lessons.PRESETS else NU)
+    # moving through a lesson
+    assert lessons.go_to(None, "gnn", 0) == {"lesson": "gnn", "step": 0}
+    assert lessons.go_to({"lesson": "gnn", "step": 0}, "gnn", -1)["step"] == 0
+    last = len(lessons.LESSONS["gnn"].steps) - 1
+    assert lessons.go_to({"lesson": "gnn", "step": last}, "gnn", 1)["step"] == last
+    assert lessons.go_to({"lesson": "gnn", "step": 1}, "cg", 1) == {"lesson": "cg", "step": 0}
+    assert lessons.go_to({"lesson": "gnn", "step": 1}, None, 1) is None

@@ -1,0 +1,305 @@
+"""Panel 7, Lessons: short guided tours that set the form and say what to look at.
+
+A lesson is a sequence of steps (``LESSONS``, the one declaration of every lesson's text). A
+step may fill the form: with a preset of ``engine.presets.PRESETS`` (through the method
+panel's preset dropdown, so exactly what choosing that preset does), or with a group of specs
+built by ``engine.presets`` functions (``LESSON_FORMS``: the opening demo's settings with other
+methods, the tuned Figure 3 protocol), filled through ``method.preset_form`` (the same
+``forms.values_from_specs`` the presets use). No lesson restates a parameter value.
+
+Every claim a step makes quotes a number from the document it cites (``Step.source``);
+tests/test_teaching.py checks each number against that document. The views a step points at
+are the run cards' slow-mode projection charts and loop verdicts (workbench/teach_views.py),
+the spectrum (panel 2) and the curves (panel 4-5).
+
+The panel is a drawer fixed to the page's lower right corner (assets/workbench.css), so a
+lesson stays in view while the page scrolls to what it points at.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html
+from dash import no_update as NU
+
+from engine.presets import OPENING, OPENING_PRESET, PRESETS, demo_spec, tuned_spec
+
+from .. import ids
+from . import PageContext, method
+
+BENCH = "docs/benchmarks.md"
+FIG3_STEPS = 20000  # the Figure 3 runs' step budget (docs/benchmarks.md, Figure 3)
+
+
+class ID:
+    PICK = "wb-lesson-pick"
+    STATE = "wb-lesson-state"  # Store: {"lesson": name, "step": i}
+    STEP = "wb-lesson-step"
+    BACK = "wb-lesson-back"
+    NEXT = "wb-lesson-next"
+    COUNT = "wb-lesson-count"
+
+
+class Step(NamedTuple):
+    text: str
+    form: str | None = None  # a PRESETS name or a LESSON_FORMS name: filled on entering
+    look: str = ""  # where to look (a panel, a chart)
+    source: str = BENCH  # the document every number in ``text`` comes from
+
+
+class Lesson(NamedTuple):
+    title: str
+    steps: tuple[Step, ...]
+
+
+def _tuned_lj(method: str):
+    return tuned_spec("lj-loop", 400, method, max_steps=FIG3_STEPS)
+
+
+# Forms of the lessons that are not presets: (description, specs), built by engine.presets.
+LESSON_FORMS = {
+    "demo-gd-cg": (
+        "The opening demo's Bond+LJ loop (n = 600, 4000 steps each): GD against CG.",
+        [demo_spec(OPENING, m) for m in ("gd", "cg")],
+    ),
+    "tuned-lj-n400": (
+        "Pure LJ loop, n = 400, tuned protocol (monotone soft core, learning rates from a "
+        "sweep, CG and GNN started at x0), Figure 3's 20,000-step budget: GD against the GNN.",
+        [_tuned_lj(m) for m in ("gd", "gnn")],
+    ),
+}
+
+LESSONS: dict[str, Lesson] = {
+    "spectrum": Lesson(
+        "Why descent is slow: the spectrum",
+        (
+            Step(
+                "The form now holds the opening demo: a Bond+LJ loop, GD against the slow-mode "
+                "GNN. Press Compute spectrum: the Hessian's eigenvalues at x0 span many "
+                "decades. GD's step must suit the stiffest modes, so the softest ones, the "
+                "loop's large-scale motions, move slowest. Computing them costs 0.16 s at "
+                "n = 400 and 0.63 s at n = 1000 (iterative solver, idle machine).",
+                form=OPENING_PRESET,
+                look="panel 2, Spectrum",
+            ),
+            Step(
+                "Press Run. Under each card's 3D view, the chart splits the displacement "
+                "x − x0 over the Hessian's modes at x0: green the slowest, blue the middle, "
+                "red the fastest, grey rigid-body motion. In our run (n = 400, seed 0) the "
+                "slowest quarter held 10.9 % of GD's displacement after 2000 steps and 31.5 % "
+                "of the GNN's; the fastest quarter 54.3 % of GD's: GD moves mostly along stiff "
+                "directions.",
+                look="the run cards' projection charts",
+            ),
+            Step(
+                "The energy curves: the GNN is ahead from the start, −0.0212 at step 2000 "
+                "against GD's −0.0090; after 4000 steps GD ends at −0.01246 ± 0.00108, its "
+                "chain still a collapsed ball (radius of gyration 1.6 against 3.2).",
+                look="panel 4-5, the curves",
+            ),
+        ),
+    ),
+    "cg": Lesson(
+        "Slow modes as a basis (CG)",
+        (
+            Step(
+                "CG first moves only along the k slowest modes (x = Ψz), then switches to "
+                "positions. The form now holds the opening demo with CG instead of the GNN. "
+                "Run it and watch CG's projection chart until its stage switch.",
+                form="demo-gd-cg",
+                look="the run cards' projection charts",
+            ),
+            Step(
+                "In 4000 steps CG ends at −0.01838 ± 0.00083 with 78–85 % of its loop "
+                "contacts, GD at −0.01246 ± 0.00108 with 54–64 %: the verdict badges say "
+                "'partly closed' for both.",
+                look="the verdict badges",
+            ),
+            Step(
+                "Given Figure 3's 20,000 steps (improved protocol, n = 1000), CG ends at "
+                "−0.02334 ± 0.00005 against GD's −0.02256 ± 0.00027 in about the same wall "
+                "time (125–137 s): a 3 % lower energy, not a speed-up.",
+            ),
+        ),
+    ),
+    "gnn": Lesson(
+        "The GNN race",
+        (
+            Step(
+                "The form holds the opening demo: GD against the GNN, 4000 steps each. Press "
+                "Run; side by side both were done after 33 s in our run, compilation and "
+                "slow modes included.",
+                form=OPENING_PRESET,
+                look="panel 3, Run",
+            ),
+            Step(
+                "Watch the verdict badges: the GNN closes its loop (100 % of loop contacts, "
+                "−0.02289 ± 0.00003), GD stays partly closed (54–64 % of contacts). No chain "
+                "bond breaks in either.",
+                look="the verdict badges",
+            ),
+            Step(
+                "A head start, not a better minimum: given 20,000 steps GD nearly catches up "
+                "(−0.02315 at n = 400, −0.02256 at n = 1000, improved protocol).",
+            ),
+        ),
+    ),
+    "trap": Lesson(
+        "When it does not help: the soft-core trap and a fair learning rate",
+        (
+            Step(
+                "The paper's Figure 2 setting: pure LJ, n = 400, the reference protocol. Run "
+                "it. GD ends at +0.00338 ± 0.04309, the GNN at −0.02997 ± 0.00391, as the "
+                "paper says, but no loop closes: loop contacts GD 54 %, GNN 14 %.",
+                form="fig2-lj-n400",
+                look="the verdict badges",
+            ),
+            Step(
+                "GD's 'failure' is the reference soft core's spurious minimum at r = 0: "
+                "collapsed bonded pairs trap it. The form now holds the tuned protocol (trap "
+                "removed, fair learning rates, the GNN started at x0). Run: GD "
+                "−0.08428 ± 0.00381 against the GNN's −0.08547 ± 0.00297, within one sd, and "
+                "GD takes about half the time (11.3 s against 19.1 s).",
+                form="tuned-lj-n400",
+                look="the curves and the speed-up table",
+            ),
+            Step(
+                "Without the trap and without starting at x0 (improved protocol) the GNN "
+                "ends at −0.00779 against GD's −0.08370: much of the pure-LJ advantage was "
+                "the trap.",
+            ),
+        ),
+    ),
+    "protein": Lesson(
+        "Proteins: local minimization, not folding",
+        (
+            Step(
+                "The form holds Trp-cage from an extended chain: GD, the slow-mode GNN and "
+                "OpenMM's L-BFGS on one AMBER energy. Run. On this case E_GD / E_GNN = 1.0048 "
+                "and t_GD / t_GNN = 0.58: the GNN ends within 1.1 % of GD and takes longer.",
+                form="trp-cage",
+                look="the curves and the speed-up table",
+            ),
+            Step(
+                "OpenMM's L-BFGS ends lower, −2267.3 against GD's −2054.3 kJ/mol. Nothing "
+                "folds: the CA-RMSD in each card's structure line stays at its start.",
+                look="the cards' structure lines",
+            ),
+        ),
+    ),
+}
+
+
+# ---- layout --------------------------------------------------------------------------------
+def layout(ctx: PageContext):
+    del ctx
+    return html.Details(
+        [
+            html.Summary("Lessons", className="wb-lessons-summary"),
+            html.Div(
+                [
+                    dcc.Store(id=ID.STATE, data=None),
+                    dcc.Dropdown(
+                        id=ID.PICK,
+                        options=[{"label": les.title, "value": k} for k, les in LESSONS.items()],
+                        value=None,
+                        placeholder="choose a lesson…",
+                        searchable=False,
+                    ),
+                    html.Div(
+                        "Each lesson sets the form and says what to look at; every number "
+                        "is one of our own measurements (docs/benchmarks.md).",
+                        id=ID.STEP,
+                        className="wb-lesson-step",
+                        role="status",
+                    ),
+                    html.Div(
+                        [
+                            html.Button("Back", id=ID.BACK, className="wb-btn", disabled=True),
+                            html.Span("", id=ID.COUNT, className="wb-muted"),
+                            html.Button("Next", id=ID.NEXT, className="wb-btn", disabled=True),
+                        ],
+                        className="wb-lesson-nav",
+                    ),
+                ],
+                className="wb-lessons-body",
+            ),
+        ],
+        className="wb-lessons",
+        open=False,
+    )
+
+
+# ---- pure helpers ----------------------------------------------------------------------------
+def form_of(name: str) -> tuple[str, list]:
+    """(description, specs) of a step's form: a preset or a lesson form."""
+    return PRESETS[name] if name in PRESETS else LESSON_FORMS[name]
+
+
+def step_view(lesson: str, i: int) -> list:
+    """The step box: the text, where to look, and the source."""
+    les = LESSONS[lesson]
+    step = les.steps[i]
+    out = [html.Div(les.title, className="wb-lesson-title"), html.P(step.text)]
+    if step.look:
+        out.append(html.Div(["Look at: ", html.Strong(step.look)], className="wb-lesson-look"))
+    out.append(html.Div(f"Numbers: {step.source}", className="wb-muted"))
+    return out
+
+
+def go_to(state: dict | None, lesson: str | None, move: int) -> dict | None:
+    """The new {"lesson", "step"} after choosing ``lesson`` (step 0) or moving by ``move``."""
+    if not lesson:
+        return None
+    if not state or state.get("lesson") != lesson:
+        return {"lesson": lesson, "step": 0}
+    n = len(LESSONS[lesson].steps)
+    return {"lesson": lesson, "step": max(0, min(n - 1, state["step"] + move))}
+
+
+def fill(step: Step, names: list[str]) -> tuple:
+    """(field values, methods, preset dropdown value, description) a step sets; NU where it
+    leaves the form alone. A preset goes through the preset dropdown too, so the method
+    panel's own fill (tab, protein source) runs as when the user picks it."""
+    if not step.form:
+        return [NU] * len(names), NU, NU, NU
+    desc, specs = form_of(step.form)
+    values, methods, desc, _, _ = method.preset_form(desc, specs, names)
+    preset = step.form if step.form in PRESETS else NU
+    return values, methods, preset, f"Set by the lesson: {desc}"
+
+
+# ---- callbacks -------------------------------------------------------------------------------
+@callback(
+    Output(ID.STATE, "data"),
+    Output(ID.STEP, "children"),
+    Output(ID.COUNT, "children"),
+    Output(ID.BACK, "disabled"),
+    Output(ID.NEXT, "disabled"),
+    Output(ids.field(ALL), "value", allow_duplicate=True),
+    Output(method.ID.METHODS, "value", allow_duplicate=True),
+    Output(method.ID.PRESET, "value", allow_duplicate=True),
+    Output(method.ID.PRESET_DESC, "children", allow_duplicate=True),
+    Input(ID.PICK, "value"),
+    Input(ID.BACK, "n_clicks"),
+    Input(ID.NEXT, "n_clicks"),
+    State(ID.STATE, "data"),
+    State(ids.field(ALL), "id"),
+    prevent_initial_call=True,
+)
+def navigate(lesson, back, nxt, state, field_ids):
+    """Enter a lesson or move one step; a step with a form fills it."""
+    move = {ID.BACK: -1, ID.NEXT: 1}.get(ctx.triggered_id, 0)
+    new = go_to(state, lesson, move)
+    names = [f["name"] for f in field_ids]
+    if new is None:
+        return None, "", "", True, True, [NU] * len(names), NU, NU, NU
+    n = len(LESSONS[new["lesson"]].steps)
+    i = new["step"]
+    unchanged = state == new
+    filled = fill(LESSONS[new["lesson"]].steps[i], names)
+    if unchanged:
+        filled = ([NU] * len(names), NU, NU, NU)
+    view = step_view(new["lesson"], i)
+    return new, view, f"step {i + 1} of {n}", i == 0, i == n - 1, *filled
