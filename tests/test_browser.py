@@ -36,7 +36,8 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 N_BEADS = 60
 VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the layout is made for
-PANEL_ORDER = ["system", "spectrum", "method", "live", "runs"]  # workflow order
+# workflow order; the lessons drawer is fixed to a corner, outside the flow
+PANEL_ORDER = ["system", "spectrum", "method", "live", "runs", "sweep"]
 
 
 def field(name: str) -> str:
@@ -138,7 +139,7 @@ def test_page_loads_offline_with_its_own_3dmol(page):
     set_field(page, "system.n", str(N_BEADS))
     wait_until(
         page,
-        f"{text_of('#wb-system-summary')}.startsWith('pure LJ loop, n = {N_BEADS} beads')",
+        f"{text_of('#wb-system-summary')}.startsWith('Bond + LJ loop, n = {N_BEADS} beads')",
         10,
         "the system summary",
     )
@@ -162,7 +163,7 @@ def test_panels_read_in_workflow_order_and_run_is_visible(page, width, height):
     try:
         fresh.goto(page.url.split("?")[0])
         fresh.wait_for_selector("#wb-run")
-        boxes = panel_boxes(fresh)
+        boxes = [b for b in panel_boxes(fresh) if b["name"] != "lessons"]
         assert [b["name"] for b in boxes] == PANEL_ORDER  # the DOM order
         # on screen, top to bottom then left to right: the same order
         on_screen = sorted(boxes, key=lambda b: (b["top"], b["left"]))
@@ -207,10 +208,10 @@ def test_spectrum_and_mode_animation(page):
 
 def test_bad_input_is_refused_next_to_the_field_and_starts_nothing(page):
     set_field(page, "system.n", "1e9")
-    wait_until(page, f"{text_of(msg('system.n'))}.includes('[50, 4000]')", 10, "field message")
+    wait_until(page, f"{text_of(msg('system.n'))}.includes('[50, 100000]')", 10, "field message")
     page.click("#wb-run")
     wait_until(page, f"{text_of('#wb-run-msg')}.startsWith('Not started')", 10, "refusal")
-    assert "system.n must be an integer in [50, 4000]" in page.inner_text("#wb-run-msg")
+    assert "system.n must be an integer in [50, 100000]" in page.inner_text("#wb-run-msg")
     assert page.locator(".wb-card").count() == 0
     set_field(page, "system.n", str(N_BEADS))
     wait_until(page, f"{text_of(msg('system.n'))} === ''", 10, "message cleared")
@@ -352,7 +353,7 @@ def test_runs_are_listed_by_system_method_and_time(page):
         page, "document.querySelectorAll('#wb-runs-table button').length >= 2", 10, "runs list"
     )
     names = page.locator("#wb-runs-table .wb-runs-name").all_inner_texts()
-    pattern = rf"lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d"
+    pattern = rf"bond-lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d"  # the opening demo's
     assert all(re.fullmatch(pattern, n) for n in names), names
 
 
@@ -364,7 +365,8 @@ def test_replay_from_the_runs_list(page):
     last = "((window.wbStats || {})['wb-replay-view'] || {}).step"
     wait_until(page, f"{last} > 0", 20, "the last frame in the replay")
     assert re.fullmatch(
-        rf"lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d", page.inner_text("#wb-replay-name")
+        rf"bond-lj-loop n={N_BEADS} · (GD|GNN) · \d\d:\d\d:\d\d",
+        page.inner_text("#wb-replay-name"),
     )
     page.locator("#wb-replay-slider [role=slider]").press("Home")  # first frame
     wait_until(page, f"{last} === 0", 10, "the slider's frame")

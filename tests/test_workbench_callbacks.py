@@ -163,9 +163,9 @@ def speedup_note(block) -> str:
 
 
 def test_bad_input_starts_nothing_and_names_the_range(engine):
-    out = start(**{"system.n": "99999"})
+    out = start(**{"system.n": "999999"})
     assert out[:5] == (no_update,) * 5
-    assert out[5] == "Not started: system.n must be an integer in [50, 4000], got '99999'"
+    assert out[5] == "Not started: system.n must be an integer in [50, 100000], got '999999'"
     assert reg.get().list_runs(SID) == []
 
 
@@ -203,13 +203,20 @@ def test_start_and_poll_delivers_view_once_then_curves(engine):
         assert data[i]["x"] == [0, 20, 40, 60]
         assert data[i]["customdata"] == pytest.approx(energies)
         assert data[i]["y"][:3] == pytest.approx([e - energies[-1] for e in energies[:3]])
-        assert data[2 + i]["x"] == pytest.approx([0.01, 0.02, 0.03, 0.04])  # vs time
+    # the time axis is the time since the Run click at which each row reached the server
+    clicks = {}
+    for i, r in enumerate(group["runs"]):
+        rows = reg.get().snapshot(r["id"], SID).rows
+        clicks[r["label"]] = [row["click_time_s"] for row in rows]
+        assert data[2 + i]["x"] == pytest.approx(clicks[r["label"]])
+        assert clicks[r["label"]] == sorted(clicks[r["label"]]) and clicks[r["label"]][0] >= 0
     assert data[4]["y"] == pytest.approx([100.0, 90.0, 80.0, 70.0])  # gd bonds intact %
     assert data[7]["y"] == pytest.approx([0.0, 10.0, 20.0, 30.0])  # gnn loop contacts %
     assert data[8]["y"] == pytest.approx([3.0, 2.8, 2.6, 2.4])  # gd Rg
     # GNN's stage switch (step 20) is marked on the step and time axes, in its colour
     marks = [(m["x0"], m["xref"], m["line"]["color"]) for m in curves["layout"]["shapes"]]
-    assert marks == [(20.0, "x", gnn["color"]), (0.02, "x2", gnn["color"])]
+    switch_time = clicks["gnn"][1]  # GNN's row at step 20
+    assert marks == [(20.0, "x", gnn["color"]), (pytest.approx(switch_time), "x2", gnn["color"])]
     assert "switched at step 20" in last_sent(sent["status"], 1)
     assert "done" in last_sent(sent["status"], 0)
     # the speed-up readout arrives with the rows: GD is the reference
@@ -326,7 +333,7 @@ def test_validate_form_messages_next_to_fields(engine):
     values, field_ids = form(**{"system.n": "ten", "gnn.hidden": "0"})
     msg_ids = [ids.field_msg(n) for n in ("system.n", "gnn.hidden", "methods", "seed")]
     msgs = method.validate_form(values, ["gd", "gnn"], "loop", "file", None, field_ids, msg_ids)
-    assert msgs[0] == "must be an integer in [50, 4000], got 'ten'"
+    assert msgs[0] == "must be an integer in [50, 100000], got 'ten'"
     assert msgs[1] == "must be an integer in [2, 1024], got '0'"
     assert msgs[2:] == ["", ""]
     msgs = method.validate_form(values, [], "loop", "file", None, field_ids, msg_ids)

@@ -101,7 +101,7 @@ def layout(ctx: PageContext):
             className="wb-run-row",
         ),
         html.Div(id=ID.MSG, className="wb-msg", role="alert"),
-        html.Div(id=ID.STATUS, className="wb-status"),
+        html.Div(id=ID.STATUS, className="wb-sweep-status", role="status"),
     ]
     results = [
         dcc.Graph(id=ID.SCATTER, config={"displaylogo": False}),
