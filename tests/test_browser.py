@@ -335,7 +335,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
         card.get_by_role("button", name="final PDB").click()
     # exports are named by system, method and start time
     assert re.fullmatch(
-        rf"lj-loop-n{N_BEADS}_gd_\d{{8}}-\d{{6}}_final\.pdb", dl.value.suggested_filename
+        r"bond-lj-loop-n\d+_gd_\d{8}-\d{6}_final\.pdb", dl.value.suggested_filename
     )
     pdb = open(dl.value.path()).read()
     assert pdb.count("ATOM") + pdb.count("HETATM") >= N_BEADS
