@@ -334,9 +334,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     with page.expect_download() as dl:
         card.get_by_role("button", name="final PDB").click()
     # exports are named by system, method and start time
-    assert re.fullmatch(
-        r"bond-lj-loop-n\d+_gd_\d{8}-\d{6}_final\.pdb", dl.value.suggested_filename
-    )
+    assert re.fullmatch(r"bond-lj-loop-n\d+_gd_\d{8}-\d{6}_final\.pdb", dl.value.suggested_filename)
     pdb = open(dl.value.path()).read()
     assert pdb.count("ATOM") + pdb.count("HETATM") >= N_BEADS
     with page.expect_download() as dl:
