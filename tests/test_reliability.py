@@ -86,3 +86,16 @@ def test_stopping_queued_runs_frees_their_slots_at_once(make):
     reg.submit_group([RunSpec()] * 3, owner="A")  # the slots are free before the worker is
     with pytest.raises(Busy):
         reg.submit(RunSpec(), owner="A")
+
+
+def test_a_stop_the_engine_does_not_honour_frees_the_slot_after_the_grace(make):
+    from workbench.records import STOP_GRACE_S
+
+    engine = FakeEngine(phases=(("modes", ""),), hold="modes", uninterruptible=("modes",))
+    reg, engine = make(engine=engine, max_active=1)
+    run_id = reg.submit(RunSpec(), owner="A")
+    wait_for(lambda: engine.runs and engine.runs[0].holding.is_set(), what="held")
+    assert reg.cancel(run_id, by="A") and reg.active_count("A") == 1  # still stopping
+    wait_for(lambda: reg.active_count("A") == 0, timeout=STOP_GRACE_S + 5, what="slot freed")
+    reg.submit(RunSpec(), owner="A")  # no snapshot was needed to settle it
+    engine.runs[0].proceed.set()
