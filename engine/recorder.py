@@ -111,9 +111,11 @@ def _structure(system: System, x: np.ndarray, prev: dict | None) -> dict:
     if np.all(np.isfinite(x)):
         return structure_metrics(x, system)
     # diverged positions: keep the columns (read off a finite row), mark the metrics missing
-    names = (
-        [k for k in prev if k not in BASE_COLUMNS] if prev else structure_metrics(system.x0, system)
-    )
+    if prev:
+        names = [k for k in prev if k not in BASE_COLUMNS]
+    else:  # the first row: the column names of any finite stand-in (x0 may be the bad one)
+        stand_in = np.nan_to_num(np.asarray(system.x0, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        names = list(structure_metrics(stand_in, system))
     return dict.fromkeys(names, math.nan)
 
 

@@ -47,7 +47,15 @@ from .loop import Observation, Stage, make_chunk_fn, observe
 from .optim import make_optimizer
 from .recorder import Recorded, make_recorder, wall_clock
 from .reparam import Reparam, make_reparam
-from .schedule import RUNNING, ScheduleState, StagePolicy, request_stop, stage_policy
+from .schedule import (
+    RUNNING,
+    ScheduleState,
+    StagePolicy,
+    nonfinite_positions,
+    request_stop,
+    stage_policy,
+    structure_of,
+)
 from .systems import build_system, make_energy
 from .types import EnergyModel, PhaseFn, Progress, SlowModes, Stopped, System
 
@@ -227,6 +235,10 @@ def run(
     emit = on_progress or (lambda progress: None)
     t_start = time.perf_counter()
     system = system or build_system(spec.system, spec.seed)
+    bad = nonfinite_positions(system.x0)  # before a neighbour list or modes refuse them
+    if bad:
+        seconds = time.perf_counter() - t_start
+        return _no_rows(spec, system, "diverged", f"initial {bad}", seconds)
     try:
         parts, state, first = init_run(
             spec, system, modes, should_stop=should_stop, on_phase=on_phase
@@ -292,10 +304,11 @@ def init_run(
     modes_s = modes.seconds if modes is not None else 0.0
     compile_s = t_ready - t_start - modes_spent - init_s
     timings = {"modes_s": modes_s, "init_s": init_s, "compile_s": compile_s, "total_s": 0.0}
-    policy = stage_policy(spec.schedule, two_stage=1 in stages)
+    policy = stage_policy(spec.schedule, two_stage=1 in stages, structure=structure_of(system))
     clock = wall_clock(t_ready, before_s=modes_s + init_s)
     parts = RunParts(spec, system, modes, model, dtype, stages, policy, key_aux, clock, timings)
-    return parts, RunState(params, opt_state, aux, x, 0, 0, policy.init(first.energy)), first
+    schedule = policy.init(first.energy, first.x)  # x: non-finite or destroyed structures
+    return parts, RunState(params, opt_state, aux, x, 0, 0, schedule), first
 
 
 def make_stage(spec: RunSpec, model: EnergyModel, reparam: Reparam, stage: int) -> Stage:
@@ -396,16 +409,22 @@ PHASE_WORDS = {"modes": "computing slow modes", "compiling": "compiling"}
 
 def _stopped_early(spec: RunSpec, system: System, stop: Stopped, seconds: float) -> RunResult:
     """The RunResult of a run stopped before "running": no rows, x0 as its only frame."""
+    words = PHASE_WORDS.get(stop.phase, stop.phase or "preparing")
+    message = f"stopped by request while {words}, before the first step"
+    return _no_rows(spec, system, "stopped", message, seconds)
+
+
+def _no_rows(spec: RunSpec, system: System, status: str, message: str, seconds: float):
+    """The RunResult of a run that ended before its step-0 row: x0 as its only frame."""
     from .recorder import BASE_COLUMNS
 
     x0 = np.asarray(system.x0, np.float64)
     metrics = {name: np.zeros(0, np.int64 if name in ("step", "stage") else np.float64)
                for name in BASE_COLUMNS}  # fmt: skip
-    words = PHASE_WORDS.get(stop.phase, stop.phase or "preparing")
     return RunResult(
         spec=spec,
-        status="stopped",
-        message=f"stopped by request while {words}, before the first step",
+        status=status,
+        message=message,
         metrics=metrics,
         frames_step=np.zeros(1, np.int64),
         frames_x=x0[None],

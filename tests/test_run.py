@@ -345,3 +345,40 @@ def test_cli_modes_prints_eigenvalues(capsys):
     out = capsys.readouterr().out.splitlines()
     assert "lowest 5 modes" in out[0] and len(out) == 6
     assert "rigid-body" in out[1]  # the constant (translation) mode comes first
+
+
+def test_a_run_that_destroys_its_structure_ends_diverged_with_its_data():
+    # issue 10.5: Adam at lr 10 without clipping blows pure LJ apart to a "converged" energy
+    spec = BASE.replace(
+        **{
+            "optim.learning_rate": 10.0,
+            "optim.clip": "none",
+            "schedule.stopping": "reference",
+            "schedule.max_steps": 2000,
+        }
+    )
+    result = run(spec)
+    assert result.status == "diverged" and result.message.startswith("structure destroyed")
+    m = result.metrics
+    assert len(m["step"]) >= 2 and m["radius_of_gyration"][-1] > 10 * m["radius_of_gyration"][0]
+    assert result.frames_step[-1] == m["step"][-1]  # the destroyed positions are kept
+    np.testing.assert_allclose(result.x_final, result.frames_x[-1])
+
+
+@pytest.mark.parametrize("kind", ["lj-loop", "bond-lj-loop"])
+@pytest.mark.parametrize("repulsion", ["all-pairs", "random-subset", "cutoff"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_positions_diverge_in_every_loop_energy(kind, repulsion, bad):
+    # issue 10.7: a safe distance maps NaN positions to a finite energy (49.8755 for lj-loop)
+    import dataclasses
+
+    from engine.systems import build_system
+
+    spec = BASE.replace(**{"system.kind": kind, "energy.repulsion": repulsion})
+    system = build_system(spec.system, spec.seed)
+    x0 = system.x0.copy()
+    x0[7, 1] = bad
+    result = run(spec, system=dataclasses.replace(system, x0=x0))
+    assert result.status == "diverged"
+    assert result.message == "initial positions are not finite (1 of 60 atoms)"
+    assert len(result.metrics["step"]) == 0 and result.x_final.shape == (60, 3)

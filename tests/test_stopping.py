@@ -7,7 +7,14 @@ import pytest
 
 from engine.config import ScheduleConfig
 from engine.loop import Observation
-from engine.schedule import EXPLODE_FACTOR, request_stop, stage_policy
+from engine.schedule import (
+    EXPLODE_FACTOR,
+    RG_BLOWUP_FACTOR,
+    Structure,
+    radius_of_gyration,
+    request_stop,
+    stage_policy,
+)
 from engine.stopping import stopping_rule
 
 X = np.zeros((3, 3))
@@ -146,3 +153,47 @@ def test_non_finite_start_and_stop_request():
     assert (state.status, state.message) == ("diverged", "initial energy is not finite (nan)")
     stopped = request_stop(policy.init(1.0), 60)
     assert (stopped.status, stopped.message) == ("stopped", "stopped by request at step 60")
+
+
+# the divergence rules on positions (issue 10.5 and 10.7)
+
+CHAIN = np.stack([np.arange(6.0), np.zeros(6), np.zeros(6)], axis=1)  # bonds of length 1
+STRUCTURE = Structure(np.stack([np.arange(5), np.arange(1, 6)], axis=1), 1.0)
+
+
+def test_non_finite_positions_diverge_even_with_a_finite_energy():
+    policy = stage_policy(ScheduleConfig(stopping="none"), two_stage=False)
+    x = CHAIN.copy()
+    x[2, 1] = math.nan
+    state = policy.update(policy.init(1.0, CHAIN), Observation(20, 2, 1.0, 0.0, x))
+    assert state.status == "diverged"
+    assert state.message == "positions are not finite (1 of 6 atoms) at step 20 (stage 2)"
+    start = policy.init(1.0, np.full((6, 3), math.inf))
+    assert (start.status, start.message) == (
+        "diverged",
+        "initial positions are not finite (6 of 6 atoms)",
+    )
+
+
+def test_a_structure_that_flew_apart_diverges_with_its_reasons():
+    policy = stage_policy(ScheduleConfig(stopping="none"), two_stage=False, structure=STRUCTURE)
+    start = policy.init(1.0, CHAIN)
+    assert start.rg_start == pytest.approx(radius_of_gyration(CHAIN))
+    blown = CHAIN * (RG_BLOWUP_FACTOR + 1)  # every bond stretched, Rg 11x the start's
+    state = policy.update(start, Observation(40, 2, 1e-5, 0.0, blown))
+    assert state.status == "diverged"
+    assert state.message.startswith("structure destroyed: radius of gyration")
+    assert state.message.endswith("100% of bonds stretched at step 40 (stage 2)")
+    assert policy.update(start, Observation(40, 2, 1e-5, 0.0, CHAIN * 3)).status == "running"
+
+
+def test_a_tiny_start_may_grow_while_its_bonds_hold():
+    policy = stage_policy(ScheduleConfig(stopping="none"), two_stage=False, structure=STRUCTURE)
+    start = policy.init(1.0, CHAIN * 0.01)  # init_scale 0.01: Rg grows 100x legitimately
+    assert policy.update(start, Observation(40, 2, 1.0, 0.0, CHAIN)).status == "running"
+    half = CHAIN.copy()
+    half[3:, 0] += 10  # Rg far beyond 10x, but only one of five bonds stretched
+    assert policy.update(start, Observation(40, 2, 1.0, 0.0, half)).status == "running"
+    without = stage_policy(ScheduleConfig(stopping="none"), two_stage=False)  # no structure
+    state = without.update(without.init(1.0, CHAIN), Observation(40, 2, 1.0, 0.0, CHAIN * 100))
+    assert state.status == "running"

@@ -8,13 +8,17 @@ header, and a run it may not read answers as "gone", exactly like an unknown id.
 
 Reply: {run_id: {"frame": n, "terminal": bool, "step": s, "xyz": [3 n floats]}} where step
 and xyz are present only if the run has a frame newer than ``since``; {"gone": true} for
-runs that are unknown or not readable.
+runs that are unknown or not readable. A newer frame whose coordinates are not all finite (a
+diverged run) is skipped: "step" and ``"nonfinite": true`` instead of "xyz", so the view keeps
+its last drawable frame. The reply is always strict JSON (no NaN or Infinity tokens), so one
+diverged run never breaks the stream of the others on the page.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 from flask import Response, request
 
 from . import jobs
@@ -48,7 +52,10 @@ def frames_reply(registry, reader: str, wanted: list[tuple[str, int]]) -> dict:
         entry = {"frame": snap.frame_no, "terminal": snap.terminal}
         if snap.frame_x is not None and snap.view is not None:
             entry["step"] = snap.frame_step
-            entry["xyz"] = jobs.flat(snap.frame_x, snap.view.get("scale", 1.0))
+            if np.all(np.isfinite(snap.frame_x)):
+                entry["xyz"] = jobs.flat(snap.frame_x, snap.view.get("scale", 1.0))
+            else:  # a diverged run's positions: not drawable, and NaN is not JSON
+                entry["nonfinite"] = True
         out[run_id] = entry
     return out
 
@@ -58,7 +65,7 @@ def frames_view() -> Response:
     reader = request.headers.get("X-WB-Session", "")
     body = frames_reply(reg.get(), reader, parse_query(request.args.get("runs", "")))
     return Response(
-        json.dumps(body, separators=(",", ":")),
+        json.dumps(body, separators=(",", ":"), allow_nan=False),
         mimetype="application/json",
         headers={"Cache-Control": "no-store"},
     )

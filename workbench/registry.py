@@ -133,11 +133,21 @@ class RunRegistry:
     def active_count(self, owner: str) -> int:
         """Queued and running runs of ``owner`` (a sweep counts against the same limit)."""
         with self._lock:
-            return sum(
-                1
-                for r in self._records.values()
-                if r.owner == owner and r.kind == "run" and r.status in ACTIVE
-            )
+            return self._active(owner)
+
+    def _active(self, owner: str) -> int:
+        """Queued and running runs of ``owner`` (call under the lock). A stopped queued run is
+        already "cancelled", and a stop the engine has not honoured within the grace period is
+        settled here, so neither holds a slot."""
+        now = time.time()
+        return sum(
+            1
+            for r in self._records.values()
+            if r.owner == owner
+            and isinstance(r, RunRecord)
+            and not r.settle(now)
+            and r.status in ACTIVE
+        )
 
     def adopt_bundle(self, path: str, owner: str) -> str:
         """A bundle that belongs to ``owner`` (one run of its sweep): readable by that session
@@ -165,11 +175,7 @@ class RunRegistry:
         access.check_submitter(owner)
         group, now = secrets.token_hex(4), time.time()
         with self._lock:
-            active = sum(
-                1
-                for r in self._records.values()
-                if r.owner == owner and r.kind == "run" and r.status in ACTIVE
-            )
+            active = self._active(owner)
             refused = access.quota_error(active, len(specs), self.config.max_active_per_session)
             if refused:
                 raise Busy(refused)
