@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from workbench_fakes import FakeEngine, wait_for
 
-from engine import RunSpec
-from workbench import frames
+from engine import RunSpec, ScheduleConfig, SystemConfig
+from engine import io as engine_io
+from workbench import frames, jobs
 from workbench.config import ServerConfig
 from workbench.registry import Busy, RunRegistry
 
@@ -74,7 +75,7 @@ def test_nonfinite_frame_is_skipped_with_a_flag_and_the_reply_is_strict_json(mak
         reg_module.install(None)
 
 
-# ---- 3: a stop on a queued run frees its quota slot at once ---------------------------------------
+# ---- 3: a stop on a queued run frees its quota slot at once -------------------------------------
 def test_stopping_queued_runs_frees_their_slots_at_once(make):
     reg, engine = make(workers=1, max_active=4)
     ids = reg.submit_group([RunSpec()] * 4, owner="A")
@@ -99,3 +100,117 @@ def test_a_stop_the_engine_does_not_honour_frees_the_slot_after_the_grace(make):
     wait_for(lambda: reg.active_count("A") == 0, timeout=STOP_GRACE_S + 5, what="slot freed")
     reg.submit(RunSpec(), owner="A")  # no snapshot was needed to settle it
     engine.runs[0].proceed.set()
+
+
+# ---- 8: damaged run files ------------------------------------------------------------------------
+SMALL = RunSpec(
+    system=SystemConfig(kind="lj-loop", n=50),
+    schedule=ScheduleConfig(max_steps=40, stopping="none"),
+    method_label="gd",
+)
+
+
+@pytest.fixture
+def stored(make, tmp_path):
+    """A finished run of session "A" saved under tmp_path/runs, its registry shut down; returns
+    (run_id, folder, reopen) where reopen() is a new registry on the same run_dir."""
+    system = jobs.build_system(SMALL.system, SMALL.seed)
+    run_dir = tmp_path / "runs"
+    reg, _ = make(engine=FakeEngine(auto=True, n_rows=3, system=system), run_dir=run_dir)
+    run_id = reg.submit(SMALL, owner="A")
+    ended(reg, run_id)
+    folder = reg.store.path(run_id)
+    wait_for(
+        lambda: (
+            (folder / "metrics.csv").exists()
+            and engine_io.read_meta(folder)["version"] == reg.snapshot(run_id, "A").version
+        ),
+        what="saved",
+    )
+    reg.shutdown()
+
+    def reopen():
+        return make(run_dir=run_dir, bundle_reader=jobs.read_bundle)[0]
+
+    return run_id, folder, reopen
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def listed(reg, run_id, owner="A"):
+    return next(s for s in reg.list_runs(owner) if s.run_id == run_id)
+
+
+def assert_damaged(reg, run_id, word):
+    snap = reg.snapshot(run_id, "A")  # opening it never raises
+    assert snap.status == "damaged" and snap.terminal and word in snap.message
+    assert listed(reg, run_id).status == "damaged"
+    assert reg.export_data(run_id, "A") is None  # nothing to export
+    assert reg.frames(run_id, "A") == []
+    assert frames.frames_reply(reg, "A", [(run_id, 0)])[run_id]["terminal"]
+    assert not reg.cancel(run_id, by="A")
+
+
+@pytest.mark.parametrize("name", ["frames.npz", "metrics.csv"])
+def test_a_truncated_array_file_reads_as_damaged(stored, name):
+    run_id, folder, reopen = stored
+    truncate(folder / name)
+    reg = reopen()
+    assert_damaged(reg, run_id, name)
+    assert reg.submit(SMALL, owner="A")  # the server carries on
+
+
+def test_a_truncated_view_json_keeps_the_curves(stored):
+    run_id, folder, reopen = stored
+    truncate(folder / "view.json")
+    reg = reopen()
+    snap = reg.snapshot(run_id, "A")
+    assert snap.status == "done" and snap.n_rows == 3 and snap.view["n"] == 50  # rebuilt
+    assert len(reg.frames(run_id, "A")) >= 1
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ('{"run_id": "x", "owner": "A", "shared": fal', "meta.json"),  # truncated
+        ("[]", "meta.json"),
+        ("{}", "meta.json"),
+        ('{"owner": "A", "created": "yesterday"}', "created"),
+        ('{"owner": "A", "status": 3, "version": "x", "timings": []}', "status"),
+    ],
+)
+def test_a_damaged_meta_json_lists_the_run_as_damaged(stored, text, word):
+    run_id, folder, reopen = stored
+    (folder / "meta.json").write_text(text)
+    reg = reopen()  # the server starts
+    other = reg.submit(SMALL, owner="A")
+    runs = {s.run_id: s for s in reg.list_runs("A")}  # the owner's list still works
+    assert other in runs
+    if '"owner": "A"' in text:  # the owner could be read: its list says why
+        assert runs[run_id].status == "damaged" and word in runs[run_id].message
+        assert_damaged(reg, run_id, word)
+    else:
+        assert run_id not in runs
+
+
+@pytest.mark.parametrize("config", ["[]", '{"spec": [], "status": 3, "summary": 1}'])
+def test_a_cli_bundle_with_a_config_of_the_wrong_shape_never_stops_the_server(
+    make, tmp_path, config
+):
+    bundle = tmp_path / "results" / "b1"
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text(config)
+    (bundle / "metrics.csv").write_text("step,energy\n0,1.0\n")
+    np.savez(
+        bundle / "frames.npz",
+        frames_step=[0],
+        frames_x=np.zeros((1, 2, 3)),
+        x_final=np.zeros((2, 3)),
+    )
+    reg, _ = make()
+    reg.index_bundles(jobs.find_bundles([str(tmp_path / "results")]))
+    listed_runs = reg.list_runs("A")
+    assert [s.status for s in listed_runs] == ([] if config == "[]" else ["damaged"])

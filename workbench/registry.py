@@ -443,12 +443,13 @@ class RunRegistry:
         if not isinstance(rec, RunRecord):
             return None
         with self._lock:
-            return list(rec.live.frames)
+            return [] if rec.status == "damaged" else list(rec.live.frames)
 
     def export_data(self, run_id: str, reader: str) -> dict | None:
-        """Everything an export needs: spec, metrics columns, frames, x_final, system (or None)."""
+        """Everything an export needs: spec, metrics columns, frames, x_final, system; None
+        when not readable or damaged (nothing to export)."""
         rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord):
+        if not isinstance(rec, RunRecord) or rec.status == "damaged":
             return None
         with self._lock:
             live = rec.live
@@ -508,8 +509,9 @@ class RunRegistry:
             if not rec.loaded:
                 if live is not None:
                     rec.live, rec.x_final, rec.view = live, x_final, view or rec.view
-                elif problem:
-                    rec.message = problem
+                elif problem:  # its listing and every reader say so; nothing else changes
+                    rec.status, rec.phase, rec.message = "damaged", "damaged", problem
+                    rec.version += 1
                 rec.loaded = True
         return rec
 
@@ -519,10 +521,10 @@ class RunRegistry:
             return None, None, None, ""  # it never finished: nothing but its meta
         try:
             data = self._read(rec.path)
-        except Exception as err:  # a damaged bundle reads as a message, never a failed poll
-            return None, None, None, f"could not load its arrays: {err}"
-        live = LiveBuffer(self.config.max_frames)
-        live.load(data["metrics"], data["frames_step"], data["frames_x"], data["x_final"])
+            live = LiveBuffer(self.config.max_frames)
+            live.load(data["metrics"], data["frames_step"], data["frames_x"], data["x_final"])
+        except Exception as err:  # a damaged bundle reads as "damaged", never a failed poll
+            return None, None, None, f"its files are damaged: {err}"
         if live.stage_switch_step is None:
             live.stage_switch_step = rec.live.stage_switch_step
         return live, np.asarray(data["x_final"]), data.get("view"), ""
