@@ -214,3 +214,31 @@ def test_a_cli_bundle_with_a_config_of_the_wrong_shape_never_stops_the_server(
     reg.index_bundles(jobs.find_bundles([str(tmp_path / "results")]))
     listed_runs = reg.list_runs("A")
     assert [s.status for s in listed_runs] == ([] if config == "[]" else ["damaged"])
+
+
+# ---- 9: exports of a diverged run ---------------------------------------------------------------
+def test_pdb_and_trajectory_exports_of_a_diverged_run_keep_the_finite_frames():
+    system = jobs.build_system(SMALL.system, SMALL.seed)
+    good = np.asarray(system.x0) + 0.5
+    bad = np.full_like(good, np.nan)
+    data = {
+        "label": "gd",
+        "spec": SMALL.to_dict(),
+        "system": system,
+        "x_final": bad,
+        "frames": [(0, np.asarray(system.x0)), (40, good), (60, bad)],
+        "metrics": {"step": [0, 40, 60]},
+        "status": "diverged",
+    }
+    name, text = jobs.export_file(data, "pdb", "s")
+    assert name == "s_last-finite-step40.pdb" and text.startswith("REMARK   1 DIVERGED RUN")
+    assert text.count("ATOM") == 50 and "nan" not in text.lower()
+    name, text = jobs.export_file(data, "traj", "s")
+    assert name == "s_trajectory_finite-frames.pdb" and "FIRST AT STEP 60" in text
+    assert text.count("MODEL") == 2 and "nan" not in text.lower()
+    data["frames"] = [(60, bad)]  # nothing finite at all: the start positions
+    name, text = jobs.export_file(data, "pdb", "s")
+    assert name == "s_last-finite-step0.pdb" and text.count("ATOM") == 50
+    data["x_final"], data["frames"] = good, [(40, good)]  # a healthy run is unchanged
+    assert jobs.export_file(data, "pdb", "s")[0] == "s_final.pdb"
+    assert jobs.export_file(data, "traj", "s")[0] == "s_trajectory.pdb"
