@@ -242,3 +242,102 @@ def test_pdb_and_trajectory_exports_of_a_diverged_run_keep_the_finite_frames():
     data["x_final"], data["frames"] = good, [(40, good)]  # a healthy run is unchanged
     assert jobs.export_file(data, "pdb", "s")[0] == "s_final.pdb"
     assert jobs.export_file(data, "traj", "s")[0] == "s_trajectory.pdb"
+
+
+# ---- 1: Ctrl-C / SIGTERM stop the server and its runs -------------------------------------------
+SERVE = """
+import sys, threading, time
+sys.argv = ["app.py"] + sys.argv[1:]
+import app
+from engine import RunSpec, ScheduleConfig, SystemConfig
+from workbench import registry
+
+def submit():
+    while True:
+        try:
+            reg = registry.get()
+            break
+        except RuntimeError:
+            time.sleep(0.05)
+    spec = RunSpec(
+        system=SystemConfig(kind="lj-loop", n=50),
+        schedule=ScheduleConfig(max_steps=10**7, stopping="none"),
+        chunk_size=10,
+    )
+    print("RUN", reg.submit(spec, owner="A"), flush=True)
+
+threading.Thread(target=submit, daemon=True).start()
+app.main()
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+    args = ["--port", str(free_port()), "--host", "127.0.0.1", "--run-dir", str(tmp_path)]
+    args += ["--no-warm-up", "--compile-cache-dir", "", "--bundle-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        run_id = None
+        t0 = time.time()
+        while run_id is None and time.time() - t0 < 120:
+            line = proc.stdout.readline()
+            if line.startswith("RUN "):
+                run_id = line.split()[1]
+        assert run_id, "the run was not submitted"
+        meta = tmp_path / run_id / "meta.json"
+        wait_for(
+            lambda: json.loads(meta.read_text()).get("status") == "running",
+            timeout=120,
+            what="running",
+        )
+        time.sleep(3.0)  # compiling, then chunks
+        proc.send_signal(getattr(signal, signum))
+        t_sig = time.time()
+        proc.wait(timeout=10)
+        assert time.time() - t_sig < 10
+        status = json.loads(meta.read_text())["status"]
+        assert status in ("stopped", "interrupted")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_registry_shutdown_ends_every_run_and_writes_its_meta(make, tmp_path):
+    stuck = FakeEngine(phases=(("modes", ""),), hold="modes", uninterruptible=("modes",))
+    reg, engine = make(engine=stuck, workers=1)
+    running, queued = reg.submit_group([RunSpec(), RunSpec()], owner="A")
+    wait_for(lambda: engine.runs and engine.runs[0].holding.is_set(), what="held")
+    assert reg.shutdown(wait=0.2) is False  # the first never leaves its engine call
+    meta = {i: engine_io.read_meta(tmp_path / i)["status"] for i in (running, queued)}
+    assert meta == {running: "interrupted", queued: "cancelled"}
+    engine.runs[0].proceed.set()
+
+    reg2, engine2 = make(engine=FakeEngine(), run_dir=tmp_path / "b")
+    run_id = reg2.submit(RunSpec(), owner="A")
+    engine2.wait_started(1)
+    assert reg2.shutdown(wait=5.0) is True  # honoured at its next check: saved "stopped"
+    assert engine_io.read_meta(tmp_path / "b" / run_id)["status"] == "stopped"

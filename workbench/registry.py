@@ -50,7 +50,7 @@ from .config import ServerConfig
 from .live import LiveBuffer, kept_frames
 from .pool import Pool, guarded
 from .records import Record, RunRecord, RunSnapshot, TaskRecord, snapshot
-from .runstore import RunFiles, RunStore, read_run
+from .runstore import INTERRUPTED, RunFiles, RunStore, read_run
 
 __all__ = [
     "ACTIVE",
@@ -97,6 +97,7 @@ class RunRegistry:
         self._records: dict[str, Record] = {}
         self._seq = itertools.count()
         self._pool = Pool(config.workers)
+        self._executing: set[str] = set()  # runs inside _execute (shutdown waits for them)
         self._runner_phases = _takes(runner, "on_phase")
         self._index_store()
 
@@ -218,6 +219,13 @@ class RunRegistry:
 
     # ---- workers ---------------------------------------------------------------------------------
     def _execute(self, run_id: str) -> None:
+        self._executing.add(run_id)
+        try:
+            self._execute_run(run_id)
+        finally:
+            self._executing.discard(run_id)
+
+    def _execute_run(self, run_id: str) -> None:
         with self._lock:
             rec = self._records[run_id]
             go = rec.start()
@@ -481,11 +489,45 @@ class RunRegistry:
             ]
         return sorted(snaps, key=lambda s: -s.created)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: float | None = None) -> bool:
+        """Stop every run and task and drop the queue.
+
+        wait None: ask and return at once (tests). A number (the server exiting): queued runs
+        end "cancelled", running ones are asked to stop and given ``wait`` seconds to end as
+        usual ("stopped", everything so far saved); any still executing then is marked
+        "interrupted". Every run's meta.json says how it ended before this returns.
+        Returns True when no run is still executing (False: a worker is inside an engine
+        call that cannot be interrupted, so the caller should not wait for it).
+        """
+        now, queued = time.time(), []
         with self._lock:
             for rec in self._records.values():
-                rec.stop.set()
+                if wait is not None and isinstance(rec, RunRecord) and rec.status == "queued":
+                    rec.cancel_queued(now)
+                    queued.append(rec.run_id)
+                elif isinstance(rec, RunRecord) and rec.status == "running":
+                    rec.request_stop(now)
+                else:
+                    rec.stop.set()
         self._pool.shutdown()
+        if wait is None:
+            return not self._executing
+        for run_id in queued:
+            self._write_meta(run_id)
+        deadline = time.monotonic() + wait
+        while self._executing and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self._lock:
+            left = list(self._executing)
+            for run_id in left:
+                rec = self._records[run_id]
+                if rec.status in ACTIVE:  # one already reported stopped stays so
+                    rec.status, rec.phase, rec.message = "interrupted", "interrupted", INTERRUPTED
+                    rec.finished = rec.finished or time.time()
+                    rec.version += 1
+        for run_id in left:
+            self._write_meta(run_id)
+        return not left
 
     # ---- internals -----------------------------------------------------------------------------
     def _queue_position(self, rec: Record) -> int | None:
