@@ -7,11 +7,49 @@ panels of workbench/panels/ composed by workbench/layout.py (``create_app`` sets
 
 import logging
 import os
+import signal
+import threading
+import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from workbench import registry as reg  # noqa: E402
+from workbench import sweeps  # noqa: E402
 from workbench.config import from_argv  # noqa: E402
 from workbench.server import create_app  # noqa: E402
+
+# On Ctrl-C or SIGTERM: active runs get this long to stop at their next chunk (and be saved
+# "stopped"); any still inside an engine call after it is marked "interrupted".
+SHUTDOWN_WAIT_S = 4.0
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends the server the way Ctrl-C does (the serve loop returns)."""
+    raise KeyboardInterrupt
+
+
+def shut_down(log: logging.Logger, wait: float = SHUTDOWN_WAIT_S) -> None:
+    """Stop every run (each one's meta.json says how it ended) and the sweeps' cluster; when
+    a worker is stuck in an engine call that cannot be interrupted, leave without it."""
+    log.info("shutting down: stopping active runs (up to %.0f s)", wait)
+    clean = reg.get().shutdown(wait=wait)
+    try:
+        sweeps.get().shutdown()
+    except Exception as err:  # the runs are saved: a cluster that will not close is no reason
+        log.warning("sweep cluster shutdown: %s", err)
+    deadline = time.monotonic() + 1.0  # idle pool threads leave at once
+    while _busy_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not clean or _busy_threads():
+        log.warning("a worker is still inside an engine call; exiting without it")
+        logging.shutdown()
+        os._exit(0)  # worker threads are joined at exit: do not wait for a stuck one
+
+
+def _busy_threads() -> list:
+    """Live non-daemon threads other than this one (the interpreter would wait for them)."""
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
 
 
 def main(argv=None) -> None:
@@ -30,9 +68,19 @@ def main(argv=None) -> None:
         f"compilation cache {os.path.abspath(cache) if cache else 'off'})",
         flush=True,
     )
-    app.run(
-        host=config.host, port=config.port, debug=False, threaded=True, dev_tools_hot_reload=False
-    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        app.run(
+            host=config.host,
+            port=config.port,
+            debug=False,
+            threaded=True,
+            dev_tools_hot_reload=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shut_down(log)
 
 
 if __name__ == "__main__":

@@ -142,13 +142,44 @@ def given_values(args) -> dict:
     return out
 
 
+def _config_spec(path: str) -> dict:
+    """The spec dict of a ``--config`` file: a bundle's config.json ({"spec": {...}}) or a
+    bare spec; UsageError when it holds anything else."""
+    data = io.read_json(path)
+    name = Path(path).name
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {name} holds a {type(data).__name__}, not a JSON object")
+    spec = data.get("spec", data)
+    if not isinstance(spec, dict):
+        what = "null" if spec is None else f"a {type(spec).__name__}, not a JSON object"
+        raise UsageError(f"--config: {name}: spec is {what}")
+    return spec
+
+
+def check_out(out: str) -> None:
+    """Refuse an output folder that is empty or cannot be written, before any work: the
+    nearest existing folder on its path must take a new file (nothing is created)."""
+    import tempfile
+
+    if not out.strip():
+        raise UsageError("--out: an output folder is required (got an empty name)")
+    path = Path(out).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UsageError(f"--out: cannot write {out}: {err}") from None
+
+
 def spec_from_args(args, method: str) -> RunSpec:
     """Build and validate the RunSpec for ``method`` from parsed arguments: the base (a
     bundle's config, a paper protocol, or the method's defaults) with every given flag on top."""
     given = given_values(args)
     if args.config:
-        data = io.read_json(args.config)
-        base = RunSpec.from_dict(data.get("spec", data))
+        base = RunSpec.from_dict(_config_spec(args.config))
     elif args.paper or args.improved:
         default = RunSpec()
         kind = given.get("system.kind", default.system.kind)
@@ -492,6 +523,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "out", None) is not None:
+            check_out(args.out)
         cache = compilation_cache_dir() if argv is None else None
         if cache:
             from .run import use_compilation_cache

@@ -236,31 +236,85 @@ def _column(cells: list[str]) -> np.ndarray:
         return np.array([float(c) for c in cells])
 
 
+class BundleError(ValueError):
+    """A run bundle's file is missing or damaged (the message names the file and why)."""
+
+
 def read_bundle(path) -> dict:
-    """Load a bundle (a CLI bundle or a finished workbench run).
+    """Load a bundle (a CLI bundle or a finished workbench run), validating every file.
 
     Returns:
       {"config": dict, "metrics": {col: [n] array}, "frames_step" [F], "frames_x" [F, n, 3],
-      "x_final" [n, 3], "view": view.json's payload or None}.
+      "x_final" [n, 3], "view": view.json's payload or None}. A damaged view.json reads as
+      None (the caller can rebuild the view from the spec); its reason is in "problems".
 
     Raises:
-      ValueError: the folder lacks config.json, metrics.csv or frames.npz.
+      BundleError (a ValueError): config.json, metrics.csv or frames.npz is missing or
+      damaged (truncated, not the expected shape); the message says which and why.
     """
-    import csv
-
     path = Path(path)
     missing = [f for f in BUNDLE_FILES[:3] if not (path / f).exists()]
     if missing:
-        raise ValueError(f"{path} is not a run bundle: missing {', '.join(missing)}")
-    config = json.loads((path / "config.json").read_text())
-    with open(path / "metrics.csv", newline="") as fh:
-        rows = list(csv.reader(fh))
+        raise BundleError(f"{path} is not a run bundle: missing {', '.join(missing)}")
+    config = _bundle_part(path, "config.json", _read_config)
+    metrics = _bundle_part(path, "metrics.csv", _read_metrics)
+    frames = _bundle_part(path, "frames.npz", _read_frames)
+    view, problems = None, []
+    if (path / VIEW_FILE).is_file():
+        try:
+            view = read_json(path / VIEW_FILE)
+            if not isinstance(view, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            view = None
+            problems.append(f"{VIEW_FILE}: {err}")
+    return {"config": config, "metrics": metrics, **frames, "view": view, "problems": problems}
+
+
+def _bundle_part(path: Path, name: str, read):
+    """read(path / name), any failure raised as BundleError naming the file."""
+    try:
+        return read(path / name)
+    except Exception as err:  # truncated zips, short rows, wrong shapes: all "damaged"
+        raise BundleError(f"{name} is damaged: {err}") from None
+
+
+def _read_config(file: Path) -> dict:
+    config = json.loads(file.read_text())
+    if not isinstance(config, dict):
+        raise ValueError("not a JSON object")
+    return config
+
+
+def _read_metrics(file: Path) -> dict:
+    """metrics.csv's columns; every row must have the header's cells, and end with a newline
+    (a file cut inside its last row is damaged even if that row still parses)."""
+    import csv
+
+    text = file.read_text()
+    if text and not text.endswith("\n"):
+        raise ValueError("the last row is cut off")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or not rows[0]:
+        raise ValueError("no header row")
     names, body = rows[0], rows[1:]
-    metrics = {n: _column([r[i] for r in body]) for i, n in enumerate(names)}
-    with np.load(path / "frames.npz") as data:
-        frames = {k: data[k] for k in data.files}
-    view = read_json(path / VIEW_FILE) if (path / VIEW_FILE).is_file() else None
-    return {"config": config, "metrics": metrics, **frames, "view": view}
+    for i, row in enumerate(body, start=1):
+        if len(row) != len(names):
+            raise ValueError(f"row {i} has {len(row)} of {len(names)} cells")
+    return {n: _column([r[i] for r in body]) for i, n in enumerate(names)}
+
+
+def _read_frames(file: Path) -> dict:
+    """frames.npz's arrays with their shapes checked: frames_step [F], frames_x [F, n, 3],
+    x_final [n, 3]."""
+    with np.load(file) as data:
+        frames = {k: data[k] for k in ("frames_step", "frames_x", "x_final")}
+    step, x, final = frames["frames_step"], frames["frames_x"], frames["x_final"]
+    if step.ndim != 1 or x.ndim != 3 or x.shape[0] != len(step) or x.shape[2:] != (3,):
+        raise ValueError(f"frames of shapes {step.shape} and {x.shape}")
+    if final.ndim != 2 or final.shape[1] != 3 or (len(x) and x.shape[1] != len(final)):
+        raise ValueError(f"x_final of shape {final.shape}")
+    return frames
 
 
 def find_bundles(dirs, max_depth: int = 2) -> list[tuple[str, dict]]:
@@ -276,9 +330,11 @@ def find_bundles(dirs, max_depth: int = 2) -> list[tuple[str, dict]]:
             return
         if is_bundle(path):
             try:
-                found.append((str(path.resolve()), json.loads((path / "config.json").read_text())))
+                config = json.loads((path / "config.json").read_text())
             except (OSError, ValueError):
-                pass
+                return
+            if isinstance(config, dict):  # valid JSON of another shape is skipped as well
+                found.append((str(path.resolve()), config))
             return
         if depth < max_depth:
             for child in sorted(p for p in path.iterdir() if p.is_dir()):

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from workbench_fakes import FakeEngine, wait_for
 
-from engine import RunSpec
-from workbench import frames
+from engine import RunSpec, ScheduleConfig, SystemConfig
+from engine import io as engine_io
+from workbench import frames, jobs
 from workbench.config import ServerConfig
 from workbench.registry import Busy, RunRegistry
 
@@ -74,7 +75,7 @@ def test_nonfinite_frame_is_skipped_with_a_flag_and_the_reply_is_strict_json(mak
         reg_module.install(None)
 
 
-# ---- 3: a stop on a queued run frees its quota slot at once ---------------------------------------
+# ---- 3: a stop on a queued run frees its quota slot at once -------------------------------------
 def test_stopping_queued_runs_frees_their_slots_at_once(make):
     reg, engine = make(workers=1, max_active=4)
     ids = reg.submit_group([RunSpec()] * 4, owner="A")
@@ -99,3 +100,244 @@ def test_a_stop_the_engine_does_not_honour_frees_the_slot_after_the_grace(make):
     wait_for(lambda: reg.active_count("A") == 0, timeout=STOP_GRACE_S + 5, what="slot freed")
     reg.submit(RunSpec(), owner="A")  # no snapshot was needed to settle it
     engine.runs[0].proceed.set()
+
+
+# ---- 8: damaged run files ------------------------------------------------------------------------
+SMALL = RunSpec(
+    system=SystemConfig(kind="lj-loop", n=50),
+    schedule=ScheduleConfig(max_steps=40, stopping="none"),
+    method_label="gd",
+)
+
+
+@pytest.fixture
+def stored(make, tmp_path):
+    """A finished run of session "A" saved under tmp_path/runs, its registry shut down; returns
+    (run_id, folder, reopen) where reopen() is a new registry on the same run_dir."""
+    system = jobs.build_system(SMALL.system, SMALL.seed)
+    run_dir = tmp_path / "runs"
+    reg, _ = make(engine=FakeEngine(auto=True, n_rows=3, system=system), run_dir=run_dir)
+    run_id = reg.submit(SMALL, owner="A")
+    ended(reg, run_id)
+    folder = reg.store.path(run_id)
+    wait_for(
+        lambda: (
+            (folder / "metrics.csv").exists()
+            and engine_io.read_meta(folder)["version"] == reg.snapshot(run_id, "A").version
+        ),
+        what="saved",
+    )
+    reg.shutdown()
+
+    def reopen():
+        return make(run_dir=run_dir, bundle_reader=jobs.read_bundle)[0]
+
+    return run_id, folder, reopen
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def listed(reg, run_id, owner="A"):
+    return next(s for s in reg.list_runs(owner) if s.run_id == run_id)
+
+
+def assert_damaged(reg, run_id, word):
+    snap = reg.snapshot(run_id, "A")  # opening it never raises
+    assert snap.status == "damaged" and snap.terminal and word in snap.message
+    assert listed(reg, run_id).status == "damaged"
+    assert reg.export_data(run_id, "A") is None  # nothing to export
+    assert reg.frames(run_id, "A") == []
+    assert frames.frames_reply(reg, "A", [(run_id, 0)])[run_id]["terminal"]
+    assert not reg.cancel(run_id, by="A")
+
+
+@pytest.mark.parametrize("name", ["frames.npz", "metrics.csv"])
+def test_a_truncated_array_file_reads_as_damaged(stored, name):
+    run_id, folder, reopen = stored
+    truncate(folder / name)
+    reg = reopen()
+    assert_damaged(reg, run_id, name)
+    assert reg.submit(SMALL, owner="A")  # the server carries on
+
+
+def test_a_truncated_view_json_keeps_the_curves(stored):
+    run_id, folder, reopen = stored
+    truncate(folder / "view.json")
+    reg = reopen()
+    snap = reg.snapshot(run_id, "A")
+    assert snap.status == "done" and snap.n_rows == 3 and snap.view["n"] == 50  # rebuilt
+    assert len(reg.frames(run_id, "A")) >= 1
+
+
+@pytest.mark.parametrize(
+    "text, word",
+    [
+        ('{"run_id": "x", "owner": "A", "shared": fal', "meta.json"),  # truncated
+        ("[]", "meta.json"),
+        ("{}", "meta.json"),
+        ('{"owner": "A", "created": "yesterday"}', "created"),
+        ('{"owner": "A", "status": 3, "version": "x", "timings": []}', "status"),
+    ],
+)
+def test_a_damaged_meta_json_lists_the_run_as_damaged(stored, text, word):
+    run_id, folder, reopen = stored
+    (folder / "meta.json").write_text(text)
+    reg = reopen()  # the server starts
+    other = reg.submit(SMALL, owner="A")
+    runs = {s.run_id: s for s in reg.list_runs("A")}  # the owner's list still works
+    assert other in runs
+    if '"owner": "A"' in text:  # the owner could be read: its list says why
+        assert runs[run_id].status == "damaged" and word in runs[run_id].message
+        assert_damaged(reg, run_id, word)
+    else:
+        assert run_id not in runs
+
+
+@pytest.mark.parametrize("config", ["[]", '{"spec": [], "status": 3, "summary": 1}'])
+def test_a_cli_bundle_with_a_config_of_the_wrong_shape_never_stops_the_server(
+    make, tmp_path, config
+):
+    bundle = tmp_path / "results" / "b1"
+    bundle.mkdir(parents=True)
+    (bundle / "config.json").write_text(config)
+    (bundle / "metrics.csv").write_text("step,energy\n0,1.0\n")
+    np.savez(
+        bundle / "frames.npz",
+        frames_step=[0],
+        frames_x=np.zeros((1, 2, 3)),
+        x_final=np.zeros((2, 3)),
+    )
+    reg, _ = make()
+    reg.index_bundles(jobs.find_bundles([str(tmp_path / "results")]))
+    listed_runs = reg.list_runs("A")
+    assert [s.status for s in listed_runs] == ([] if config == "[]" else ["damaged"])
+
+
+# ---- 9: exports of a diverged run ---------------------------------------------------------------
+def test_pdb_and_trajectory_exports_of_a_diverged_run_keep_the_finite_frames():
+    system = jobs.build_system(SMALL.system, SMALL.seed)
+    good = np.asarray(system.x0) + 0.5
+    bad = np.full_like(good, np.nan)
+    data = {
+        "label": "gd",
+        "spec": SMALL.to_dict(),
+        "system": system,
+        "x_final": bad,
+        "frames": [(0, np.asarray(system.x0)), (40, good), (60, bad)],
+        "metrics": {"step": [0, 40, 60]},
+        "status": "diverged",
+    }
+    name, text = jobs.export_file(data, "pdb", "s")
+    assert name == "s_last-finite-step40.pdb" and text.startswith("REMARK   1 DIVERGED RUN")
+    assert text.count("ATOM") == 50 and "nan" not in text.lower()
+    name, text = jobs.export_file(data, "traj", "s")
+    assert name == "s_trajectory_finite-frames.pdb" and "FIRST AT STEP 60" in text
+    assert text.count("MODEL") == 2 and "nan" not in text.lower()
+    data["frames"] = [(60, bad)]  # nothing finite at all: the start positions
+    name, text = jobs.export_file(data, "pdb", "s")
+    assert name == "s_last-finite-step0.pdb" and text.count("ATOM") == 50
+    data["x_final"], data["frames"] = good, [(40, good)]  # a healthy run is unchanged
+    assert jobs.export_file(data, "pdb", "s")[0] == "s_final.pdb"
+    assert jobs.export_file(data, "traj", "s")[0] == "s_trajectory.pdb"
+
+
+# ---- 1: Ctrl-C / SIGTERM stop the server and its runs -------------------------------------------
+SERVE = """
+import sys, threading, time
+sys.argv = ["app.py"] + sys.argv[1:]
+import app
+from engine import RunSpec, ScheduleConfig, SystemConfig
+from workbench import registry
+
+def submit():
+    while True:
+        try:
+            reg = registry.get()
+            break
+        except RuntimeError:
+            time.sleep(0.05)
+    spec = RunSpec(
+        system=SystemConfig(kind="lj-loop", n=50),
+        schedule=ScheduleConfig(max_steps=10**7, stopping="none"),
+        chunk_size=10,
+    )
+    print("RUN", reg.submit(spec, owner="A"), flush=True)
+
+threading.Thread(target=submit, daemon=True).start()
+app.main()
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+    args = ["--port", str(free_port()), "--host", "127.0.0.1", "--run-dir", str(tmp_path)]
+    args += ["--no-warm-up", "--compile-cache-dir", "", "--bundle-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        run_id = None
+        t0 = time.time()
+        while run_id is None and time.time() - t0 < 120:
+            line = proc.stdout.readline()
+            if line.startswith("RUN "):
+                run_id = line.split()[1]
+        assert run_id, "the run was not submitted"
+        meta = tmp_path / run_id / "meta.json"
+        wait_for(
+            lambda: json.loads(meta.read_text()).get("status") == "running",
+            timeout=120,
+            what="running",
+        )
+        time.sleep(3.0)  # compiling, then chunks
+        proc.send_signal(getattr(signal, signum))
+        t_sig = time.time()
+        proc.wait(timeout=10)
+        assert time.time() - t_sig < 10
+        status = json.loads(meta.read_text())["status"]
+        assert status in ("stopped", "interrupted")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_registry_shutdown_ends_every_run_and_writes_its_meta(make, tmp_path):
+    stuck = FakeEngine(phases=(("modes", ""),), hold="modes", uninterruptible=("modes",))
+    reg, engine = make(engine=stuck, workers=1)
+    running, queued = reg.submit_group([RunSpec(), RunSpec()], owner="A")
+    wait_for(lambda: engine.runs and engine.runs[0].holding.is_set(), what="held")
+    assert reg.shutdown(wait=0.2) is False  # the first never leaves its engine call
+    meta = {i: engine_io.read_meta(tmp_path / i)["status"] for i in (running, queued)}
+    assert meta == {running: "interrupted", queued: "cancelled"}
+    engine.runs[0].proceed.set()
+
+    reg2, engine2 = make(engine=FakeEngine(), run_dir=tmp_path / "b")
+    run_id = reg2.submit(RunSpec(), owner="A")
+    engine2.wait_started(1)
+    assert reg2.shutdown(wait=5.0) is True  # honoured at its next check: saved "stopped"
+    assert engine_io.read_meta(tmp_path / "b" / run_id)["status"] == "stopped"

@@ -1,6 +1,7 @@
 """run(): logging, two stages, stop, divergence, determinism; bundles and the CLI."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -234,11 +235,14 @@ def test_bundle_roundtrip(tmp_path):
 
 def _cli(*args, cwd=None):
     """``python -m engine`` as a subprocess (proves the entry point works end to end)."""
-    return subprocess.run(
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(  # this checkout's engine, wherever the venv's editable install points
         [sys.executable, "-m", "engine", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
         timeout=300,
     )
 
@@ -254,15 +258,26 @@ def _cli(*args, cwd=None):
         (["compare", "--methods", "gd,xx", "--out", "X"], "--methods"),
         (["modes", "--n", "60", "--K", "0"], "--K: must be in [1, 60]"),
         (["run", "--config", "missing.json", "--out", "X"], "cannot read JSON"),
+        (["run", "--config", "list.json", "--out", "X"], "--config: list.json holds a list"),
+        (["run", "--config", "null.json", "--out", "X"], "--config: null.json: spec is null"),
+        (["run", "--n", "50", "--out", ""], "--out: an output folder is required"),
+        (["run", "--n", "50", "--out", "  "], "--out: an output folder is required"),
+        (["run", "--n", "50", "--out", "/proc/forbidden/X"], "--out: cannot write"),
+        (["run", "--n", "50", "--out", "file.json/X"], "--out: cannot write"),
+        (["compare", "--n", "50", "--out", ""], "--out: an output folder is required"),
     ],
 )
 def test_cli_bad_arguments_one_line_exit_2(args, needle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.json").write_text("[]")  # issue 10.11: configs of the wrong shape
+    (tmp_path / "null.json").write_text('{"spec": null}')
+    (tmp_path / "file.json").write_text("{}")
+    before = sorted(p.name for p in tmp_path.iterdir())
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert needle in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "X").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written anywhere
 
 
 def test_cli_entry_point_exit_code(tmp_path):

@@ -12,7 +12,8 @@ The registry applies these under its lock; they take plain values, so tests call
 
 from __future__ import annotations
 
-TERMINAL = ("done", "stopped", "diverged", "failed", "cancelled", "interrupted")
+# "damaged": a stored run whose files could not be read (its message says which and why)
+TERMINAL = ("done", "stopped", "diverged", "failed", "cancelled", "interrupted", "damaged")
 ACTIVE = ("queued", "running")
 CLI_OWNER = "cli"  # the owner of bundles written by ``python -m engine``
 

@@ -299,7 +299,9 @@ def export_file(data: dict, fmt: str, stem: str | None = None) -> tuple[str, str
     """(filename, text) of an export: final PDB, trajectory PDB, curves CSV or config JSON.
 
     ``stem`` names the files (panels/runs.py ``export_stem``: system, method and start time,
-    "lj-loop-n400_gnn_20261130-140231"); default the run's label.
+    "lj-loop-n400_gnn_20261130-140231"); default the run's label. A diverged run whose
+    positions are not finite exports its last finite frame ("..._last-finite-step<N>.pdb")
+    or its finite frames ("..._trajectory_finite-frames.pdb"), with a REMARK line saying so.
     """
     label = stem or f"{data['label']}"
     if fmt == "csv":
@@ -312,10 +314,37 @@ def export_file(data: dict, fmt: str, stem: str | None = None) -> tuple[str, str
         spec = engine.RunSpec.from_dict(data["spec"])
         system = build_system(spec.system, spec.seed)
     if fmt == "pdb":
-        return f"{label}_final.pdb", engine_io.pdb_text(
-            system, np.asarray(data["x_final"], np.float64)
+        x = np.asarray(data["x_final"], np.float64)
+        if np.all(np.isfinite(x)):
+            return f"{label}_final.pdb", engine_io.pdb_text(system, x)
+        step, x = _last_finite(data.get("frames") or [], system)
+        remark = (
+            f"REMARK   1 DIVERGED RUN: FINAL POSITIONS NOT FINITE; LAST FINITE FRAME, STEP {step}"
         )
+        text = engine_io.pdb_text(system, x)
+        return f"{label}_last-finite-step{step}.pdb", f"{remark}\n{text}"
     if fmt == "traj":
-        frames = np.stack([np.asarray(x, np.float64) for _, x in data["frames"]])
-        return f"{label}_trajectory.pdb", engine_io.pdb_text(system, frames)
+        frames = [(s, np.asarray(x, np.float64)) for s, x in data["frames"]]
+        finite = [(s, x) for s, x in frames if np.all(np.isfinite(x))]
+        if len(finite) == len(frames):
+            stack = np.stack([x for _, x in frames])
+            return f"{label}_trajectory.pdb", engine_io.pdb_text(system, stack)
+        dropped = [s for s, x in frames if not np.all(np.isfinite(x))]
+        finite = finite or [_last_finite([], system)]
+        remark = (
+            f"REMARK   1 DIVERGED RUN: {len(dropped)} FRAME(S) WITH NON-FINITE POSITIONS LEFT "
+            f"OUT (FIRST AT STEP {dropped[0]}); LAST FRAME IS STEP {finite[-1][0]}"
+        )
+        text = engine_io.pdb_text(system, np.stack([x for _, x in finite]))
+        return f"{label}_trajectory_finite-frames.pdb", f"{remark}\n{text}"
     raise ValueError(f"unknown export format {fmt!r}")
+
+
+def _last_finite(frames: list, system) -> tuple[int, np.ndarray]:
+    """(step, x [n, 3]) of the newest frame whose positions are all finite; the start
+    positions (step 0) when there is none."""
+    for step, x in reversed(frames):
+        x = np.asarray(x, np.float64)
+        if np.all(np.isfinite(x)):
+            return int(step), x
+    return 0, np.asarray(system.x0, np.float64)

@@ -2,7 +2,8 @@
 
 - ``RunRecord``: one engine run (a session's, a stored one from a previous server, or a CLI
   bundle): owner, sharing, status, phase, timestamps and its ``LiveBuffer``. Its methods are
-  the status transitions (queued -> running -> done/stopped/diverged/failed, or cancelled).
+  the status transitions (queued -> running -> done/stopped/diverged/failed, or cancelled);
+  a stored run or bundle whose files cannot be read is "damaged" (the message says why).
   While "running" a run is in one of the phases "building", "modes", "compiling",
   "running" (what the engine reports) or "stopping" (a stop was asked and the engine has not
   returned yet); ``phase_detail`` carries the engine's progress phrase ("Hessian of sample 3
@@ -224,7 +225,7 @@ class RunRecord:
             timings=meta.get("timings", {}),
             source="stored",
             path=path,
-            loaded=False,
+            loaded=meta.get("status") == "damaged",  # nothing more is read of a damaged run
         )
 
     @classmethod
@@ -232,8 +233,12 @@ class RunRecord:
         cls, run_id: str, owner: str, path: str, config: dict, created: float, max_frames: int
     ) -> RunRecord:
         """A CLI bundle (shared with every session; arrays not loaded yet)."""
-        spec = config.get("spec") or {}
-        summary = config.get("summary") or {}
+        spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
+        summary = config.get("summary") if isinstance(config.get("summary"), dict) else {}
+        timings = config.get("timings") if isinstance(config.get("timings"), dict) else {}
+        status, message = config.get("status", "done"), config.get("message", "")
+        if not isinstance(status, str) or not isinstance(message, str):
+            status, message = "damaged", "config.json: status or message is not a string"
         live = LiveBuffer(max_frames)
         live.stage_switch_step = summary.get("stage_switch_step")
         return cls(
@@ -243,10 +248,10 @@ class RunRecord:
             live=live,
             spec_dict=spec,
             shared=True,
-            status=config.get("status", "done"),
-            message=config.get("message", ""),
+            status=status,
+            message=message,
             created=created,
-            timings=config.get("timings", {}),
+            timings=timings,
             source="cli",
             path=path,
             loaded=False,

@@ -50,7 +50,7 @@ from .config import ServerConfig
 from .live import LiveBuffer, kept_frames
 from .pool import Pool, guarded
 from .records import Record, RunRecord, RunSnapshot, TaskRecord, snapshot
-from .runstore import RunFiles, RunStore, read_run
+from .runstore import INTERRUPTED, RunFiles, RunStore, read_run
 
 __all__ = [
     "ACTIVE",
@@ -97,6 +97,7 @@ class RunRegistry:
         self._records: dict[str, Record] = {}
         self._seq = itertools.count()
         self._pool = Pool(config.workers)
+        self._executing: set[str] = set()  # runs inside _execute (shutdown waits for them)
         self._runner_phases = _takes(runner, "on_phase")
         self._index_store()
 
@@ -218,6 +219,13 @@ class RunRegistry:
 
     # ---- workers ---------------------------------------------------------------------------------
     def _execute(self, run_id: str) -> None:
+        self._executing.add(run_id)
+        try:
+            self._execute_run(run_id)
+        finally:
+            self._executing.discard(run_id)
+
+    def _execute_run(self, run_id: str) -> None:
         with self._lock:
             rec = self._records[run_id]
             go = rec.start()
@@ -443,12 +451,13 @@ class RunRegistry:
         if not isinstance(rec, RunRecord):
             return None
         with self._lock:
-            return list(rec.live.frames)
+            return [] if rec.status == "damaged" else list(rec.live.frames)
 
     def export_data(self, run_id: str, reader: str) -> dict | None:
-        """Everything an export needs: spec, metrics columns, frames, x_final, system (or None)."""
+        """Everything an export needs: spec, metrics columns, frames, x_final, system; None
+        when not readable or damaged (nothing to export)."""
         rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord):
+        if not isinstance(rec, RunRecord) or rec.status == "damaged":
             return None
         with self._lock:
             live = rec.live
@@ -480,11 +489,45 @@ class RunRegistry:
             ]
         return sorted(snaps, key=lambda s: -s.created)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: float | None = None) -> bool:
+        """Stop every run and task and drop the queue.
+
+        wait None: ask and return at once (tests). A number (the server exiting): queued runs
+        end "cancelled", running ones are asked to stop and given ``wait`` seconds to end as
+        usual ("stopped", everything so far saved); any still executing then is marked
+        "interrupted". Every run's meta.json says how it ended before this returns.
+        Returns True when no run is still executing (False: a worker is inside an engine
+        call that cannot be interrupted, so the caller should not wait for it).
+        """
+        now, queued = time.time(), []
         with self._lock:
             for rec in self._records.values():
-                rec.stop.set()
+                if wait is not None and isinstance(rec, RunRecord) and rec.status == "queued":
+                    rec.cancel_queued(now)
+                    queued.append(rec.run_id)
+                elif isinstance(rec, RunRecord) and rec.status == "running":
+                    rec.request_stop(now)
+                else:
+                    rec.stop.set()
         self._pool.shutdown()
+        if wait is None:
+            return not self._executing
+        for run_id in queued:
+            self._write_meta(run_id)
+        deadline = time.monotonic() + wait
+        while self._executing and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with self._lock:
+            left = list(self._executing)
+            for run_id in left:
+                rec = self._records[run_id]
+                if rec.status in ACTIVE:  # one already reported stopped stays so
+                    rec.status, rec.phase, rec.message = "interrupted", "interrupted", INTERRUPTED
+                    rec.finished = rec.finished or time.time()
+                    rec.version += 1
+        for run_id in left:
+            self._write_meta(run_id)
+        return not left
 
     # ---- internals -----------------------------------------------------------------------------
     def _queue_position(self, rec: Record) -> int | None:
@@ -508,8 +551,9 @@ class RunRegistry:
             if not rec.loaded:
                 if live is not None:
                     rec.live, rec.x_final, rec.view = live, x_final, view or rec.view
-                elif problem:
-                    rec.message = problem
+                elif problem:  # its listing and every reader say so; nothing else changes
+                    rec.status, rec.phase, rec.message = "damaged", "damaged", problem
+                    rec.version += 1
                 rec.loaded = True
         return rec
 
@@ -519,10 +563,10 @@ class RunRegistry:
             return None, None, None, ""  # it never finished: nothing but its meta
         try:
             data = self._read(rec.path)
-        except Exception as err:  # a damaged bundle reads as a message, never a failed poll
-            return None, None, None, f"could not load its arrays: {err}"
-        live = LiveBuffer(self.config.max_frames)
-        live.load(data["metrics"], data["frames_step"], data["frames_x"], data["x_final"])
+            live = LiveBuffer(self.config.max_frames)
+            live.load(data["metrics"], data["frames_step"], data["frames_x"], data["x_final"])
+        except Exception as err:  # a damaged bundle reads as "damaged", never a failed poll
+            return None, None, None, f"its files are damaged: {err}"
         if live.stage_switch_step is None:
             live.stage_switch_step = rec.live.stage_switch_step
         return live, np.asarray(data["x_final"]), data.get("view"), ""

@@ -12,12 +12,20 @@ read and write of a run file goes through engine/io.py (temporary name + ``os.re
   that re-indexes as "interrupted".
 - When it ends, the bundle files are written, meta.json last.
 - ``index`` reads only meta.json and the spec; arrays load on first access (``load``).
+- Damaged files never stop the server or hide a run from its owner: ``check_meta`` validates
+  every meta.json field, and a run whose meta.json is unreadable or of the wrong shape or
+  types is indexed with status "damaged" and the reason as its message (the owner is read
+  from the damaged text when possible, so the owner's list says why). The arrays are
+  validated when read (``engine.io.read_bundle``); the registry marks a run whose arrays
+  cannot be read "damaged" the same way.
 
 Uploaded structures live in ``run_dir/uploads/<token>.pdb``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import secrets
@@ -28,11 +36,72 @@ import numpy as np
 
 from engine import io as engine_io
 
-from .access import ACTIVE
+from .access import ACTIVE, TERMINAL
 
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 INTERRUPTED = "the server stopped while this run was active; partial results were not kept"
+DAMAGED = "damaged"
+_OWNER = re.compile(r'"owner"\s*:\s*"([^"\\]*)"')
+_LABEL = re.compile(r'"label"\s*:\s*"([^"\\]*)"')
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# meta.json field -> (check, what it must be); a missing field takes the registry's default
+_META_FIELDS = {
+    "owner": (lambda v: isinstance(v, str), "a string"),
+    "shared": (lambda v: isinstance(v, bool), "true or false"),
+    "status": (lambda v: v in ACTIVE + TERMINAL, "a run status"),
+    "message": (lambda v: isinstance(v, str), "a string"),
+    "label": (lambda v: isinstance(v, str), "a string"),
+    "group": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "created": (_number, "a number (Unix seconds)"),
+    "started": (lambda v: v is None or _number(v), "a number or null"),
+    "finished": (lambda v: v is None or _number(v), "a number or null"),
+    "version": (_integer, "an integer"),
+    "seed": (lambda v: v is None or _integer(v), "an integer or null"),
+    "stage_switch_step": (lambda v: v is None or _integer(v), "an integer or null"),
+    "timings": (lambda v: isinstance(v, dict) and all(map(_number, v.values())), "numbers"),
+    "last": (lambda v: isinstance(v, dict), "an object"),
+}
+_REQUIRED = ("owner", "status")
+
+
+def check_meta(meta, text: str = "") -> tuple[dict, str]:
+    """(meta fit for the registry, "" or why it is damaged). A damaged meta.json (not an
+    object, a required field missing, a field of the wrong type) comes back as a "damaged"
+    run keeping what could be read: its owner (from ``text``, the file's raw text, when it is
+    not an object), label and creation time."""
+    if not isinstance(meta, dict):
+        owner, label = _OWNER.search(text or ""), _LABEL.search(text or "")
+        base = {"owner": owner.group(1) if owner else "", "label": label.group(1) if label else ""}
+        problem = "is damaged (not valid JSON)" if meta is None else "is not a JSON object"
+        return _damaged(base, f"meta.json {problem}")
+    for name, (ok, what) in _META_FIELDS.items():
+        if name in meta and not ok(meta[name]):
+            return _damaged(meta, f"meta.json: {name} is not {what}: {meta[name]!r:.40}")
+    for name in _REQUIRED:
+        if name not in meta:
+            return _damaged(meta, f"meta.json: {name} is missing")
+    return meta, ""
+
+
+def _damaged(meta: dict, problem: str) -> tuple[dict, str]:
+    """The readable part of a damaged meta.json: owner, label, created (if of the right
+    type), status "damaged" with ``problem`` as its message."""
+    keep = {}
+    for name in ("owner", "label", "created"):
+        ok, _ = _META_FIELDS[name]
+        if name in meta and ok(meta[name]):
+            keep[name] = meta[name]
+    return {**keep, "status": DAMAGED, "message": problem, "version": 0}, problem
 
 
 class RunFiles(NamedTuple):
@@ -102,14 +171,15 @@ class RunStore:
         for d in engine_io.run_folders(self.root):
             if not _RUN_ID.match(d.name):
                 continue
+            meta, problem = _read_meta(d)
             try:
-                meta = engine_io.read_meta(d)
                 config = d / "config.json"
                 spec = engine_io.read_json(config).get("spec") if config.is_file() else None
+                spec = spec if isinstance(spec, dict) else None
             except (OSError, ValueError, AttributeError):
-                continue  # a damaged folder is skipped, not fatal for the server
+                spec = None  # a damaged config.json: the arrays' reader will say so
             meta["run_id"] = d.name
-            if meta.get("status") in ACTIVE:
+            if not problem and meta.get("status") in ACTIVE:
                 meta["status"], meta["message"] = "interrupted", INTERRUPTED
                 self.save_meta(d.name, meta, spec)
             out.append((meta, spec))
@@ -139,6 +209,19 @@ class RunStore:
             return None
         path = self.root / "uploads" / f"{token}.pdb"
         return str(path.resolve()) if path.is_file() else None
+
+
+def _read_meta(folder: Path) -> tuple[dict, str]:
+    """``check_meta`` of a run folder's meta.json, whatever state the file is in."""
+    try:
+        text = (folder / engine_io.META_FILE).read_text(errors="replace")
+    except OSError as err:
+        return _damaged({}, f"meta.json cannot be read: {err}")
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    return check_meta(meta, text)
 
 
 def read_run(path: str | Path) -> dict:
