@@ -87,18 +87,29 @@ def _offset_distances(x, offset: int):
     return safe_distance(jnp.sum(d * d, axis=-1))
 
 
-def _chain_energy(kind, stride, a, lj, n):
-    """Bonds (i, i+1) and loop contacts (i, i+stride) as slices of x: O(n), no constants."""
-    n_b, n_l = n - 1, n - stride
+def _chain_energy(kind, strides, a, lj, n):
+    """Bonds (i, i+1) and loop contacts (i, i+s) for each stride s as slices of x: O(n), no
+    constants. The paper's loops have one stride; a braced loop (tests) has several."""
+    n_b, n_l = n - 1, sum(n - s for s in strides)
 
     def energy(x):
-        rb, rl = _offset_distances(x, 1), _offset_distances(x, stride)
+        rb = _offset_distances(x, 1)
+        contacts = sum(jnp.sum(lj(_offset_distances(x, s))) for s in strides)
         if kind == "bond-lj-loop":
-            loops = a * jnp.sum(lj(rl)) / n_l if n_l else 0.0
+            loops = a * contacts / n_l if n_l else 0.0
             return jnp.sum(potentials.harmonic_bond(rb)) / n_b + loops
-        return (jnp.sum(lj(rb)) + a * jnp.sum(lj(rl))) / (n_b + n_l)
+        return (jnp.sum(lj(rb)) + a * contacts) / (n_b + n_l)
 
     return energy
+
+
+def loop_strides(n: int, loops: np.ndarray) -> tuple[int, ...]:
+    """The strides s whose full diagonals (i, i+s), i < n - s, make up ``loops`` [m, 2]."""
+    strides = tuple(sorted({int(j - i) for i, j in loops}))
+    expected = sorted((i, i + s) for s in strides for i in range(n - s))
+    if sorted(map(tuple, loops.tolist())) != expected:
+        raise ValueError("loop contacts must be whole diagonals (i, i + stride) of the chain")
+    return strides
 
 
 def _subset_repulsion(potential, scale):
@@ -139,12 +150,12 @@ def _sample_pairs(n: int, stride: int, m: int):
     return sample, m
 
 
-def _repulsion_term(n, stride, potential, scale) -> PairTerm | None:
+def _repulsion_term(n, excluded, potential, scale) -> PairTerm | None:
     """All allowed pairs as a PairTerm (for the analytic Hessian), or None when n is large."""
     if n > PAIR_TERMS_MAX_ATOMS:
         return None
     iu, ju = np.triu_indices(n, 1)
-    keep = (ju - iu != 1) & (ju - iu != stride)
+    keep = ~np.isin(ju - iu, excluded)
     pairs = np.stack([iu[keep], ju[keep]], axis=1).astype(np.int32)
     return PairTerm(pairs, np.ones(len(pairs)), potential, scale)
 
@@ -185,10 +196,11 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
         weights = np.concatenate([np.ones(len(bonds)), np.full(len(loops), a)])
         terms = [PairTerm(pairs, weights, lj, 1.0 / len(pairs))]
 
-    excluded = (1, stride)
+    strides = loop_strides(n, loops) if len(loops) else (stride,)
+    excluded = (1, *strides)
     n_rep_pairs = pairs_mod.n_allowed_pairs(n, excluded)
     full_rep_scale = cfg.repel_mag / n_rep_pairs
-    bonded = _chain_energy(kind, stride, a, lj, n)
+    bonded = _chain_energy(kind, strides, a, lj, n)
     all_pairs = pairs_mod.make_blocked_energy(n, rep, full_rep_scale, excluded)
 
     def energy_fn(x):
@@ -196,7 +208,7 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
 
     desc = f"{system.name}: {cfg.soft_core} soft core, {cfg.repulsion} repulsion"
     if cfg.repulsion in ("all-pairs", "random-subset"):
-        rep_term = _repulsion_term(n, stride, rep, full_rep_scale)
+        rep_term = _repulsion_term(n, excluded, rep, full_rep_scale)
         pair_terms = tuple(terms) + (rep_term,) if rep_term is not None else None
     if cfg.repulsion == "all-pairs":
         return EnergyModel(
@@ -209,6 +221,8 @@ def make_loop_energy(system: System, cfg: EnergyConfig) -> EnergyModel:
             reported="full",
         )
     if cfg.repulsion == "random-subset":
+        if len(strides) != 1:
+            raise ValueError("random-subset repulsion needs a loop with one stride")
         m = cfg.n_repulsion_pairs or int(np.floor(n * np.log(n)))
         sample, m = _sample_pairs(n, stride, m)
         subset = _subset_repulsion(rep, cfg.repel_mag / m)
@@ -240,9 +254,8 @@ def _cutoff_model(system, cfg, terms, bonded, rep, scale, excluded, desc) -> Ene
     listed = pairs_mod.make_neighbor_energy(n, rep, scale, excluded, rc, cell)
     nl = pairs_mod.neighbor_list(n, rc, excluded)
     rep_term = _repulsion_term(
-        n, int(system.meta["loop_stride"]),
-        functools.partial(truncated, potential=rep, cutoff=rc), scale,
-    )  # fmt: skip
+        n, excluded, functools.partial(truncated, potential=rep, cutoff=rc), scale
+    )
 
     def aux_update(key, x, step, last_step, aux):
         del key, step, last_step
