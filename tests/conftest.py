@@ -30,3 +30,14 @@ def shared_pdb(name: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"{path} not present (../shared/data/pdb is only on project machines)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _release_fake_runs():
+    """After each test, release the fake engine's held runs (tests/workbench_fakes.py)."""
+    yield
+    import sys
+
+    fakes = sys.modules.get("workbench_fakes")
+    if fakes is not None:
+        fakes.release_all()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import types
+import weakref
 
 import numpy as np
 
@@ -38,6 +39,18 @@ class FakeRun:
         self.proceed = threading.Event()  # leave the held phase
 
 
+_ENGINES: weakref.WeakSet = weakref.WeakSet()
+
+
+def release_all() -> None:
+    """Let every fake run of every engine finish (proceed past a held phase, end its rows), so
+    no worker thread outlives its test: the interpreter joins pool threads at exit."""
+    for engine in list(_ENGINES):
+        for run in list(engine.runs):
+            run.proceed.set()
+            run.release.set()
+
+
 class FakeEngine:
     """Runner whose runs wait for the test; ``auto`` runs emit rows on their own."""
 
@@ -56,6 +69,7 @@ class FakeEngine:
         self.system = system
         self.phases, self.hold, self.uninterruptible = phases, hold, uninterruptible
         self.runs: list[FakeRun] = []
+        _ENGINES.add(self)
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
