@@ -245,9 +245,9 @@ def test_stop_is_owner_only(engine):
     _, _, _, group, _, _, _ = start(methods=("gd",))
     run_id = group["runs"][0]["id"]
     engine.wait_started(1)
-    assert (
+    assert (  # issue 10: a running run is not "already finished"; it is someone else's
         call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
-        == "That run has already finished."
+        == "That run is not yours: only the session that started it can stop it."
     )
     assert reg.get().snapshot(run_id, SID).status == "running"
     assert call(live.stop_run, [1], SID, trigger=live.ID.stop_btn(run_id)).startswith(
@@ -286,7 +286,7 @@ def test_share_link_opens_read_only_for_another_session(engine):
     assert frame["view"]["n"] == 50 and len(frame["xyz"]) == 150
     assert (
         call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
-        == "That run has already finished."
+        == "That run is not yours: only the session that started it can stop it."
     )
 
 

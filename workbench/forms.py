@@ -315,10 +315,17 @@ def parse_fields(
     return typed, errors
 
 
+MESSAGE_CHARS = 300  # a message quoting a huge value is cut, never echoed in full
+
+
 def message_of(err: SpecError) -> str:
-    """The message without its field name (the UI shows it next to the field)."""
+    """The message without its field name (the UI shows it next to the field), at most
+    MESSAGE_CHARS characters."""
     text = str(err)
-    return text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    text = text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    if len(text) > MESSAGE_CHARS:
+        text = f"{text[:MESSAGE_CHARS]}… ({len(text):,} characters in all)"
+    return text
 
 
 def build_specs(

@@ -115,7 +115,9 @@ def spectrum_payload(spec, report) -> dict:
 # that asks for the same spectrum, and the task thread only waits for it: in slices, so a stop
 # request (a newer spectrum of the session, see panels/spectrum.py) or SPECTRUM_TIMEOUT_S frees
 # the task thread at once. An abandoned computation finishes in the background; a retry of
-# the same spec joins it instead of queueing behind it or starting over.
+# the same spec joins it instead of queueing behind it or starting over. Abandoned computations
+# still use the CPU, so at most ``computation_limit`` of them run at once (the server sets it to
+# its task_workers): a task that would start one more waits, saying so.
 SPECTRUM_TIMEOUT_S = 300.0  # a task gives up waiting after this (the computation continues)
 SPECTRUM_WAIT_SLICE_S = 0.1  # how often a waiting task checks stop requests and its deadline
 
@@ -148,14 +150,30 @@ class SharedComputation:
 
 _COMPUTING: dict = {}  # key -> SharedComputation under way
 _COMPUTING_LOCK = threading.Lock()
+_LIMIT = {"computations": 2}  # spectrum computations under way at once (set_computation_limit)
 
 
-def shared_computation(key, fn) -> tuple[SharedComputation, bool]:
-    """(the computation of ``key`` under way or a new one running ``fn(report)``, joined?)."""
+def set_computation_limit(n: int) -> None:
+    """At most ``n`` spectrum computations under way at once, abandoned ones included (the
+    server's task_workers)."""
+    _LIMIT["computations"] = max(1, int(n))
+
+
+def computing() -> int:
+    """Spectrum computations under way now."""
+    with _COMPUTING_LOCK:
+        return len(_COMPUTING)
+
+
+def shared_computation(key, fn) -> tuple[SharedComputation | None, bool]:
+    """(the computation of ``key`` under way or a new one running ``fn(report)``, joined?);
+    (None, False) when the limit of computations under way is reached."""
     with _COMPUTING_LOCK:
         comp = _COMPUTING.get(key)
         if comp is not None:
             return comp, True
+        if len(_COMPUTING) >= _LIMIT["computations"]:
+            return None, False
         comp = _COMPUTING[key] = SharedComputation(key, fn)
     comp._thread.start()
     return comp, False
@@ -180,8 +198,22 @@ def spectrum_task(spec, *, timeout_s: float | None = None, compute=None):
     def task(report, should_stop):
         if should_stop():  # stopped while queued: nothing started
             return None
-        comp, joined = shared_computation(spectrum_key(spec), lambda rep: work(spec, rep))
-        shown, start = None, time.monotonic()
+        start = time.monotonic()
+        while True:
+            comp, joined = shared_computation(spectrum_key(spec), lambda rep: work(spec, rep))
+            if comp is not None:
+                break
+            n = _LIMIT["computations"]
+            report(
+                f"waiting: {n} spectrum computation(s) under way on this server, the limit is "
+                f"{n} (task_workers)"
+            )
+            if should_stop():
+                return None
+            if time.monotonic() - start > limit:
+                raise TimeoutError(f"no free spectrum computation slot after {limit:.0f} s")
+            time.sleep(SPECTRUM_WAIT_SLICE_S)
+        shown = None
         while not comp.done.wait(SPECTRUM_WAIT_SLICE_S):
             if comp.phase != shown:
                 shown = comp.phase

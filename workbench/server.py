@@ -22,7 +22,7 @@ import time
 
 import dash
 
-from . import frames, jobs, layout, sweeps
+from . import frames, guards, jobs, layout, sweeps
 from . import registry as reg
 from .config import ServerConfig
 from .panels import PageContext
@@ -46,6 +46,7 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
             use_compilation_cache(config.compile_cache_path)
         if config.warm_up:
             warm_up(START_PRESET)
+    jobs.set_computation_limit(config.task_workers)
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
     reg.install(registry)
@@ -74,9 +75,12 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     )
     app.layout = lambda: layout.build(ctx)  # a function: a fresh session token per page load
     app.index_string = layout.index_string(app.index_string, layout.js_ids())
-    # large enough that an oversized upload still reaches upload_structure, which answers with
-    # the cap next to the field instead of a bare HTTP 413
-    app.server.config["MAX_CONTENT_LENGTH"] = max(64 * 2**20, 4 * config.max_upload_bytes)
+    # at least twice the upload cap (ServerConfig checks), so an upload somewhat over the cap
+    # still reaches upload_structure, which answers with the cap next to the field
+    app.server.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.server.register_error_handler(413, guards.too_large(config))
+    app.server.before_request(guards.callback_guard(layout.build(ctx), config))
+    app.server.wsgi_app = guards.HostAndSizeGuard(app.server.wsgi_app, config)
     app.server.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
     return app
 

@@ -326,8 +326,12 @@ class Group(NamedTuple):
     message: str
 
 
-def new_group(run_ids, specs, protein: bool, workers: int, poll_ms: int) -> Group:
-    """The page state of runs ``run_ids`` just submitted for ``specs`` (same order)."""
+def new_group(
+    run_ids, specs, protein: bool, workers: int, poll_ms: int, waiting: dict | None = None
+) -> Group:
+    """The page state of runs ``run_ids`` just submitted for ``specs`` (same order);
+    ``waiting``: {run id: queue position of a run waiting for a worker, else None}
+    (``RunRegistry.waiting``)."""
     runs = []
     for rid, spec in zip(run_ids, specs, strict=True):
         m = forms.method_of(spec)
@@ -335,11 +339,26 @@ def new_group(run_ids, specs, protein: bool, workers: int, poll_ms: int) -> Grou
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
     fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "")
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."
-    queued = max(0, len(runs) - workers)
-    if queued:
-        message += f" {queued} run(s) wait for a free worker ({workers} workers)."
+    if waiting is not None:
+        message = queue_message(runs, waiting, specs[0].seed, workers)
+    elif len(runs) > workers:
+        message += f" {len(runs) - workers} run(s) wait for a free worker ({workers} workers)."
     seen = {"_active": True, "_ms": poll_ms, "_n": 0}
     return Group(runs, {"runs": runs, "rmsd": protein}, fig, seen, message)
+
+
+def queue_message(runs: list[dict], waiting: dict, seed: int, workers: int) -> str:
+    """ "Started GD, GNN (seed 0)." when every run has a worker, else which runs wait and
+    their queue positions."""
+    started = [r["label"].upper() for r in runs if waiting.get(r["id"]) is None]
+    queued = [f"{r['label'].upper()} at position {waiting[r['id']]}"
+              for r in runs if waiting.get(r["id"]) is not None]  # fmt: skip
+    why = f"in the queue for {workers} busy worker(s)"
+    if not queued:
+        return f"Started {', '.join(started)} (seed {seed})."
+    if not started:
+        return f"Queued {', '.join(queued)} (seed {seed}), {why}."
+    return f"Started {', '.join(started)} (seed {seed}); queued {', '.join(queued)}, {why}."
 
 
 def frame_payload(snap, link: list[str], period: int):
@@ -552,7 +571,8 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
         return (*(NU,) * 5, f"Not started: {err.field} {forms.message_of(err)}", NU)
     except (Busy, PermissionError) as err:
         return (*(NU,) * 5, f"Not started: {err}", NU)
-    g = new_group(run_ids, specs, tab == "protein", r.config.workers, r.config.poll_ms)
+    waiting = r.waiting(run_ids)
+    g = new_group(run_ids, specs, tab == "protein", r.config.workers, r.config.poll_ms, waiting)
     cards = [run_card(run) for run in g.runs]
     return cards, g.figure, {"display": "block"}, g.live, g.seen, g.message, None
 
@@ -651,9 +671,8 @@ def stop_run(clicks, sid):
     """Stop one run (owner only); it keeps everything computed so far."""
     if not triggered_value():
         return NU
-    if reg.get().cancel(ctx.triggered_id["index"], by=sid):
-        return "Stop requested: the run ends after its current chunk."
-    return "That run has already finished."
+    refused = reg.get().stop(ctx.triggered_id["index"], by=sid)
+    return refused or "Stop requested: the run ends after its current chunk."
 
 
 @callback(
