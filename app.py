@@ -75,6 +75,7 @@ def serve(app, config) -> None:
         # the app answers bodies up to 4x its cap with a 413 naming the cap; waitress refuses
         # larger ones before buffering them
         max_request_body_size=4 * config.max_request_bytes,
+        connection_limit=1000,  # a class: ~30 browsers x up to 6 keep-alive connections each
         ident="slowmode-workbench",
     )
     server.run()  # returns after closing the port on KeyboardInterrupt

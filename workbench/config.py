@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 
 SHARED_PDB = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pdb")
@@ -44,8 +45,8 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = setting(
         (),
         "a name the browser may use for this server in its Host header (repeatable; guards "
-        "against DNS rebinding); always allowed: the bind address, localhost, 127.0.0.1, ::1; "
-        "'*' allows any",
+        "against DNS rebinding); always allowed: IP addresses, the bind address, localhost "
+        "and, when bound beyond loopback, this machine's host name; '*' allows any",
         "SLOWMODE_ALLOWED_HOSTS",
         kind="list",
     )
@@ -164,10 +165,14 @@ class ServerConfig:
 
     @property
     def host_names(self) -> tuple[str, ...]:
-        """Host header names accepted (lower case; ``ANY_HOST`` alone: any)."""
+        """Host header names accepted besides IP addresses (lower case; ``ANY_HOST`` alone:
+        any): the bind address, the loopback names, the allowed hosts and, when bound beyond
+        loopback, this machine's host name."""
         if ANY_HOST in self.allowed_hosts:
             return (ANY_HOST,)
         names = [self.host, *LOOPBACK_HOSTS, *self.allowed_hosts]
+        if self.host not in LOOPBACK_HOSTS and not self.host.startswith("127."):
+            names.append(socket.gethostname())
         return tuple(dict.fromkeys(n.strip().strip("[]").lower() for n in names if n.strip()))
 
     def __post_init__(self):
@@ -219,7 +224,7 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         text = os.environ.get(env) if env else None
         hint = f" (env {env})" if env else ""
         if kind == "list":
-            default = tuple(s for s in (text or "").split(",") if s.strip()) or None
+            default = tuple(s.strip() for s in (text or "").split(",") if s.strip()) or None
             name = _flag(f.name.removesuffix("s"))  # --allowed-host, --bundle-dir, ...
             p.add_argument(name, dest=f.name, action="append", default=None,
                            help=meta["help"] + hint)  # fmt: skip

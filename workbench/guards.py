@@ -1,8 +1,9 @@
 """Request guards in front of the Dash app: Host header, body size, widget value shapes.
 
-- ``HostAndSizeGuard`` (WSGI middleware, every route): a Host header that is not one of the
-  configured names (``ServerConfig.host_names``) gets HTTP 400, so a page on another site
-  whose name was rebound to this address (DNS rebinding) cannot read or drive it; a body
+- ``HostAndSizeGuard`` (WSGI middleware, every route): a Host header that is neither an IP
+  address nor one of the configured names (``ServerConfig.host_names``) gets HTTP 400, so a
+  page on another site whose name was rebound to this address (DNS rebinding) cannot read
+  or drive it; a body
   declared larger than ``max_request_bytes`` gets HTTP 413 naming the limit, before anything
   reads it. Flask's MAX_CONTENT_LENGTH catches bodies of undeclared length (``too_large``).
 - ``check_callback`` (a Flask before_request hook on Dash's callback route): the browser's
@@ -15,6 +16,7 @@ Messages echo at most ``ECHO_CHARS`` characters of what was sent.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Iterable
 
@@ -50,12 +52,19 @@ def host_name(header: str) -> str:
 
 
 def host_refusal(header: str, allowed: tuple[str, ...]) -> str | None:
-    """Why a request with this Host header is refused, or None when it may be served."""
+    """Why a request with this Host header is refused, or None when it may be served. An IP
+    address is always served: DNS rebinding needs a name the attacker controls, and a page
+    opened at an address has that address as its origin."""
     if ANY_HOST in allowed:
         return None
     name = host_name(header)
     if name and name in allowed:
         return None
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        pass
     return (
         f"Host {clip(header or '(none)')!r} is not a name of this server (allowed: "
         f"{', '.join(allowed)}). The server's administrator can allow it with "
@@ -101,7 +110,6 @@ def _plain(start_response: Callable, status: str, text: str) -> list[bytes]:
         [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
-            ("Connection", "close"),  # the unread body of a refused request is not reused
         ],
     )
     return [body]
