@@ -206,6 +206,32 @@ def test_a_released_run_keeps_its_frame_number(make):
     assert snap.frame_no == frame_no and snap.frame_x is None and snap.n_rows == 4
 
 
+def test_the_page_states_the_limit_that_was_hit(make):
+    from workbench import ids
+    from workbench import registry as reg_mod
+    from workbench.panels import spectrum
+
+    reg, engine = make(max_active_per_session=1, max_active_total=1)
+    reg_mod.install(reg)
+    try:
+        values = forms.default_values()
+        names = list(values)
+        args = ([values[n] for n in names], [ids.field(n) for n in names])
+        assert live.start_run(1, *args, ["gd"], "loop", "file", None, "A")[5].startswith("Started")
+        msg = live.start_run(1, *args, ["gd"], "loop", "file", None, "B")[5]
+        assert msg == (
+            "Not started: the server has 1 active run(s) and task(s) from all sessions; the "
+            "limit is 1 per server (max_active_total): wait for some to finish"
+        )
+        status = spectrum.start_spectrum(1, *args, "loop", "file", None, "C")[2]
+        assert (
+            status.startswith("Not computed: the server has 1 active")
+            and "(max_active_total)" in status
+        )
+    finally:
+        reg_mod.install(None)
+
+
 # ---- 14: stop messages, queue positions, failed-run tracebacks ---------------------------------
 def test_a_non_owner_stopping_a_running_run_is_told_it_is_not_theirs(make):
     reg, engine = make()
