@@ -595,7 +595,24 @@ def main(argv=None) -> None:
     result["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"
     print(json.dumps(result, indent=2, default=float))
     if not args.quick:  # quick numbers only show that the script runs: not kept
+        if set(args.only) != set(PARTS):  # a partial run keeps the other parts' numbers
+            result = {**previous_parts(), **result}
         print(f"wrote {save_json('ui', result)}")
+
+
+def previous_parts() -> dict:
+    """The parts of bench/results/ui.json from earlier runs, each with its own machine/date."""
+    from bench.common import RESULTS
+
+    try:
+        old = json.loads((RESULTS / "ui.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    machine = old.pop("machine", None)
+    for part in old.values():
+        if isinstance(part, dict) and machine is not None:
+            part.setdefault("machine", machine)
+    return old
 
 
 if __name__ == "__main__":
