@@ -291,14 +291,20 @@ def init_run(
     dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
     t_start = time.perf_counter()
     key = _prepared_key(spec, system) if modes is None else None
-    prepared = _PREPARED.get(key)
+    if key is not None and _PREPARED.pending(key):
+        phase("compiling", "shared with a run of the same settings being prepared")
+    prepared = _PREPARED.get_or_claim(key, should_stop)
     reused = prepared is not None  # the same spec on the same structure ran in this process
     if reused:
         modes_spent = 0.0
         _check(should_stop, "compiling")
     else:
-        prepared, modes_spent = _prepare(spec, system, modes, dtype, should_stop, phase)
-        _PREPARED.put(key, prepared)
+        try:
+            prepared, modes_spent = _prepare(spec, system, modes, dtype, should_stop, phase)
+        except BaseException:
+            _PREPARED.release(key)  # stopped or failed: a waiting run prepares it itself
+            raise
+        _PREPARED.put(key, prepared)  # and wakes the runs waiting for it
     model, modes, reparam, params, aux, key_aux, init_s, stages, observe_fn = prepared
     stage = min(stages)
     opt_state = stages[stage].tx.init(params)
@@ -463,16 +469,28 @@ class _PreparedCache:
     def __init__(self, size: int):
         self.size = size
         self._items: dict = {}
+        self._pending: dict = {}  # key -> Event set when the thread preparing it is done
         self._lock = threading.Lock()
 
-    def get(self, key) -> Prepared | None:
+    def get_or_claim(self, key, should_stop: Callable[[], bool]) -> Prepared | None:
+        """The prepared parts of ``key``, or None with the key claimed: the caller prepares
+        it and must ``put`` or ``release`` it. While another thread prepares the same key
+        (a click during the server's warm-up) this waits for it rather than compiling the
+        same kernels a second time on the same cores. Raises Stopped when asked to stop."""
         if key is None:
             return None
-        with self._lock:
-            value = self._items.pop(key, None)
-            if value is not None:
-                self._items[key] = value  # most recent last
-            return value
+        while True:
+            with self._lock:
+                value = self._items.pop(key, None)
+                if value is not None:
+                    self._items[key] = value  # most recent last
+                    return value
+                event = self._pending.get(key)
+                if event is None:
+                    self._pending[key] = threading.Event()
+                    return None
+            while not event.wait(0.05):
+                _check(should_stop, "compiling")
 
     def put(self, key, value: Prepared) -> None:
         if key is None:
@@ -481,6 +499,18 @@ class _PreparedCache:
             self._items[key] = value
             while len(self._items) > self.size:
                 self._items.pop(next(iter(self._items)))
+        self.release(key)
+
+    def pending(self, key) -> bool:
+        with self._lock:
+            return key in self._pending and key not in self._items
+
+    def release(self, key) -> None:
+        """End a claim (after ``put``, or after preparing failed: a waiter then prepares)."""
+        with self._lock:
+            event = self._pending.pop(key, None)
+        if event is not None:
+            event.set()
 
     def clear(self) -> None:
         with self._lock:

@@ -197,6 +197,29 @@ def test_a_repeated_spec_reuses_its_prepared_parts_with_the_same_result():
     np.testing.assert_array_equal(reused.x_final, fresh.x_final)
 
 
+def test_a_run_waits_for_the_same_spec_being_prepared_instead_of_compiling_it_twice():
+    import threading
+
+    from engine.run import init_run
+
+    spec = BASE.replace(**{"reparam.kind": "gnn", "schedule.switch": "fixed"})
+    results, phases = {}, {"a": [], "b": []}
+
+    def start(name):
+        on_phase = lambda phase, detail="": phases[name].append((phase, detail))  # noqa: E731
+        results[name] = init_run(spec, on_phase=on_phase)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    a, b = results["a"][0], results["b"][0]
+    assert a.stages[1].chunk is b.stages[1].chunk  # prepared once
+    modes_seen = [name for name in "ab" if any(p == "modes" for p, _ in phases[name])]
+    assert len(modes_seen) == 1, phases
+
+
 def test_random_subset_run_reports_full_energy():
     spec = BASE.replace(**{"energy.repulsion": "random-subset", "energy.resample_every": 40})
     full = run(BASE.replace(**{"schedule.max_steps": 20}))
