@@ -125,6 +125,12 @@
                    key: view.key, linked: new Set(), fresh: true, follow: true, programmatic: 0,
                    camera: null, ghost: null, bonds: null, stretch: 0, broken: ""};
     if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
+    if (view.every > 1) {  // a large loop: every k-th bead is drawn (workbench/jobs.py)
+      const note = document.createElement("div");
+      note.className = ID.live.BADGE_CLASS;
+      note.textContent = "every " + view.every + "th bead of " + view.n_atoms + " shown";
+      entry.el.appendChild(note);
+    }
     viewer.setViewChangeCallback(v => onViewChange(entry, v));
     programmatic(entry, () => frameAndRender(viewer));
     viewers[div] = entry;

@@ -357,7 +357,7 @@ def frame_payload(snap, link: list[str], period: int):
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
-        "xyz": jobs.flat(snap.frame_x, scale) if snap.frame_x is not None else None,
+        "xyz": jobs.view_xyz(snap.frame_x, snap.view) if snap.frame_x is not None else None,
         "view": snap.view,
         "link": link,
         "run": snap.run_id,
