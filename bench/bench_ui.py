@@ -71,6 +71,7 @@ def spawn(
     synthetic_rate: float | None = None,
     warm_up: bool = True,
     log_path: str | None = None,
+    workers: int | None = None,
 ) -> subprocess.Popen:
     args = [
         sys.executable,
@@ -82,6 +83,8 @@ def spawn(
         "--bundle-dir",
         run_dir,
     ]
+    if workers:  # as many engine threads as live runs measured side by side
+        args += ["--workers", str(workers)]
     if not warm_up:
         args.append("--no-warm-up")
     if synthetic_rate:
@@ -95,6 +98,8 @@ def spawn(
             run_dir,
             "--rate",
             str(synthetic_rate),
+            "--serve-workers",
+            str(workers or 2),
         ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -379,7 +384,7 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
         s = stats(page)
         return all(d in s and (s[d]["step"] or 0) > 0 for d in divs) and s
 
-    wait_until(page, first_frames, 600, f"live frames at n={n}")
+    wait_until(page, first_frames, 200, f"live frames at n={n}")
     t_first = time.time() - t_click
 
     def warmed():
@@ -463,7 +468,10 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
         guard_offline(context, attempted)
         page = context.new_page()
         t_spawn = time.time()
-        proc = spawn(port, run_dir, synthetic_rate, warm_up=False)
+        # four methods side by side need four workers, or two of them queue behind runs
+        # that only end when stopped
+        workers = max(args.method_counts)
+        proc = spawn(port, run_dir, synthetic_rate, warm_up=False, workers=workers)
         try:
             t_server = wait_http(url)
             page.goto(url)
@@ -501,7 +509,7 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
 
 
 # ---- synthetic engine server (UI capacity) ---------------------------------------------------
-def serve_synthetic(port: int, run_dir: str, rate: float) -> None:
+def serve_synthetic(port: int, run_dir: str, rate: float, workers: int = 2) -> None:
     """The workbench with an engine stand-in that emits a frame every 1/rate s (no JAX work)."""
     import numpy as np
 
@@ -543,7 +551,8 @@ def serve_synthetic(port: int, run_dir: str, rate: float) -> None:
             system=system,
         )
 
-    app = create_app(ServerConfig(port=port, run_dir=run_dir, bundle_dirs=()), runner=runner)
+    config = ServerConfig(port=port, run_dir=run_dir, bundle_dirs=(), workers=workers)
+    app = create_app(config, runner=runner)
     app.run(host="127.0.0.1", port=port, debug=False, threaded=True, dev_tools_hot_reload=False)
 
 
@@ -575,9 +584,10 @@ def main(argv=None) -> None:
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-workers", type=int, default=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve_synthetic(args.serve, args.run_dir, args.rate)
+        serve_synthetic(args.serve, args.run_dir, args.rate, args.serve_workers)
         return
     if args.quick:
         args.sizes, args.window, args.stop_modes_n = [60], 2.0, 300
