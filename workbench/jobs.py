@@ -26,6 +26,9 @@ from engine import io as engine_io
 from engine import methods
 
 SPECTRUM_MAX_MODES = 1500  # spectra show at most this many modes (dense solvers above ~n=1500)
+# A loop with more beads is drawn as every k-th bead: more is not readable in a 3D view, and
+# frames of 3n numbers ~20 times a second would flood the browser (n = 20,000: ~0.5 MB each).
+VIEW_MAX_BEADS = 4000
 
 
 @functools.lru_cache(maxsize=16)
@@ -43,6 +46,11 @@ def flat(x: np.ndarray, scale: float = 1.0) -> list[float]:
     return np.round(np.asarray(x, np.float64) * scale, 3).ravel().tolist()
 
 
+def view_xyz(x: np.ndarray, view: dict) -> list[float]:
+    """Positions [n, 3] as a ``system_view`` draws them: its beads only, display units."""
+    return flat(np.asarray(x)[:: view.get("every", 1)], view.get("scale", 1.0))
+
+
 def system_view(system) -> dict:
     """What the browser needs to draw ``system`` once; frames then carry coordinates only."""
     scale = display_scale(system)
@@ -57,6 +65,14 @@ def system_view(system) -> dict:
         # PDB text carries residues and atom names for the cartoon; 3Dmol assigns bonds once
         view["pdb"] = engine_io.pdb_text(system, system.x0)
         view["coarse"] = (system.meta or {}).get("model") == "residue"  # CA beads only
+    elif system.n_atoms > VIEW_MAX_BEADS:
+        # every k-th bead, joined along the chain; a link then spans k bonds, so stretched
+        # bonds cannot be told apart (stretch 0) and the view says what it shows
+        every = -(-system.n_atoms // VIEW_MAX_BEADS)
+        shown = len(range(0, system.n_atoms, every))
+        chain = np.stack([np.arange(shown - 1), np.arange(1, shown)], axis=1)
+        view.update(n=shown, n_atoms=system.n_atoms, every=every, stretch=0)
+        view.update(x0=view_xyz(system.x0, view), bonds=chain.ravel().tolist())
     else:
         view["bonds"] = np.asarray(system.bonds, np.int64).ravel().tolist()
     return view

@@ -19,6 +19,7 @@ runs, else the run picked in the reference dropdown.
 from __future__ import annotations
 
 import math
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -51,7 +52,7 @@ from . import PageContext, method, system, triggered_value
 
 class ID:
     LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool}
-    SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", "version", ...}, "_active", "_ms", "_n"}
+    SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", ...}, "_active", "_ms", "_n", "_group"}
     POLL = "wb-poll"  # Store: tick counter; each increment runs poll_runs once (workbench.js)
     POLL_ACK = "wb-poll-ack"  # dummy output of the clientside poll scheduler
     WATCHDOG = "wb-watchdog"  # Interval restarting the poll chain if a poll request was lost
@@ -343,8 +344,11 @@ def new_group(
         message = queue_message(runs, waiting, specs[0].seed, workers)
     elif len(runs) > workers:
         message += f" {len(runs) - workers} run(s) wait for a free worker ({workers} workers)."
-    seen = {"_active": True, "_ms": poll_ms, "_n": 0}
-    return Group(runs, {"runs": runs, "rmsd": protein}, fig, seen, message)
+    # The group's id ties poll replies to it: a reply to a poll of the previous group that
+    # lands after Run must not end the new group's poll chain (see poll_runs).
+    seen = {"_active": True, "_ms": poll_ms, "_n": 0, "_group": run_ids[0]}
+    live = {"runs": runs, "rmsd": protein, "group": run_ids[0]}
+    return Group(runs, live, fig, seen, message)
 
 
 def queue_message(runs: list[dict], waiting: dict, seed: int, workers: int) -> str:
@@ -372,7 +376,7 @@ def frame_payload(snap, link: list[str], period: int):
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
-        "xyz": jobs.flat(snap.frame_x, scale) if snap.frame_x is not None else None,
+        "xyz": jobs.view_xyz(snap.frame_x, snap.view) if snap.frame_x is not None else None,
         "view": snap.view,
         "link": link,
         "run": snap.run_id,
@@ -611,9 +615,13 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
     """Send each live card what is new: its topology once, status and structure lines, the
     curves (whole traces, when rows arrived) and the speed-up table."""
     card_ids = [f["index"] for f in frame_ids]
-    if not live or not card_ids or not (seen or {}).get("_active"):
-        return *([NU] * len(card_ids) for _ in range(4)), NU, NU, NU
     r = reg.get()
+    if live and (seen or {}).get("_group") != live.get("group"):
+        # The store holds a late reply for the previous group (Run was pressed while it was
+        # polled): start this group's counters afresh instead of trusting its "_active".
+        seen = {"_active": True, "_ms": r.config.poll_ms, "_group": live.get("group")}
+    if not live or not card_ids or not seen.get("_active"):
+        return *([NU] * len(card_ids) for _ in range(4)), NU, NU, NU
     snaps = r.snapshots(card_ids, sid, dict(seen))
     u = poll_update(live, seen, card_ids, snaps, r.config.frame_ms)
     seen = u.seen
@@ -661,18 +669,42 @@ def update_speedup(metric, threshold, live, sid, chosen=None):
     return _speedup(live, sid, metric, threshold, chosen)
 
 
+# How long the Stop click's reply waits for the run to end, so the card reads "stopped" at
+# once instead of at the next poll (a running run ends within one chunk, tens of ms).
+STOP_REPLY_WAIT_S = 0.6
+
+
 @callback(
     Output(method.ID.RUN_MSG, "children", allow_duplicate=True),
+    Output(ID.status(ALL), "children", allow_duplicate=True),
     Input(ID.stop_btn(ALL), "n_clicks"),
+    State(ID.status(ALL), "id"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
 )
-def stop_run(clicks, sid):
-    """Stop one run (owner only); it keeps everything computed so far."""
+def stop_run(clicks, status_ids, sid):
+    """Stop one run (owner only); it keeps everything computed so far. The reply carries the
+    card's status line once the run has ended (or is still stopping after STOP_REPLY_WAIT_S)."""
+    statuses = [NU] * len(status_ids)
     if not triggered_value():
-        return NU
-    refused = reg.get().stop(ctx.triggered_id["index"], by=sid)
-    return refused or "Stop requested: the run ends after its current chunk."
+        return NU, statuses
+    r, run_id = reg.get(), ctx.triggered_id["index"]
+    if not r.cancel(run_id, by=sid):
+        snap = r.snapshot(run_id, sid)
+        if snap is None or not snap.is_owner:
+            return "Only the session that started a run can stop it.", statuses
+        return "That run has already finished.", statuses
+    end = time.monotonic() + STOP_REPLY_WAIT_S
+    snap = r.snapshot(run_id, sid)
+    while snap is not None and not snap.terminal and time.monotonic() < end:
+        time.sleep(0.02)
+        snap = r.snapshot(run_id, sid)
+    where = [i for i, sid_ in enumerate(status_ids) if sid_["index"] == run_id]
+    if snap is not None and where:
+        statuses[where[0]] = figures.status_text(snap)
+    if snap is not None and snap.terminal:
+        return "Stopped; everything computed so far is kept.", statuses
+    return "Stop requested: the run ends after its current chunk.", statuses
 
 
 @callback(
