@@ -87,7 +87,7 @@ class ServerConfig:
         "WB_TASK_WORKERS",
     )
     max_loaded_runs: int = setting(
-        8,
+        16,
         "finished runs whose rows and frames stay in memory (the most recently read); the "
         "others stay on disk and are reread when opened, so memory does not grow with the "
         "number of runs",
