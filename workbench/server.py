@@ -6,6 +6,10 @@ the panels' ids from ``window.WB_IDS`` (``layout.js_ids``). Dash registers ``@ca
 functions (the panels', on import) with the first app that serves a request in a process, so
 there is one app per process: the server, a browser test, or the UI benchmark.
 
+Every request passes the guards of workbench/guards.py first: the Host header must name this
+server (DNS rebinding), the body must fit ``max_request_bytes`` (413 naming the limit), and a
+callback's widget values must have the shapes the page's widgets send (400 naming the field).
+
 With the real engine (no ``runner`` given), ``create_app`` also turns on JAX's persistent
 compilation cache (``config.compile_cache_path``, default ``<run_dir>/.jax-cache``) and, when
 ``config.warm_up``, starts ``warm_up``: a background thread that compiles the kernels of the
