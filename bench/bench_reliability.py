@@ -205,6 +205,18 @@ def parse_outputs(output: str) -> list[tuple[object, str]]:
     return out
 
 
+def callback_name(outputs) -> str:
+    """A callback named by its outputs, as a reader finds them in the panels' code:
+    "wb-run-msg.children, field-msg(ALL).children" (no allow_duplicate suffixes)."""
+    parts = []
+    for cid, prop in outputs:
+        if isinstance(cid, dict):
+            wild = ",".join(k for k, v in sorted(cid.items()) if isinstance(v, list))
+            cid = f"{cid.get('type')}({wild or '-'})"
+        parts.append(f"{cid}.{prop.split('@')[0]}")
+    return ", ".join(parts)
+
+
 def is_pattern(cid) -> bool:
     return isinstance(cid, dict) and any(isinstance(v, list) for v in cid.values())
 
@@ -626,7 +638,7 @@ class Page:
             d["_outputs"] = parse_outputs(d["output"])
             d["_inputs"] = [(spec_id(i["id"]), i["property"]) for i in d["inputs"]]
             d["_state"] = [(spec_id(s["id"]), s["property"]) for s in d.get("state", [])]
-            d["_name"] = ",".join(f"{id_key(c)}.{p}" for c, p in d["_outputs"])[:90]
+            d["_name"] = callback_name(d["_outputs"])
         self.comps: dict[str, dict] = {}  # id key -> {"id", "props", "owner"}
         self._register(layout, owner=None)
 
@@ -1037,20 +1049,21 @@ def _bad(results) -> bool:
 
 class FuzzErrors:
     """The fuzz values that got an HTTP 5xx, grouped by (widget, callback, browser-sendable)
-    with a count and the first few values."""
+    with a count and the first few values (thread-safe)."""
 
     def __init__(self):
         self.groups: dict[tuple, dict] = {}
+        self.lock = threading.Lock()
 
     def add(self, target: str, results, fz: Fuzz) -> None:
         for name, status in results:
             if isinstance(status, int) and status < 500:
                 continue
-            key = (target, name, fz.browser)
-            g = self.groups.setdefault(key, {"count": 0, "examples": []})
-            g["count"] += 1
-            if len(g["examples"]) < 4:
-                g["examples"].append(fz.short())
+            with self.lock:
+                g = self.groups.setdefault((target, name, fz.browser), {"count": 0, "examples": []})
+                g["count"] += 1
+                if len(g["examples"]) < 4:
+                    g["examples"].append(fz.short())
 
     def report(self) -> list[dict]:
         rows = [
@@ -1060,124 +1073,175 @@ class FuzzErrors:
         return sorted(rows, key=lambda r: (not r["browser_sendable"], -r["count"]))
 
 
-def fuzz_phase(server: Server, per_type: int, other: int, starts: int, quick: bool, seed: int):
-    """Every fuzz value set into its widget as the page would (which fires form validation,
-    the risks and the summary), then a Run click for values validation refused (and for up
-    to ``starts`` it accepted: those start real runs, stopped at once)."""
-    from workbench import forms
+class FuzzSession:
+    """One page sending fuzz values; several run at once (``fuzz_phase``), sharing the
+    report under a lock."""
 
-    stats = Stats()
-    http_ = Http(server.port, stats)
-    page = Page.open(http_)
-    sid = page.session
-    form_fields(page, {"system.kind": "lj-loop", "system.n": "60", "schedule.max_steps": "40"})
-    defaults = {
-        c["id"]["name"]: c["props"].get("value")
-        for c in page.matching({"type": "field", "name": ["ALL"]})
-    }
-    msgs = page.matching({"type": "field-msg", "name": ["ALL"]})
-    errors = FuzzErrors()
-    report = {
-        "per_type": {},
-        "silently_accepted": [],
-        "validation_run_disagree": [],
-        "run_started": 0,
-        "run_not_sent_valid": 0,
-    }
-    t0 = time.monotonic()
+    def __init__(self, http_: Http, shared: dict, lock: threading.Lock, errors: FuzzErrors):
+        self.page = page = Page.open(http_)
+        self.sid = page.session
+        self.shared, self.lock, self.errors = shared, lock, errors
+        form_fields(page, {"system.kind": "lj-loop", "system.n": "60", "schedule.max_steps": "40"})
+        self.defaults = {
+            c["id"]["name"]: c["props"].get("value")
+            for c in page.matching({"type": "field", "name": ["ALL"]})
+        }
+        self.msgs = page.matching({"type": "field-msg", "name": ["ALL"]})
 
-    def reset(methods, tab, source="file"):
-        for name, v in defaults.items():
+    def reset(self, methods, tab, source="file") -> None:
+        page = self.page
+        for name, v in self.defaults.items():
             page.set({"type": "field", "name": name}, "value", v)
-        for m in msgs:
+        for m in self.msgs:
             m["props"]["children"] = None
         page.set("wb-methods", "value", methods)
         page.set("wb-system-tabs", "value", tab)
         page.set("wb-protein-source", "value", source)
-        page.set("wb-session", "data", sid)
+        page.set("wb-session", "data", self.sid)
+        page.set("wb-replay", "data", None)
 
-    for kind in ("number", "text", "choice", "bool"):
-        counts = collections.Counter()
-        cases = fuzz_cases(page, kind, per_type, seed, quick)
-        for name, fz in cases:
-            f = forms.FIELD_BY_NAME.get(name)
-            protein = name.startswith("protein.") or (f is not None and f.group == "protein")
-            methods = list(f.methods) if f is not None and f.methods else ["gd", "cg"]
-            source = {"protein.pdb_id": "pdbid", "protein.sequence": "sequence"}.get(name, "file")
-            reset(methods, "protein" if protein else "loop", source)
-            cause = f"fuzz {kind} {name}={fz.short()}"
-            res = page.fire(
-                {"type": "field", "name": name}, "value", fz.value, cascade=0, cause=cause
-            )
-            errors.add(name, res, fz)
-            bad = _bad(res)
-            counts["requests"] += len(res)
-            counts["browser" if fz.browser else "hand"] += 1
-            counts["5xx_browser" if fz.browser else "5xx_hand"] += bad
-            msg = text_of(page.get({"type": "field-msg", "name": name}, "children"))
-            if f is not None and kind == "number" and not bad:
-                if number_expected_invalid(fz.value, f.lo, f.hi, f.optional) and not msg:
-                    counts["silently_accepted"] += 1
-                    if len(report["silently_accepted"]) < 30:
-                        report["silently_accepted"].append(cause)
-            invalid = any(text_of(m["props"].get("children")) for m in msgs)
-            if protein or bad:
-                continue  # protein runs would build OpenMM systems (and fetch PDB ids)
-            if not invalid and report["run_started"] >= starts:
-                report["run_not_sent_valid"] += 1
-                continue
-            page.set("wb-run-msg", "children", None)
-            n = (page.get("wb-run", "n_clicks") or 0) + 1
-            res = page.fire(
-                "wb-run", "n_clicks", n, only="wb-live-cards", cascade=0, cause=f"{cause} (Run)"
-            )
-            errors.add(name, res, fz)
-            counts["requests"] += len(res)
-            counts["run_clicks"] += 1
-            counts["5xx_browser" if fz.browser else "5xx_hand"] += _bad(res) and not bad
-            if text_of(page.get("wb-run-msg", "children")).startswith("Started"):
-                report["run_started"] += 1
-                if invalid and len(report["validation_run_disagree"]) < 30:
-                    report["validation_run_disagree"].append(cause)
-                page.fire("wb-stop-all", "n_clicks", n, cascade=0, cause="fuzz stop all")
-        report["per_type"][kind] = {"values": len(cases), **counts}
-    from engine.presets import PRESETS
+    def _note(self, key: str, text: str) -> None:
+        with self.lock:
+            if len(self.shared[key]) < 30:
+                self.shared[key].append(text)
 
-    for label, (cid, prop, kind, opts, then) in OTHER_WIDGETS.items():
-        opts = {"FORM_METHODS": forms.FORM_METHODS, "PRESETS": tuple(PRESETS)}.get(opts, opts)
-        counts = collections.Counter()
-        values = fuzz_values(kind, other, seed, options=opts, quick=quick)
-        for i, fz in enumerate(values):
-            reset(["gd"], "loop")
-            page.set("wb-replay", "data", {"id": "0" * 16, "t": 0} if i % 2 else None)
-            cause = f"fuzz {label}={fz.short()}"
-            res = page.fire(cid, prop, fz.value, cascade=0, cause=cause)
-            for tid, tprop in then:
-                n = (page.get(tid, tprop) or 0) + 1
-                res += page.fire(tid, tprop, n, cascade=1, cause=f"{cause} ({tid})")
-            errors.add(label, res, fz)
-            counts["requests"] += len(res)
-            counts["browser" if fz.browser else "hand"] += 1
-            counts["5xx_browser" if fz.browser else "5xx_hand"] += _bad(res)
-        report["per_type"][f"widget: {label}"] = {"values": len(values), **counts}
-    counts = collections.Counter()
-    values = upload_values(other, seed)
-    for fz, filename in values:
+    def field(self, name: str, fz: Fuzz, starts: int) -> collections.Counter:
+        """Set form field ``name`` to the value (validation, risks, summary), check the
+        message next to it, then click Run when validation refused the form (or, up to
+        ``starts`` times in all, when it accepted it: real runs, stopped at once)."""
+        from workbench import forms
+
+        page, counts = self.page, collections.Counter()
+        f = forms.FIELD_BY_NAME.get(name)
+        protein = name.startswith("protein.") or (f is not None and f.group == "protein")
+        methods = list(f.methods) if f is not None and f.methods else ["gd", "cg"]
+        source = {"protein.pdb_id": "pdbid", "protein.sequence": "sequence"}.get(name, "file")
+        self.reset(methods, "protein" if protein else "loop", source)
+        cause = f"fuzz {name}={fz.short()}"
+        res = page.fire({"type": "field", "name": name}, "value", fz.value, cascade=0, cause=cause)
+        self.errors.add(name, res, fz)
+        bad = _bad(res)
+        counts["requests"] += len(res)
+        counts["browser" if fz.browser else "hand"] += 1
+        msg = text_of(page.get({"type": "field-msg", "name": name}, "children"))
+        if f is not None and f.kind in ("int", "float") and not bad:
+            if number_expected_invalid(fz.value, f.lo, f.hi, f.optional) and not msg:
+                counts["silently_accepted"] += 1
+                self._note("silently_accepted", cause)
+        invalid = any(text_of(m["props"].get("children")) for m in self.msgs)
+        if not (protein or bad):  # protein runs would build OpenMM systems, fetch PDB ids
+            with self.lock:
+                send = invalid or self.shared["valid_forms_sent_to_run"] < starts
+                self.shared["valid_forms_not_sent_to_run"] += not send
+                self.shared["valid_forms_sent_to_run"] += not invalid and send
+            if send:
+                page.set("wb-run-msg", "children", None)
+                n = (page.get("wb-run", "n_clicks") or 0) + 1
+                res2 = page.fire("wb-run", "n_clicks", n, only="wb-live-cards", cascade=0,
+                                 cause=f"{cause} (Run)")  # fmt: skip
+                self.errors.add(name, res2, fz)
+                res += res2
+                counts["requests"] += len(res2)
+                counts["run_clicks"] += 1
+                if text_of(page.get("wb-run-msg", "children")).startswith("Started"):
+                    counts["runs_started"] += 1
+                    if invalid:
+                        self._note("validation_run_disagree", cause)
+                    page.fire("wb-stop-all", "n_clicks", n, cascade=0, cause="fuzz stop all")
+        counts["5xx_browser" if fz.browser else "5xx_hand"] += _bad(res)
+        return counts
+
+    def widget(self, label: str, fz: Fuzz, i: int) -> collections.Counter:
+        """Set one of OTHER_WIDGETS to the value, then fire what reads it."""
+        cid, prop, _, _, then = OTHER_WIDGETS[label]
+        page = self.page
+        self.reset(["gd"], "loop")
+        page.set("wb-replay", "data", {"id": "0" * 16, "t": 0} if i % 2 else None)
+        cause = f"fuzz {label}={fz.short()}"
+        res = page.fire(cid, prop, fz.value, cascade=0, cause=cause)
+        for tid, tprop in then:
+            n = (page.get(tid, tprop) or 0) + 1
+            res += page.fire(tid, tprop, n, cascade=1, cause=f"{cause} ({tid})")
+        self.errors.add(label, res, fz)
+        return self._counted(res, fz)
+
+    def upload(self, fz: Fuzz, filename) -> collections.Counter:
+        page = self.page
         page.set("wb-upload", "filename", filename)
         page.set("wb-upload-msg", "children", None)
         cause = f"fuzz upload={fz.short()} name={filename!r:.40}"
         res = page.fire("wb-upload", "contents", fz.value, cascade=0, cause=cause)
-        errors.add("upload", res, fz)
-        counts["requests"] += len(res)
-        counts["browser" if fz.browser else "hand"] += 1
-        counts["5xx_browser" if fz.browser else "5xx_hand"] += _bad(res)
+        self.errors.add("upload", res, fz)
+        counts = self._counted(res, fz)
         counts["accepted"] += "accepted" in text_of(page.get("wb-upload-msg", "children"))
-    report["per_type"]["widget: upload"] = {"values": len(values), **counts}
-    reset(["gd"], "loop")
-    page.fire("wb-stop-all", "n_clicks", 10**6, cascade=0, cause="fuzz stop all")
-    report["seconds"] = round(time.monotonic() - t0, 1)
-    report["errors"] = errors.report()
-    report.update(stats.summary())
+        return counts
+
+    @staticmethod
+    def _counted(res, fz: Fuzz) -> collections.Counter:
+        return collections.Counter(
+            {
+                "requests": len(res),
+                "browser" if fz.browser else "hand": 1,
+                "5xx_browser" if fz.browser else "5xx_hand": int(_bad(res)),
+            }
+        )
+
+
+def fuzz_phase(
+    server: Server, per_type: int, other: int, starts: int, quick: bool, seed: int, workers=2
+):
+    """Every fuzz value set into its widget as the page would (which fires form validation,
+    the risks and the summary), then a Run click for values validation refused (and for up
+    to ``starts`` it accepted). ``workers`` pages send their share of the values at once."""
+    from engine.presets import PRESETS
+    from workbench import forms
+
+    stats, errors, lock = Stats(), FuzzErrors(), threading.Lock()
+    shared = {"silently_accepted": [], "validation_run_disagree": [], "valid_forms_sent_to_run": 0,
+              "valid_forms_not_sent_to_run": 0}  # fmt: skip
+    sessions = [FuzzSession(Http(server.port, stats), shared, lock, errors) for _ in range(workers)]
+    per_type_counts = {}
+    t0 = time.monotonic()
+
+    def spread(label: str, jobs: list, work) -> None:
+        """Run ``work(session, job)`` for every job, the jobs dealt round the sessions."""
+        total = collections.Counter()
+
+        def one(k: int):
+            mine = collections.Counter()
+            for job in jobs[k::workers]:
+                mine.update(work(sessions[k], job))
+            with lock:
+                total.update(mine)
+
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        per_type_counts[label] = {"values": len(jobs), **total}
+
+    for kind in ("number", "text", "choice", "bool"):
+        cases = fuzz_cases(sessions[0].page, kind, per_type, seed, quick)
+        spread(kind, cases, lambda fs, job: fs.field(job[0], job[1], starts))
+    for label, (_, _, kind, opts, _) in OTHER_WIDGETS.items():
+        opts = {"FORM_METHODS": forms.FORM_METHODS, "PRESETS": tuple(PRESETS)}.get(opts, opts)
+        values = list(enumerate(fuzz_values(kind, other, seed, options=opts, quick=quick)))
+        spread(
+            f"widget: {label}", values, lambda fs, job, lab=label: fs.widget(lab, job[1], job[0])
+        )
+    spread("widget: upload", upload_values(other, seed), lambda fs, job: fs.upload(*job))
+    for fs in sessions:
+        fs.reset(["gd"], "loop")
+        fs.page.fire("wb-stop-all", "n_clicks", 10**6, cascade=0, cause="fuzz stop all")
+    report = {
+        "seconds": round(time.monotonic() - t0, 1),
+        "sessions": workers,
+        "per_type": per_type_counts,
+        **shared,
+        "errors": errors.report(),
+        **stats.summary(),
+    }
     report.pop("http_5xx_by_cause")  # "errors" groups them
     return report
 
@@ -1530,7 +1594,9 @@ def summarize(out: dict, ledger: Ledger) -> dict:
         "runs_started": len(ledger.runs),
         "runs_lost": sum(len(c.get("runs_lost", [])) for c in checks),
         "runs_misreported": sum(len(c.get("runs_misreported", [])) for c in checks),
-        "fuzz_invalid_accepted_silently": len(fuzz.get("silently_accepted", [])),
+        "fuzz_invalid_accepted_silently": sum(
+            v.get("silently_accepted", 0) for v in fuzz_types.values()
+        ),
         "rss_mb": out.get("rss_mb"),
         "exit_s_by_signal": {k["signal"]: k.get("exit_s") for k in kills},
         "damaged_listed_as_before_until_opened": sum(
@@ -1638,7 +1704,8 @@ def table(out: dict) -> str:
                   "examples |", "|---|---|---|---|---|"]  # fmt: skip
         for g in groups[:40]:
             origin = "browser" if g["browser_sendable"] else "hand-crafted"
-            examples = ", ".join(f"`{e}`" for e in g["examples"][:3]).replace("|", "\\|")
+            examples = ", ".join(f"`{e.replace('`', chr(39))}`" for e in g["examples"][:3])
+            examples = examples.replace("|", "\\|")
             lines.append(
                 f"| {g['widget']} | `{g['callback'][:60]}` | {origin} | {g['count']} | {examples} |"
             )

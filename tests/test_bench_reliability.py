@@ -36,6 +36,11 @@ def test_output_strings_of_one_several_and_pattern_outputs():
     ]
 
 
+def test_callbacks_are_named_by_their_outputs():
+    outs = br.parse_outputs('..{"name":["ALL"],"type":"field-msg"}.children...wb-x.data@12ab..')
+    assert br.callback_name(outs) == "field-msg(name).children, wb-x.data"
+
+
 def test_ids_and_wildcards_match_as_in_dash():
     field = {"type": "field", "name": "system.n"}
     assert br.id_key(field) == '{"name":"system.n","type":"field"}'
