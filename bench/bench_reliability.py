@@ -552,14 +552,15 @@ class Stats:
         self.status = collections.Counter()  # "200", "204", "500", "conn" ...
         self.errors_5xx = collections.Counter()  # "label | cause" -> count
         self.conn_errors = 0
-        self.bytes_max = 0
+        self.bytes_max, self.bytes_max_label = 0, ""
         self.latency = []
 
     def add(self, label: str, status, cause: str = "", seconds: float = 0.0, size: int = 0):
         with self.lock:
             self.requests[label] += 1
             self.status[str(status)] += 1
-            self.bytes_max = max(self.bytes_max, size)
+            if size > self.bytes_max:
+                self.bytes_max, self.bytes_max_label = size, label
             if len(self.latency) < 200_000:
                 self.latency.append(seconds)
             if status == "conn":
@@ -578,6 +579,7 @@ class Stats:
             "http_5xx_by_cause": dict(self.errors_5xx.most_common(60)),
             "connection_errors": self.conn_errors,
             "largest_response_bytes": self.bytes_max,
+            "largest_response_from": self.bytes_max_label,
             "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None,
             "latency_ms_p99": round(1000 * lat[int(len(lat) * 0.99)], 1) if lat else None,
         }
@@ -850,7 +852,7 @@ def run_session(
     ends (with the frame stream), list, open and export every run."""
     page = Page.open(http_, deps)
     sid = page.session
-    record = {"session": sid[:6], "groups": [], "problems": []}
+    record = {"session": sid[:6], "groups": [], "problems": [], "nonfinite_frames": 0}
     start = {c["id"]["name"]: c["props"].get("value")
              for c in page.matching({"type": "field", "name": ["ALL"]})}  # fmt: skip
     for i, click in enumerate(clicks):
@@ -893,6 +895,7 @@ def run_session(
                 try:
                     for rid, entry in strict_json(raw).items():
                         since[rid] = entry.get("frame", since[rid])
+                        record["nonfinite_frames"] += bool(entry.get("nonfinite"))
                 except ValueError as err:
                     record["problems"].append(f"a /_wb/frames reply is not JSON: {err}")
             now = time.monotonic()
@@ -961,6 +964,7 @@ def load_round(server: Server, plan, ledger: Ledger, phase: str, frame_s: float)
         "final_status": dict(statuses),
         "session_errors": errors,
         "problems": [p for rec in out for p in rec["problems"]],
+        "frame_replies_flagged_nonfinite": sum(rec["nonfinite_frames"] for rec in out),
         "groups": [g for rec in out for g in rec["groups"]],
         **stats.summary(),
     }
@@ -1334,6 +1338,19 @@ def check_all(server: Server, ledger: Ledger, phase: str, open_runs=None) -> dic
             if info.get("case") and rid in opened and before != status:
                 late.append(f"{name}: listed {before!r} until opened, then {status!r}")
             info["listed"] = status
+            if info.get("case"):
+                o = opened.get(rid) or {}
+                info.setdefault("checks", []).append(
+                    {
+                        "check": phase,
+                        "listed_before_open": before,
+                        "listed_after_open": status,
+                        "opened": rid in opened,
+                        "replay_title": o.get("title", "")[:80],
+                        "open_message": o.get("message", "")[:80],
+                        "exports": {f: e["http"] for f, e in o.get("exports", {}).items()},
+                    }
+                )
     export_errors = {}
     for rid, o in opened.items():
         bad = [f for f, e in o["exports"].items() if any(s not in (200, 204) for s in e["http"])]
@@ -1364,8 +1381,17 @@ def damage_phase(server_dir: Path, ledger: Ledger, seed: int) -> dict:
             "unlisted": ("unlisted", "damaged"),
             "unchanged": (info["seen"],),
         }[expect]
-        cases.append({"case": name, "run": rid[:6], "expect": expect})
+        cases.append({"case": name, "run": rid, "expect": expect})
     return {"cases": cases, "cases_skipped": [c[0] for c in DAMAGE_CASES[len(done) :]]}
+
+
+def damage_outcomes(cases: list[dict], ledger: Ledger) -> list[dict]:
+    """Each damage case with what the first check after the restart saw."""
+    out = []
+    for c in cases:
+        first = (ledger.runs[c["run"]].get("checks") or [{}])[0]
+        out.append({**c, "run": c["run"][:6], **first})
+    return out
 
 
 def stored_status(run_dir: Path, run_ids) -> dict:
@@ -1536,6 +1562,7 @@ def main(argv=None) -> dict:
         out["phases"]["damage"] = damage_phase(run_dir, ledger, a.seed)
         b_srv = new_server("damaged")
         out["phases"]["after damage"] = check_all(b_srv, ledger, "after damage")
+        out["phases"]["damage"]["cases"] = damage_outcomes(out["phases"]["damage"]["cases"], ledger)
         out["phases"]["after damage"]["alive"] = b_srv.alive()
         out["phases"]["after damage"]["rss_mb"] = b_srv.rss_mb()
         b_srv.stop()
@@ -1553,6 +1580,7 @@ def main(argv=None) -> dict:
                 c_srv, ledger, f"after {res['signal']}", open_runs=set(res["run_ids"])
             )
             res["after_restart"] = check | {"alive": c_srv.alive()}
+            res["listed_after_restart"] = {r[:6]: ledger.runs[r]["listed"] for r in res["run_ids"]}
             res.pop("run_ids")
             c_srv.stop()
         out["phases"]["kills"] = kill_results
@@ -1591,6 +1619,8 @@ def summarize(out: dict, ledger: Ledger) -> dict:
         "connection_errors": sum(p.get("connection_errors", 0) for p in every),
         "tracebacks_in_server_logs": out.get("server_log_errors", {}).get("tracebacks"),
         "server_alive_after_load_and_fuzz": ph.get("load server", {}).get("alive_at_end"),
+        "largest_response_bytes": fuzz.get("largest_response_bytes"),
+        "largest_response_from": fuzz.get("largest_response_from"),
         "runs_started": len(ledger.runs),
         "runs_lost": sum(len(c.get("runs_lost", [])) for c in checks),
         "runs_misreported": sum(len(c.get("runs_misreported", [])) for c in checks),
@@ -1648,12 +1678,19 @@ def table(out: dict) -> str:
         ("measured", f"{out['machine']['date']}, `{out['command']}`, {s['seconds']:.0f} s"),
         ("1/5/15-min load average, start → end", f"{la.get('start')} → {la.get('end')}"),
         ("requests sent", f"{s['requests']:,}"),
-        ("HTTP 5xx (all phases)", s["http_5xx"]),
-        ("… from browser-sendable fuzz values", s["http_5xx_fuzz_browser_sendable"]),
-        ("… from hand-crafted fuzz values", s["http_5xx_fuzz_hand_crafted"]),
+        ("HTTP 5xx responses (all phases)", s["http_5xx"]),
+        (
+            "browser-sendable fuzz values answered with HTTP 5xx",
+            s["http_5xx_fuzz_browser_sendable"],
+        ),
+        ("hand-crafted fuzz values answered with HTTP 5xx", s["http_5xx_fuzz_hand_crafted"]),
         ("tracebacks in the server logs", s["tracebacks_in_server_logs"]),
         ("connection errors (server down)", s["connection_errors"]),
         ("server alive after load and fuzz", s["server_alive_after_load_and_fuzz"]),
+        (
+            "largest response (to one fuzz value)",
+            f"{s['largest_response_bytes']:,} bytes, from `{s['largest_response_from']}`",
+        ),
         (
             "runs started / lost / misreported",
             f"{s['runs_started']} / {s['runs_lost']} / {s['runs_misreported']}",
@@ -1692,6 +1729,33 @@ def table(out: dict) -> str:
             lines.append(
                 f"| {kind} | {c.get('values')} ({c.get('browser', 0)} / {c.get('hand', 0)}) | "
                 f"{c.get('requests', 0)} | {c.get('5xx_browser', 0)} / {c.get('5xx_hand', 0)} |"
+            )
+    kills = ph.get("kills", [])
+    if kills:
+        lines += ["", "| signal (2 runs running, 2 queued) | exit after | meta.json on disk "
+                  "after exit | listed after restart | half-written files |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for k in kills:
+            disk = collections.Counter(k["meta_after_exit"].values())
+            listed = collections.Counter(k.get("listed_after_restart", {}).values())
+            half = len(k["disk"]["tmp_files"]) + len(k["disk"]["unreadable_bundles"])
+            lines.append(
+                f"| {k['signal']} | {k['exit_s']} s | "
+                f"{', '.join(f'{v}× {s}' for s, v in disk.items())} | "
+                f"{', '.join(f'{v}× {s}' for s, v in listed.items())} | {half} |"
+            )
+    cases = ph.get("damage", {}).get("cases", [])
+    if cases:
+        lines += ["", "| damage (one finished run each) | listed before opening | opening | "
+                  "listed after | exports offered (HTTP) |", "|---|---|---|---|---|"]  # fmt: skip
+        for c in cases:
+            opening = c.get("replay_title") or c.get("open_message") or "—"
+            exports = ", ".join(
+                f"{f} {'/'.join(map(str, h))}" for f, h in c.get("exports", {}).items()
+            )
+            lines.append(
+                f"| {c['case']} | {c.get('listed_before_open') or 'not listed'} | {opening} | "
+                f"{c.get('listed_after_open') or 'not listed'} | {exports or 'none'} |"
             )
     sites = out.get("server_log_errors", {}).get("sites", {})
     if sites:
