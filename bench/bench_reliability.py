@@ -1348,7 +1348,10 @@ def check_all(server: Server, ledger: Ledger, phase: str, open_runs=None) -> dic
                         "opened": rid in opened,
                         "replay_title": o.get("title", "")[:80],
                         "open_message": o.get("message", "")[:80],
-                        "exports": {f: e["http"] for f, e in o.get("exports", {}).items()},
+                        "exports": {
+                            f: f"HTTP {'/'.join(map(str, e['http']))}, {e['bytes']:,} B"
+                            for f, e in o.get("exports", {}).items()
+                        },
                     }
                 )
     export_errors = {}
@@ -1747,12 +1750,11 @@ def table(out: dict) -> str:
     cases = ph.get("damage", {}).get("cases", [])
     if cases:
         lines += ["", "| damage (one finished run each) | listed before opening | opening | "
-                  "listed after | exports offered (HTTP) |", "|---|---|---|---|---|"]  # fmt: skip
+                  "listed after | exports offered: answer, file size |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for c in cases:
             opening = c.get("replay_title") or c.get("open_message") or "—"
-            exports = ", ".join(
-                f"{f} {'/'.join(map(str, h))}" for f, h in c.get("exports", {}).items()
-            )
+            exports = "; ".join(f"{f}: {h}" for f, h in c.get("exports", {}).items())
             lines.append(
                 f"| {c['case']} | {c.get('listed_before_open') or 'not listed'} | {opening} | "
                 f"{c.get('listed_after_open') or 'not listed'} | {exports or 'none'} |"
