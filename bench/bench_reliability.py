@@ -1,7 +1,7 @@
 """Load-and-fault benchmark of the workbench server (issue 10), loopback only (not a test).
 
-    python -m bench.bench_reliability            # full: about 10 minutes on the 2-core machine
-    python -m bench.bench_reliability --quick    # smoke: about 1-2 minutes, smallest settings
+    python -m bench.bench_reliability            # full: 5-7 min on the 2-core machine at load 13-20
+    python -m bench.bench_reliability --quick    # smoke: about 3 minutes, smallest settings
 
 It starts ``python app.py`` on a free loopback port with a temporary run directory
 (``server_command``: the one place that says how the server is launched) and talks to it
@@ -1480,7 +1480,7 @@ def server_errors(servers: list[Server]) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smallest settings (about 1-2 minutes)")
+    p.add_argument("--quick", action="store_true", help="smallest settings (about 3 minutes)")
     p.add_argument("--sessions", type=int, default=None, help="sessions per load round (4)")
     p.add_argument("--clicks", type=int, default=None, help="Run clicks per session (2)")
     p.add_argument("--fuzz", type=int, default=None, help="values per field type (1000)")
