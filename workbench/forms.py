@@ -197,11 +197,13 @@ def tab_switch(tab: str, names: list[str], current: list, saved: dict | None) ->
     The optimiser/schedule/mode/method fields of the tab being left are saved; the new tab's
     saved ones come back, and the Protein tab gets ``protein_values()`` the first time.
     """
+    tab = system_tab(tab)
     other = "loop" if tab == "protein" else "protein"
     keep = {f.name for f in FIELDS if f.group in TAB_GROUPS}
-    saved = dict(saved or {})
+    saved = dict(saved) if isinstance(saved, dict) else {}  # a store the browser sends back
     saved[other] = {n: v for n, v in zip(names, current, strict=True) if n in keep}
-    target = saved.get(tab) or (protein_values() if tab == "protein" else {})
+    target = saved.get(tab) if isinstance(saved.get(tab), dict) else None
+    target = target or (protein_values() if tab == "protein" else {})
     values = [target.get(n) if n in keep else None for n in names]
     note = protein_note() if tab == "protein" else ("Loop settings restored." if target else "")
     return values, saved, note
@@ -227,8 +229,25 @@ def parse_value(field: Field, raw: Any) -> Any:
     return field.param.parse(field.name, raw)
 
 
+def chosen_methods(raw: Any) -> list[str]:
+    """The method checklist's value as a list of strings. The page sends a list of method
+    keys; a hand-crafted value (a number, ``true``, an object) becomes its text, so it is
+    refused as an unknown method by name (``build_specs``) instead of crashing a callback."""
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    return [m if isinstance(m, str) else repr(m)[:40] for m in items]
+
+
+def system_tab(raw: Any) -> str:
+    """The system tab's value: "loop" or "protein"; anything else (hand-crafted) reads as the
+    loop tab, whose fields are then validated as usual."""
+    return raw if raw in SYSTEM_GROUPS else "loop"
+
+
 def relevant_fields(tab: str, methods: list[str]) -> list[Field]:
     """Fields that matter for this system tab and these methods (the others are not checked)."""
+    tab, methods = system_tab(tab), chosen_methods(methods)
     groups = set(SYSTEM_GROUPS.get(tab, ())) | {"optim", "schedule"}
     if any(m in ("cg", "gnn") for m in methods):
         groups.add("modes")
@@ -263,6 +282,14 @@ def protein_system(choice: ProteinChoice, allowed_structures: Callable[[str], bo
     the server did not offer (the value arrives from the browser).
     Raises SpecError with the protein widget's form key.
     """
+    for key, value in (
+        ("protein.structure", choice.structure),
+        ("protein.pdb_id", choice.pdb_id),
+        ("protein.sequence", choice.sequence),
+        ("protein.start", choice.start),
+    ):  # the widgets send text; any other JSON is hand-crafted
+        if value is not None and not isinstance(value, str):
+            raise SpecError(key, f"must be text, got a {type(value).__name__}")
     start = choice.start or "native"
     if start not in dict(PROTEIN_STARTS) and not allowed_structures(start):
         raise SpecError(
@@ -416,6 +443,7 @@ def validate_form(
     values: dict, tab: str, methods: list[str], protein: dict | None = None
 ) -> dict[str, str]:
     """Every message to show next to a field ({form key: message}); empty when runnable."""
+    tab, methods = system_tab(tab), chosen_methods(methods)
     typed, errors = parse_fields(values, tab, methods)
     if errors or not methods or (tab == "protein" and protein is None):
         return errors
@@ -431,6 +459,7 @@ def parse_run_form(
 ) -> list[RunSpec]:
     """Widget values -> one RunSpec per method, or SpecError(form key, message) at the first
     problem."""
+    tab, methods = system_tab(tab), chosen_methods(methods)
     typed, errors = parse_fields(values, tab, methods)
     if errors:
         name = next(iter(errors))
@@ -483,6 +512,12 @@ def check_upload(contents: str | None, filename: str | None, cap_bytes: int) -> 
     """
     if not contents:
         raise SpecError("protein.upload", "no file received")
+    if not isinstance(contents, str):  # dcc.Upload sends a data URL; anything else is forged
+        raise SpecError(
+            "protein.upload", f"must be a file's data URL, got a {type(contents).__name__}"
+        )
+    if not isinstance(filename, str):
+        filename = None
     _, _, b64 = contents.partition(",")
     if len(b64) * 3 // 4 > cap_bytes + 3:
         raise SpecError(

@@ -135,7 +135,7 @@ def _key(cid) -> str:
 
 def widget_kinds(layout) -> dict[str, str]:
     """{component id key: shape} of the page's value widgets: "text" (dcc.Input: text or a
-    number), "choice" (RadioItems, single Dropdown: one option value), "choices" (Checklist,
+    number), "choice" (RadioItems, Tabs, single Dropdown: one option value), "choices" (Checklist,
     multi Dropdown: a list of option values); the session store: "token"."""
     kinds = {ids.SESSION: "token"}
     for comp in _walk(layout):
@@ -148,7 +148,7 @@ def widget_kinds(layout) -> dict[str, str]:
             isinstance(comp, dcc.Dropdown) and getattr(comp, "multi", False)
         ):
             kinds[_key(cid)] = "choices"
-        elif isinstance(comp, (dcc.RadioItems, dcc.Dropdown)):
+        elif isinstance(comp, (dcc.RadioItems, dcc.Dropdown, dcc.Tabs)):
             kinds[_key(cid)] = "choice"
     return kinds
 

@@ -18,7 +18,7 @@ from engine.methods import METHODS
 from engine.presets import PRESETS, risk_warnings
 
 from .. import components as C
-from .. import forms, ids
+from .. import forms, guards, ids
 from .. import registry as reg
 from . import PageContext, spectrum, system
 
@@ -147,7 +147,7 @@ def run_risks(values: dict, tab: str, methods: list, protein_fn) -> list[str]:
     problem across the checked methods; none while the form does not parse."""
     try:
         protein = protein_fn() if tab == "protein" else None
-        specs = forms.parse_run_form(values, tab, list(methods or []), protein)
+        specs = forms.parse_run_form(values, tab, forms.chosen_methods(methods), protein)
     except SpecError:
         return []
     out: list[str] = []
@@ -159,7 +159,7 @@ def run_risks(values: dict, tab: str, methods: list, protein_fn) -> list[str]:
 def preset_just_filled(preset: str | None, tab: str, names: list[str], current: list) -> bool:
     """True when the form holds exactly what ``preset`` fills on ``tab``: the tab change
     came from choosing the preset (fill_form), so a tab switch must not overwrite it."""
-    if not preset or preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         return False
     values, _, _, preset_tab, _ = preset_form(*PRESETS[preset], names)
     if preset_tab != tab:
@@ -197,7 +197,9 @@ def preset_form(desc: str, specs: list, names: list[str]) -> tuple:
 def validate_form(values, methods, tab, source, token, field_ids, msg_ids):
     """Messages next to every invalid field, as the user types (nothing is started)."""
     v = system.form_values(values, field_ids)
-    errors = form_errors(v, tab, list(methods or []), lambda: system.read_protein(v, source, token))
+    errors = form_errors(
+        v, tab, forms.chosen_methods(methods), lambda: system.read_protein(v, source, token)
+    )
     return [errors.get(m["name"], "") for m in msg_ids]
 
 
@@ -248,7 +250,8 @@ def update_method_options(tab):
     State(ID.params(ALL), "id"),
 )
 def show_method_params(methods, block_ids):
-    return [None if b["index"] in (methods or []) else {"display": "none"} for b in block_ids]
+    chosen = forms.chosen_methods(methods)
+    return [None if b["index"] in chosen else {"display": "none"} for b in block_ids]
 
 
 @callback(
@@ -267,10 +270,13 @@ def fill_form(preset, k_pick, field_ids, current):
     """Fill the form from a paper preset, or set both k fields from a click on the spectrum."""
     names = [f["name"] for f in field_ids]
     if ctx.triggered_id == spectrum.ID.K_PICK:
-        values = k_values(k_pick["k"], names) if k_pick else [NU] * len(names)
-        return values, NU, NU, NU, NU
+        k = k_pick.get("k") if isinstance(k_pick, dict) else None
+        ok = isinstance(k, int) and not isinstance(k, bool)  # the spectrum's click sends one
+        return (k_values(k, names) if ok else [NU] * len(names)), NU, NU, NU, NU
     if not preset:
         return [NU] * len(names), NU, "", NU, NU
+    if not isinstance(preset, str) or preset not in PRESETS:  # only a forged request sends it
+        return [NU] * len(names), NU, f"Unknown preset {guards.clip(preset)!r}.", NU, NU
     return preset_form(*PRESETS[preset], names)
 
 

@@ -210,8 +210,8 @@ def run_to_open(trigger, fired, search: str | None, typed: str | None) -> str | 
     the id box (a pasted link works too), or from a list button that was really clicked."""
     if trigger == ids.LOCATION or trigger is None:
         return run_from_search(search)
-    if trigger == ID.OPEN_BTN:
-        return (typed or "").strip().split("run=")[-1]
+    if trigger == ID.OPEN_BTN:  # the id box sends text; other JSON is forged: nothing to open
+        return typed.strip().split("run=")[-1] if isinstance(typed, str) else None
     return trigger["index"] if fired else None
 
 

@@ -206,7 +206,7 @@ def read_protein(values: dict, source: str | None, token: str | None) -> dict:
 def run_specs(values: dict, methods, tab: str, source: str | None, token: str | None) -> list:
     """One RunSpec per method from the whole form; raises SpecError naming the field."""
     protein = read_protein(values, source, token) if tab == "protein" else None
-    return forms.parse_run_form(values, tab, list(methods or []), protein)
+    return forms.parse_run_form(values, tab, forms.chosen_methods(methods), protein)
 
 
 # ---- callbacks -------------------------------------------------------------------------------
