@@ -182,18 +182,31 @@ def test_a_truncated_view_json_keeps_the_curves(stored):
         ('{"owner": "A", "status": 3, "version": "x", "timings": []}', "status"),
     ],
 )
-def test_a_damaged_meta_json_lists_the_run_as_damaged(stored, text, word):
+def test_a_damaged_meta_json_is_rebuilt_from_config_json(stored, text, word):
     run_id, folder, reopen = stored
     (folder / "meta.json").write_text(text)
     reg = reopen()  # the server starts
     other = reg.submit(SMALL, owner="A")
     runs = {s.run_id: s for s in reg.list_runs("A")}  # the owner's list still works
     assert other in runs
-    if '"owner": "A"' in text:  # the owner could be read: its list says why
-        assert runs[run_id].status == "damaged" and word in runs[run_id].message
-        assert_damaged(reg, run_id, word)
-    else:
-        assert run_id not in runs
+    if '"owner": "A"' in text:  # the owner could be read: meta.json rebuilt, data intact
+        snap = runs[run_id]
+        assert snap.status == "done" and "meta rebuilt" in snap.message and word in snap.message
+        assert len(reg.frames(run_id, "A")) >= 1 and reg.export_data(run_id, "A") is not None
+        assert (folder / "meta.json.damaged").read_text() == text  # kept, never deleted
+        assert engine_io.read_meta(folder)["owner"] == "A"
+    else:  # no owner can be read: listed to nobody (runstore's docstring says why)
+        assert run_id not in runs and run_id in reg.store.unowned
+        assert (folder / "meta.json").read_text() == text  # left as it is
+
+
+def test_a_damaged_meta_json_with_a_damaged_config_lists_the_run_as_damaged(stored):
+    run_id, folder, reopen = stored
+    (folder / "meta.json").write_text('{"owner": "A", "created": "yesterday"}')
+    truncate(folder / "config.json")
+    reg = reopen()
+    assert listed(reg, run_id).status == "damaged"  # before anyone opens it
+    assert_damaged(reg, run_id, "created")
 
 
 @pytest.mark.parametrize("config", ["[]", '{"spec": [], "status": 3, "summary": 1}'])

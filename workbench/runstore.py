@@ -12,12 +12,22 @@ read and write of a run file goes through engine/io.py (temporary name + ``os.re
   that re-indexes as "interrupted".
 - When it ends, the bundle files are written, meta.json last.
 - ``index`` reads only meta.json and the spec; arrays load on first access (``load``).
-- Damaged files never stop the server or hide a run from its owner: ``check_meta`` validates
-  every meta.json field, and a run whose meta.json is unreadable or of the wrong shape or
-  types is indexed with status "damaged" and the reason as its message (the owner is read
-  from the damaged text when possible, so the owner's list says why). The arrays are
-  validated when read (``engine.io.read_bundle``); the registry marks a run whose arrays
-  cannot be read "damaged" the same way.
+- Damaged files never stop the server or hide a run from its owner (``index``, at start-up):
+  - every finished run's data files are checked (``check_files``: config.json parses,
+    metrics.csv parses with whole rows, frames.npz's zip directory and CRCs and its arrays'
+    shapes); a run that fails is listed "damaged" saying which file and why. The verdict is
+    recorded in ``damaged.json`` beside the files with their sizes and times, so the next
+    start says the same without reading them again (and checks afresh once they change).
+    Nothing is deleted or rewritten.
+  - a meta.json that is unreadable or of the wrong shape or types (``check_meta``) is
+    rebuilt from config.json when its owner can still be read (from the damaged text): the
+    status, message, label and timings come from config.json, the message ends in "meta
+    rebuilt" and the damaged file is kept as ``meta.json.damaged``. Without a readable
+    config.json the run is listed "damaged" with the reason.
+  - a run whose owner cannot be read at all (meta.json ``[]``, ``{}``, no "owner") cannot
+    be given to any session: listing it to everyone would show one session's run to all,
+    so it is listed to nobody and logged as a warning naming the folder (``unowned``); its
+    files stay as they are for the administrator.
 
 Uploaded structures live in ``run_dir/uploads/<token>.pdb``.
 """
@@ -25,10 +35,12 @@ Uploaded structures live in ``run_dir/uploads/<token>.pdb``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
 import secrets
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,6 +54,10 @@ _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 INTERRUPTED = "the server stopped while this run was active; partial results were not kept"
 DAMAGED = "damaged"
+DAMAGE_FILE = "damaged.json"  # why a run's files cannot be read, and their stat() then
+DAMAGED_META = "meta.json.damaged"  # a damaged meta.json kept beside the rebuilt one
+DATA_FILES = ("config.json", "metrics.csv", "frames.npz")  # what ``check_files`` reads
+LOG = logging.getLogger("workbench")
 _OWNER = re.compile(r'"owner"\s*:\s*"([^"\\]*)"')
 _LABEL = re.compile(r'"label"\s*:\s*"([^"\\]*)"')
 
@@ -131,6 +147,7 @@ class RunStore:
 
     def __init__(self, run_dir: str):
         self.root = Path(run_dir)
+        self.unowned: list[str] = []  # run folders whose owner cannot be read (``index``)
 
     def path(self, run_id: str) -> Path:
         """The folder of ``run_id``; refuses anything that is not a run id (never a path)."""
@@ -166,24 +183,70 @@ class RunStore:
 
     # ---- reading ---------------------------------------------------------------------------
     def index(self) -> list[tuple[dict, dict | None]]:
-        """(meta, spec dict) of every stored run; runs left active are marked "interrupted"."""
-        out = []
+        """(meta, spec dict) of every stored run; runs left active are marked "interrupted",
+        damaged ones "damaged" or their meta.json rebuilt (see the module docstring)."""
+        out, self.unowned = [], []
         for d in engine_io.run_folders(self.root):
             if not _RUN_ID.match(d.name):
                 continue
             meta, problem = _read_meta(d)
-            try:
-                config = d / "config.json"
-                spec = engine_io.read_json(config).get("spec") if config.is_file() else None
-                spec = spec if isinstance(spec, dict) else None
-            except (OSError, ValueError, AttributeError):
-                spec = None  # a damaged config.json: the arrays' reader will say so
+            config = _read_config(d)
+            spec = config.get("spec") if isinstance(config, dict) else None
+            spec = spec if isinstance(spec, dict) else None
+            if problem and meta.get("owner") and isinstance(config, dict):
+                meta, problem = self._rebuild_meta(d, meta, config, spec, problem), ""
             meta["run_id"] = d.name
+            if not meta.get("owner"):
+                self.unowned.append(d.name)
+                why = meta.get("message") or "no owner"
+                LOG.warning("run folder %s: %s; no session can be given it (files kept)", d, why)
             if not problem and meta.get("status") in ACTIVE:
                 meta["status"], meta["message"] = "interrupted", INTERRUPTED
                 self.save_meta(d.name, meta, spec)
+            elif not problem and meta.get("status") in TERMINAL:
+                damage = files_damage(d) if engine_io.is_bundle(d) else _missing(d)
+                if damage:
+                    meta["message"] = f"{damage} (listed {meta.get('status')} before; files kept)"
+                    meta["status"] = DAMAGED
             out.append((meta, spec))
         return out
+
+    def _rebuild_meta(
+        self, folder: Path, meta: dict, config: dict, spec: dict | None, problem: str
+    ) -> dict:
+        """A new meta.json from the readable part of the damaged one (owner, label, created)
+        and config.json (status, message, timings, seed, stage switch); the damaged file is
+        kept as ``meta.json.damaged``."""
+        status, message = config.get("status"), config.get("message")
+        if status not in ACTIVE + TERMINAL or status == DAMAGED:
+            status, message = "interrupted", INTERRUPTED
+        summary = config.get("summary") if isinstance(config.get("summary"), dict) else {}
+        timings = config.get("timings") if isinstance(config.get("timings"), dict) else {}
+        switch = summary.get("stage_switch_step")
+        finished = engine_io.folder_mtime(folder / "metrics.csv") or None
+        rebuilt = {
+            "owner": meta["owner"],
+            "shared": False,  # sharing is not recorded elsewhere: private until shared again
+            "status": status,
+            "message": f"{message if isinstance(message, str) else ''} (meta rebuilt: {problem})",
+            "label": meta.get("label") or str((spec or {}).get("method_label") or "run"),
+            "group": None,
+            "created": meta.get("created") or engine_io.folder_mtime(folder),
+            "started": None,
+            "finished": finished if status in TERMINAL else None,
+            "version": 0,
+            "seed": (spec or {}).get("seed") if _integer((spec or {}).get("seed")) else None,
+            "stage_switch_step": switch if _integer(switch) else None,
+            "timings": {k: v for k, v in timings.items() if _number(v)},
+            "last": {},
+        }
+        try:
+            os.replace(folder / engine_io.META_FILE, folder / DAMAGED_META)
+            engine_io.write_meta(folder, rebuilt)
+        except OSError as err:  # a read-only folder: rebuilt in memory only, and said so
+            rebuilt["message"] += f"; not saved: {err}"
+        LOG.warning("run folder %s: %s; meta.json rebuilt from config.json", folder, problem)
+        return dict(rebuilt)
 
     def finished(self, run_id: str) -> bool:
         """True when the run's bundle files are complete (it ended while a server ran)."""
@@ -222,6 +285,103 @@ def _read_meta(folder: Path) -> tuple[dict, str]:
     except ValueError:
         meta = None
     return check_meta(meta, text)
+
+
+def _read_config(folder: Path) -> dict | None:
+    """config.json of a run folder, or None when missing or damaged."""
+    try:
+        config = engine_io.read_json(folder / "config.json")
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _missing(folder: Path) -> str:
+    """A finished run that wrote some of its data files but not all: which are missing."""
+    have = [(folder / name).is_file() for name in DATA_FILES]
+    if any(have[1:]) and not all(have):
+        return "missing " + ", ".join(n for n, h in zip(DATA_FILES, have, strict=True) if not h)
+    return ""
+
+
+def _stat(folder: Path) -> dict:
+    """{data file: [size, mtime_ns]} (a missing file: null), what a damage verdict is for."""
+    out = {}
+    for name in DATA_FILES:
+        try:
+            st = (folder / name).stat()
+            out[name] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            out[name] = None
+    return out
+
+
+def files_damage(folder: Path) -> str:
+    """ "" when a finished run's data files read, else what is damaged (``check_files``). The
+    verdict is kept in ``damaged.json`` with the files' sizes and times: while they are
+    unchanged the next start reads the verdict instead of the files."""
+    folder = Path(folder)
+    stat, marker = _stat(folder), folder / DAMAGE_FILE
+    try:
+        known = json.loads(marker.read_text())
+        if isinstance(known, dict) and known.get("files") == stat and known.get("damage"):
+            return str(known["damage"])
+    except (OSError, ValueError):
+        pass
+    damage = check_files(folder)
+    try:
+        if damage:
+            engine_io.write_json(marker, {"damage": damage, "files": stat})
+        elif marker.exists():  # the files were restored: the old verdict no longer holds
+            os.replace(marker, folder / f"{DAMAGE_FILE}.old")
+    except OSError as err:
+        LOG.warning("run folder %s: cannot record its damage: %s", folder, err)
+    return damage
+
+
+def check_files(folder: Path) -> str:
+    """ "" when a finished run's config.json, metrics.csv and frames.npz read as
+    ``engine.io.read_bundle`` reads them, else which file is damaged and why. frames.npz is
+    not loaded: its zip directory and CRCs are checked and its arrays' headers (shapes)."""
+    if _read_config(folder) is None:
+        return "config.json is damaged (not a readable JSON object)"
+    try:
+        engine_io._read_metrics(folder / "metrics.csv")
+    except Exception as err:  # any decoding or parsing failure: damaged
+        return f"metrics.csv is damaged: {err}"
+    try:
+        _check_npz(folder / "frames.npz")
+    except Exception as err:
+        return f"frames.npz is damaged: {err}"
+    return ""
+
+
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _check_npz(file: Path) -> None:
+    """Raises ValueError unless ``file`` is a whole zip (directory, every member's CRC) of
+    frames_step [F], frames_x [F, n, 3] and x_final [n, 3]."""
+    with zipfile.ZipFile(file) as z:
+        bad = z.testzip()
+        if bad is not None:
+            raise ValueError(f"{bad} fails its CRC check")
+        shapes = {}
+        for key in ("frames_step", "frames_x", "x_final"):
+            with z.open(f"{key}.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                header = _NPY_HEADERS.get(version)
+                if header is None:
+                    raise ValueError(f"{key}.npy has format version {version}")
+                shapes[key] = header(fh)[0]
+    step, x, final = shapes["frames_step"], shapes["frames_x"], shapes["x_final"]
+    if len(step) != 1 or len(x) != 3 or x[0] != step[0] or x[2] != 3:
+        raise ValueError(f"frames of shapes {step} and {x}")
+    if len(final) != 2 or final[1] != 3 or (x[0] and x[1] != final[0]):
+        raise ValueError(f"x_final of shape {final}")
 
 
 def read_run(path: str | Path) -> dict:

@@ -269,8 +269,11 @@ def empty_replay(snap) -> tuple:
     fig = figures.replay_figure(
         snap.rows, snap.label, run_color(snap.spec), snap.stage_switch_step, None
     )
-    title = f"{snap.label.upper()} · {snap.status} · {NO_FRAMES}"
-    exports = [b for b in C.export_buttons(snap.run_id) if b.id["fmt"] in NO_FRAME_FORMATS]
+    if snap.status == "damaged":  # nothing of it can be exported: say why, offer nothing
+        title, exports = f"{snap.label.upper()} · damaged · {snap.message}", []
+    else:
+        title = f"{snap.label.upper()} · {snap.status} · {NO_FRAMES}"
+        exports = [b for b in C.export_buttons(snap.run_id) if b.id["fmt"] in NO_FRAME_FORMATS]
     clear = {
         "div": ID.VIEW_DOM,
         "key": f"replay-{snap.run_id}-empty",
@@ -422,16 +425,15 @@ def replay_frame(index, opened, sid):
     prevent_initial_call=True,
 )
 def export_run(clicks, sid):
-    """Download the final PDB, trajectory PDB, curves CSV or re-runnable config JSON."""
+    """Download the final PDB, trajectory PDB, curves CSV or re-runnable config JSON (when
+    there is nothing to download, ``export_refusal`` says why)."""
     if not triggered_value():
         return NU
     run_id, fmt = ctx.triggered_id["index"], ctx.triggered_id["fmt"]
     r = reg.get()
     data, snap = r.export_data(run_id, sid), r.snapshot(run_id, sid, since_rows=10**12)
-    if data is None or snap is None:
+    if data is None or snap is None or export_problem(snap, data, fmt):
         return NU
-    if (fmt == "pdb" and data["x_final"] is None) or (fmt == "traj" and not data["frames"]):
-        return NU  # no coordinates to write
     if fmt in ("pdb", "traj") and data["system"] is None:
         spec = RunSpec.from_dict(data["spec"])
         data["system"] = jobs.build_system(spec.system, spec.seed)
@@ -439,6 +441,37 @@ def export_run(clicks, sid):
     stem = export_stem(snap.spec, snap.label, snap.created)
     name, text = jobs.export_file(data, fmt, stem)
     return {"content": text, "filename": name, "type": "text/plain"}
+
+
+def export_problem(snap, data: dict | None, fmt: str) -> str:
+    """Why export ``fmt`` of a run downloads nothing ("" when it downloads a file)."""
+    if snap is None:
+        return "No such run, or it was not shared with you."
+    if snap.status == "damaged":
+        return f"Nothing exported: this run is damaged ({snap.message})."
+    if data is None:
+        return "Nothing exported: this run has no stored data."
+    if (fmt == "pdb" and data["x_final"] is None) or (fmt == "traj" and not data["frames"]):
+        return "Nothing exported: this run stored no coordinates."
+    return ""
+
+
+@callback(
+    Output(ID.OPEN_MSG, "children", allow_duplicate=True),
+    Input(ids.export_btn(ALL, ALL), "n_clicks"),
+    State(ids.SESSION, "data"),
+    prevent_initial_call=True,
+)
+def export_refusal(clicks, sid):
+    """The message under the runs list when an export button downloads nothing (a damaged
+    run, one without coordinates); cleared when it downloads."""
+    if not triggered_value():
+        return NU
+    run_id, fmt = ctx.triggered_id["index"], ctx.triggered_id["fmt"]
+    r = reg.get()
+    snap = r.snapshot(run_id, sid, since_rows=10**12)
+    data = None if snap is None or snap.status == "damaged" else r.export_data(run_id, sid)
+    return export_problem(snap, data, fmt)
 
 
 clientside_callback(
