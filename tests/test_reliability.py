@@ -354,3 +354,113 @@ def test_registry_shutdown_ends_every_run_and_writes_its_meta(make, tmp_path):
     engine2.wait_started(1)
     assert reg2.shutdown(wait=5.0) is True  # honoured at its next check: saved "stopped"
     assert engine_io.read_meta(tmp_path / "b" / run_id)["status"] == "stopped"
+
+
+# ---- 14: hand-crafted widget values never give HTTP 500 (bench/bench_reliability.py's fuzz) -----
+def _call(fn, *args, trigger):
+    from contextvars import copy_context
+
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    def run():
+        key = json.dumps(trigger, sort_keys=True) if isinstance(trigger, dict) else trigger
+        fired = [{"prop_id": f"{key}.value", "value": 1}]
+        context_value.set(AttributeDict(triggered_inputs=fired))
+        return fn(*args)
+
+    return copy_context().run(run)
+
+
+@pytest.mark.parametrize("bad", [5, 1e300, True, ["2JOF"], {"a": 1}])
+def test_non_text_protein_widgets_are_refused_naming_the_widget(bad):
+    from engine import SpecError
+    from workbench import forms
+
+    for key, attr, source in (
+        ("protein.pdb_id", "pdb_id", "pdbid"),
+        ("protein.sequence", "sequence", "sequence"),
+        ("protein.structure", "structure", "file"),
+        ("protein.start", "start", "pdbid"),
+    ):
+        choice = forms.ProteinChoice(**{"source": source, "pdb_id": "2JOF", attr: bad})
+        with pytest.raises(SpecError, match=f"^{key} must be text, got a "):
+            forms.protein_system(choice, lambda p: p in {"/x.pdb"})
+
+
+@pytest.mark.parametrize("methods", [5, True, {"gd": 1}, [1, "gd"], "gd"])
+@pytest.mark.parametrize("tab", ["loop", [1], {"a": 1}, 7])
+def test_forged_methods_and_tab_get_messages_not_exceptions(methods, tab):
+    from engine import SpecError
+    from workbench import forms
+
+    values = {**forms.default_values(), "system.n": "50"}
+    errors = forms.validate_form(values, tab, methods)
+    if methods != "gd":  # a single method name is read as that method
+        assert "methods" in errors and "must be among" in errors["methods"]
+        with pytest.raises(SpecError, match="^methods must be among"):
+            forms.parse_run_form(values, tab, methods)
+    else:
+        assert errors == {}
+    names = list(values)
+    new, saved, _ = forms.tab_switch(tab, names, [values[n] for n in names], [1])
+    assert len(new) == len(names) and isinstance(saved, dict)
+
+
+def test_forged_preset_k_pick_and_methods_in_the_method_panel():
+    from workbench import ids as wb_ids
+    from workbench.panels import method, spectrum
+
+    names = [wb_ids.field("system.n")]
+    for preset in ("no-such-preset", 1, [1]):
+        out = _call(method.fill_form, preset, None, names, ["50"], trigger=method.ID.PRESET)
+        assert out[0] == [method.NU] and out[2].startswith("Unknown preset")
+    for k_pick in ([1], {"k": "x"}, {"k": [1]}):
+        out = _call(method.fill_form, None, k_pick, names, ["50"], trigger=spectrum.ID.K_PICK)
+        assert out[0] == [method.NU]
+    blocks = [method.ID.params("gd"), method.ID.params("cg")]
+    assert method.show_method_params(5, blocks) == [{"display": "none"}] * 2
+    assert method.show_method_params("gd", blocks) == [None, {"display": "none"}]
+    assert method.preset_just_filled([1], "loop", ["system.n"], ["50"]) is False
+
+
+def test_forged_uploads_and_file_names(tmp_path):
+    import base64
+
+    from engine import SpecError
+    from workbench import forms
+
+    for contents in (5, ["data:,x"], {"a": 1}):
+        with pytest.raises(SpecError, match="^protein.upload must be a file's data URL"):
+            forms.check_upload(contents, "x.pdb", 10**6)
+    atoms = "".join(
+        f"ATOM  {i:5d}  CA  ALA A{i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00  0.00           C\n"
+        for i in range(1, 4)
+    )
+    url = "data:chemical/x-pdb;base64," + base64.b64encode(atoms.encode()).decode()
+    assert forms.check_upload(url, [1], 10**6) == atoms.encode()  # a forged name is dropped
+    path = str(tmp_path / "u.pdb")
+    jobs.name_upload(path, "a\ud800b.pdb")  # a lone surrogate cannot be written as UTF-8
+    assert jobs.structure_name(path) == "a?b.pdb"
+    jobs.name_upload(path + "2", 5)
+    assert jobs.structure_name(path + "2") == "u.pdb2"  # no name file: the base name
+
+
+def test_a_forged_run_id_box_opens_nothing():
+    from workbench.panels import runs
+
+    for typed in (5, ["x"], {"a": 1}, None):
+        assert runs.run_to_open(runs.ID.OPEN_BTN, 1, None, typed) in (None, "")
+
+
+def test_a_forged_tab_value_is_refused_by_the_request_guard():
+    from dash import dcc, html
+
+    from workbench import guards
+
+    kinds = guards.widget_kinds(html.Div([dcc.Tabs(id="wb-system-tabs", value="loop")]))
+    assert kinds["wb-system-tabs"] == "choice"
+    item = [{"id": "wb-system-tabs", "property": "value", "value": [1]}]
+    assert guards.value_refusal(kinds, item, 100).startswith(
+        "Not accepted: wb-system-tabs must be one of its options, got a list"
+    )

@@ -242,7 +242,7 @@ def chosen_methods(raw: Any) -> list[str]:
 def system_tab(raw: Any) -> str:
     """The system tab's value: "loop" or "protein"; anything else (hand-crafted) reads as the
     loop tab, whose fields are then validated as usual."""
-    return raw if raw in SYSTEM_GROUPS else "loop"
+    return raw if isinstance(raw, str) and raw in SYSTEM_GROUPS else "loop"
 
 
 def relevant_fields(tab: str, methods: list[str]) -> list[Field]:
