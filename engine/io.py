@@ -662,6 +662,6 @@ def structure_source_bytes(source: str) -> tuple[bytes, str]:
             "(uploads are deleted after their retention period): upload the file again"
         )
     raise StructureError(
-        f"structure {source!r} is neither a structure on this machine, a file, a 4-character "
-        "PDB id nor 'villin'"
+        f"structure {source!r} is neither an existing file, a structure on this machine, a "
+        "4-character PDB id nor 'villin'"
     )

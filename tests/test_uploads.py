@@ -26,8 +26,9 @@ SID, OTHER = "session-a", "session-b"
 # ---- PDB text ----------------------------------------------------------------------------------
 def atom_line(serial, name, resname, resseq, xyz, element, record="ATOM  ", chain="A"):
     x, y, z = (f"{v:8.3f}" if isinstance(v, float) else f"{v:>8s}" for v in xyz)
+    name = name if len(name) == 4 else f" {name:<3s}"  # PDB: 1-letter elements from column 14
     return (
-        f"{record}{serial:5d} {name:<4s} {resname:>3s} {chain}{resseq:4d}    "
+        f"{record}{serial:5d} {name} {resname:>3s} {chain}{resseq:4d}    "
         f"{x}{y}{z}  1.00  0.00          {element:>2s}\n"
     )
 
@@ -88,7 +89,7 @@ def upload(data: bytes, name: str = "trp.pdb", sid: str = SID):
 def test_a_protein_upload_is_accepted_and_builds_as_the_run_will(server, peptide):
     token, msg, source = upload(pdb(peptide))
     assert source == "upload" and token
-    assert msg.startswith("trp.pdb: accepted, 6 residues, 52 heavy atoms")
+    assert msg.startswith("trp.pdb: accepted, 6 residues, 48 heavy atoms (92 with hydrogens)")
     assert "checked with amber14 in" in msg
     name = server.store.upload_name(token)
     s = build_protein_system(SystemConfig(kind="protein", pdb=name), 0)

@@ -329,9 +329,10 @@ def upload_id(token: str) -> str:
 
 def safe_upload_name(filename: str | None) -> str:
     """The uploaded file's base name as stored and shown: letters, digits and " _.+()-"
-    (others become "_"), at most 80 characters, never starting with a dot."""
+    (others become "_"), starting with a letter, digit or "_", at most 80 characters (a
+    structure name part, engine/io.py ``is_structure_name``)."""
     base = os.path.basename((filename or "").replace("\\", "/")).strip()
-    name = re.sub(r"[^A-Za-z0-9 _.+()-]", "_", base)[:80].lstrip(". ")
+    name = re.sub(r"^[^A-Za-z0-9_]+", "", re.sub(r"[^A-Za-z0-9 _.+()-]", "_", base))[:80]
     return name if name and name != UPLOAD_RECORD else "structure.pdb"
 
 

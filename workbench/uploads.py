@@ -164,13 +164,15 @@ def accept(
     return token, (
         f"{name}: accepted, {info['n_residues']} residues, {info['n_heavy']:,} heavy atoms "
         f"({info['n_atoms']:,} with hydrogens), checked with amber14 in {seconds:.1f} s"
-        + (f". {notes}" if notes else "")
+        + (f". Notes: {notes}" if notes else "")
     )
 
 
 def install(config) -> None:
     """Make structure names resolve for this server: its structure folders, then its uploads
-    folder (engine/io.py ``use_structure_dirs``); call once at start-up."""
+    folder (engine/io.py ``use_structure_dirs``); call once at start-up. Raises ValueError
+    when the upload limits' variables are not valid, so a bad setting stops the start."""
+    limits_of(config)
     uploads = RunStore(config.run_dir).uploads_dir
     engine_io.use_structure_dirs([*config.structure_dirs, str(uploads)])
 

@@ -264,6 +264,15 @@ def protein_structure_from_bytes(data: bytes, nmr_model: int = 1):
         raise StructureError(
             f"the protein has {n_heavy} heavy atoms; the limit is {MAX_HEAVY_ATOMS}"
         )
+    for res in traj.topology.residues:
+        names = [a.name for a in res.atoms]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise StructureError(
+                f"atom {twice[0]} appears {names.count(twice[0])} times in "
+                f"{_atom_label(next(res.atoms)).split(' of ', 1)[1]}: the file is damaged "
+                "(alternate locations need an altLoc letter)"
+            )
     bad = np.flatnonzero(~np.all(np.isfinite(traj.xyz[0]), axis=1))
     if len(bad):
         named = [_atom_label(traj.topology.atom(int(i))) for i in bad[:4]]
@@ -319,13 +328,16 @@ def _omm_from_md(traj):
     return traj.topology.to_openmm(), np.asarray(traj.xyz[0], dtype=np.float64)
 
 
-def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
+def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None, platform="Reference"):
     """Rebuild missing heavy atoms (pdbfixer), then add hydrogens (OpenMM Modeller, pH 7).
 
     Args:
       omm_top, pos: openmm Topology and [n, 3] positions (nm).
       variants: per-residue protonation variants to impose (from the native structure), so
         that a second structure of the same protein gets exactly the same atoms.
+      platform: OpenMM platform of pdbfixer's and Modeller's small minimizations: Reference
+        (deterministic, for builds) or CPU (several times faster, for checks that keep no
+        positions).
 
     Returns:
       (topology, positions [n', 3] nm, variants used).
@@ -339,7 +351,7 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
     app.PDBFile.writeFile(omm_top, unit.Quantity(pos, unit.nanometer), text, keepIds=True)
     # the Reference platform makes pdbfixer's clash minimization deterministic (the CPU
     # platform's threaded force sums are not), so seeded starts are reproducible
-    reference = openmm.Platform.getPlatformByName("Reference")
+    reference = openmm.Platform.getPlatformByName(platform)
     fixer = PDBFixer(pdbfile=_stringio.StringIO(text.getvalue()), platform=reference)
     fixer.findMissingResidues()
     fixer.missingResidues = {}  # gaps stay gaps: modelling whole loops is beyond a start structure
@@ -401,14 +413,15 @@ def _strip_hydrogens(omm_top, pos):
     return modeller.topology, np.asarray(modeller.positions.value_in_unit(unit.nanometer))
 
 
-def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None):
-    """Complete, protonate and type a protein; falls back to rebuilding all hydrogens once.
+def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None, platform="Reference"):
+    """Complete, protonate and type a protein; falls back to rebuilding all hydrogens once
+    (``platform``: see ``_complete_and_protonate``).
 
     Returns:
       (openmm System, topology, positions [n, 3] nm, variants).
     """
     local = []
-    top, xyz, used = _complete_and_protonate(omm_top, pos, forcefield, local, variants)
+    top, xyz, used = _complete_and_protonate(omm_top, pos, forcefield, local, variants, platform)
     try:
         system = _create_system(forcefield, top)
     except StructureError:
@@ -418,7 +431,7 @@ def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None):
         # hydrogens named in a convention the templates do not know: drop and re-add them all
         local = ["the file's hydrogens did not match the force field's templates; all were rebuilt"]
         top, xyz, used = _complete_and_protonate(*_strip_hydrogens(omm_top, pos), forcefield,
-                                                 local, variants)  # fmt: skip
+                                                 local, variants, platform)  # fmt: skip
         system = _create_system(forcefield, top)
     notes.extend(local)
     return system, top, xyz, used
@@ -803,7 +816,9 @@ def check_structure(data: bytes) -> dict:
     """
     with _CHECK_LOCK:
         traj, notes = protein_structure_from_bytes(data, 1)
-        _, top, _, _ = _prepare_allatom(*_omm_from_md(traj), _check_forcefield(), notes)
+        _, top, _, _ = _prepare_allatom(
+            *_omm_from_md(traj), _check_forcefield(), notes, platform="CPU"
+        )
     heavy = sum(a.element is not None and a.element.symbol not in ("H", "D") for a in top.atoms())
     return {
         "n_residues": top.getNumResidues(),
