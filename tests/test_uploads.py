@@ -229,6 +229,14 @@ def test_uploads_are_deleted_after_retention_or_with_their_session(server, pepti
     other, _, _ = system.upload_structure(payload(pdb(peptide)), "o.pdb", OTHER)
     assert server.store.delete_uploads(SID) == 1
     assert server.store.upload_path(token) is None and server.store.upload_path(other)
+    with pytest.raises(SpecError, match="needs an uploaded PDB file first"):
+        system.read_protein({}, "upload", token)
+    # a file of the earlier layout (uploads/<token>.pdb) goes after the retention period too
+    old = server.store.uploads_dir / ("ab" * 16 + ".pdb")
+    old.write_bytes(pdb(peptide))
+    os.utime(old, (created - retention - 5, created - retention - 5))
+    uploads.install(server.config)  # at start-up
+    assert not old.exists() and server.store.upload_path(other)
 
 
 def test_limits_are_stated_under_the_field():

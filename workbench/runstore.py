@@ -286,19 +286,21 @@ class RunStore:
         return len(mine)
 
     def purge_uploads(self, max_age_s: float, now: float | None = None) -> int:
-        """Delete uploads older than ``max_age_s`` (and folders without a readable record);
-        returns how many folders went."""
+        """Delete uploads older than ``max_age_s``, and anything else in the uploads folder
+        (a folder without a readable record, a file of the earlier <token>.pdb layout) whose
+        modification time is older; returns how many entries went."""
         now = time.time() if now is None else now
         gone = 0
         if not self.uploads_dir.is_dir():
             return 0
-        for folder in self.uploads_dir.iterdir():
-            if not folder.is_dir():
-                continue
-            record = _upload_record(folder)
-            created = record["created"] if record else engine_io.folder_mtime(folder)
+        for entry in self.uploads_dir.iterdir():
+            record = _upload_record(entry) if entry.is_dir() else None
+            created = record["created"] if record else engine_io.folder_mtime(entry)
             if now - created > max_age_s:
-                shutil.rmtree(folder, ignore_errors=True)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
                 gone += 1
         return gone
 

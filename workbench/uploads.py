@@ -170,11 +170,12 @@ def accept(
 
 def install(config) -> None:
     """Make structure names resolve for this server: its structure folders, then its uploads
-    folder (engine/io.py ``use_structure_dirs``); call once at start-up. Raises ValueError
-    when the upload limits' variables are not valid, so a bad setting stops the start."""
-    limits_of(config)
-    uploads = RunStore(config.run_dir).uploads_dir
-    engine_io.use_structure_dirs([*config.structure_dirs, str(uploads)])
+    folder (engine/io.py ``use_structure_dirs``), and delete uploads past their retention;
+    call once at start-up. Raises ValueError when the upload limits' variables are not
+    valid, so a bad setting stops the start."""
+    store = RunStore(config.run_dir)
+    store.purge_uploads(limits_of(config).retention_s)
+    engine_io.use_structure_dirs([*config.structure_dirs, str(store.uploads_dir)])
 
 
 def structure_options(structures) -> list[tuple[str, str]]:

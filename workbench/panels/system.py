@@ -194,6 +194,8 @@ def system_summary(v: dict, tab: str, source: str | None) -> str:
 def read_protein(values: dict, source: str | None, token: str | None) -> dict:
     """SystemConfig protein fields from the protein widgets (SpecError names the widget)."""
     r = reg.get()
+    if (source or "file") == "upload":  # an upload past its retention goes before it is used
+        r.store.purge_uploads(uploads.limits_of(r.config).retention_s)
     offered = {name for _, name in uploads.structure_options(structure_list())}
     choice = forms.ProteinChoice(
         source=source or "file",
