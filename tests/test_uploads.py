@@ -140,6 +140,17 @@ def test_nan_coordinates_are_refused_naming_the_atoms(server, peptide):
     lines[i] = lines[i][:30] + f"{'nan':>8s}" + lines[i][38:]
     msg = _refused(pdb(lines))
     assert "1 atom(s) have non-finite" in msg and "CA of TRP 3 (chain A)" in msg
+    lines[i] = lines[i][:30] + f"{'1e+30':>8s}" + lines[i][38:]
+    msg = _refused(pdb(lines))
+    assert "1 atom(s) have out-of-range (beyond ±1000 nm)" in msg and "CA of TRP 3" in msg
+
+
+def test_a_residue_fragment_is_named(server, peptide):
+    lines = list(peptide)
+    i = next(i for i, line in enumerate(lines) if " CD  GLU A   6" in line)
+    lines[i] = lines[i][:22] + "   9" + lines[i][26:]  # one atom split off into residue 9
+    msg = _refused(pdb(lines))
+    assert "residue GLU 9 (chain A) has 1 heavy atom(s) (CD)" in msg
 
 
 def test_structure_over_the_heavy_atom_limit_states_the_limit(server):

@@ -50,6 +50,7 @@ AMINO_ACIDS = frozenset(peptide.ONE_TO_THREE.values()) | {
     "HID", "HIE", "HIP", "CYX", "CYM", "ASH", "GLH", "LYN", "ACE", "NME",
 }  # fmt: skip  # residue names with an amber14 template
 _CAPS = {"ACE", "NME"}
+MAX_COORD_NM = 999.0  # PDB's x, y, z fields hold at most 9999.999 Angstrom
 _WATER = {"HOH", "WAT", "H2O", "SOL", "TIP3", "TIP", "DOD", "TIP4", "OH2"}
 
 __all__ = ["MAX_HEAVY_ATOMS", "MODELS", "StructureError", "build_protein_system",
@@ -273,14 +274,17 @@ def protein_structure_from_bytes(data: bytes, nmr_model: int = 1):
                 f"{_atom_label(next(res.atoms)).split(' of ', 1)[1]}: the file is damaged "
                 "(alternate locations need an altLoc letter)"
             )
-    bad = np.flatnonzero(~np.all(np.isfinite(traj.xyz[0]), axis=1))
-    if len(bad):
-        named = [_atom_label(traj.topology.atom(int(i))) for i in bad[:4]]
-        more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
-        raise StructureError(
-            f"{len(bad)} atom(s) have non-finite (NaN or infinite) coordinates: "
-            f"{', '.join(named)}{more}"
-        )
+    for problem, bad in (
+        ("non-finite (NaN or infinite)", ~np.all(np.isfinite(traj.xyz[0]), axis=1)),
+        ("out-of-range (beyond ±1000 nm)", np.any(np.abs(traj.xyz[0]) > MAX_COORD_NM, axis=1)),
+    ):
+        bad = np.flatnonzero(bad)
+        if len(bad):
+            named = [_atom_label(traj.topology.atom(int(i))) for i in bad[:4]]
+            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+            raise StructureError(
+                f"{len(bad)} atom(s) have {problem} coordinates: {', '.join(named)}{more}"
+            )
     return traj, notes + strip_notes
 
 
@@ -420,6 +424,14 @@ def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None, platform="R
     Returns:
       (openmm System, topology, positions [n, 3] nm, variants).
     """
+    for res in omm_top.residues():
+        heavy = [a.name for a in res.atoms() if a.element is None or a.element.symbol != "H"]
+        if res.name not in _CAPS and (len(heavy) < 3 or "CA" not in heavy):
+            raise StructureError(
+                f"residue {res.name} {res.id} (chain {res.chain.id}) has {len(heavy)} heavy "
+                f"atom(s) ({', '.join(heavy[:4]) or 'none'}); the all-atom model rebuilds "
+                "missing atoms only for residues with their CA and at least 3 heavy atoms"
+            )
     local = []
     top, xyz, used = _complete_and_protonate(omm_top, pos, forcefield, local, variants, platform)
     try:
@@ -816,9 +828,17 @@ def check_structure(data: bytes) -> dict:
     """
     with _CHECK_LOCK:
         traj, notes = protein_structure_from_bytes(data, 1)
-        _, top, _, _ = _prepare_allatom(
-            *_omm_from_md(traj), _check_forcefield(), notes, platform="CPU"
-        )
+        try:
+            _, top, _, _ = _prepare_allatom(
+                *_omm_from_md(traj), _check_forcefield(), notes, platform="CPU"
+            )
+        except StructureError:
+            raise
+        except Exception as err:  # pdbfixer and OpenMM raise many kinds on odd structures
+            message = str(err).splitlines()[0] if str(err) else ""
+            raise StructureError(
+                f"OpenMM could not prepare this structure: {type(err).__name__}: {message}"
+            ) from None
     heavy = sum(a.element is not None and a.element.symbol not in ("H", "D") for a in top.atoms())
     return {
         "n_residues": top.getNumResidues(),
