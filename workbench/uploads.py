@@ -152,7 +152,7 @@ def accept(
     except StructureError as err:
         raise SpecError(
             "protein.upload",
-            f"{name} cannot be modelled: {err} (accepted: PDB files of proteins up to "
+            f"{name} cannot be modelled: {err} (uploads take PDB files of proteins up to "
             f"{MAX_HEAVY_ATOMS:,} heavy atoms)",
         ) from None
     seconds = time.perf_counter() - t0
