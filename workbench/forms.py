@@ -221,6 +221,9 @@ def parse_value(field: Field, raw: Any) -> Any:
     naming the accepted range."""
     if field.kind == "bool":  # a checklist: [True] or []
         return bool(raw) and raw != [] and raw != [False]
+    if not isinstance(raw, (str, int, float, type(None))):  # hand-crafted, not a widget's
+        what = "one of its options" if field.kind == "choice" else "text"
+        raise SpecError(field.name, f"must be {what}, got a {type(raw).__name__}")
     return field.param.parse(field.name, raw)
 
 
@@ -315,10 +318,17 @@ def parse_fields(
     return typed, errors
 
 
+MESSAGE_CHARS = 300  # a message quoting a huge value is cut, never echoed in full
+
+
 def message_of(err: SpecError) -> str:
-    """The message without its field name (the UI shows it next to the field)."""
+    """The message without its field name (the UI shows it next to the field), at most
+    MESSAGE_CHARS characters."""
     text = str(err)
-    return text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    text = text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    if len(text) > MESSAGE_CHARS + 40:  # + 40: a message cut once is not cut again
+        text = f"{text[:MESSAGE_CHARS]}… ({len(text):,} characters in all)"
+    return text
 
 
 def build_specs(
