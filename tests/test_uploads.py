@@ -195,6 +195,21 @@ def test_size_cap_is_still_stated(server):
     assert "larger than the 2 MB cap" in msg
 
 
+@pytest.mark.parametrize(
+    "contents, filename, sid, message",
+    [
+        ([1, 2], "a.pdb", SID, "no file received"),
+        (None, {"x": 1}, SID, "no file received"),
+        ("data:;base64,QUJD", "a.pdb", {"sid": 1}, "no session: reload the page"),
+        ("data:;base64,QUJD", "a.pdb", None, "no session: reload the page"),
+    ],
+    ids=["list-contents", "dict-filename", "dict-session", "no-session"],
+)
+def test_hand_made_values_are_answered_at_the_field(server, contents, filename, sid, message):
+    token, msg, source = system.upload_structure(contents, filename, sid)
+    assert token is None and msg == message and source is system.NU
+
+
 # ---- item 6: upload limits per session, retention, deletion with the session ------------
 def test_per_session_count_and_bytes_limits_are_stated_when_hit(server, peptide, monkeypatch):
     monkeypatch.setenv("WB_UPLOADS_PER_SESSION", "2")

@@ -137,9 +137,12 @@ def accept(
     ("protein.upload", message) for a file that is refused, saying why and the limits."""
     from engine.protein.build import MAX_HEAVY_ATOMS, StructureError, check_structure
 
-    if not owner:
+    if not owner or not isinstance(owner, str):
         raise SpecError("protein.upload", "no session: reload the page")
-    name = os.path.basename((filename or "").replace("\\", "/")) or "file"
+    if not isinstance(contents, str):  # a browser sends a data URL; anything else is no file
+        contents = None
+    filename = filename if isinstance(filename, str) else ""
+    name = os.path.basename(filename.replace("\\", "/"))[:120] or "file"
     if name.lower().endswith((".cif", ".mmcif", ".bcif", ".cif.gz")):
         raise SpecError("protein.upload", f"{name}: mmCIF is not supported, upload PDB")
     data = forms.check_upload(contents, name, limits.max_bytes)
