@@ -658,8 +658,9 @@ def structure_source_bytes(source: str) -> tuple[bytes, str]:
         return read_structure_file(source), _os.path.basename(source)
     if UPLOAD_NAME.match(source):
         raise StructureError(
-            f"the uploaded structure {source.split('/')[1]!r} is no longer on this server "
-            "(uploads are deleted after their retention period): upload the file again"
+            f"the uploaded structure {source.split('/')[1]!r} is not on this machine (uploads "
+            "stay on their workbench server for a retention period): upload the file again, "
+            "or give its path as system.pdb"
         )
     raise StructureError(
         f"structure {source!r} is neither an existing file, a structure on this machine, a "

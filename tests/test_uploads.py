@@ -249,7 +249,7 @@ def test_uploads_are_deleted_after_retention_or_with_their_session(server, pepti
     assert server.store.purge_uploads(retention, now=created + retention - 1) == 0
     assert server.store.purge_uploads(retention, now=created + retention + 1) == 2
     assert server.store.upload_path(token) is None and server.store.upload_name(token) is None
-    with pytest.raises(StructureError, match="'trp.pdb' is no longer on this server"):
+    with pytest.raises(StructureError, match="uploaded structure 'trp.pdb' is not on this machine"):
         build_protein_system(SystemConfig(kind="protein", pdb=name), 0)
     token, _, _ = upload(pdb(peptide))
     other, _, _ = system.upload_structure(payload(pdb(peptide)), "o.pdb", OTHER)
