@@ -4,6 +4,7 @@ after its retention period; PDB ids never read the server's working directory; s
 structure dropdown and exported configs carry names, never server paths."""
 
 import base64
+import dataclasses
 import json
 import os
 
@@ -67,8 +68,6 @@ def server(tmp_path, monkeypatch):
     monkeypatch.setenv("SLOWMODE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SLOWMODE_PDB_URL", "http://127.0.0.1:9")  # discard port: refused
     monkeypatch.setenv(engine_io.PDB_DIRS_ENV, "")
-    for var in uploads.ENV.values():
-        monkeypatch.delenv(var, raising=False)
     structures = tmp_path / "structures"
     structures.mkdir()
     config = ServerConfig(run_dir=str(tmp_path / "runs"), structure_dirs=(str(structures),))
@@ -212,7 +211,10 @@ def test_hand_made_values_are_answered_at_the_field(server, contents, filename, 
 
 # ---- item 6: upload limits per session, retention, deletion with the session ------------
 def test_per_session_count_and_bytes_limits_are_stated_when_hit(server, peptide, monkeypatch):
-    monkeypatch.setenv("WB_UPLOADS_PER_SESSION", "2")
+    def limit(**settings):  # the server's settings (workbench/config.py), changed in place
+        monkeypatch.setattr(server, "config", dataclasses.replace(server.config, **settings))
+
+    limit(uploads_per_session=2)
     first, _, _ = upload(pdb(peptide), "a.pdb")
     again, msg, _ = upload(pdb(peptide), "a.pdb")
     assert again == first  # the same file again is the same upload: it does not count twice
@@ -226,8 +228,7 @@ def test_per_session_count_and_bytes_limits_are_stated_when_hit(server, peptide,
     token, _, _ = system.upload_structure(payload(pdb(peptide[:-2])), "c.pdb", OTHER)
     assert token  # another session has its own count
     assert len(server.store.uploads_of(SID)) == 2 and len(server.store.uploads_of(OTHER)) == 1
-    monkeypatch.setenv("WB_UPLOADS_PER_SESSION", "10")
-    monkeypatch.setenv("WB_UPLOAD_SESSION_BYTES", str(len(pdb(peptide)) * 2 + 10))
+    limit(uploads_per_session=10, upload_session_bytes=len(pdb(peptide)) * 2 + 10)
     msg = _refused(pdb(peptide[:-3]), "d.pdb")
     assert "would bring this session's uploads to" in msg and "the limit is" in msg
 
@@ -266,7 +267,7 @@ def test_uploads_are_deleted_after_retention_or_with_their_session(server, pepti
 
 
 def test_limits_are_stated_under_the_field():
-    layout = system.layout(PageContext(structures=(), max_upload_bytes=2_000_000))
+    layout = system.layout(PageContext(structures=()))
     text = json.dumps(layout.to_plotly_json(), default=lambda o: o.to_plotly_json())
     assert "PDB format, at most 2 MB." in text
     assert (
@@ -275,10 +276,16 @@ def test_limits_are_stated_under_the_field():
     )
 
 
-def test_limits_settings_are_checked():
-    assert uploads.UploadLimits.from_env(5, {"WB_UPLOAD_RETENTION_S": "60"}).retention_s == 60
-    with pytest.raises(ValueError, match="WB_UPLOADS_PER_SESSION must be a number"):
-        uploads.UploadLimits.from_env(5, {"WB_UPLOADS_PER_SESSION": "many"})
+def test_limits_settings_are_checked(monkeypatch):
+    from workbench.config import ServerConfig, from_argv
+
+    monkeypatch.setenv("WB_UPLOAD_RETENTION_S", "600")
+    config = from_argv(["--uploads-per-session", "3"])
+    limits = uploads.limits_of(config)
+    assert (limits.retention_s, limits.max_per_session) == (600, 3)
+    assert limits.max_bytes == config.max_upload_bytes
+    with pytest.raises(ValueError, match=r"uploads_per_session must be in \[1, 10000\]"):
+        ServerConfig(uploads_per_session=0)
     with pytest.raises(ValueError, match="max_per_session must be >= 1"):
         uploads.UploadLimits(max_per_session=0)
 

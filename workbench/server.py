@@ -75,7 +75,7 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     ctx = PageContext(
         structures=tuple(jobs.list_structures(config.structure_dirs)),
         presets=_presets(),
-        max_upload_bytes=config.max_upload_bytes,
+        upload_limits=uploads.limits_of(config),
         start_preset=START_PRESET,
     )
     app.layout = lambda: layout.build(ctx)  # a function: a fresh session token per page load

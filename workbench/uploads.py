@@ -10,8 +10,8 @@ session within stated limits, deleted after a retention period or with their ses
   this machine by its file name ("2JOF_native.pdb"), an upload as "<id>/<file name>".
   ``install`` makes those names resolve (engine/io.py ``use_structure_dirs``) in the server
   and in the processes it starts (sweep workers).
-- The limits are declared once, in ``UploadLimits``; every refusal and the line under the
-  field state them.
+- The limits are server settings (workbench/config.py), gathered in ``UploadLimits``; every
+  refusal and the line under the field state them.
 """
 
 from __future__ import annotations
@@ -25,15 +25,6 @@ from engine import io as engine_io
 
 from . import forms
 from .runstore import RunStore, UploadRefused
-
-# Until workbench/config.py declares them (ServerConfig fields, flags), these variables set
-# the upload limits; max_bytes comes from ServerConfig.max_upload_bytes.
-ENV = {
-    "max_per_session": "WB_UPLOADS_PER_SESSION",
-    "max_session_bytes": "WB_UPLOAD_SESSION_BYTES",
-    "max_total_bytes": "WB_UPLOAD_TOTAL_BYTES",
-    "retention_s": "WB_UPLOAD_RETENTION_S",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,20 +52,6 @@ class UploadLimits:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.retention_s > 0:
             raise ValueError(f"retention_s must be > 0, got {self.retention_s}")
-
-    @classmethod
-    def from_env(cls, max_bytes: int, environ=None) -> UploadLimits:
-        """Limits with ``max_bytes`` and the WB_UPLOAD* variables of ``ENV`` (when set)."""
-        environ = os.environ if environ is None else environ
-        values = {}
-        for field, var in ENV.items():
-            if environ.get(var):
-                kind = float if field == "retention_s" else int
-                try:
-                    values[field] = kind(environ[var])
-                except ValueError:
-                    raise ValueError(f"{var} must be a number, got {environ[var]!r}") from None
-        return cls(max_bytes=max_bytes, **values)
 
     def describe(self) -> str:
         """The limits in one line, for the UI."""
@@ -115,9 +92,14 @@ def _duration(seconds: float) -> str:
 
 
 def limits_of(config) -> UploadLimits:
-    """The upload limits of a server configuration (its max_upload_bytes, the rest from
-    ``ENV``)."""
-    return UploadLimits.from_env(config.max_upload_bytes)
+    """The upload limits of a server configuration (workbench/config.py declares them)."""
+    return UploadLimits(
+        max_bytes=config.max_upload_bytes,
+        max_per_session=config.uploads_per_session,
+        max_session_bytes=config.upload_session_bytes,
+        max_total_bytes=config.upload_total_bytes,
+        retention_s=float(config.upload_retention_s),
+    )
 
 
 def accepted_line(limits: UploadLimits) -> str:

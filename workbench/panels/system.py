@@ -75,8 +75,8 @@ def _protein_rows(ctx: PageContext) -> list:
         for lab, name in structures
         if name != "villin"
     ]
-    cap_mb = ctx.max_upload_bytes / 1e6
-    limits = uploads.UploadLimits.from_env(ctx.max_upload_bytes)
+    limits = ctx.upload_limits
+    cap_mb = limits.max_bytes / 1e6
     return [
         C.extra_row(
             "protein.source",
