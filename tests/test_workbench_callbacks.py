@@ -17,6 +17,7 @@ from dash._utils import AttributeDict
 from workbench_fakes import FakeEngine, wait_for
 
 from engine import SystemConfig
+from tests.conftest import shared_pdb
 from workbench import figures, forms, ids, jobs
 from workbench import registry as reg
 from workbench.config import ServerConfig
@@ -359,16 +360,21 @@ def test_validate_form_messages_next_to_fields(engine):
 
 
 def test_upload_cap_and_acceptance(engine):
+    with open(shared_pdb("1PLW_native.pdb"), "rb") as fh:
+        contents = "data:;base64," + base64.b64encode(fh.read()).decode()
+    token, msg, source = system.upload_structure(contents, "a.pdb", SID)
+    assert (
+        reg.get().store.upload_path(token).endswith("a.pdb")
+        and source == "upload"
+        and msg.startswith("a.pdb: accepted, 5 residues")
+    )
+    # three CA atoms of one residue: a PDB text, but nothing amber14 can model (tests/test_uploads)
     pdb = "ATOM      1  CA  ALA A   1      11.639   6.071  -5.147  1.00  0.00           C\n" * 3
     contents = "data:;base64," + base64.b64encode(pdb.encode()).decode()
-    token, msg, source = system.upload_structure(contents, "a.pdb")
-    assert (
-        reg.get().store.upload_path(token).endswith(".pdb")
-        and source == "upload"
-        and "accepted" in msg
-    )
+    token, msg, source = system.upload_structure(contents, "a.pdb", SID)
+    assert token is None and msg.startswith("a.pdb cannot be modelled") and source is no_update
     big = "data:;base64," + base64.b64encode(b"A" * 3_000_000).decode()
-    token, msg, source = system.upload_structure(big, "big.pdb")
+    token, msg, source = system.upload_structure(big, "big.pdb", SID)
     assert token is None and "larger than the 2 MB cap" in msg and source is no_update
 
 

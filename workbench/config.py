@@ -117,6 +117,21 @@ class ServerConfig:
     max_upload_bytes: int = setting(
         2_000_000, "cap on uploaded structure files (stated in the UI)", "WB_MAX_UPLOAD"
     )
+    uploads_per_session: int = setting(
+        10, "uploads one browser session may hold (an identical file counts once)",
+        "WB_UPLOADS_PER_SESSION",
+    )  # fmt: skip
+    upload_session_bytes: int = setting(
+        10_000_000, "total bytes of one session's uploads", "WB_UPLOAD_SESSION_BYTES"
+    )
+    upload_total_bytes: int = setting(
+        500_000_000, "total bytes of all sessions' uploads on this server",
+        "WB_UPLOAD_TOTAL_BYTES",
+    )  # fmt: skip
+    upload_retention_s: int = setting(
+        24 * 3600, "seconds an upload is kept (deleted at start-up, on upload and before use)",
+        "WB_UPLOAD_RETENTION_S",
+    )  # fmt: skip
     frame_ms: int = setting(
         50,
         "period of the browser's frame stream (/_wb/frames) for live 3D views; the stream "
@@ -186,6 +201,10 @@ class ServerConfig:
             "task_workers": (1, 64),
             "max_loaded_runs": (1, 10_000),
             "max_field_chars": (100, 10_000_000),
+            "uploads_per_session": (1, 10_000),
+            "upload_session_bytes": (1, 10**12),
+            "upload_total_bytes": (1, 10**13),
+            "upload_retention_s": (60, 10**9),
             "poll_ms": (20, 10_000),
             "frame_ms": (10, 10_000),
             "max_frames": (2, 1_000_000),

@@ -268,17 +268,17 @@ class ProteinChoice:
     """The protein tab's source: kind in PROTEIN_SOURCES, plus the matching widget values."""
 
     source: str = "file"
-    structure: str | None = None  # a path offered in the structure dropdown
-    upload_path: str | None = None  # server-side path of a validated upload
+    structure: str | None = None  # a name offered in the structure dropdown
+    upload_path: str | None = None  # the name of a validated upload ("<id>/<file name>")
     pdb_id: str = ""
     sequence: str = ""
-    start: str = "native"  # one of PROTEIN_STARTS or an offered structure path
+    start: str = "native"  # one of PROTEIN_STARTS or an offered structure name
 
 
 def protein_system(choice: ProteinChoice, allowed_structures: Callable[[str], bool]) -> dict:
     """SystemConfig fields {pdb, sequence, start} of a protein choice.
 
-    ``allowed_structures(path)`` guards the dropdown value: the form never passes a path that
+    ``allowed_structures(name)`` guards the dropdown value: the form never passes a name that
     the server did not offer (the value arrives from the browser).
     Raises SpecError with the protein widget's form key.
     """
@@ -532,6 +532,12 @@ def check_upload(contents: str | None, filename: str | None, cap_bytes: int) -> 
             "protein.upload", f"{filename or 'file'} is larger than the {cap_bytes / 1e6:g} MB cap"
         )
     text = data.decode("latin-1")
+    from engine.protein.build import is_mmcif
+
+    if is_mmcif(text):
+        raise SpecError(
+            "protein.upload", f"{filename or 'file'}: mmCIF is not supported, upload PDB"
+        )
     n_atoms = 0
     for line in text.splitlines():
         if line.startswith(("ATOM  ", "HETATM")):

@@ -320,11 +320,7 @@ UPLOAD_NAME_SUFFIX = ".name"  # beside run_dir/uploads/<token>.pdb: the uploaded
 def name_upload(path: str | None, filename: str | None) -> None:
     """Remember the name an uploaded structure had on the user's machine (its base name, at
     most 80 characters) beside the server's token path, for run names and exports."""
-    if not isinstance(filename, str):  # dcc.Upload sends text; other JSON is forged
-        return
-    name = os.path.basename(filename.replace("\\", "/")).strip()[:80]
-    # a lone surrogate (not UTF-8) is written as "?": the name is only shown, never a path
-    name = name.encode("utf-8", "replace").decode("utf-8")
+    name = os.path.basename((filename or "").replace("\\", "/")).strip()[:80]
     if path and name:
         with open(path + UPLOAD_NAME_SUFFIX, "w", encoding="utf-8") as fh:
             fh.write(name)

@@ -26,7 +26,7 @@ import time
 
 import dash
 
-from . import frames, guards, jobs, layout, sweeps
+from . import frames, guards, jobs, layout, sweeps, uploads
 from . import registry as reg
 from .config import ServerConfig
 from .panels import PageContext
@@ -50,6 +50,7 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
             use_compilation_cache(config.compile_cache_path)
         if config.warm_up:
             warm_up(START_PRESET)
+    uploads.install(config)  # structure names in specs resolve in its folders and uploads
     jobs.set_computation_limit(config.task_workers)
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
@@ -74,7 +75,7 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     ctx = PageContext(
         structures=tuple(jobs.list_structures(config.structure_dirs)),
         presets=_presets(),
-        max_upload_bytes=config.max_upload_bytes,
+        upload_limits=uploads.limits_of(config),
         start_preset=START_PRESET,
     )
     app.layout = lambda: layout.build(ctx)  # a function: a fresh session token per page load
