@@ -642,6 +642,8 @@ class Page:
             d["_state"] = [(spec_id(s["id"]), s["property"]) for s in d.get("state", [])]
             d["_name"] = callback_name(d["_outputs"])
         self.comps: dict[str, dict] = {}  # id key -> {"id", "props", "owner"}
+        self.notes: dict[str, str] = {}  # the runs list's status cells (``list_runs``)
+        self.refusals: list[str] = []  # bodies of HTTP 400 answers (the request guard)
         self._register(layout, owner=None)
 
     @classmethod
@@ -737,6 +739,9 @@ class Page:
             "POST", "/_dash-update-component", body, label=dep["_name"], cause=cause
         )
         results = [(dep["_name"], status)]
+        if status == 400:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            self.refusals.append(text[:300])
         if status != 200:
             return results
         try:
@@ -771,11 +776,32 @@ class Ledger:
 
 
 def list_runs(page: Page, cause="list") -> dict[str, str]:
-    """{run_id: status} of the session's runs list (the refresh callback, as its timer fires)."""
+    """{run_id: status} of the session's runs list (the refresh callback, as its timer fires);
+    the text of each status cell (a damaged run's reason under it) is kept in
+    ``page.notes``."""
     tick = (page.get("wb-runs-tick", "n_intervals") or 0) + 1
     page.set("wb-runs-digest", "data", None)  # always re-render: we read the table
     page.fire("wb-runs-tick", "n_intervals", tick, only="wb-runs-table", cascade=0, cause=cause)
-    return dict(runs_in_table(page.get("wb-runs-table", "children")))
+    table = page.get("wb-runs-table", "children")
+    page.notes = status_notes(table)
+    return dict(runs_in_table(table))
+
+
+def status_notes(tree) -> dict[str, str]:
+    """{run_id: the text of its status cell} of the rendered runs list."""
+    out = {}
+    for row in _find(tree, "Tr"):
+        note, run_id = "", None
+        for comp in _walk(row):
+            props = comp.get("props", {})
+            if comp.get("type") == "Td" and (props.get("className") or "").startswith("wb-st-"):
+                note = text_of(comp)
+            cid = props.get("id")
+            if isinstance(cid, dict) and cid.get("type") == "run-open":
+                run_id = cid.get("index")
+        if run_id:
+            out[run_id] = note
+    return out
 
 
 def open_and_export(page: Page, run_id: str, cause: str) -> dict:
@@ -1122,14 +1148,18 @@ class FuzzSession:
         source = {"protein.pdb_id": "pdbid", "protein.sequence": "sequence"}.get(name, "file")
         self.reset(methods, "protein" if protein else "loop", source)
         cause = f"fuzz {name}={fz.short()}"
+        page.refusals.clear()
         res = page.fire({"type": "field", "name": name}, "value", fz.value, cascade=0, cause=cause)
+        # the request guard's HTTP 400 names the field: a message, though not next to it
+        guarded = any(s == 400 for _, s in res) and any(name in t for t in page.refusals)
+        counts["refused_by_guard"] += guarded
         self.errors.add(name, res, fz)
         bad = _bad(res)
         counts["requests"] += len(res)
         counts["browser" if fz.browser else "hand"] += 1
         msg = text_of(page.get({"type": "field-msg", "name": name}, "children"))
         if f is not None and f.kind in ("int", "float") and not bad:
-            if number_expected_invalid(fz.value, f.lo, f.hi, f.optional) and not msg:
+            if number_expected_invalid(fz.value, f.lo, f.hi, f.optional) and not (msg or guarded):
                 counts["silently_accepted"] += 1
                 self._note("silently_accepted", cause)
         invalid = any(text_of(m["props"].get("children")) for m in self.msgs)
@@ -1252,19 +1282,21 @@ def fuzz_phase(
 
 # ---- phases 3-4: damage, restart, kills ----------------------------------------------------------
 DAMAGE_CASES = (
-    # (name, file, how, what the listing must say after a restart and an open); the first
+    # (name, file, how, what the listing must say after a restart, before any open: "damaged"
+    # naming the file, "rebuilt" (meta.json rebuilt from config.json: its status as before,
+    # "meta rebuilt" under it), "unlisted" (no owner can be read) or "unchanged"); the first
     # four are the --quick run's
     ("frames.npz truncated", "frames.npz", "truncate", "damaged"),
-    ('meta.json "created": "yesterday"', "meta.json", "created", "damaged"),
+    ('meta.json "created": "yesterday"', "meta.json", "created", "rebuilt"),
     ("view.json truncated", "view.json", "truncate", "unchanged"),
     ("meta.json []", "meta.json", "[]", "unlisted"),
     ("metrics.csv truncated", "metrics.csv", "truncate", "damaged"),
     ("frames.npz garbled", "frames.npz", "garble", "damaged"),
     ("metrics.csv garbled", "metrics.csv", "garble", "damaged"),
     ("config.json truncated", "config.json", "truncate", "damaged"),
-    ("meta.json truncated", "meta.json", "truncate", "damaged"),
+    ("meta.json truncated", "meta.json", "truncate", "rebuilt"),
     ("meta.json {}", "meta.json", "{}", "unlisted"),
-    ("meta.json wrong types", "meta.json", "types", "damaged"),
+    ("meta.json wrong types", "meta.json", "types", "rebuilt"),
 )
 
 
@@ -1315,6 +1347,7 @@ def check_all(server: Server, ledger: Ledger, phase: str, open_runs=None) -> dic
     for owner in sorted(ledger.owners()):
         page.set("wb-session", "data", owner)  # the tab's token survives a restart
         listed = list_runs(page, cause=f"{phase} list")
+        notes_before = page.notes
         for rid, info in ledger.runs.items():
             if info["owner"] == owner and rid in listed:
                 if open_runs is None or rid in open_runs:
@@ -1325,7 +1358,10 @@ def check_all(server: Server, ledger: Ledger, phase: str, open_runs=None) -> dic
                 continue
             expect = info["expect"] or (info["seen"],)
             status, before = after.get(rid), listed.get(rid)
+            note = notes_before.get(rid, "")
             name = f"{rid[:6]} ({info.get('case') or info['phase']})"
+            if before is not None and info.get("expect_note", "") not in note:
+                misreported.append(f"{name}: listed {note!r}, not saying {info['expect_note']!r}")
             if status is None and "unlisted" not in expect:
                 lost.append(f"{name}, was {info['seen']}")
             elif status is not None and status not in expect:
@@ -1344,6 +1380,7 @@ def check_all(server: Server, ledger: Ledger, phase: str, open_runs=None) -> dic
                     {
                         "check": phase,
                         "listed_before_open": before,
+                        "listed_note": note[:100],
                         "listed_after_open": status,
                         "opened": rid in opened,
                         "replay_title": o.get("title", "")[:80],
@@ -1381,9 +1418,11 @@ def damage_phase(server_dir: Path, ledger: Ledger, seed: int) -> dict:
         info["case"] = name
         info["expect"] = {
             "damaged": ("damaged",),
-            "unlisted": ("unlisted", "damaged"),
+            "rebuilt": (info["seen"],),
+            "unlisted": ("unlisted",),
             "unchanged": (info["seen"],),
         }[expect]
+        info["expect_note"] = {"damaged": file, "rebuilt": "meta rebuilt"}.get(expect, "")
         cases.append({"case": name, "run": rid, "expect": expect})
     return {"cases": cases, "cases_skipped": [c[0] for c in DAMAGE_CASES[len(done) :]]}
 
@@ -1756,7 +1795,7 @@ def table(out: dict) -> str:
             opening = c.get("replay_title") or c.get("open_message") or "—"
             exports = "; ".join(f"{f}: {h}" for f, h in c.get("exports", {}).items())
             lines.append(
-                f"| {c['case']} | {c.get('listed_before_open') or 'not listed'} | {opening} | "
+                f"| {c['case']} | {c.get('listed_note') or 'not listed'} | {opening} | "
                 f"{c.get('listed_after_open') or 'not listed'} | {exports or 'none'} |"
             )
     sites = out.get("server_log_errors", {}).get("sites", {})

@@ -45,6 +45,9 @@ def test_a_damaged_data_file_is_listed_damaged_at_start_up_and_after_a_restart(
     reg = reopen()
     snap = listed(reg, run_id)  # nobody has opened it
     assert snap.status == "damaged" and name in snap.message and "done before" in snap.message
+    cell = runs.status_cell(snap)  # the runs list says what is damaged, under the status
+    assert cell.className == "wb-st-damaged" and cell.title == snap.message
+    assert cell.children[0] == "damaged" and cell.children[1].children == snap.message
     marker = json.loads((folder / runstore.DAMAGE_FILE).read_text())
     assert name in marker["damage"]
     # the next start reads the verdict, not the files (they are unchanged)

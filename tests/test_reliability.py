@@ -183,6 +183,8 @@ def test_a_truncated_view_json_keeps_the_curves(stored):
     ],
 )
 def test_a_damaged_meta_json_is_rebuilt_from_config_json(stored, text, word):
+    from workbench.panels import runs as runs_panel
+
     run_id, folder, reopen = stored
     (folder / "meta.json").write_text(text)
     reg = reopen()  # the server starts
@@ -194,6 +196,7 @@ def test_a_damaged_meta_json_is_rebuilt_from_config_json(stored, text, word):
         assert snap.status == "done" and "meta rebuilt" in snap.message and word in snap.message
         assert len(reg.frames(run_id, "A")) >= 1 and reg.export_data(run_id, "A") is not None
         assert (folder / "meta.json.damaged").read_text() == text  # kept, never deleted
+        assert "meta rebuilt" in runs_panel.status_cell(snap).title  # the list says so
         assert engine_io.read_meta(folder)["owner"] == "A"
     else:  # no owner can be read: listed to nobody (runstore's docstring says why)
         assert run_id not in runs and run_id in reg.store.unowned

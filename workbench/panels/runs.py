@@ -153,7 +153,7 @@ def runs_table(snaps: list) -> html.Div:
             html.Tr(
                 [
                     html.Td(name, title=name, className="wb-runs-name"),
-                    html.Td(s.status, className=f"wb-st-{s.status}"),
+                    status_cell(s),
                     html.Td(f"{s.last.get('step', '')}"),
                     html.Td("" if energy is None else f"{energy:.5g}"),
                     html.Td(
@@ -165,6 +165,14 @@ def runs_table(snaps: list) -> html.Div:
             )
         )
     return html.Table([html.Thead(head), html.Tbody(body)], className="wb-table wb-runs")
+
+
+def status_cell(s) -> html.Td:
+    """A run's status; a damaged run (or one whose meta.json was rebuilt) says why under it."""
+    message = getattr(s, "message", "") or ""  # a RunSnapshot (or a test's stand-in)
+    why = message if s.status == "damaged" or "meta rebuilt" in message else ""
+    children = [s.status, html.Div(why, className="wb-muted")] if why else s.status
+    return html.Td(children, title=why or None, className=f"wb-st-{s.status}")
 
 
 # ---- pure helpers ----------------------------------------------------------------------------
