@@ -23,8 +23,10 @@ callbacks an update fires) and the ``/_wb/frames`` stream. Phases:
    string in a text box, an option of a dropdown) or hand-crafted (any other JSON).
 3. damaged files: finished runs get a truncated or garbled frames.npz / metrics.csv /
    view.json / meta.json / config.json, a meta.json of the wrong shape, a bad "created";
-   the server restarts and every session's list, open and export is checked: a damaged run
-   listed "damaged", nothing else lost or changed.
+   the server restarts and every session's list, open and export is checked: a run with a
+   damaged data file listed "damaged" naming the file before anyone opens it, one whose
+   meta.json alone is damaged listed as before with "meta rebuilt", one whose owner cannot
+   be read listed to nobody; nothing else lost or changed.
 4. kills: runs are started (2 running, 2 queued) and the server gets SIGINT, SIGTERM or
    SIGKILL; it is restarted and every run must be listed with an honest status
    (stopped / interrupted / cancelled for those that were active), no half-written file

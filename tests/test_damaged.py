@@ -115,3 +115,17 @@ def test_an_export_that_downloads_clears_the_message(stored):
         assert call(runs.export_run, [1], "A", trigger=trigger)["content"].startswith("step")
     finally:
         reg_module.install(None)
+
+
+def test_intact_runs_are_not_read_again_at_the_next_start_until_their_files_change(
+    stored, monkeypatch
+):
+    run_id, folder, reopen = stored
+    assert listed(reopen(), run_id).status == "done"  # checked once, found intact
+    calls = []
+    real = runstore.check_files
+    monkeypatch.setattr(runstore, "check_files", lambda f: calls.append(f) or real(f))
+    assert listed(reopen(), run_id).status == "done" and calls == []
+    truncate(folder / "metrics.csv")  # size and time change: checked again
+    snap = listed(reopen(), run_id)
+    assert len(calls) == 1 and snap.status == "damaged" and "metrics.csv" in snap.message

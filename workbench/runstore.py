@@ -17,7 +17,9 @@ read and write of a run file goes through engine/io.py (temporary name + ``os.re
     metrics.csv parses with whole rows, frames.npz's zip directory and CRCs and its arrays'
     shapes); a run that fails is listed "damaged" saying which file and why. The verdict is
     recorded in ``damaged.json`` beside the files with their sizes and times, so the next
-    start says the same without reading them again (and checks afresh once they change).
+    start says the same without reading them again (and checks afresh once they change);
+    runs found intact are recorded likewise in ``run_dir/.checked.json``, so a restart
+    reads only the runs whose files changed.
     Nothing is deleted or rewritten.
   - a meta.json that is unreadable or of the wrong shape or types (``check_meta``) is
     rebuilt from config.json when its owner can still be read (from the damaged text): the
@@ -60,6 +62,7 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 INTERRUPTED = "the server stopped while this run was active; partial results were not kept"
 DAMAGED = "damaged"
 DAMAGE_FILE = "damaged.json"  # why a run's files cannot be read, and their stat() then
+CHECKED_FILE = ".checked.json"  # run_dir: {run id: stat() of its data files found intact}
 DAMAGED_META = "meta.json.damaged"  # a damaged meta.json kept beside the rebuilt one
 DATA_FILES = ("config.json", "metrics.csv", "frames.npz")  # what ``check_files`` reads
 LOG = logging.getLogger("workbench")
@@ -192,6 +195,7 @@ class RunStore:
         """(meta, spec dict) of every stored run; runs left active are marked "interrupted",
         damaged ones "damaged" or their meta.json rebuilt (see the module docstring)."""
         out, self.unowned = [], []
+        checked, intact = _read_checked(self.root), {}
         for d in engine_io.run_folders(self.root):
             if not _RUN_ID.match(d.name):
                 continue
@@ -210,11 +214,22 @@ class RunStore:
                 meta["status"], meta["message"] = "interrupted", INTERRUPTED
                 self.save_meta(d.name, meta, spec)
             elif not problem and meta.get("status") in TERMINAL:
-                damage = files_damage(d) if engine_io.is_bundle(d) else _missing(d)
+                stat = _stat(d)
+                if engine_io.is_bundle(d) and checked.get(d.name) == stat:
+                    damage = ""  # intact at the last start and unchanged since
+                else:
+                    damage = files_damage(d) if engine_io.is_bundle(d) else _missing(d)
+                if not damage and engine_io.is_bundle(d):
+                    intact[d.name] = stat
                 if damage:
                     meta["message"] = f"{damage} (listed {meta.get('status')} before; files kept)"
                     meta["status"] = DAMAGED
             out.append((meta, spec))
+        if intact != checked and self.root.is_dir():
+            try:
+                engine_io.write_json(self.root / CHECKED_FILE, intact, indent=0)
+            except OSError as err:
+                LOG.warning("cannot record the checked runs in %s: %s", self.root, err)
         return out
 
     def _rebuild_meta(
@@ -440,6 +455,15 @@ def _read_config(folder: Path) -> dict | None:
     except ValueError:
         return None
     return config if isinstance(config, dict) else None
+
+
+def _read_checked(root: Path) -> dict:
+    """run_dir's record of the runs whose data files were intact at the last start."""
+    try:
+        checked = json.loads((root / CHECKED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return checked if isinstance(checked, dict) else {}
 
 
 def _missing(folder: Path) -> str:
