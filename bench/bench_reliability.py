@@ -777,6 +777,11 @@ class Ledger:
         return {r["owner"] for r in self.runs.values()}
 
 
+# what the Run message starts with when the runs were accepted (live.py: all with a worker,
+# or some waiting in the queue)
+STARTED = ("Started", "Queued")
+
+
 def list_runs(page: Page, cause="list") -> dict[str, str]:
     """{run_id: status} of the session's runs list (the refresh callback, as its timer fires);
     the text of each status cell (a damaged run's reason under it) is kept in
@@ -899,7 +904,7 @@ def run_session(
         page.fire("wb-run", "n_clicks", i + 1, cause=f"{phase} run")
         msg = text_of(page.get("wb-run-msg", "children"))
         live = page.get("wb-live", "data") or {}
-        if not msg.startswith("Started"):
+        if not msg.startswith(STARTED):
             record["problems"].append(f"Run not started: {msg[:120]}")
             continue
         run_ids = [r["id"] for r in live.get("runs", [])]
@@ -1179,7 +1184,7 @@ class FuzzSession:
                 res += res2
                 counts["requests"] += len(res2)
                 counts["run_clicks"] += 1
-                if text_of(page.get("wb-run-msg", "children")).startswith("Started"):
+                if text_of(page.get("wb-run-msg", "children")).startswith(STARTED):
                     counts["runs_started"] += 1
                     if invalid:
                         self._note("validation_run_disagree", cause)
