@@ -741,7 +741,7 @@ class Page:
             "POST", "/_dash-update-component", body, label=dep["_name"], cause=cause
         )
         results = [(dep["_name"], status)]
-        if status == 400:
+        if status in (400, 413):
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             self.refusals.append(text[:300])
         if status != 200:
@@ -1157,8 +1157,11 @@ class FuzzSession:
         cause = f"fuzz {name}={fz.short()}"
         page.refusals.clear()
         res = page.fire({"type": "field", "name": name}, "value", fz.value, cascade=0, cause=cause)
-        # the request guard's HTTP 400 names the field: a message, though not next to it
-        guarded = any(s == 400 for _, s in res) and any(name in t for t in page.refusals)
+        # refused by the request guards before any callback: HTTP 400 naming the field, or 413
+        # naming the body-size limit (a message in the answer, none next to the field)
+        guarded = any(s in (400, 413) for _, s in res) and any(
+            name in t or "max_request_bytes" in t for t in page.refusals
+        )
         counts["refused_by_guard"] += guarded
         self.errors.add(name, res, fz)
         bad = _bad(res)
@@ -1676,6 +1679,9 @@ def summarize(out: dict, ledger: Ledger) -> dict:
         "fuzz_invalid_accepted_silently": sum(
             v.get("silently_accepted", 0) for v in fuzz_types.values()
         ),
+        "fuzz_refused_by_request_guards": sum(
+            v.get("refused_by_guard", 0) for v in fuzz_types.values()
+        ),
         "rss_mb": out.get("rss_mb"),
         "exit_s_by_signal": {k["signal"]: k.get("exit_s") for k in kills},
         "damaged_listed_as_before_until_opened": sum(
@@ -1750,6 +1756,11 @@ def table(out: dict) -> str:
         ),
         ("opened runs whose exports failed (HTTP 5xx)", s["exports_with_errors"]),
         ("invalid numbers accepted without a message", s["fuzz_invalid_accepted_silently"]),
+        (
+            "fuzz values of form fields refused by the request guards (HTTP 400 naming the "
+            "field, 413 naming the size limit; the page shows no message next to the field)",
+            s.get("fuzz_refused_by_request_guards"),
+        ),
         (
             "server RSS, MB: start / after round 1 / after round 2",
             f"{rss.get('start')} / {rss.get('after_round_1')} / {rss.get('after_round_2')}",
