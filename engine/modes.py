@@ -685,6 +685,8 @@ def lobpcg_sparse_lowest(
     except np.linalg.LinAlgError as err:
         raise NotPositive("band not positive definite") from err
     block = min(a.shape[0] - basis.shape[1], k + max(10, k))
+    if a.shape[0] < 5 * block:  # scipy's LOBPCG goes dense there, without constraints
+        raise NotPositive("too few rows for LOBPCG")
     x = op.project(rng.standard_normal((a.shape[0], block)))
     calls = [0]
 

@@ -184,7 +184,7 @@ def test_sparse_hessian_refuses_all_pairs_terms_and_sums_repeated_pairs():
         hs.sparse_pair_hessian(x, model.pair_terms)
     pairs = np.array([[0, 1], [1, 2], [0, 1]])
     term = PairTerm(pairs, np.array([1.0, 2.0, 0.5]), potentials.harmonic_bond, 3.0)
-    y = np.random.default_rng(0).standard_normal((4, 3))
+    y = np.random.default_rng(0).standard_normal((20, 3))  # 3 of 190 pairs: listed, not dense
     np.testing.assert_allclose(
         hs.sparse_pair_hessian(y, [term]).toarray(), hs.pair_hessian(y, [term]), atol=1e-13
     )

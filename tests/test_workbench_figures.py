@@ -262,7 +262,7 @@ def test_gap_axis_names_the_reported_energy():
     assert figures.reported_energy([cut]) == "cutoff (r_c 2.5)"
     mixed = figures.reported_energy([full, cut])
     assert mixed.startswith("full: ") and "; cutoff (r_c 2.5): " in mixed
-    protein = RunSpec().replace(**{"system.kind": "protein"})
+    protein = types.SimpleNamespace(system=types.SimpleNamespace(kind="protein"), label="gd")
     assert figures.reported_energy([protein]) == ""
     fig = figures.curves_figure(RUNS, energy_label=figures.reported_energy([cut]))
     assert fig.layout.yaxis.title.text == "cutoff (r_c 2.5) E − E_best, log"
