@@ -351,7 +351,7 @@ def test_compact_configurations_are_densified():
     m = md.slow_modes(system, model, cfg, 12)
     assert "/pair-blocks (densified)/shift-invert-cholesky" in m.method
     ref = md.slow_modes(system, model, ModesConfig(**{**cfg.__dict__, "solver": "dense"}), 12)
-    np.testing.assert_allclose(m.values, ref.values, rtol=1e-8)
+    np.testing.assert_allclose(m.values, ref.values, rtol=1e-6)  # as dense vs iterative above
 
 
 # ---- determinism, energies without pair terms, sampling, validation -----------------------
