@@ -338,7 +338,8 @@ def new_group(
         m = forms.method_of(spec)
         color, div = METHODS[m].color, ID.viewer_dom(rid)
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
-    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "")
+    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "",
+                                energy_label=figures.reported_energy(specs))  # fmt: skip
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."
     if waiting is not None:
         message = queue_message(runs, waiting, specs[0].seed, workers)
