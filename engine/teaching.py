@@ -366,11 +366,12 @@ def conditioning_report(
     specs, system, report=None, should_stop=None, max_steps: int | None = None
 ) -> list[Conditioning]:
     """Spectra of H in positions at x0 and of J^T H J for each reparametrized spec of
-    ``specs`` (all on ``system``): a linear map (CG) at its start, the GNN at its start and
-    at its stage switch, found by running the GNN's stage 1 again with the spec's seed (a
-    deterministic replay; at most ``max_steps``, default the spec's budget). Rows in that
-    order; a GNN that never switches gets no switch row. ``report(text)`` tells the phase;
-    ``should_stop()`` True raises engine.types.Stopped."""
+    ``specs`` (all on ``system``), each with H where the map puts x: a linear map (CG) at
+    its start, the GNN at its start and at its stage switch, found by running the GNN's
+    stage 1 again with the spec's seed (a deterministic replay; at most ``max_steps``,
+    default the spec's budget). Rows in that order; a GNN that never switches gets no
+    switch row. ``report(text)`` tells the phase; ``should_stop()`` True raises
+    engine.types.Stopped."""
     import jax.numpy as jnp
 
     from .reparam import make_reparam
@@ -401,7 +402,8 @@ def conditioning_report(
             reparam = make_reparam(spec.reparam, modes, system.n_atoms, jnp.float64)
             params = reparam.init(None, jnp.asarray(system.x0))
             k = modes.vectors.shape[1]
-            rows.append(map_conditioning(model, reparam.apply, params, f"CG, x = Ψz (k = {k})"))
+            label = f"CG at its start, x = Ψz (k = {k})"
+            rows.append(map_conditioning(model, reparam.apply, params, label))
         elif kind == "gnn":
             report("GNN: building the run (modes, initialisation, compilation)")
             parts, state, _ = init_run(spec, system, should_stop=should_stop)

@@ -18,7 +18,7 @@ from engine import ReparamConfig, build_system, make_energy
 from engine.hessian import hessian
 from engine.modes import rigid_body_basis
 from engine.presets import OPENING, demo_spec
-from engine.reparam import make_gnn
+from engine.reparam import make_gnn, make_reparam
 from engine.run import compute_modes
 from engine.teaching import (
     full_modes,
@@ -37,7 +37,7 @@ from engine.teaching import (
 
 @pytest.fixture(scope="module")
 def loop():
-    spec = demo_spec(OPENING, "gnn").replace(**{"system.n": 24})
+    spec = demo_spec(OPENING, "gnn").replace(**{"system.n": 50})
     system = build_system(spec.system, spec.seed)
     model = make_energy(system, spec.energy)
     return spec, system, model
@@ -80,10 +80,10 @@ def test_cg_map_onto_eigenvectors_has_exactly_their_eigenvalues(loop):
     _, system, model = loop
     m = full_modes(model, system.x0)
     cols = m.vectors[:, 6:16]  # ten non-rigid eigenvectors, orthonormal
-    basis = jnp.asarray(cols)
+    basis, x0 = jnp.asarray(cols), jnp.asarray(system.x0)
 
-    def apply(z):
-        return jnp.reshape(basis @ z, (-1, 3))
+    def apply(z):  # x = x0 + V z: at z = 0 the Hessian is H(x0)
+        return x0 + jnp.reshape(basis @ z, (-1, 3))
 
     row = map_conditioning(model, apply, jnp.zeros(10), "CG onto 10 eigenvectors")
     np.testing.assert_allclose(np.sort(row.values), np.sort(m.values[6:16]), rtol=1e-7)
@@ -143,22 +143,24 @@ def test_conditioning_report_rows(loop):
 
     spec, system, _ = loop
     specs = [
-        demo_spec(OPENING, m).replace(**{"system.n": 24, "schedule.max_steps": 400})
+        demo_spec(OPENING, m).replace(**{"system.n": 50, "schedule.max_steps": 400})
         for m in ("cg", "gnn")
     ]
     phases = []
     rows = conditioning_report(specs, system, phases.append)
     labels = [r.label for r in rows]
     assert labels[:3] == ["H in positions, at x0", labels[1], "GNN at step 0"]
-    assert labels[1].startswith("CG, x = Ψz (k = ")
+    assert labels[1].startswith("CG at its start, x = Ψz (k = ")
     assert all(np.isfinite(r.kappa) and r.kappa >= 1 for r in rows)
-    # CG: J = Psi (x) I3 on node modes, compared with the dense product
+    # CG: J = Psi (x) I3 on node modes, H at CG's start, compared with the dense product
     model = make_energy(system, specs[0].energy)
-    psi = compute_modes(specs[0], system, model).vectors
-    j = np.kron(psi, np.eye(3))
-    r = np.concatenate(rigid_body_basis(system.x0), axis=1)
+    modes = compute_modes(specs[0], system, model)
+    cg = make_reparam(specs[0].reparam, modes, system.n_atoms, jnp.float64)
+    x = np.asarray(cg.apply(cg.init(None, jnp.asarray(system.x0))))
+    j = np.kron(np.asarray(modes.vectors), np.eye(3))
+    r = np.concatenate(rigid_body_basis(x), axis=1)
     jp = (np.eye(len(r)) - r @ r.T) @ j
-    dense = _nonzero(np.linalg.eigvalsh(jp.T @ np.asarray(hessian(model, system.x0)) @ jp))
+    dense = _nonzero(np.linalg.eigvalsh(jp.T @ np.asarray(hessian(model, x)) @ jp))
     np.testing.assert_allclose(np.sort(rows[1].values), dense, rtol=1e-6)
     assert any("kernel" in p for p in phases)
     if len(rows) == 4:
@@ -178,7 +180,7 @@ def test_propagation_matrix_by_setting(loop):
     a = propagation_matrix(spec.replace(**{"reparam.propagation": "bonds"}), system)
     bonds = np.asarray(system.bonds)
     assert a[bonds[0, 0], bonds[0, 1]] == a[bonds[0, 1], bonds[0, 0]] == 1.0
-    assert np.allclose(np.diag(a), 0.2) and a.sum() == pytest.approx(2 * len(bonds) + 0.2 * 24)
+    assert np.allclose(np.diag(a), 0.2) and a.sum() == pytest.approx(2 * len(bonds) + 0.2 * 50)
 
 
 def test_strongest_edges():
@@ -275,7 +277,7 @@ def test_graph_figure_draws_the_m_strongest_edges_and_the_histogram(loop):
     off = teach_views.graph_figure(p, 0, 30, False)
     assert not [t for t in off.data if t.name.startswith("A_ij")]
     hist = teach_views.weight_histogram(p, 30)
-    assert sum(hist.data[0].y) == 24 * 23 // 2
+    assert sum(hist.data[0].y) == 50 * 49 // 2
     cut = abs(p["weights"][29])
     assert f"|A_ij| ≥ {cut:.3g} (30 edges)" in hist.layout.annotations[0].text
 
@@ -318,7 +320,7 @@ def registry(tmp_path):
     from workbench.config import ServerConfig
     from workbench.registry import RunRegistry
 
-    small = jobs.build_system(demo_spec(OPENING, "gd").replace(**{"system.n": 24}).system, 0)
+    small = jobs.build_system(demo_spec(OPENING, "gd").replace(**{"system.n": 50}).system, 0)
     fake = FakeEngine(auto=True, n_rows=3, delay=0.01, system=small)
     r = RunRegistry(
         ServerConfig(run_dir=str(tmp_path), structure_dirs=()),
@@ -343,7 +345,7 @@ def _call(fn, *args, trigger=None):
 def test_panel_graph_and_landscape_on_runs(registry):
     from workbench.panels import teach
 
-    specs = [demo_spec(OPENING, m).replace(**{"system.n": 24}) for m in ("gd", "gnn")]
+    specs = [demo_spec(OPENING, m).replace(**{"system.n": 50}) for m in ("gd", "gnn")]
     ids_ = registry.submit_group(specs, SID)
     wait_for(lambda: all(registry.snapshot(i, SID).terminal for i in ids_), 10)
     opts = teach.run_options(registry.list_runs(SID))
@@ -360,7 +362,7 @@ def test_panel_graph_and_landscape_on_runs(registry):
     # landscape over both runs; a bad mode number is refused, naming the field
     assert "mode j must differ" in teach.start_landscape(1, ids_, 2, 2, SID, None)[2]
     bad = teach.start_landscape(1, ids_, 0, 2, SID, None)[2]
-    assert "mode i must be a whole number in [1, 66]" in bad
+    assert "mode i must be a whole number in [1, 144]" in bad
     task, _, _ = teach.start_landscape(1, ids_, 1, 2, SID, None)
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the landscape task")
     fig, style, text, done = teach.poll_landscape(1, task, SID)
@@ -374,7 +376,7 @@ def test_panel_conditioning_from_the_form(registry):
     from workbench.panels import teach
 
     values = forms.default_values()
-    values.update({"system.n": "24", "schedule.max_steps": "200"})
+    values.update({"system.n": "50", "schedule.max_steps": "200"})
     names = list(values)
     args = ([values[n] for n in names], [ids.field(n) for n in names], "loop", "file", None)
     task, poll_off, _ = teach.start_conditioning(1, *args, SID, None)
@@ -382,7 +384,7 @@ def test_panel_conditioning_from_the_form(registry):
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 240, "the conditioning task")
     fig, style, text, done = teach.poll_conditioning(1, task, SID)
     assert done and style == {"display": "block"}, text
-    assert text.startswith("H in positions, at x0: κ = ") and "CG, x = Ψz" in text
+    assert text.startswith("H in positions, at x0: κ = ") and "CG at its start, x = Ψz" in text
     assert len(fig.layout.yaxis.ticktext) >= 3
     bad = dict(values, **{"system.n": "abc"})
     msg = teach.start_conditioning(1, [bad[n] for n in names], *args[1:], SID, None)[2]
