@@ -24,7 +24,8 @@ on the same system at each size, and records what they show:
 
 - ``grad_ms``: one gradient of the full energy at a frame (the gradient chart, per frame);
 - conditioning (engine.teaching.conditioning_report on the demo's CG and GNN specs): each
-  row's seconds, kappa, rank and count of negative eigenvalues, and the total wall time
+  row's seconds, kappa, kappa_bulk, |lambda| max / median / min, rank and count of negative
+  eigenvalues, and the total wall time
   including the GNN's replay of stage 1 to its switch;
 - ``graph_s``: the propagation matrix, its strongest 4n edges and the weight histogram;
 - ``landscape_s``: a 41 x 41 energy slice on the plane of modes 1 and 2 at x0.
@@ -195,6 +196,8 @@ def bench_views(n: int) -> dict:
                 "label": r.label,
                 "seconds": round(r.seconds, 3),
                 "kappa": r.kappa,
+                "kappa_bulk": r.kappa_bulk,
+                "median_abs": float(np.median(np.abs(r.values))),
                 "rank": r.rank,
                 "n_params": r.n_params,
                 "n_negative": r.n_negative,

@@ -204,21 +204,36 @@ def condition_number(values, rel_floor: float = 1e-9) -> float:
 # the analytic translations and rotations at x, as for H itself), and the null space of J
 # (P - rank directions that do not move x) is dropped by rank (S > RANK_TOL x max S).
 RANK_TOL = 1e-10
+# Away from a minimum eigenvalues cross zero, so min |lambda| (and kappa) is set by a few
+# near-zero modes; kappa_bulk = max |lambda| / (the BULK_QUANTILE quantile of |lambda|) says
+# how spread the rest is.
+BULK_QUANTILE = 0.10
 
 
 class Conditioning(NamedTuple):
     """One operator's spectrum: ``values`` [r] its eigenvalues with rigid-body and null
-    modes excluded (ascending); ``kappa`` = max |value| / min |value| over them; ``n_params``
+    modes excluded (ascending); ``kappa`` = max |value| / min |value| over them;
+    ``kappa_bulk`` = max |value| / the BULK_QUANTILE quantile of |value|; ``n_params``
     the map's parameter count (P; 3n for positions); ``rank`` = r; ``n_negative`` how many
     values are below zero (H away from a minimum); ``seconds`` its wall time."""
 
     label: str
     values: np.ndarray
     kappa: float
+    kappa_bulk: float
     n_params: int
     rank: int
     n_negative: int
     seconds: float
+
+
+def kappa_bulk_of(values) -> float:
+    """max |lambda| / the BULK_QUANTILE quantile of |lambda| (inf if that is 0)."""
+    a = np.abs(np.asarray(values, np.float64))
+    if not a.size or not np.isfinite(a).all():
+        return float("inf")
+    q = float(np.quantile(a, BULK_QUANTILE))
+    return float(a.max() / q) if q > 0 else float("inf")
 
 
 def kappa_of(values) -> float:
@@ -292,6 +307,7 @@ def position_conditioning(model: EnergyModel, x, label: str = "H in positions") 
         label,
         values,
         kappa_of(values),
+        kappa_bulk_of(values),
         n_dof,
         len(values),
         int((values < 0).sum()),
@@ -314,6 +330,7 @@ def map_conditioning(model: EnergyModel, apply, params, label: str, h=None) -> C
         label,
         values,
         kappa_of(values),
+        kappa_bulk_of(values),
         n_params,
         rank,
         int((values < 0).sum()),

@@ -93,9 +93,9 @@ def test_conditioning_graph_and_landscape_render(page):
         "both runs done",
     )
     page.click(f"#{ID.REFRESH}")
-    page.get_by_role("tab", name="Propagation graph").click()
+    page.locator("[data-panel=teach]").get_by_text("Propagation graph", exact=True).click()
     page.click(f"#{ID.GRAPH_RUN}")
-    page.get_by_role("option", name=re.compile(r"(?i)^gnn.* · run ")).first.click()
+    page.get_by_role("option", name=re.compile(r"^gnn.* · run ", re.IGNORECASE)).first.click()
     page.click(f"#{ID.GRAPH_BTN}")
     wait_until(page, lambda: _visible(page, ID.GRAPH_3D), 120, "the propagation graph")
     wait_until(
@@ -112,7 +112,7 @@ def test_conditioning_graph_and_landscape_render(page):
         "the edges toggled off",
     )
     # the landscape slice with both runs' paths
-    page.get_by_role("tab", name="Landscape slice").click()
+    page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
     for _ in range(2):  # two runs (the menu may close after each choice)
         if not page.locator("[role=option]").count():
             page.click(f"#{ID.LAND_RUNS}")

@@ -24,6 +24,7 @@ from engine.teaching import (
     full_modes,
     gauss_newton_extremes,
     gauss_newton_spectrum,
+    kappa_bulk_of,
     kappa_of,
     landscape_slice,
     map_conditioning,
@@ -136,6 +137,8 @@ def test_position_conditioning_excludes_the_rigid_body_span(loop):
     np.testing.assert_allclose(row.values, np.sort(m.values[6:]))
     assert row.n_negative == int((m.values[6:] < 0).sum())
     assert kappa_of([-4.0, 2.0, 1.0]) == 4.0 and kappa_of([0.0, 1.0]) == float("inf")
+    assert kappa_bulk_of(np.arange(1.0, 11.0)) == pytest.approx(10 / 1.9)  # 10 % quantile
+    assert row.kappa_bulk == pytest.approx(kappa_bulk_of(row.values))
 
 
 def test_conditioning_report_rows(loop):
@@ -231,6 +234,7 @@ def test_conditioning_figure_labels_every_kappa():
             "label": "H",
             "values": [-1.0, 2.0, 100.0],
             "kappa": 100.0,
+            "kappa_bulk": 50.0,
             "rank": 3,
             "n_negative": 1,
             "seconds": 0.1,
@@ -239,6 +243,7 @@ def test_conditioning_figure_labels_every_kappa():
             "label": "GNN",
             "values": [1.0, 4.0],
             "kappa": 4.0,
+            "kappa_bulk": 2.0,
             "rank": 2,
             "n_negative": 0,
             "seconds": 0.2,
@@ -247,11 +252,12 @@ def test_conditioning_figure_labels_every_kappa():
     fig = teach_views.conditioning_figure(rows)
     assert fig.layout.xaxis.type == "log"
     ticks = list(fig.layout.yaxis.ticktext)
-    assert "κ = 100 · 3 modes (1 < 0)" in ticks[0] and "κ = 4 · 2 modes" in ticks[1]
+    assert "κ = 100, κ₁₀ = 50 · 3 modes (1 < 0)" in ticks[0]
+    assert "κ = 4, κ₁₀ = 2 · 2 modes" in ticks[1]
     hollow = [t for t in fig.data if t.marker.symbol == "circle-open"]
     assert len(hollow) == 1 and list(hollow[0].x) == [1.0]
     text = teach_views.conditioning_text(rows, 0.3)
-    assert "GNN: κ = 4 (25× smaller)" in text and "0.3 s (the GNN" in text
+    assert "GNN: κ = 4 (0.04× H's), κ₁₀ = 2 (0.04× H's)" in text and "0.3 s (the GNN" in text
 
 
 def _graph_payload(loop, spec_changes=None):
