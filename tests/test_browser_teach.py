@@ -113,14 +113,23 @@ def test_conditioning_graph_and_landscape_render(page):
     )
     # the landscape slice with both runs' paths
     page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
-    for _ in range(2):  # two runs (the menu may close after each choice)
-        if not page.locator("[role=option]").count():
-            page.click(f"#{ID.LAND_RUNS}")
-        page.locator("[role=option][aria-selected=false]").first.click()
+    page.locator(f"#{ID.LAND_RUNS}").click()
+    options = page.locator("[role=option]:visible", has_text=" · run ")
+    wait_until(page, lambda: options.count() >= 2, 20, "the landscape's run options")
+    for k in range(2):  # two runs: the menu of a multiple choice stays open
+        options.nth(k).click()
     page.keyboard.press("Escape")
+    chosen = page.inner_text(f"#{ID.LAND_RUNS}")
+    assert chosen.count(" · run ") == 2, chosen
     page.click(f"#{ID.LAND_BTN}")
-    wait_until(page, lambda: _visible(page, ID.LAND_GRAPH), 120, "the landscape slice")
-    assert "2 path(s)" in page.inner_text(f"#{ID.LAND_STATUS}")
+
+    def landscape_done():
+        status = page.inner_text(f"#{ID.LAND_STATUS}")
+        return _visible(page, ID.LAND_GRAPH) or "Not computed" in status or "failed" in status
+
+    wait_until(page, landscape_done, 240, "the landscape slice")
+    status = page.inner_text(f"#{ID.LAND_STATUS}")
+    assert _visible(page, ID.LAND_GRAPH) and "2 path(s)" in status, status
     legend = page.eval_on_selector_all(
         f"#{ID.LAND_GRAPH} .legendtext", "els => els.map(e => e.textContent)"
     )
