@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from dash import no_update as NU
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from jax.flatten_util import ravel_pytree
@@ -341,7 +342,7 @@ def registry(tmp_path):
 
 def _call(fn, *args, trigger=None):
     def run():
-        inputs = [{"prop_id": f"{trigger}.n_intervals", "value": 1}] if trigger else []
+        inputs = [{"prop_id": f"{trigger}.value", "value": 1}] if trigger else []
         context_value.set(AttributeDict(triggered_inputs=inputs))
         return fn(*args)
 
@@ -360,11 +361,20 @@ def test_panel_graph_and_landscape_on_runs(registry):
     task, poll_off, msg = teach.start_graph(1, ids_[1], SID, None)
     assert poll_off is False and "queued" in msg
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the graph task")
-    out = _call(teach.show_graph, 1, 0, ["on"], 50, task, SID, trigger=teach.ID.GRAPH_POLL)
+    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, task, SID, trigger=teach.ID.GRAPH_POLL)
     fig, _, hist, _, text, done, last, frame = out
     assert done and frame == last == len(registry.frames(ids_[1], SID)) - 1 >= 1
     assert f"A ({specs[1].reparam.propagation}; GNN)" in text
     assert "the 50 strongest edges" in fig.layout.title.text
+    # the replay slider moves the frame when the graph's run is the replayed one
+    from workbench.panels import runs
+
+    replay = {"id": ids_[1]}
+    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, replay, trigger=runs.ID.SLIDER)
+    assert out[-1] == 0 and out[0].layout.title.text.startswith("step 0:")
+    other = {"id": ids_[0]}
+    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, other, trigger=runs.ID.SLIDER)
+    assert all(o is NU for o in out)
     # landscape over both runs; a bad mode number is refused, naming the field
     assert "mode j must differ" in teach.start_landscape(1, ids_, 2, 2, SID, None)[2]
     bad = teach.start_landscape(1, ids_, 0, 2, SID, None)[2]

@@ -5,7 +5,8 @@
   on one log axis with condition numbers (engine.teaching.conditioning_report).
 - Propagation graph: the matrix A the GNN propagates on (Psi Psi^T, Psi Lambda Psi^T or the
   bond graph, as a chosen run's settings say), its strongest edges drawn over that run's
-  structure at any kept frame (live or replayed), and the histogram of its weights.
+  structure at any kept frame (live or replayed: a run opened for replay becomes the graph's
+  run, and the replay slider moves the graph's frame), and the histogram of its weights.
 - Landscape slice: the energy on the plane of two chosen Hessian modes at x0, with the
   chosen runs' kept frames projected onto it.
 
@@ -357,12 +358,17 @@ def start_graph(n, run_id, sid, previous):
     Input(ID.GRAPH_FRAME, "value"),
     Input(ID.GRAPH_EDGES, "value"),
     Input(ID.GRAPH_M, "value"),
+    Input(runs.ID.SLIDER, "value"),
     State(ID.GRAPH_TASK, "data"),
     State(ids.SESSION, "data"),
+    State(runs.ID.REPLAY, "data"),
     prevent_initial_call=True,
 )
-def show_graph(n, frame, edges, m, task, sid):
-    """The graph at the chosen frame; a new result starts at the last kept frame."""
+def show_graph(n, frame, edges, m, replay_index, task, sid, replay=None):
+    """The graph at the chosen frame: a new result starts at the last kept frame, and the
+    replay slider moves it when the replayed run is the graph's run."""
+    if ctx.triggered_id == runs.ID.SLIDER and not follows_replay(task, replay):
+        return (NU,) * 8
     status, p, done = poll_task(task, sid)
     if p is None:
         return NU, NU, NU, NU, status, done, NU, NU
@@ -370,6 +376,8 @@ def show_graph(n, frame, edges, m, task, sid):
     last = len(p["frames"]) - 1
     if ctx.triggered_id == ID.GRAPH_POLL:
         frame = last
+    elif ctx.triggered_id == runs.ID.SLIDER and replay_index is not None:
+        frame = replay_index
     frame = last if frame is None else min(int(frame), last)
     fig = teach_views.graph_figure(p, frame, m, "on" in (edges or []))
     hist = teach_views.weight_histogram(p, m)
@@ -380,6 +388,11 @@ def show_graph(n, frame, edges, m, task, sid):
     )
     show = {"display": "block"}
     return fig, show, hist, show, text, True, last, frame
+
+
+def follows_replay(task: dict | None, replay: dict | None) -> bool:
+    """The graph shows the run opened for replay (so the replay slider moves its frame)."""
+    return bool(task and replay and task.get("run") and task.get("run") == replay.get("id"))
 
 
 def graph_m(m) -> int:
