@@ -55,7 +55,7 @@ MAX_ATOMS = 1000  # above: no projection (dense eigh of 3n x 3n: 6.6-9.5 s at n 
 MAX_SYSTEMS = 3  # modes kept (72 MB each at n = 1000)
 BAND_ORDER = (SLOW, MIDDLE, FAST, RIGID)  # stacking order, bottom to top
 BAND_COLORS = {SLOW: "#2ca02c", MIDDLE: "#9ecae1", FAST: "#d62728", RIGID: "#bdbdbd"}
-CHART_HEIGHT = 300  # two stacked charts: displacement, gradient
+CHART_HEIGHT = 300  # two stacked charts (displacement, gradient); = .wb-projection in the CSS
 
 
 class _Modes:
