@@ -262,8 +262,18 @@ def background(key, work, timeout_s: float | None = None):
     def task(report, should_stop):
         if should_stop():
             return None
-        comp, _ = jobs.shared_computation(key, work)
-        shown, start = None, time.monotonic()
+        start = time.monotonic()
+        while True:  # None: the server's limit of computations under way is reached
+            comp, _ = jobs.shared_computation(key, work)
+            if comp is not None:
+                break
+            report("waiting for a free computation slot (the server's limit of computations)")
+            if should_stop():
+                return None
+            if time.monotonic() - start > limit:
+                raise TimeoutError(f"no free computation slot after {limit:.0f} s")
+            time.sleep(0.1)
+        shown = None
         while not comp.done.wait(0.1):
             if comp.phase != shown:
                 shown = comp.phase
