@@ -377,7 +377,16 @@ def test_runs_table_digest_and_system_names():
 def test_panels_sit_in_workflow_order_with_the_setup_row_first():
     page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
     # the lessons drawer comes last in the DOM (fixed to the corner by assets/workbench.css)
-    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs", "sweep", "lessons")
+    assert layout.ORDER == (
+        "system",
+        "spectrum",
+        "method",
+        "live",
+        "runs",
+        "teach",
+        "sweep",
+        "lessons",
+    )
 
     def areas(node):
         found = []
