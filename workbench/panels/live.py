@@ -50,7 +50,8 @@ from . import PageContext, method, system, triggered_value
 
 
 class ID:
-    LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool}
+    LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool,
+    # "fold": True for a protein folding from a non-native start (RMSD curve first)}
     SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", "version", ...}, "_active", "_ms", "_n"}
     POLL = "wb-poll"  # Store: tick counter; each increment runs poll_runs once (workbench.js)
     POLL_ACK = "wb-poll-ack"  # dummy output of the clientside poll scheduler
@@ -333,13 +334,47 @@ def new_group(run_ids, specs, protein: bool, workers: int, poll_ms: int) -> Grou
         m = forms.method_of(spec)
         color, div = METHODS[m].color, ID.viewer_dom(rid)
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
-    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "")
+    fold = protein and folding(specs[0])
+    fig = figures.curves_figure(
+        runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "", rmsd_first=fold
+    )
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."
     queued = max(0, len(runs) - workers)
     if queued:
         message += f" {queued} run(s) wait for a free worker ({workers} workers)."
     seen = {"_active": True, "_ms": poll_ms, "_n": 0}
-    return Group(runs, {"runs": runs, "rmsd": protein}, fig, seen, message)
+    live = {"runs": runs, "rmsd": protein, **({"fold": True} if fold else {})}
+    return Group(runs, live, fig, seen, message)
+
+
+def folding(spec) -> bool:
+    """A protein run from a start other than its (PDB) native structure: its CA-RMSD to the
+    native is the main curve and the native is overlaid in its 3D view."""
+    return spec.system.kind == "protein" and bool(spec.system.pdb) and spec.system.start != "native"
+
+
+def native_overlay(spec_dict: dict | None) -> str | None:
+    """PDB text of a folding run's native structure, superposed on its start (CA atoms, in
+    the displayed frame), for the translucent overlay; None for other runs."""
+    from engine import RunSpec
+    from engine import io as engine_io
+
+    try:
+        spec = RunSpec.from_dict(spec_dict or {})
+    except (SpecError, TypeError):
+        return None
+    if not folding(spec):
+        return None
+    system = jobs.build_system(spec.system, spec.seed)  # cached: the run built the same one
+    if system.reference is None:
+        return None
+    import mdtraj
+
+    ca = [a.index for a in system.topology.atoms if a.name == "CA"]
+    native = mdtraj.Trajectory(np.asarray(system.reference, np.float32)[None], system.topology)
+    start = mdtraj.Trajectory(np.asarray(system.x0, np.float32)[None], system.topology)
+    native.superpose(start, 0, atom_indices=ca or None)
+    return engine_io.pdb_text(system, np.asarray(native.xyz[0], np.float64))
 
 
 def frame_payload(snap, link: list[str], period: int):
@@ -349,12 +384,16 @@ def frame_payload(snap, link: list[str], period: int):
         return NU
     scale = snap.view.get("scale", 1.0)
     loop = snap.view.get("kind") == "loop"
+    view = snap.view
+    if view.get("kind") == "protein" and "native" not in view:
+        native = native_overlay(snap.spec)
+        view = {**view, "native": native} if native else view
     return {
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
         "xyz": jobs.flat(snap.frame_x, scale) if snap.frame_x is not None else None,
-        "view": snap.view,
+        "view": view,
         "link": link,
         "run": snap.run_id,
         "since": snap.frame_no,
@@ -602,7 +641,8 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
     if u.new_rows or ended:
         runs = [run for run in live["runs"] if run["id"] in card_ids]
         columns = {rid: _columns(r, rid, sid) for rid in card_ids}
-        fig = figures.curves_patch(runs, columns, u.switches, with_rmsd=bool(live.get("rmsd")))
+        fig = figures.curves_patch(runs, columns, u.switches, with_rmsd=bool(live.get("rmsd")),
+                                   rmsd_first=bool(live.get("fold")))  # fmt: skip
         patch = NU if fig is None else fig
         statuses = {rid: snap.status for rid, snap in snaps.items() if snap is not None}
         speedup = _speedup(live, sid, metric, threshold, chosen, columns, statuses)[0]
