@@ -335,10 +335,12 @@ class EngineCurves:
 class MDCurves:
     def __init__(self, engine: EngineCurves):
         self.engine = engine
-        self.contexts = {}
+        self.systems = {}
 
-    def context(self, start: str):
-        """(Context, integrator, platform name, setup seconds), one per start and process."""
+    def context(self, start: str, seed: int):
+        """(Context, integrator, platform name, setup seconds) with a Langevin random stream
+        seeded by ``seed`` (OpenMM reads the seed when the Context is made, so one per
+        segment; the HBond-constrained System is made once per start)."""
         import openmm
 
         from engine.protein.baseline import (
@@ -349,26 +351,25 @@ class MDCurves:
             best_platform,
         )
 
-        if start not in self.contexts:
-            t = time.perf_counter()
-            system = self.engine.system(start)
-            omm = _with_hbond_constraints(system.payload["openmm_system"])
-            integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
-            platform = best_platform()
-            context = openmm.Context(omm, integrator, platform)
-            self.contexts[start] = (context, integrator, platform.getName(),
-                                    time.perf_counter() - t)  # fmt: skip
-        return self.contexts[start]
+        t = time.perf_counter()
+        if start not in self.systems:
+            omm = self.engine.system(start).payload["openmm_system"]
+            self.systems[start] = _with_hbond_constraints(omm)
+        integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
+        integrator.setRandomNumberSeed(seed)
+        platform = best_platform()
+        context = openmm.Context(self.systems[start], integrator, platform)
+        return context, integrator, platform.getName(), time.perf_counter() - t
 
     def segment(self, curve: dict, state_file: dict | None) -> dict:
-        from engine.protein.baseline import MD_TEMPERATURE, MD_TIMESTEP
+        from engine.protein.baseline import MD_FRICTION, MD_TEMPERATURE, MD_TIMESTEP
         from engine.protein.measures import protein_metrics
 
         start, seed = curve["start"], curve["seed"]
         system = self.engine.system(start)
-        context, integrator, platform, setup_s = self.context(start)
         n_seg = len(curve.get("segments", []))
-        integrator.setRandomNumberSeed(seed * 100_003 + n_seg + 1)  # 0 would mean "random"
+        # a new random stream per (seed, segment); 0 would mean "pick one at random"
+        context, integrator, platform, setup_s = self.context(start, seed * 100_003 + n_seg + 1)
         if state_file is None:
             context.setPositions(np.asarray(system.x0, np.float64))
             context.applyConstraints(1e-6)
@@ -379,7 +380,7 @@ class MDCurves:
                 "key": key_of(start, "md", seed), "start": start, "start_file": STARTS[start],
                 "method": "md", "seed": seed, "budget_steps": MD_STEPS,
                 "md": {"temperature_K": MD_TEMPERATURE, "timestep_ps": MD_TIMESTEP,
-                       "friction_per_ps": 1.0, "constraints": "HBonds", "platform": platform},
+                       "friction_per_ps": MD_FRICTION, "constraints": "HBonds", "platform": platform},
                 "status": "running", "message": "", "step": 0, "stage": 2, "switch_step": None,
                 "modes_s": 0.0, "init_s": 0.0, "wall_s": 0.0, "e_start": e,
                 "rows": {"step": [0], "stage": [2], "wall_time_s": [0.0], "energy": [e],
@@ -520,7 +521,7 @@ def measure(args) -> dict:
         load.append(list(os.getloadavg()))
         print(method, {k: round(v, 3) for k, v in out[method].items()}, flush=True)
     if "md" in args.methods:
-        context, integrator, platform, _ = MDCurves(engine).context(start)
+        context, integrator, platform, _ = MDCurves(engine).context(start, 1)
         system = engine.system(start)
         context.setPositions(np.asarray(system.x0, np.float64))
         context.applyConstraints(1e-6)
@@ -589,7 +590,20 @@ def at_wall_time(curve: dict, seconds: float, column: str) -> float:
 
 
 def report() -> dict:
+    """fold.json, fold.png and the Figure-5 tables in docs/benchmarks-protein.md."""
+    from .common import replace_marked, save_json
+
     curves = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    data = summarize(curves)
+    save_json("fold", data)
+    plot(curves, data["partial"])
+    if DOC_PATH.exists() and f"<!-- {DOC_MARK}:start -->" in DOC_PATH.read_text():
+        replace_marked(DOC_PATH, DOC_MARK, doc_tables(data))
+    return data
+
+
+def summarize(curves: list[dict]) -> dict:
+    """The summary of curve records: one row per curve, partial when any is still running."""
     table = []
     md = {(c["start"], c["seed"]): c for c in curves if c["method"] == "md"}
     for c in curves:
@@ -629,11 +643,54 @@ def report() -> dict:
         "continue_with": "nice -n 19 .venv/bin/python -m bench.bench_fold --budget-minutes N "
         "&& .venv/bin/python -m bench.bench_fold --report",
     }  # fmt: skip
-    from .common import save_json
-
-    save_json("fold", data)
-    plot(curves, partial)
     return data
+
+
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-protein.md"
+DOC_MARK = "fold"
+
+
+def doc_tables(data: dict) -> str:
+    """The per-step cost and per-curve tables of docs/benchmarks-protein.md (Figure 5)."""
+    out = []
+    cost = data.get("cost")
+    if cost:
+        load = ", ".join(f"{v[0]:.1f}" for v in cost["loadavg_during"])
+        out += [
+            f"Per-step cost (`--measure`, start {cost['start']}, {cost['steps_timed']} steps "
+            f"each after compilation; 1-min load average during it: {load} on "
+            f"{cost['machine']['cpu_count']} cores, nice 19; backend "
+            f"{', '.join(cost['machine']['devices'])}):",
+            "",
+            "| method | stage 1 ms/step | stage 2 ms/step | slow modes s | projected s per curve |",
+            "|---|---|---|---|---|",
+        ]
+        per = cost["projection"]["seconds_per_curve"]
+        for m, c in cost["ms_per_step"].items():
+            s1 = f"{c['stage1']:.2f}" if "stage1" in c else "–"
+            s2 = f"{c['stage2']:.2f}" if "stage2" in c else f"{c['md']:.2f} (MD)"
+            modes = f"{c['modes_s']:.1f}" if "modes_s" in c else "–"
+            out.append(f"| {m} | {s1} | {s2} | {modes} | {per[m]:,.0f} |")
+        p = cost["projection"]
+        out += ["", f"Projected total for the plan ({p['curves']} curves): {p['total_s']:,.0f} s "
+                f"= {p['total_h']:.1f} h of one process at that pace (the plateau rule can "
+                "only shorten it).", ""]  # fmt: skip
+    out += [
+        "| curve | status | steps done / budget | wall s | machine | load | CA-RMSD nm "
+        "start → now (min) | E kJ/mol start → now (min) | Q now | MD CA-RMSD at same wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(data["table"], key=lambda r: (r["start"], r["seed"], r["method"])):
+        md = r.get("md_rmsd_ca_at_same_wall")
+        md_s = "–" if md is None else ("not reached" if md != md else f"{md:.3f}")
+        out.append(
+            f"| {r['curve']} | {r['status']} | {r['steps']:,} / {r['budget_steps']:,} | "
+            f"{r['wall_s']:.0f} | {'+'.join(r['machines'])} | {r['loadavg_mean']:.1f} | "
+            f"{r['rmsd_ca_start']:.3f} → {r['rmsd_ca_end']:.3f} ({r['rmsd_ca_min']:.3f}) | "
+            f"{r['energy_start']:.0f} → {r['energy_end']:.0f} ({r['energy_min']:.0f}) | "
+            f"{r['q_end']:.2f} | {md_s} |"
+        )
+    return "\n".join(out)
 
 
 def plot(curves: list[dict], partial: bool) -> None:

@@ -128,6 +128,14 @@ def test_report_marks_partial_results_and_compares_with_md_at_the_same_wall_time
     assert bench_fold.at_wall_time(md, t, "rmsd_ca") == md["rows"]["rmsd_ca"][-1]
     assert np.isnan(bench_fold.at_wall_time(md, t + 1.0, "rmsd_ca"))
     assert gd["status"] == md["status"] == "running"
+    data = bench_fold.summarize(curves)
+    assert data["partial"] is True
+    row = {r["method"]: r for r in data["table"]}["gd"]
+    assert row["steps"] == 200 and row["fraction_done"] == pytest.approx(200 / 600)
+    want = bench_fold.at_wall_time(md, gd["wall_s"], "rmsd_ca")  # nan: MD ran less long
+    np.testing.assert_equal(row["md_rmsd_ca_at_same_wall"], want)
+    table = bench_fold.doc_tables(data)
+    assert "| unfolded_gd_s0 | running | 200 / 600 |" in table
 
 
 def test_plan_runs_deterministic_methods_once_and_seed_zero_first():
