@@ -269,3 +269,13 @@ def test_native_overlay_is_the_native_superposed_on_the_start():
     snap.spec = spec.replace(**{"system.start": "native"}).to_dict()
     assert "native" not in live.frame_payload(snap, ["d"], 50)["view"]
     assert live.native_overlay({"bogus": 1}) is None
+
+
+def test_the_page_renders_the_fold_preset_and_the_md_checkbox():
+    from workbench import layout
+    from workbench.panels import PageContext
+
+    text = str(layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400")))
+    assert "'fold-trp-cage'" in text  # a preset dropdown option
+    assert "'OpenMM MD 298 K'" in text and "2 fs of simulated time each" in text
+    assert "'openmm-md'" in text  # its checkbox value
