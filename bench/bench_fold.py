@@ -79,6 +79,11 @@ def key_of(start: str, method: str, seed: int) -> str:
     return f"{start}_{method}_s{seed}"
 
 
+def blank_record(start: str, method: str, seed: int) -> dict:
+    """The record of a curve not started yet (its first segment fills it in)."""
+    return {"key": key_of(start, method, seed), "start": start, "method": method, "seed": seed}
+
+
 def budget_of(method: str) -> int:
     return MD_STEPS if method == "md" else ENGINE_STEPS
 
@@ -472,7 +477,7 @@ def collect(args) -> None:
             print(f"budget: {left:.0f} s left, next segment of {key_of(*c)} would not fit; "
                   "stopping", flush=True)  # fmt: skip
             return
-        curve = records[c] or {"key": key_of(*c)}
+        curve = records[c] or blank_record(*c)
         npz = OUT / f"{curve['key']}.npz"
         state_file = dict(np.load(npz)) if records[c] and npz.exists() else None
         runner = md if c[1] == "md" else engine
@@ -552,7 +557,8 @@ def measure(args) -> dict:
 
 
 def project(cost: dict, args) -> dict:
-    """Projected seconds per curve and in total for the whole plan (all starts and seeds)."""
+    """Projected seconds per curve and in total for the whole plan: both starts, the
+    methods and seeds of ``args`` (whatever start the cost was measured on)."""
     per_curve = {}
     for method, c in cost.items():
         if method == "md":
@@ -565,7 +571,7 @@ def project(cost: dict, args) -> dict:
             )
         else:
             per_curve[method] = ENGINE_STEPS * c["stage2"] / 1000
-    curves = plan(args.starts, args.methods, args.seeds, args.det_seeds)
+    curves = plan(list(STARTS), args.methods, args.seeds, args.det_seeds)
     total = sum(per_curve[m] for _, m, _ in curves if m in per_curve)
     return {
         "seconds_per_curve": per_curve,
