@@ -261,7 +261,7 @@ class EngineCurves:
             "e_start": first.energy,
             "rows": {"step": [0], "stage": [first.stage], "wall_time_s": [0.0],
                      "energy": [first.energy], "rmsd_ca": [metrics["rmsd_ca"]],
-                     "q": [metrics["fraction_native_contacts"]]},
+                     "q": [metrics.get("fraction_native_contacts", math.nan)]},
             "segments": [],
             "setup_s": [setup_s],
         }  # fmt: skip
@@ -313,7 +313,7 @@ class EngineCurves:
                 rows["wall_time_s"].append(curve["wall_s"] + time.perf_counter() - t0)
                 rows["energy"].append(obs.energy)
                 rows["rmsd_ca"].append(m["rmsd_ca"])
-                rows["q"].append(m["fraction_native_contacts"])
+                rows["q"].append(m.get("fraction_native_contacts", math.nan))
         seconds = time.perf_counter() - t0
         curve["wall_s"] += seconds
         curve["step"], curve["stage"] = state.step, state.schedule.stage
@@ -390,7 +390,8 @@ class MDCurves:
                 "status": "running", "message": "", "step": 0, "stage": 2, "switch_step": None,
                 "modes_s": 0.0, "init_s": 0.0, "wall_s": 0.0, "e_start": e,
                 "rows": {"step": [0], "stage": [2], "wall_time_s": [0.0], "energy": [e],
-                         "rmsd_ca": [m["rmsd_ca"]], "q": [m["fraction_native_contacts"]]},
+                         "rmsd_ca": [m["rmsd_ca"]],
+                         "q": [m.get("fraction_native_contacts", math.nan)]},
                 "segments": [], "setup_s": [],
             })  # fmt: skip
         else:
@@ -412,7 +413,7 @@ class MDCurves:
             rows["wall_time_s"].append(curve["wall_s"] + time.perf_counter() - t0)
             rows["energy"].append(e)
             rows["rmsd_ca"].append(m["rmsd_ca"])
-            rows["q"].append(m["fraction_native_contacts"])
+            rows["q"].append(m.get("fraction_native_contacts", math.nan))
             if not math.isfinite(e):
                 curve["status"], curve["message"] = "diverged", f"energy {e} at step {step}"
                 break
