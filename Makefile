@@ -4,8 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
-PORT ?= 8050
+SLOWMODE_HOST ?= 127.0.0.1
+SLOWMODE_PORT ?= 8050
 
 .PHONY: run test setup browser bench clean
 
@@ -28,7 +28,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: setup
-	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+	$(BIN)/python app.py --host $(SLOWMODE_HOST) --port $(SLOWMODE_PORT)
 
 # Lint and format are part of the test command, so CI enforces one style.
 test: setup browser

@@ -3,6 +3,12 @@
 One server process with threads: engine runs execute on the registry's worker pool, so the
 JAX compile cache and the run registry are shared by every browser session. The page is the
 panels of workbench/panels/ composed by workbench/layout.py (``create_app`` sets it up).
+
+HTTP is served by waitress (a production WSGI server: one process, ``server_threads``
+request threads, bodies over the cap refused before they are buffered); ``--dev-server``
+serves with Flask's development server instead, for debugging on one machine. Ctrl-C and
+SIGTERM close the port, stop every run (each one's meta.json says how it ended) and exit
+within a few seconds. ``python app.py --help`` lists every setting (workbench/config.py).
 """
 
 import logging
@@ -52,9 +58,32 @@ def _busy_threads() -> list:
     return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
 
 
+def serve(app, config) -> None:
+    """Serve ``app`` until Ctrl-C or SIGTERM (KeyboardInterrupt): waitress, or Flask's
+    development server with ``config.dev_server``."""
+    if config.dev_server:
+        app.run(host=config.host, port=config.port, debug=False, threaded=True,
+                dev_tools_hot_reload=False)  # fmt: skip
+        return
+    from waitress import create_server
+
+    server = create_server(
+        app.server,
+        host=config.host,
+        port=config.port,
+        threads=config.server_threads,
+        # the app answers bodies up to 4x its cap with a 413 naming the cap; waitress refuses
+        # larger ones before buffering them
+        max_request_body_size=4 * config.max_request_bytes,
+        connection_limit=1000,  # a class: ~30 browsers x up to 6 keep-alive connections each
+        ident="slowmode-workbench",
+    )
+    server.run()  # returns after closing the port on KeyboardInterrupt
+
+
 def main(argv=None) -> None:
     config = from_argv(argv)
-    log = logging.getLogger("workbench")  # warm-up and start-up messages
+    log = logging.getLogger("workbench")  # warm-up, start-up and failed-run messages
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
@@ -64,19 +93,14 @@ def main(argv=None) -> None:
     cache = config.compile_cache_path
     print(
         f"Workbench on http://{config.host}:{config.port} "
-        f"(runs kept in {os.path.abspath(config.run_dir)}; "
+        f"({'development server' if config.dev_server else 'waitress'}; "
+        f"runs kept in {os.path.abspath(config.run_dir)}; "
         f"compilation cache {os.path.abspath(cache) if cache else 'off'})",
         flush=True,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app.run(
-            host=config.host,
-            port=config.port,
-            debug=False,
-            threaded=True,
-            dev_tools_hot_reload=False,
-        )
+        serve(app, config)
     except KeyboardInterrupt:
         pass
     finally:

@@ -128,6 +128,12 @@
                    key: view.key, linked: new Set(), fresh: true, follow: true, programmatic: 0,
                    camera: null, ghost: null, bonds: null, stretch: 0, broken: ""};
     if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
+    if (view.every > 1) {  // a large loop: every k-th bead is drawn (workbench/jobs.py)
+      const note = document.createElement("div");
+      note.className = ID.live.BADGE_CLASS;
+      note.textContent = "every " + view.every + "th bead of " + view.n_atoms + " shown";
+      entry.el.appendChild(note);
+    }
     viewer.setViewChangeCallback(v => onViewChange(entry, v));
     programmatic(entry, () => frameAndRender(viewer));
     viewers[div] = entry;
@@ -467,7 +473,7 @@
      flight, a reply only continues the chain while its tick is the newest, and the watchdog
      restarts a chain only after 60 s without a reply. The server also assigns whole traces
      (figures.curves_patch), so a reply applied twice or late cannot add a point anyway. */
-  const chain = {last: 0, inflight: false, timer: null, n: 0};
+  const chain = {last: 0, inflight: false, timer: null, n: 0, group: null};
   function schedule(ms) {
     if (chain.timer !== null) return;  // one tick pending at most
     const wait = Math.max(0, (ms || 400) - (performance.now() - chain.last));
@@ -480,8 +486,12 @@
     }, wait);
   }
   function onSeen(seen) {
-    // start_run's seen has _n 0; a poll reply carries the tick it answers
-    if (seen && seen._n && seen._n !== chain.n) return window.dash_clientside.no_update;  // stale
+    // start_run's seen has _n 0 and names the new group; a poll reply carries the tick it
+    // answers and its group. A reply for an earlier group or tick is stale: it must neither
+    // end nor double the chain (poll_runs also resets a store left by a stale reply).
+    if (seen && !seen._n) chain.group = seen._group;
+    if (seen && seen._n && (seen._n !== chain.n || seen._group !== chain.group))
+      return window.dash_clientside.no_update;
     chain.inflight = false;  // the reply to the newest tick has been applied
     if (seen && seen._active) schedule(seen._ms);
     return window.dash_clientside.no_update;

@@ -458,10 +458,52 @@ def bundled_villin_pdb() -> bytes:
 
 
 def local_pdb_dirs() -> tuple[str, ...]:
-    """Folders searched for a PDB id before the cache and the network: $SLOWMODE_PDB_DIRS
-    (separated by os.pathsep), then the project machine's shared structures."""
+    """The structure folders: where structure names and PDB ids resolve before the cache and
+    the network: $SLOWMODE_PDB_DIRS (separated by os.pathsep; a workbench server puts its
+    structure folders and its uploads folder there, ``use_structure_dirs``), then the project
+    machine's shared structures."""
     listed = [d for d in (_os.environ.get(PDB_DIRS_ENV) or "").split(_os.pathsep) if d]
     return tuple(dict.fromkeys([*listed, SHARED_PDB_DIR]))
+
+
+_INSTALLED_DIRS: list[str] = []  # what the last use_structure_dirs call put in the variable
+
+
+def use_structure_dirs(dirs) -> None:
+    """Make structure names and PDB ids resolve in ``dirs`` first, in this process and in the
+    processes it starts from now on (sweep workers): ``dirs`` go at the front of
+    $SLOWMODE_PDB_DIRS, replacing those of the previous call (a server configures once)."""
+    global _INSTALLED_DIRS
+    mine = [_os.path.abspath(d) for d in dirs]
+    listed = [d for d in (_os.environ.get(PDB_DIRS_ENV) or "").split(_os.pathsep) if d]
+    kept = [d for d in listed if d not in _INSTALLED_DIRS]
+    _os.environ[PDB_DIRS_ENV] = _os.pathsep.join(dict.fromkeys([*mine, *kept]))
+    _INSTALLED_DIRS = mine
+
+
+# A structure name: a file in a structure folder ("2JOF_native.pdb") or an upload's
+# "<upload id>/<file name>"; specs and exported configs carry names, never server paths.
+_NAME_PART = _re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.+()-]{0,99}$")
+UPLOAD_NAME = _re.compile(r"^[0-9a-f]{16}/[^/]+$")  # workbench uploads: "<16 hex>/<file name>"
+
+
+def is_structure_name(text: str | None) -> bool:
+    """True for a relative name of one or two parts made of letters, digits, " _.+()-" (no
+    part starting with a dot, so never ".." and never an absolute path)."""
+    parts = (text or "").split("/")
+    return 1 <= len(parts) <= 2 and all(_NAME_PART.match(p) for p in parts)
+
+
+def find_structure(name: str, dirs=None) -> str | None:
+    """Path of the structure file called ``name`` (``is_structure_name``) in the first of
+    ``dirs`` (default ``local_pdb_dirs()``) that holds it, or None."""
+    if not is_structure_name(name):
+        return None
+    for folder in local_pdb_dirs() if dirs is None else dirs:
+        path = _os.path.join(folder, *name.split("/"))
+        if _os.path.isfile(path):
+            return path
+    return None
 
 
 def find_local_pdb(pdb_id: str, dirs=None) -> str | None:
@@ -531,8 +573,9 @@ def fetch_pdb(
         reason = getattr(err, "reason", err)
         raise StructureError(
             f"could not download PDB {pdb_id} from {url} ({reason}) and found no {pdb_id}.pdb "
-            f"or {pdb_id}_native.pdb on this machine; the machine may be offline: upload the "
-            "file or give a local path instead"
+            f"or {pdb_id}_native.pdb among the structures on this machine nor in the download "
+            "cache; the machine may be offline: upload the file or choose a structure on this "
+            "machine instead"
         ) from None
     if len(data) > MAX_STRUCTURE_BYTES:
         raise StructureError(f"PDB {pdb_id} from {url} exceeds {MAX_STRUCTURE_BYTES // 2**20} MiB")
@@ -591,21 +634,35 @@ def structure_source_bytes(source: str) -> tuple[bytes, str]:
     """Resolve a structure source to its bytes and a short label.
 
     Args:
-      source: "villin" (the embedded default protein), a path to a PDB file, or a PDB id.
+      source: "villin" (the embedded default protein); a 4-character PDB id, resolved only
+        through the structure folders, the download cache and the network (``fetch_pdb``),
+        never as a file of the working directory; a structure name (``find_structure``:
+        "2JOF_native.pdb", an upload's "<id>/<file>"), looked up in the structure folders
+        first; else a path to a PDB file (the CLI).
 
     Returns:
       (data, label): the file's bytes and e.g. "villin HP35", "2JOF", "native.pdb".
 
     Raises:
-      StructureError: none of the three, or the file/download fails (see ``fetch_pdb``).
+      StructureError: none of these, or the file/download fails (see ``fetch_pdb``).
     """
     source = (source or "").strip()
     if source.lower() == "villin":
         return bundled_villin_pdb(), "villin HP35"
-    if _os.path.isfile(source):
-        return read_structure_file(source), _os.path.basename(source)
     if is_pdb_id(source):
         return fetch_pdb(source), source.upper()
+    named = find_structure(source)
+    if named is not None:
+        return read_structure_file(named), _os.path.basename(source)
+    if _os.path.isfile(source):
+        return read_structure_file(source), _os.path.basename(source)
+    if UPLOAD_NAME.match(source):
+        raise StructureError(
+            f"the uploaded structure {source.split('/')[1]!r} is not on this machine (uploads "
+            "stay on their workbench server for a retention period): upload the file again, "
+            "or give its path as system.pdb"
+        )
     raise StructureError(
-        f"structure {source!r} is neither an existing file, a 4-character PDB id nor 'villin'"
+        f"structure {source!r} is neither an existing file, a structure on this machine, a "
+        "4-character PDB id nor 'villin'"
     )

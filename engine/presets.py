@@ -228,16 +228,11 @@ def fold_spec(
 
 
 def fold_start() -> str:
-    """The unfolded Trp-cage on this machine (../shared/data/pdb), else an extended chain."""
-    import os
+    """The unfolded Trp-cage's structure name when a structure folder on this machine holds it
+    (engine.io.find_structure; specs carry names, not paths), else an extended chain."""
+    from .io import find_structure
 
-    from .io import local_pdb_dirs
-
-    for folder in local_pdb_dirs():
-        path = os.path.join(folder, FOLD_UNFOLDED)
-        if os.path.isfile(path):
-            return path
-    return "extended"
+    return FOLD_UNFOLDED if find_structure(FOLD_UNFOLDED) else "extended"
 
 
 FOLD_PRESET = "fold-trp-cage"

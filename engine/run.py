@@ -33,7 +33,10 @@ the run. ``run`` is the host loop over them, with a Recorder.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -286,23 +289,31 @@ def init_run(
     phase = on_phase if on_phase is not None else (lambda name, detail="": None)
     system = system or build_system(spec.system, spec.seed)
     dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
-    model = make_energy(system, spec.energy)
     t_start = time.perf_counter()
-    modes, modes_spent = _slow_modes(spec, system, model, modes, should_stop, phase)
-    phase("compiling", "")
-    _check(should_stop, "compiling")
-    reparam, params, aux, key_aux, init_s = _init_variables(spec, system, model, modes, dtype)
-    stages = {n: make_stage(spec, model, reparam, n) for n in _stage_numbers(spec)}
+    key = _prepared_key(spec, system) if modes is None else None
+    if key is not None and _PREPARED.pending(key):
+        phase("compiling", "shared with a run of the same settings being prepared")
+    prepared = _PREPARED.get_or_claim(key, should_stop)
+    reused = prepared is not None  # the same spec on the same structure ran in this process
+    if reused:
+        modes_spent = 0.0
+        _check(should_stop, "compiling")
+    else:
+        try:
+            prepared, modes_spent = _prepare(spec, system, modes, dtype, should_stop, phase)
+        except BaseException:
+            _PREPARED.release(key)  # stopped or failed: a waiting run prepares it itself
+            raise
+        _PREPARED.put(key, prepared)  # and wakes the runs waiting for it
+    model, modes, reparam, params, aux, key_aux, init_s, stages, observe_fn = prepared
     stage = min(stages)
     opt_state = stages[stage].tx.init(params)
-    _check(should_stop, "compiling")
-    _compile(stages, params, opt_state, aux, jnp.asarray(system.x0, dtype))
-    _check(should_stop, "compiling")
     x = reparam.apply(params)
-    first = _observe_start(model, x, stage)
+    first = _observe_start(observe_fn, x, stage)
     t_ready = time.perf_counter()  # the clock starts here: all compilation is behind us
     modes_s = modes.seconds if modes is not None else 0.0
-    compile_s = t_ready - t_start - modes_spent - init_s
+    spent_here = t_ready - t_start - modes_spent
+    compile_s = spent_here if reused else spent_here - init_s
     timings = {"modes_s": modes_s, "init_s": init_s, "compile_s": compile_s, "total_s": 0.0}
     policy = stage_policy(spec.schedule, two_stage=1 in stages, structure=structure_of(system))
     clock = wall_clock(t_ready, before_s=modes_s + init_s)
@@ -434,6 +445,123 @@ def _no_rows(spec: RunSpec, system: System, status: str, message: str, seconds: 
     )
 
 
+class Prepared(NamedTuple):
+    """What ``init_run`` builds for a spec on a structure before step 0: reusable as it is by
+    another run of the same spec (everything in it is immutable or stateless)."""
+
+    model: EnergyModel
+    modes: SlowModes | None
+    reparam: Reparam
+    params: Any
+    aux: Any
+    key_aux: jax.Array
+    init_s: float
+    stages: dict
+    observe_fn: Callable
+
+
+class _PreparedCache:
+    """The last few ``Prepared`` runs of this process, so that a repeated Run (the server's
+    warm-up, then the user's click on the same preset) skips the slow modes and JAX's tracing
+    and compiling: the persistent compilation cache only skips XLA's compile, and re-tracing a
+    GNN chunk took ~3 s of the opening demo's click-to-motion (bench/bench_ui.py)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: dict = {}
+        self._pending: dict = {}  # key -> Event set when the thread preparing it is done
+        self._lock = threading.Lock()
+
+    def get_or_claim(self, key, should_stop: Callable[[], bool]) -> Prepared | None:
+        """The prepared parts of ``key``, or None with the key claimed: the caller prepares
+        it and must ``put`` or ``release`` it. While another thread prepares the same key
+        (a click during the server's warm-up) this waits for it rather than compiling the
+        same kernels a second time on the same cores. Raises Stopped when asked to stop."""
+        if key is None:
+            return None
+        while True:
+            with self._lock:
+                value = self._items.pop(key, None)
+                if value is not None:
+                    self._items[key] = value  # most recent last
+                    return value
+                event = self._pending.get(key)
+                if event is None:
+                    self._pending[key] = threading.Event()
+                    return None
+            while not event.wait(0.05):
+                _check(should_stop, "compiling")
+
+    def put(self, key, value: Prepared) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.pop(next(iter(self._items)))
+        self.release(key)
+
+    def pending(self, key) -> bool:
+        with self._lock:
+            return key in self._pending and key not in self._items
+
+    def release(self, key) -> None:
+        """End a claim (after ``put``, or after preparing failed: a waiter then prepares)."""
+        with self._lock:
+            event = self._pending.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_PREPARED = _PreparedCache(size=4)
+
+
+def clear_prepared() -> None:
+    """Forget every prepared run of this process (tests; a server freeing memory)."""
+    _PREPARED.clear()
+
+
+PREPARED_MAX_ATOMS = 5000  # larger systems are not kept: their modes and arrays are large
+
+
+def _prepared_key(spec: RunSpec, system: System):
+    """What a run's prepared parts depend on: the spec without its schedule (which only drives
+    the stopping policy) and the structure's content; None when not to be kept."""
+    if system.n_atoms > PREPARED_MAX_ATOMS:
+        return None
+    fields = spec.to_dict()
+    fields.pop("schedule")
+    fields.pop("frame_every")
+    fields.pop("method_label")
+    digest = hashlib.sha256()
+    for array in (system.x0, system.bonds):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(f"{system.kind}|{system.name}|{system.n_atoms}".encode())
+    return json.dumps(fields, sort_keys=True, default=str), digest.hexdigest()
+
+
+def _prepare(spec, system, modes, dtype, should_stop, phase) -> tuple[Prepared, float]:
+    """Slow modes, reparam init, every stage's compiled chunk, the step-0 energy function;
+    and the seconds spent here on slow modes."""
+    model = make_energy(system, spec.energy)
+    modes, modes_spent = _slow_modes(spec, system, model, modes, should_stop, phase)
+    phase("compiling", "")
+    _check(should_stop, "compiling")
+    reparam, params, aux, key_aux, init_s = _init_variables(spec, system, model, modes, dtype)
+    stages = {n: make_stage(spec, model, reparam, n) for n in _stage_numbers(spec)}
+    opt_state = stages[min(stages)].tx.init(params)
+    _check(should_stop, "compiling")
+    _compile(stages, params, opt_state, aux, jnp.asarray(system.x0, dtype))
+    _check(should_stop, "compiling")
+    observe_fn = jax.jit(jax.value_and_grad(model.energy_fn))
+    prepared = Prepared(model, modes, reparam, params, aux, key_aux, init_s, stages, observe_fn)
+    return prepared, modes_spent
+
+
 def _init_variables(spec, system, model, modes, dtype):
     """(reparam, its params, the energy's aux, the aux key, seconds of reparam init incl.
     fit), all seeded by spec.seed."""
@@ -446,9 +574,9 @@ def _init_variables(spec, system, model, modes, dtype):
     return reparam, params, model.aux_init(key_aux, x0), key_aux, init_s
 
 
-def _observe_start(model: EnergyModel, x: jax.Array, stage: int) -> Observation:
-    """Step 0: the full energy and |dE/dx| at x (compiled here, outside the clock)."""
-    e0, g0 = jax.block_until_ready(jax.jit(jax.value_and_grad(model.energy_fn))(x))
+def _observe_start(observe_fn: Callable, x: jax.Array, stage: int) -> Observation:
+    """Step 0: the full energy and |dE/dx| at x (compiled on first use, outside the clock)."""
+    e0, g0 = jax.block_until_ready(observe_fn(x))
     return Observation(0, stage, float(e0), float(jnp.linalg.norm(g0)), np.asarray(x, np.float64))
 
 

@@ -33,6 +33,15 @@ def shared_pdb(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_prepared_runs():
+    """Each test starts without runs prepared by earlier tests (engine.run reuses the
+    compiled parts of a repeated spec within a process), so no test depends on the order."""
+    from engine.run import clear_prepared
+
+    clear_prepared()
+
+
+@pytest.fixture(autouse=True)
 def _release_fake_runs():
     """After each test, release the fake engine's held runs (tests/workbench_fakes.py)."""
     yield

@@ -161,7 +161,7 @@ def test_fold_preset_runs_gd_gnn_and_md_from_the_unfolded_start():
     desc, specs = PRESETS[FOLD_PRESET]
     assert [s.method_label for s in specs] == ["gd", "gnn", "openmm-md"]
     assert {s.system.start for s in specs} == {presets.fold_start()}
-    assert presets.fold_start().endswith("2JOF_unfolded.pdb")
+    assert presets.fold_start() == "2JOF_unfolded.pdb"  # a structure name, not a path
     assert {s.schedule.max_steps for s in specs} == {presets.FOLD_PRESET_STEPS}
     assert f"{presets.FOLD_PRESET_STEPS:,} steps" in desc and "298 K, 2 fs" in desc
     assert METHODS["openmm-md"].runner == "openmm-md"

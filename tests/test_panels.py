@@ -168,8 +168,12 @@ def test_new_group_colours_labels_and_queue_message():
     g = live.new_group(["a", "b", "c"], specs, protein=False, workers=2, poll_ms=300)
     assert [r["method"] for r in g.runs] == ["gd", "cg", "gnn"]
     assert [r["color"] for r in g.runs] == [METHODS[m].color for m in ("gd", "cg", "gnn")]
-    assert g.runs[0]["div"] == live.ID.viewer_dom("a") and g.live == {"runs": g.runs, "rmsd": False}
-    assert g.seen == {"_active": True, "_ms": 300, "_n": 0}
+    assert g.runs[0]["div"] == live.ID.viewer_dom("a") and g.live == {
+        "runs": g.runs,
+        "rmsd": False,
+        "group": "a",
+    }
+    assert g.seen == {"_active": True, "_ms": 300, "_n": 0, "_group": "a"}
     assert g.message == "Started GD, CG, GNN (seed 0). 1 run(s) wait for a free worker (2 workers)."
     assert len(g.figure.data) == 5 * 3  # gap vs step and time, intact + contacts, Rg
 

@@ -173,6 +173,53 @@ def test_run_parts_compile_each_stage_once():
     assert [parts.stages[n].chunk.n_traces for n in (1, 2)] == [1, 1]
 
 
+def test_a_repeated_spec_reuses_its_prepared_parts_with_the_same_result():
+    """The server warms the opening demo up, then the user runs it: the second init_run of
+    a spec on the same structure skips slow modes and compilation and starts identically."""
+    from engine.run import clear_prepared, init_run
+
+    spec = BASE.replace(**{"reparam.kind": "gnn", "schedule.switch": "fixed"})
+    seen = []
+    parts, _, first = init_run(spec, on_phase=lambda phase, detail="": seen.append(phase))
+    assert "modes" in seen and "compiling" in seen
+    again = []  # a schedule change does not touch what was compiled
+    longer = spec.replace(**{"schedule.max_steps": 400})
+    parts2, _, first2 = init_run(longer, on_phase=lambda phase, detail="": again.append(phase))
+    assert again == [] and parts2.stages[1].chunk is parts.stages[1].chunk
+    assert first2.energy == first.energy and parts2.modes is parts.modes
+    assert parts2.timings["compile_s"] < parts.timings["compile_s"]
+    other, _, _ = init_run(spec.replace(seed=1))  # another structure: prepared afresh
+    assert other.stages[1].chunk is not parts.stages[1].chunk
+    reused = run(spec)
+    clear_prepared()
+    fresh = run(spec)
+    np.testing.assert_array_equal(reused.metrics["energy"], fresh.metrics["energy"])
+    np.testing.assert_array_equal(reused.x_final, fresh.x_final)
+
+
+def test_a_run_waits_for_the_same_spec_being_prepared_instead_of_compiling_it_twice():
+    import threading
+
+    from engine.run import init_run
+
+    spec = BASE.replace(**{"reparam.kind": "gnn", "schedule.switch": "fixed"})
+    results, phases = {}, {"a": [], "b": []}
+
+    def start(name):
+        on_phase = lambda phase, detail="": phases[name].append((phase, detail))  # noqa: E731
+        results[name] = init_run(spec, on_phase=on_phase)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    a, b = results["a"][0], results["b"][0]
+    assert a.stages[1].chunk is b.stages[1].chunk  # prepared once
+    modes_seen = [name for name in "ab" if any(p == "modes" for p, _ in phases[name])]
+    assert len(modes_seen) == 1, phases
+
+
 def test_random_subset_run_reports_full_energy():
     spec = BASE.replace(**{"energy.repulsion": "random-subset", "energy.resample_every": 40})
     full = run(BASE.replace(**{"schedule.max_steps": 20}))

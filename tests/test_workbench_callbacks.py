@@ -17,6 +17,7 @@ from dash._utils import AttributeDict
 from workbench_fakes import FakeEngine, wait_for
 
 from engine import SystemConfig
+from tests.conftest import shared_pdb
 from workbench import figures, forms, ids, jobs
 from workbench import registry as reg
 from workbench.config import ServerConfig
@@ -225,6 +226,25 @@ def test_start_and_poll_delivers_view_once_then_curves(engine):
     assert cells[1][0] == "GD reference" and cells[2][0] == "GNN"
 
 
+def test_a_late_reply_for_the_previous_group_does_not_end_the_new_groups_polls(engine):
+    """Run pressed while the previous group was being polled: that poll's reply (all done,
+    "_active" false) can land in the store after the new group's. The next poll must still
+    serve the new group, or its cards sit at "queued" forever."""
+    *_, group_a, seen_a, _, _ = start(("gd",))
+    stale, _ = poll_until_done(group_a, seen_a)
+    assert stale["_active"] is False and stale["_group"] == group_a["group"]
+    *_, group_b, seen_b, _, _ = start(("gd", "gnn"))
+    assert seen_b["_group"] == group_b["group"] != group_a["group"]
+    frame_ids = [{"index": r["id"]} for r in group_b["runs"]]
+    out = live.poll_runs(1, group_b, stale, SID, "energy", "", frame_ids)
+    status, new_seen = out[1], out[5]
+    assert new_seen is not no_update and new_seen["_group"] == group_b["group"]
+    assert all(status[i] is not no_update for i in range(2))
+    assert set(new_seen) >= {r["id"] for r in group_b["runs"]}
+    done, _ = poll_until_done(group_b, new_seen)
+    assert done["_active"] is False
+
+
 def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
     engine.outcome = "diverge"
     _, fig, _, group, seen, _, _ = start(methods=("gd",))
@@ -240,26 +260,25 @@ def test_a_diverged_run_says_so_and_keeps_its_curve(engine):
     assert gap["y"][0] == pytest.approx(1.0 - 1.0 / 21) and gap["y"][2] is None
 
 
-def test_stop_is_owner_only(engine):
+def test_stop_is_owner_only_and_the_reply_shows_stopped(engine):
     engine.auto = False  # runs wait until stopped
     _, _, _, group, _, _, _ = start(methods=("gd",))
     run_id = group["runs"][0]["id"]
+    status_ids = [live.ID.status(run_id)]
     engine.wait_started(1)
-    assert (
-        call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
-        == "That run has already finished."
-    )
+    msg, statuses = call(live.stop_run, [1], status_ids, OTHER, trigger=live.ID.stop_btn(run_id))
+    assert msg == "Only the session that started a run can stop it." and statuses == [no_update]
     assert reg.get().snapshot(run_id, SID).status == "running"
-    assert call(live.stop_run, [1], SID, trigger=live.ID.stop_btn(run_id)).startswith(
-        "Stop requested"
+    # the reply waits for the run to end, so the card reads "stopped" without another poll
+    msg, statuses = call(live.stop_run, [1], status_ids, SID, trigger=live.ID.stop_btn(run_id))
+    assert msg.startswith("Stopped;") and "stopped" in statuses[0]
+    assert reg.get().snapshot(run_id, SID).status == "stopped"
+    msg, _ = call(live.stop_run, [1], status_ids, SID, trigger=live.ID.stop_btn(run_id))
+    assert msg == "That run has already finished."
+    nothing = call(
+        live.stop_run, [None], status_ids, SID, trigger=live.ID.stop_btn(run_id), value=None
     )
-    snap = wait_for(
-        lambda: reg.get().snapshot(run_id, SID).terminal and reg.get().snapshot(run_id, SID)
-    )
-    assert snap.status == "stopped"
-    assert (
-        call(live.stop_run, [None], SID, trigger=live.ID.stop_btn(run_id), value=None) is no_update
-    )
+    assert nothing == (no_update, [no_update])
 
 
 def test_share_link_opens_read_only_for_another_session(engine):
@@ -284,10 +303,8 @@ def test_share_link_opens_read_only_for_another_session(engine):
     title, last, value, fig, exports, style, frame = runs.show_replay(opened, OTHER)
     assert "shared with you, read-only" in title and last == value == 3
     assert frame["view"]["n"] == 50 and len(frame["xyz"]) == 150
-    assert (
-        call(live.stop_run, [1], OTHER, trigger=live.ID.stop_btn(run_id))
-        == "That run has already finished."
-    )
+    msg, _ = call(live.stop_run, [1], [], OTHER, trigger=live.ID.stop_btn(run_id))
+    assert msg == "Only the session that started a run can stop it."
 
 
 def test_replay_slider_and_curve_clicks(engine):
@@ -343,16 +360,21 @@ def test_validate_form_messages_next_to_fields(engine):
 
 
 def test_upload_cap_and_acceptance(engine):
+    with open(shared_pdb("1PLW_native.pdb"), "rb") as fh:
+        contents = "data:;base64," + base64.b64encode(fh.read()).decode()
+    token, msg, source = system.upload_structure(contents, "a.pdb", SID)
+    assert (
+        reg.get().store.upload_path(token).endswith("a.pdb")
+        and source == "upload"
+        and msg.startswith("a.pdb: accepted, 5 residues")
+    )
+    # three CA atoms of one residue: a PDB text, but nothing amber14 can model (tests/test_uploads)
     pdb = "ATOM      1  CA  ALA A   1      11.639   6.071  -5.147  1.00  0.00           C\n" * 3
     contents = "data:;base64," + base64.b64encode(pdb.encode()).decode()
-    token, msg, source = system.upload_structure(contents, "a.pdb")
-    assert (
-        reg.get().store.upload_path(token).endswith(".pdb")
-        and source == "upload"
-        and "accepted" in msg
-    )
+    token, msg, source = system.upload_structure(contents, "a.pdb", SID)
+    assert token is None and msg.startswith("a.pdb cannot be modelled") and source is no_update
     big = "data:;base64," + base64.b64encode(b"A" * 3_000_000).decode()
-    token, msg, source = system.upload_structure(big, "big.pdb")
+    token, msg, source = system.upload_structure(big, "big.pdb", SID)
     assert token is None and "larger than the 2 MB cap" in msg and source is no_update
 
 

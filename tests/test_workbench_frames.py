@@ -70,3 +70,22 @@ def test_route_reads_the_session_header(registry, tmp_path):
         assert json.loads(anonymous.data) == {run_id: {"gone": True}}
     finally:
         reg.install(None)
+
+
+def test_a_large_loop_is_drawn_as_every_kth_bead_and_says_so():
+    from engine import SystemConfig, build_system
+    from workbench import jobs
+
+    small = jobs.system_view(build_system(SystemConfig(kind="lj-loop", n=300), 0))
+    assert small["n"] == 300 and "every" not in small and len(small["x0"]) == 900
+    n = 2 * jobs.VIEW_MAX_BEADS + 1  # needs every 3rd bead to stay within the limit
+    system = build_system(SystemConfig(kind="lj-loop", n=n), 0)
+    view = jobs.system_view(system)
+    assert view["every"] == 3 and view["n_atoms"] == n and view["stretch"] == 0
+    assert view["n"] == len(range(0, n, 3)) <= jobs.VIEW_MAX_BEADS
+    assert len(view["x0"]) == 3 * view["n"] and max(view["bonds"]) == view["n"] - 1
+    np.testing.assert_allclose(
+        np.reshape(view["x0"], (-1, 3))[1], system.x0[3] * view["scale"], atol=1e-3
+    )
+    frame = jobs.view_xyz(system.x0 + 1.0, view)  # live, replay and stream frames alike
+    assert len(frame) == len(view["x0"])

@@ -106,3 +106,19 @@ def test_views_show_every_method_and_open_the_best_run():
     columns, data = sweep_views.table(ROWS, ["optim.learning_rate"])
     assert "optim__learning_rate" in [c["id"] for c in columns]  # no dots in DataTable ids
     assert data[-1]["final_energy"] is None and data[0]["method"] == "GD"
+
+
+def test_the_panel_says_what_its_plots_will_show_before_a_sweep(tmp_path):
+    from workbench import sweeps
+    from workbench.panels import sweep as panel
+
+    manager = SweepManager(tmp_path)  # no cluster is started until a sweep is submitted
+    sweeps.install(manager)
+    try:
+        status, scatter, parallel, columns, data, disabled = panel.poll_sweep(0, None, "sid")
+    finally:
+        sweeps.install(None)
+        manager.shutdown()
+    texts = [a.text for fig in (scatter, parallel) for a in fig.layout.annotations]
+    assert "No sweep yet" in texts[0] and "parallel coordinates" in texts[1]
+    assert not scatter.layout.xaxis.visible and disabled is True

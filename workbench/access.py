@@ -4,8 +4,10 @@
   holding its id may read it (a share link). An empty session id reads nothing.
 - Sharing grants reading only: stopping and sharing stay with the owner.
 - A session's run list shows its own runs and every CLI bundle (CLI runs are shared).
-- A session may hold ``max_active_per_session`` queued + running runs; a group over the
-  limit is refused whole.
+- Limits (``limit_error``): a session may hold ``max_active_per_session`` queued + running
+  runs and analysis tasks, the server ``max_active_total`` of them over all sessions (the
+  session id is the browser's choice, so only a server-wide limit bounds the work), and at
+  most ``max_tasks_total`` analysis tasks; a group over a limit is refused whole.
 
 The registry applies these under its lock; they take plain values, so tests call them directly.
 """
@@ -25,7 +27,7 @@ def can_read(owner: str, shared: bool, reader: str) -> bool:
 
 def can_stop(owner: str, by: str, status: str) -> bool:
     """``by`` may stop the run or task: its owner, while it is not finished."""
-    return bool(by) and owner == by and status not in TERMINAL
+    return stop_refusal(True, owner, by, status) is None
 
 
 def can_share(owner: str, by: str, kind: str) -> bool:
@@ -49,6 +51,38 @@ def quota_error(active: int, adding: int, limit: int) -> str | None:
     if active + adding <= limit:
         return None
     return (
-        f"this session has {active} active run(s); the limit is {limit} "
-        f"per session: stop one or wait for it to finish"
+        f"this session has {active} active run(s) and task(s); the limit is {limit} "
+        f"per session (max_active_per_session): stop one or wait for it to finish"
     )
+
+
+def limit_error(
+    adding: int, session: int, total: int, config, tasks: int | None = None
+) -> str | None:
+    """Why ``adding`` more active runs (or tasks, when ``tasks`` counts the server's active
+    analysis tasks) exceed a limit of ``config`` (a ServerConfig), or None when they fit.
+    ``session``, ``total``: active runs and tasks of the session and of the server."""
+    refused = quota_error(session, adding, config.max_active_per_session)
+    if refused:
+        return refused
+    if total + adding > config.max_active_total:
+        return (
+            f"the server has {total} active run(s) and task(s) from all sessions; the limit is "
+            f"{config.max_active_total} per server (max_active_total): wait for some to finish"
+        )
+    if tasks is not None and tasks + adding > config.max_tasks_total:
+        return (
+            f"the server has {tasks} analysis task(s) under way from all sessions; the limit is "
+            f"{config.max_tasks_total} per server (max_tasks_total): wait for one to finish"
+        )
+    return None
+
+
+def stop_refusal(found: bool, owner: str, by: str, status: str) -> str | None:
+    """Why ``by`` may not stop the run or task (None: it may). ``found``: ``by`` may read it;
+    a run that is not readable answers like a foreign one, so its existence does not leak."""
+    if not found or not by or owner != by:
+        return "That run is not yours: only the session that started it can stop it."
+    if status in TERMINAL:
+        return "That run has already finished."
+    return None

@@ -203,11 +203,32 @@ def time_column(columns: dict) -> str:
     return WALL_TIME
 
 
+def reported_energy(specs) -> str:
+    """Which energy loop runs' curves report, for the gap axis title: the full deterministic
+    energy (every pair) unless the run uses the cutoff model (``EnergyModel.reported``);
+    "" for proteins. Runs of a group that differ are named."""
+    names = {}
+    for spec in specs:
+        if spec.system.kind == "protein":
+            continue
+        cutoff = spec.energy.repulsion == "cutoff"
+        text = f"cutoff (r_c {spec.energy.cutoff:g})" if cutoff else "full"
+        names.setdefault(text, []).append(spec.label)
+    if len(names) <= 1:
+        return next(iter(names), "")
+    return "; ".join(f"{t}: {', '.join(labels)}" for t, labels in names.items())
+
+
 def curves_figure(
-    runs: list[dict], with_rmsd: bool = False, energy_unit: str = "", rmsd_first: bool = False
+    runs: list[dict],
+    with_rmsd: bool = False,
+    energy_unit: str = "",
+    energy_label: str = "",
+    rmsd_first: bool = False,
 ) -> go.Figure:
     """Empty overlaid curves for a side-by-side group; ``runs`` = [{"id", "label", "color"}];
-    ``rmsd_first``: the CA-RMSD to native is the top row (a protein folding from elsewhere)."""
+    ``energy_label`` (``reported_energy``) names the energy on the gap axes; ``rmsd_first``:
+    the CA-RMSD to native is the top row (a protein folding from elsewhere)."""
     unit = f" ({energy_unit})" if energy_unit and energy_unit != "1" else ""
     fig = make_subplots(
         rows=2, cols=2, shared_xaxes=False, horizontal_spacing=0.1, vertical_spacing=0.16
@@ -235,7 +256,7 @@ def curves_figure(
                 row=p.row,
                 col=p.col,
             )  # fmt: skip
-    gap = f"E − E_best{unit}, log"
+    gap = f"{energy_label + ' ' if energy_label else ''}E − E_best{unit}, log"
     e_row, r_row = (2, 1) if with_rmsd and rmsd_first else (1, 2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="time since Run (s)", row=1, col=2)

@@ -221,6 +221,9 @@ def parse_value(field: Field, raw: Any) -> Any:
     naming the accepted range."""
     if field.kind == "bool":  # a checklist: [True] or []
         return bool(raw) and raw != [] and raw != [False]
+    if not isinstance(raw, (str, int, float, type(None))):  # hand-crafted, not a widget's
+        what = "one of its options" if field.kind == "choice" else "text"
+        raise SpecError(field.name, f"must be {what}, got a {type(raw).__name__}")
     return field.param.parse(field.name, raw)
 
 
@@ -246,17 +249,17 @@ class ProteinChoice:
     """The protein tab's source: kind in PROTEIN_SOURCES, plus the matching widget values."""
 
     source: str = "file"
-    structure: str | None = None  # a path offered in the structure dropdown
-    upload_path: str | None = None  # server-side path of a validated upload
+    structure: str | None = None  # a name offered in the structure dropdown
+    upload_path: str | None = None  # the name of a validated upload ("<id>/<file name>")
     pdb_id: str = ""
     sequence: str = ""
-    start: str = "native"  # one of PROTEIN_STARTS or an offered structure path
+    start: str = "native"  # one of PROTEIN_STARTS or an offered structure name
 
 
 def protein_system(choice: ProteinChoice, allowed_structures: Callable[[str], bool]) -> dict:
     """SystemConfig fields {pdb, sequence, start} of a protein choice.
 
-    ``allowed_structures(path)`` guards the dropdown value: the form never passes a path that
+    ``allowed_structures(name)`` guards the dropdown value: the form never passes a name that
     the server did not offer (the value arrives from the browser).
     Raises SpecError with the protein widget's form key.
     """
@@ -315,10 +318,17 @@ def parse_fields(
     return typed, errors
 
 
+MESSAGE_CHARS = 300  # a message quoting a huge value is cut, never echoed in full
+
+
 def message_of(err: SpecError) -> str:
-    """The message without its field name (the UI shows it next to the field)."""
+    """The message without its field name (the UI shows it next to the field), at most
+    MESSAGE_CHARS characters."""
     text = str(err)
-    return text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    text = text[len(err.field) + 1 :] if text.startswith(err.field + " ") else text
+    if len(text) > MESSAGE_CHARS + 40:  # + 40: a message cut once is not cut again
+        text = f"{text[:MESSAGE_CHARS]}… ({len(text):,} characters in all)"
+    return text
 
 
 def build_specs(
@@ -487,6 +497,12 @@ def check_upload(contents: str | None, filename: str | None, cap_bytes: int) -> 
             "protein.upload", f"{filename or 'file'} is larger than the {cap_bytes / 1e6:g} MB cap"
         )
     text = data.decode("latin-1")
+    from engine.protein.build import is_mmcif
+
+    if is_mmcif(text):
+        raise SpecError(
+            "protein.upload", f"{filename or 'file'}: mmCIF is not supported, upload PDB"
+        )
     n_atoms = 0
     for line in text.splitlines():
         if line.startswith(("ATOM  ", "HETATM")):

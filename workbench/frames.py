@@ -53,7 +53,7 @@ def frames_reply(registry, reader: str, wanted: list[tuple[str, int]]) -> dict:
         if snap.frame_x is not None and snap.view is not None:
             entry["step"] = snap.frame_step
             if np.all(np.isfinite(snap.frame_x)):
-                entry["xyz"] = jobs.flat(snap.frame_x, snap.view.get("scale", 1.0))
+                entry["xyz"] = jobs.view_xyz(snap.frame_x, snap.view)
             else:  # a diverged run's positions: not drawable, and NaN is not JSON
                 entry["nonfinite"] = True
         out[run_id] = entry

@@ -26,6 +26,9 @@ from engine import io as engine_io
 from engine import methods
 
 SPECTRUM_MAX_MODES = 1500  # spectra show at most this many modes (dense solvers above ~n=1500)
+# A loop with more beads is drawn as every k-th bead: more is not readable in a 3D view, and
+# frames of 3n numbers ~20 times a second would flood the browser (n = 20,000: ~0.5 MB each).
+VIEW_MAX_BEADS = 4000
 
 
 @functools.lru_cache(maxsize=16)
@@ -43,6 +46,11 @@ def flat(x: np.ndarray, scale: float = 1.0) -> list[float]:
     return np.round(np.asarray(x, np.float64) * scale, 3).ravel().tolist()
 
 
+def view_xyz(x: np.ndarray, view: dict) -> list[float]:
+    """Positions [n, 3] as a ``system_view`` draws them: its beads only, display units."""
+    return flat(np.asarray(x)[:: view.get("every", 1)], view.get("scale", 1.0))
+
+
 def system_view(system) -> dict:
     """What the browser needs to draw ``system`` once; frames then carry coordinates only."""
     scale = display_scale(system)
@@ -57,6 +65,14 @@ def system_view(system) -> dict:
         # PDB text carries residues and atom names for the cartoon; 3Dmol assigns bonds once
         view["pdb"] = engine_io.pdb_text(system, system.x0)
         view["coarse"] = (system.meta or {}).get("model") == "residue"  # CA beads only
+    elif system.n_atoms > VIEW_MAX_BEADS:
+        # every k-th bead, joined along the chain; a link then spans k bonds, so stretched
+        # bonds cannot be told apart (stretch 0) and the view says what it shows
+        every = -(-system.n_atoms // VIEW_MAX_BEADS)
+        shown = len(range(0, system.n_atoms, every))
+        chain = np.stack([np.arange(shown - 1), np.arange(1, shown)], axis=1)
+        view.update(n=shown, n_atoms=system.n_atoms, every=every, stretch=0)
+        view.update(x0=view_xyz(system.x0, view), bonds=chain.ravel().tolist())
     else:
         view["bonds"] = np.asarray(system.bonds, np.int64).ravel().tolist()
     return view
@@ -115,7 +131,9 @@ def spectrum_payload(spec, report) -> dict:
 # that asks for the same spectrum, and the task thread only waits for it: in slices, so a stop
 # request (a newer spectrum of the session, see panels/spectrum.py) or SPECTRUM_TIMEOUT_S frees
 # the task thread at once. An abandoned computation finishes in the background; a retry of
-# the same spec joins it instead of queueing behind it or starting over.
+# the same spec joins it instead of queueing behind it or starting over. Abandoned computations
+# still use the CPU, so at most ``computation_limit`` of them run at once (the server sets it to
+# its task_workers): a task that would start one more waits, saying so.
 SPECTRUM_TIMEOUT_S = 300.0  # a task gives up waiting after this (the computation continues)
 SPECTRUM_WAIT_SLICE_S = 0.1  # how often a waiting task checks stop requests and its deadline
 
@@ -148,14 +166,30 @@ class SharedComputation:
 
 _COMPUTING: dict = {}  # key -> SharedComputation under way
 _COMPUTING_LOCK = threading.Lock()
+_LIMIT = {"computations": 2}  # spectrum computations under way at once (set_computation_limit)
 
 
-def shared_computation(key, fn) -> tuple[SharedComputation, bool]:
-    """(the computation of ``key`` under way or a new one running ``fn(report)``, joined?)."""
+def set_computation_limit(n: int) -> None:
+    """At most ``n`` spectrum computations under way at once, abandoned ones included (the
+    server's task_workers)."""
+    _LIMIT["computations"] = max(1, int(n))
+
+
+def computing() -> int:
+    """Spectrum computations under way now."""
+    with _COMPUTING_LOCK:
+        return len(_COMPUTING)
+
+
+def shared_computation(key, fn) -> tuple[SharedComputation | None, bool]:
+    """(the computation of ``key`` under way or a new one running ``fn(report)``, joined?);
+    (None, False) when the limit of computations under way is reached."""
     with _COMPUTING_LOCK:
         comp = _COMPUTING.get(key)
         if comp is not None:
             return comp, True
+        if len(_COMPUTING) >= _LIMIT["computations"]:
+            return None, False
         comp = _COMPUTING[key] = SharedComputation(key, fn)
     comp._thread.start()
     return comp, False
@@ -180,8 +214,22 @@ def spectrum_task(spec, *, timeout_s: float | None = None, compute=None):
     def task(report, should_stop):
         if should_stop():  # stopped while queued: nothing started
             return None
-        comp, joined = shared_computation(spectrum_key(spec), lambda rep: work(spec, rep))
-        shown, start = None, time.monotonic()
+        start = time.monotonic()
+        while True:
+            comp, joined = shared_computation(spectrum_key(spec), lambda rep: work(spec, rep))
+            if comp is not None:
+                break
+            n = _LIMIT["computations"]
+            report(
+                f"waiting: {n} spectrum computation(s) under way on this server, the limit is "
+                f"{n} (task_workers)"
+            )
+            if should_stop():
+                return None
+            if time.monotonic() - start > limit:
+                raise TimeoutError(f"no free spectrum computation slot after {limit:.0f} s")
+            time.sleep(SPECTRUM_WAIT_SLICE_S)
+        shown = None
         while not comp.done.wait(SPECTRUM_WAIT_SLICE_S):
             if comp.phase != shown:
                 shown = comp.phase

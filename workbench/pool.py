@@ -1,10 +1,11 @@
-"""Where work executes: a pool for engine runs and one thread for analysis tasks.
+"""Where work executes: a pool for engine runs and a small one for analysis tasks.
 
 - ``workers`` threads run engine jobs (house style §2.4); further submissions queue in
   submission order. Jitted functions may be called from several threads and share the
   compile cache.
-- Short analysis tasks (the spectrum) get their own single thread, so they never wait
-  behind long runs.
+- Short analysis tasks (the spectrum) get their own ``task_workers`` threads, so they never
+  wait behind long runs, and one session's slow spectrum does not hold another's small one
+  (with a single thread, a small spectrum waited 19.5 s behind a large one instead of 2.7 s).
 - ``guarded`` calls a job and turns any exception into its traceback: a worker never dies
   silently (house style §2.10).
 """
@@ -18,11 +19,11 @@ from typing import Any
 
 
 class Pool:
-    """Two executors: ``workers`` threads for runs, one for tasks."""
+    """Two executors: ``workers`` threads for runs, ``task_workers`` for tasks."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, task_workers: int = 1):
         self._runs = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wb-run")
-        self._tasks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-task")
+        self._tasks = ThreadPoolExecutor(max_workers=task_workers, thread_name_prefix="wb-task")
 
     def run(self, fn: Callable[..., Any], *args) -> Future:
         """Queue an engine run."""

@@ -16,6 +16,12 @@ Rules kept here:
   "not found" unless its owner shared it.
 - Finished runs are saved by ``RunStore`` and re-indexed by the next registry on the same
   run_dir; stored runs and CLI bundles load their arrays on first read, with one reader.
+- Memory stays bounded: at most ``max_loaded_runs`` finished runs keep their rows, frames
+  and result in memory (the most recently read); the others keep only their summary and
+  are reread from disk when read again (``_release``). Active runs are never released.
+- Limits (``access.limit_error``): active runs and analysis tasks per session and per
+  server, analysis tasks per server; a session's new task of a label (a new spectrum)
+  replaces its previous one. A failed run's or task's traceback goes to the server log.
 
 The registry never runs the engine: a
 ``runner(spec, on_progress, should_stop, on_system, on_phase)`` does the work
@@ -31,10 +37,12 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import os
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -64,10 +72,11 @@ __all__ = [
 ]
 
 Runner = Callable[..., Any]  # (spec, on_progress, should_stop, on_system, on_phase) -> result
+LOG = logging.getLogger("workbench")
 
 
 class Busy(Exception):
-    """This session already holds its quota of active runs."""
+    """A limit on active runs or tasks is reached (the message names it and its value)."""
 
 
 class RunRegistry:
@@ -96,8 +105,9 @@ class RunRegistry:
         self._io_lock = threading.Lock()  # orders meta.json writes of one registry
         self._records: dict[str, Record] = {}
         self._seq = itertools.count()
-        self._pool = Pool(config.workers)
+        self._pool = Pool(config.workers, config.task_workers)
         self._executing: set[str] = set()  # runs inside _execute (shutdown waits for them)
+        self._in_memory: OrderedDict[str, None] = OrderedDict()  # finished runs with arrays
         self._runner_phases = _takes(runner, "on_phase")
         self._index_store()
 
@@ -132,23 +142,28 @@ class RunRegistry:
                 self._records[rec.run_id] = rec
 
     def active_count(self, owner: str) -> int:
-        """Queued and running runs of ``owner`` (a sweep counts against the same limit)."""
+        """Queued and running runs and tasks of ``owner`` (a sweep counts against the same
+        limit)."""
         with self._lock:
-            return self._active(owner)
+            return self._active(owner)[0]
 
-    def _active(self, owner: str) -> int:
-        """Queued and running runs of ``owner`` (call under the lock). A stopped queued run is
-        already "cancelled", and a stop the engine has not honoured within the grace period is
-        settled here, so neither holds a slot."""
+    def _active(self, owner: str) -> tuple[int, int, int]:
+        """(active runs and tasks of ``owner``, of the server, active tasks of the server);
+        call under the lock. A stopped queued run is already "cancelled", a stopped task is
+        leaving, and a stop the engine has not honoured within the grace period is settled
+        here, so none of them holds a slot."""
         now = time.time()
-        return sum(
-            1
-            for r in self._records.values()
-            if r.owner == owner
-            and isinstance(r, RunRecord)
-            and not r.settle(now)
-            and r.status in ACTIVE
-        )
+        mine = total = tasks = 0
+        for r in self._records.values():
+            if isinstance(r, RunRecord):
+                if r.status not in ACTIVE or r.settle(now):
+                    continue
+            elif r.status not in ACTIVE or r.stop.is_set():
+                continue
+            total += 1
+            mine += r.owner == owner
+            tasks += r.kind == "task"
+        return mine, total, tasks
 
     def adopt_bundle(self, path: str, owner: str) -> str:
         """A bundle that belongs to ``owner`` (one run of its sweep): readable by that session
@@ -176,8 +191,8 @@ class RunRegistry:
         access.check_submitter(owner)
         group, now = secrets.token_hex(4), time.time()
         with self._lock:
-            active = self._active(owner)
-            refused = access.quota_error(active, len(specs), self.config.max_active_per_session)
+            mine, total, _ = self._active(owner)
+            refused = access.limit_error(len(specs), mine, total, self.config)
             if refused:
                 raise Busy(refused)
             ids = []
@@ -207,15 +222,39 @@ class RunRegistry:
     def submit_task(
         self, owner: str, label: str, fn: Callable[[Callable[[str], None], Callable[[], bool]], Any]
     ) -> str:
-        """Run ``fn(report, should_stop) -> payload`` on the analysis thread (not persisted)."""
+        """Run ``fn(report, should_stop) -> payload`` on the analysis threads (not persisted).
+        The owner's active tasks of the same ``label`` are stopped first (a new spectrum
+        replaces the previous one); Busy when a limit is reached."""
         access.check_submitter(owner)
         rec = TaskRecord(run_id=secrets.token_hex(8), owner=owner, label=label)
         rec.created = time.time()
         with self._lock:
+            for old in self._records.values():
+                if old.kind == "task" and old.owner == owner and old.label == label:
+                    _stop_task(old, rec.created)
+            mine, total, tasks = self._active(owner)
+            refused = access.limit_error(1, mine, total, self.config, tasks=tasks)
+            if refused:
+                raise Busy(refused)
             rec.seq = next(self._seq)
             self._records[rec.run_id] = rec
+            self._forget_tasks(owner)
         self._pool.task(self._execute_task, rec, fn)
         return rec.run_id
+
+    def _forget_tasks(self, owner: str) -> None:
+        """Drop finished tasks nothing will read (call under the lock): the owner's older ones
+        (its page shows the newest) and, server-wide, all but the newest 2 x max_tasks_total,
+        since a spectrum's payload holds its modes (up to tens of MB)."""
+        done = sorted(
+            (r for r in self._records.values() if r.kind == "task" and r.status in TERMINAL),
+            key=lambda r: r.seq,
+        )
+        mine = [r for r in done if r.owner == owner]
+        drop = {r.run_id for r in mine[:-1]}
+        drop |= {r.run_id for r in done[: max(0, len(done) - 2 * self.config.max_tasks_total)]}
+        for run_id in drop:
+            del self._records[run_id]
 
     # ---- workers ---------------------------------------------------------------------------------
     def _execute(self, run_id: str) -> None:
@@ -241,6 +280,7 @@ class RunRegistry:
         if error is None:
             result, error = guarded(self._finish, rec, result)
         if error is not None:
+            LOG.error("run %s (%s, session %.8s) failed:\n%s", run_id, rec.label, rec.owner, error)
             with self._lock:
                 rec.fail(error)
         self._persist(rec)
@@ -263,6 +303,8 @@ class RunRegistry:
 
     def _execute_task(self, rec: TaskRecord, fn) -> None:
         with self._lock:
+            if rec.status != "queued":  # stopped while queued: already "cancelled"
+                return
             rec.status, rec.started = "running", time.time()
             rec.version += 1
 
@@ -280,6 +322,9 @@ class RunRegistry:
                 rec.message = error.strip().splitlines()[-1]
             rec.finished = time.time()
             rec.version += 1
+        if error is not None:
+            LOG.error("task %s (%s, session %.8s) failed:\n%s", rec.run_id, rec.label, rec.owner,
+                      error)  # fmt: skip
 
     def _set_phase(self, rec: RunRecord, phase: str, detail: str) -> None:
         with self._lock:
@@ -330,6 +375,11 @@ class RunRegistry:
             with self._lock:
                 rec.message += f" (not saved: {error.strip().splitlines()[-1]})"
                 rec.version += 1
+        elif files is not None:  # on disk now: it may leave memory when others are read
+            path = str(self._store.path(rec.run_id).resolve())
+            with self._lock:
+                rec.path = path
+                self._keep_in_memory(rec)
 
     def _files(self, rec: RunRecord) -> RunFiles | None:
         """What ``RunStore.save_run`` writes, copied under the lock (the columns once, O(n));
@@ -361,24 +411,43 @@ class RunRegistry:
         return rec
 
     def cancel(self, run_id: str, by: str) -> bool:
-        """Ask a run or task to stop (owner only). A queued run is cancelled at once and never
-        starts; a running one stops at its next chunk or slow-mode block and keeps everything
-        so far, and one building its system or compiling is reported stopped at once
-        (``records`` module docstring)."""
+        """Ask a run or task to stop (owner only); True when asked (see ``stop``)."""
+        return self.stop(run_id, by) is None
+
+    def stop(self, run_id: str, by: str) -> str | None:
+        """Ask a run or task to stop (owner only); None when asked, else why not (not yours,
+        already finished). A queued run or task is cancelled at once and never starts; a
+        running run stops at its next chunk or slow-mode block and keeps everything so far,
+        and one building its system or compiling is reported stopped at once (``records``
+        module docstring)."""
         with self._lock:
             rec = self._records.get(run_id)
-            if rec is None or not access.can_stop(rec.owner, by, rec.status):
-                return False
+            found = rec is not None and access.can_read(rec.owner, rec.shared, by)
+            refused = access.stop_refusal(found, rec.owner if found else "", by,
+                                          rec.status if found else "")  # fmt: skip
+            if refused:
+                return refused
             if isinstance(rec, RunRecord):
                 rec.request_stop(time.time())
                 ended = rec.status in TERMINAL
             else:
-                rec.stop.set()
-                rec.version += 1
+                _stop_task(rec, time.time())
                 ended = False
         if ended:
             self._write_meta(run_id)
-        return True
+        return None
+
+    def waiting(self, run_ids: list[str]) -> dict[str, int | None]:
+        """{run id: its queue position when it waits for a worker (every worker busy or taken
+        by runs ahead of it), else None}: what a Run click tells about the runs it queued."""
+        with self._lock:
+            free = max(0, self.config.workers - len(self._executing))
+            out = {}
+            for run_id in run_ids:
+                rec = self._records.get(run_id)
+                pos = self._queue_position(rec) if rec is not None else None
+                out[run_id] = pos if pos is not None and pos > free else None
+            return out
 
     def cancel_all(self, by: str) -> int:
         with self._lock:
@@ -404,13 +473,13 @@ class RunRegistry:
     ) -> RunSnapshot | None:
         """An immutable copy for ``reader`` holding only the rows after ``since_rows`` and the
         newest frame if newer than ``since_frame``; None if unknown or not readable."""
-        rec = self._loaded(run_id, reader)
-        if rec is None:
-            return None
-        with self._lock:
+
+        def read(rec):
             if isinstance(rec, RunRecord):
                 rec.settle(time.time())
             return snapshot(rec, reader, since_rows, since_frame, self._queue_position(rec))
+
+        return self._reading(run_id, reader, read)
 
     def snapshots(
         self, run_ids: list[str], reader: str, seen: dict | None = None
@@ -428,38 +497,30 @@ class RunRegistry:
     def curve_final(self, run_id: str, reader: str, metric: str) -> float | None:
         """The last finite value of ``metric`` logged by the run (``engine.analysis.final_value``),
         O(1); None when it has none or ``reader`` may not read it."""
-        rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord):
-            return None
-        with self._lock:
-            return rec.live.columns.final(metric)
+        return self._reading(run_id, reader, lambda rec: rec.live.columns.final(metric), True)
 
     def curve_reach(
         self, run_id: str, reader: str, metric: str, threshold: float
     ) -> analysis.Reach | None:
         """The first logged row with ``metric`` <= threshold (``engine.analysis.first_reach``),
         O(log n); None when never reached or not readable by ``reader``."""
-        rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord):
-            return None
-        with self._lock:
-            return rec.live.columns.reach(metric, threshold)
+        return self._reading(
+            run_id, reader, lambda rec: rec.live.columns.reach(metric, threshold), True
+        )
 
     def frames(self, run_id: str, reader: str) -> list[tuple[int, np.ndarray]] | None:
         """The kept frames [(step, x [n, 3])] of a readable run (replay)."""
-        rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord):
-            return None
-        with self._lock:
-            return [] if rec.status == "damaged" else list(rec.live.frames)
+        return self._reading(
+            run_id, reader, lambda r: [] if r.status == "damaged" else list(r.live.frames), True
+        )
 
     def export_data(self, run_id: str, reader: str) -> dict | None:
         """Everything an export needs: spec, metrics columns, frames, x_final, system; None
         when not readable or damaged (nothing to export)."""
-        rec = self._loaded(run_id, reader)
-        if not isinstance(rec, RunRecord) or rec.status == "damaged":
-            return None
-        with self._lock:
+
+        def read(rec):
+            if rec.status == "damaged":
+                return None
             live = rec.live
             return {
                 "spec": rec.spec_dict,
@@ -471,6 +532,8 @@ class RunRegistry:
                 "status": rec.status,
                 "result": rec.result,
             }
+
+        return self._reading(run_id, reader, read, True)
 
     def remember_system(self, run_id: str, system) -> None:
         """Cache a rebuilt System on a stored run (exports of runs from a previous server)."""
@@ -540,6 +603,23 @@ class RunRegistry:
             if r.kind == rec.kind and r.status == "queued" and r.seq < rec.seq
         )
 
+    def _reading(self, run_id: str, reader: str, read: Callable, runs_only: bool = False):
+        """``read(record)`` under the lock, the record's arrays loaded first (None when not
+        readable by ``reader``, or not a run with ``runs_only``). Should the record be
+        released between loading and reading (other runs read meanwhile), it is loaded again.
+        """
+        for _ in range(5):
+            rec = self._loaded(run_id, reader)
+            if rec is None or (runs_only and not isinstance(rec, RunRecord)):
+                return None
+            with self._lock:
+                if isinstance(rec, RunRecord) and not rec.loaded:
+                    continue
+                if rec.run_id in self._in_memory:
+                    self._in_memory.move_to_end(rec.run_id)
+                return read(rec)
+        raise RuntimeError(f"run {run_id}: released while being read five times in a row")
+
     def _loaded(self, run_id: str, reader: str) -> Record | None:
         """The record readable by ``reader``, its arrays loaded (from disk, outside the lock)."""
         with self._lock:
@@ -550,16 +630,46 @@ class RunRegistry:
         with self._lock:
             if not rec.loaded:
                 if live is not None:
+                    # frames the browser already counted keep their numbers (frames.py)
+                    live.frame_no = max(live.frame_no, rec.live.frame_no)
                     rec.live, rec.x_final, rec.view = live, x_final, view or rec.view
+                    self._keep_in_memory(rec)
                 elif problem:  # its listing and every reader say so; nothing else changes
                     rec.status, rec.phase, rec.message = "damaged", "damaged", problem
                     rec.version += 1
                 rec.loaded = True
         return rec
 
+    def _keep_in_memory(self, rec: RunRecord) -> None:
+        """Count ``rec`` (finished, its arrays loaded and on disk) among the runs kept in
+        memory, releasing the least recently read beyond ``max_loaded_runs`` (call under the
+        lock)."""
+        self._in_memory[rec.run_id] = None
+        self._in_memory.move_to_end(rec.run_id)
+        while len(self._in_memory) > self.config.max_loaded_runs:
+            old, _ = self._in_memory.popitem(last=False)
+            self._release(self._records.get(old))
+
+    def _release(self, rec: Record | None) -> None:
+        """Drop a finished run's rows, frames, result and system from memory, keeping what its
+        listing shows; the next read loads them from its folder (call under the lock)."""
+        if not isinstance(rec, RunRecord) or rec.status not in TERMINAL or rec.path is None:
+            return
+        stub = LiveBuffer(self.config.max_frames)
+        stub.stage_switch_step, stub.last = rec.live.stage_switch_step, rec.live.last
+        stub.frame_no, stub.frame_step = rec.live.frame_no, rec.live.frame_step
+        rec.live, rec.result, rec.system, rec.x_final, rec.view = stub, None, None, None, None
+        rec.loaded = False
+
+    def in_memory(self) -> list[str]:
+        """Ids of the finished runs whose arrays are in memory, least recently read first."""
+        with self._lock:
+            return list(self._in_memory)
+
     def _read_arrays(self, rec: RunRecord):
-        """(LiveBuffer, x_final, view, problem) of a stored run or CLI bundle; no lock held."""
-        if rec.source == "stored" and not self._store.finished(rec.run_id):
+        """(LiveBuffer, x_final, view, problem) of a stored run, a released run or a CLI
+        bundle; no lock held."""
+        if rec.source in ("stored", "session") and not self._store.finished(rec.run_id):
             return None, None, None, ""  # it never finished: nothing but its meta
         try:
             data = self._read(rec.path)
@@ -570,6 +680,17 @@ class RunRegistry:
         if live.stage_switch_step is None:
             live.stage_switch_step = rec.live.stage_switch_step
         return live, np.asarray(data["x_final"]), data.get("view"), ""
+
+
+def _stop_task(rec: TaskRecord, now: float) -> None:
+    """Stop a task: a queued one is "cancelled" at once (it never starts, holds no slot), a
+    running one is asked to stop (call under the lock)."""
+    if rec.status not in ACTIVE:
+        return
+    rec.stop.set()
+    if rec.status == "queued":
+        rec.status, rec.message, rec.finished = "cancelled", "stopped before it started", now
+    rec.version += 1
 
 
 class _StoppedRun(str):

@@ -19,16 +19,21 @@ read and write of a run file goes through engine/io.py (temporary name + ``os.re
   validated when read (``engine.io.read_bundle``); the registry marks a run whose arrays
   cannot be read "damaged" the same way.
 
-Uploaded structures live in ``run_dir/uploads/<token>.pdb``.
+Uploaded structures live in ``run_dir/uploads/<id>/<file name>`` with an ``upload.json`` record
+(owner, size, time); workbench/uploads.py validates them and states their limits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
 import secrets
+import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -131,6 +136,7 @@ class RunStore:
 
     def __init__(self, run_dir: str):
         self.root = Path(run_dir)
+        self._upload_lock = threading.Lock()  # a session's limit is checked and used at once
 
     def path(self, run_id: str) -> Path:
         """The folder of ``run_id``; refuses anything that is not a run id (never a path)."""
@@ -194,21 +200,161 @@ class RunStore:
         return read_run(self.path(run_id)) if self.finished(run_id) else None
 
     # ---- uploads ---------------------------------------------------------------------------
-    def save_upload(self, data: bytes) -> str:
-        """Store an uploaded structure; returns its token (the browser never sees the path)."""
-        token = secrets.token_hex(16)
-        path = self.root / "uploads" / f"{token}.pdb"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        return token
+    # run_dir/uploads/<id>/<file name> and <id>/upload.json {token, owner, name, bytes, sha256,
+    # created}. The browser holds the token; specs and configs carry the name "<id>/<file name>"
+    # (engine/io.py resolves it in the uploads folder, see workbench/uploads.py); the id is a
+    # hash of the token, so a name never reveals the token.
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / "uploads"
+
+    def save_upload(
+        self, data: bytes, filename: str | None = None, owner: str = "", limits=None
+    ) -> str:
+        """Store an uploaded structure for ``owner``; returns its token (the browser never sees
+        a path). The same bytes uploaded again by the same session return the same token.
+
+        ``limits`` (workbench/uploads.py ``UploadLimits``; None: unlimited) bounds the count and
+        bytes per session and the bytes of all uploads; uploads older than its retention are
+        deleted first. Raises UploadRefused (a ValueError) saying which limit, stated.
+        """
+        with self._upload_lock:
+            known, refused = self._room(data, owner, limits)
+            if known:
+                return known
+            if refused:
+                raise UploadRefused(refused)
+            digest = hashlib.sha256(data).hexdigest()
+            token = secrets.token_hex(16)
+            folder = self.uploads_dir / upload_id(token)
+            name = safe_upload_name(filename)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / name)
+            record = {"token": token, "owner": owner, "name": name, "bytes": len(data),
+                      "sha256": digest, "created": time.time()}  # fmt: skip
+            engine_io.write_json(folder / UPLOAD_RECORD, record)
+            return token
+
+    def upload_room(self, data: bytes, owner: str, limits) -> str | None:
+        """Why ``save_upload`` would refuse ``data`` now (a limit, stated), or None; a cheap
+        check made before the slow validation."""
+        with self._upload_lock:
+            return self._room(data, owner, limits)[1]
+
+    def _room(self, data: bytes, owner: str, limits) -> tuple[str | None, str | None]:
+        """(token of the same bytes already uploaded by ``owner`` or None, refusal or None);
+        purges expired uploads first. Called under the upload lock."""
+        if limits is not None:
+            self.purge_uploads(limits.retention_s)
+        digest = hashlib.sha256(data).hexdigest()
+        mine = self.uploads_of(owner)
+        for up in mine:
+            if up["sha256"] == digest and self.upload_path(up["token"]):
+                return up["token"], None
+        if limits is None:
+            return None, None
+        total = sum(up["bytes"] for up in self._uploads())
+        used = sum(up["bytes"] for up in mine)
+        return None, limits.refusal(len(mine), used, total, len(data))
 
     def upload_path(self, token: str | None) -> str | None:
+        """The stored file of ``token``, or None (not a token, deleted, or never stored)."""
+        record = self._record(token)
+        if record is None:
+            return None
+        path = self.uploads_dir / upload_id(token) / record["name"]
+        return str(path.resolve()) if path.is_file() else None
+
+    def upload_name(self, token: str | None) -> str | None:
+        """The name a spec carries for ``token``'s file ("<id>/<file name>"), or None."""
+        record = self._record(token)
+        if record is None or self.upload_path(token) is None:
+            return None
+        return f"{upload_id(token)}/{record['name']}"
+
+    def uploads_of(self, owner: str) -> list[dict]:
+        """upload.json records of ``owner``'s uploads (every field of the record)."""
+        return [up for up in self._uploads() if owner and up.get("owner") == owner]
+
+    def delete_uploads(self, owner: str) -> int:
+        """Delete every upload of ``owner`` (the session ended); returns how many."""
+        mine = self.uploads_of(owner)
+        for up in mine:
+            shutil.rmtree(self.uploads_dir / upload_id(up["token"]), ignore_errors=True)
+        return len(mine)
+
+    def purge_uploads(self, max_age_s: float, now: float | None = None) -> int:
+        """Delete uploads older than ``max_age_s``, and anything else in the uploads folder
+        (a folder without a readable record, a file of the earlier <token>.pdb layout) whose
+        modification time is older; returns how many entries went."""
+        now = time.time() if now is None else now
+        gone = 0
+        if not self.uploads_dir.is_dir():
+            return 0
+        for entry in self.uploads_dir.iterdir():
+            record = _upload_record(entry) if entry.is_dir() else None
+            created = record["created"] if record else engine_io.folder_mtime(entry)
+            if now - created > max_age_s:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                gone += 1
+        return gone
+
+    def _record(self, token: str | None) -> dict | None:
         if not token or not _TOKEN.match(token):
             return None
-        path = self.root / "uploads" / f"{token}.pdb"
-        return str(path.resolve()) if path.is_file() else None
+        record = _upload_record(self.uploads_dir / upload_id(token))
+        return record if record and record["token"] == token else None
+
+    def _uploads(self) -> list[dict]:
+        if not self.uploads_dir.is_dir():
+            return []
+        found = (_upload_record(f) for f in sorted(self.uploads_dir.iterdir()) if f.is_dir())
+        return [r for r in found if r is not None]
+
+
+UPLOAD_RECORD = "upload.json"
+
+
+class UploadRefused(ValueError):
+    """An upload over a limit; the message states the limit (shown next to the field)."""
+
+
+def upload_id(token: str) -> str:
+    """The folder and name part of an upload: 16 hex digits of the token's SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def safe_upload_name(filename: str | None) -> str:
+    """The uploaded file's base name as stored and shown: letters, digits and " _.+()-"
+    (others become "_"), starting with a letter, digit or "_", at most 80 characters (a
+    structure name part, engine/io.py ``is_structure_name``)."""
+    base = os.path.basename((filename or "").replace("\\", "/")).strip()
+    name = re.sub(r"^[^A-Za-z0-9_]+", "", re.sub(r"[^A-Za-z0-9 _.+()-]", "_", base))[:80]
+    return name if name and name != UPLOAD_RECORD else "structure.pdb"
+
+
+def _upload_record(folder: Path) -> dict | None:
+    """A folder's upload.json when it is whole and of the right shape, else None."""
+    try:
+        record = engine_io.read_json(folder / UPLOAD_RECORD)
+    except ValueError:
+        return None
+    ok = (
+        isinstance(record, dict)
+        and isinstance(record.get("token"), str)
+        and isinstance(record.get("owner"), str)
+        and isinstance(record.get("name"), str)
+        and "/" not in record["name"]
+        and _integer(record.get("bytes"))
+        and isinstance(record.get("sha256"), str)
+        and _number(record.get("created"))
+    )
+    return record if ok else None
 
 
 def _read_meta(folder: Path) -> tuple[dict, str]:

@@ -6,6 +6,10 @@ the panels' ids from ``window.WB_IDS`` (``layout.js_ids``). Dash registers ``@ca
 functions (the panels', on import) with the first app that serves a request in a process, so
 there is one app per process: the server, a browser test, or the UI benchmark.
 
+Every request passes the guards of workbench/guards.py first: the Host header must name this
+server (DNS rebinding), the body must fit ``max_request_bytes`` (413 naming the limit), and a
+callback's widget values must have the shapes the page's widgets send (400 naming the field).
+
 With the real engine (no ``runner`` given), ``create_app`` also turns on JAX's persistent
 compilation cache (``config.compile_cache_path``, default ``<run_dir>/.jax-cache``) and, when
 ``config.warm_up``, starts ``warm_up``: a background thread that compiles the kernels of the
@@ -22,7 +26,7 @@ import time
 
 import dash
 
-from . import frames, jobs, layout, sweeps
+from . import frames, guards, jobs, layout, sweeps, uploads
 from . import registry as reg
 from .config import ServerConfig
 from .panels import PageContext
@@ -46,6 +50,8 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
             use_compilation_cache(config.compile_cache_path)
         if config.warm_up:
             warm_up(START_PRESET)
+    uploads.install(config)  # structure names in specs resolve in its folders and uploads
+    jobs.set_computation_limit(config.task_workers)
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
     reg.install(registry)
@@ -69,14 +75,17 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     ctx = PageContext(
         structures=tuple(jobs.list_structures(config.structure_dirs)),
         presets=_presets(),
-        max_upload_bytes=config.max_upload_bytes,
+        upload_limits=uploads.limits_of(config),
         start_preset=START_PRESET,
     )
     app.layout = lambda: layout.build(ctx)  # a function: a fresh session token per page load
     app.index_string = layout.index_string(app.index_string, layout.js_ids())
-    # large enough that an oversized upload still reaches upload_structure, which answers with
-    # the cap next to the field instead of a bare HTTP 413
-    app.server.config["MAX_CONTENT_LENGTH"] = max(64 * 2**20, 4 * config.max_upload_bytes)
+    # at least twice the upload cap (ServerConfig checks), so an upload somewhat over the cap
+    # still reaches upload_structure, which answers with the cap next to the field
+    app.server.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.server.register_error_handler(413, guards.too_large(config))
+    app.server.before_request(guards.callback_guard(layout.build(ctx), config))
+    app.server.wsgi_app = guards.HostAndSizeGuard(app.server.wsgi_app, config)
     app.server.add_url_rule("/_wb/frames", "wb_frames", frames.frames_view)
     return app
 

@@ -70,6 +70,16 @@ def _short(field: str) -> str:
     return entry(RunSpec, field).param.label
 
 
+def waiting_figure(text: str) -> go.Figure:
+    """A small figure that says what it will show once a sweep exists (never blank axes)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=120, margin=dict(l=10, r=10, t=10, b=10), template="plotly_white")
+    return fig
+
+
 def scatter_figure(rows: list[dict], fields: list[str], n_runs: int) -> go.Figure:
     """Figure 3 of the paper for this sweep: final energy against wall time, one marker per
     point (mean ± sd over seeds), one colour per method; customdata = the best run's key."""

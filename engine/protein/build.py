@@ -26,10 +26,12 @@ Every problem with the input is a ``StructureError`` (a ``ValueError``) with one
 
 from __future__ import annotations
 
+import functools
 import io as _stringio
 import os
 import random
 import re
+import threading
 import warnings
 
 import numpy as np
@@ -48,10 +50,11 @@ AMINO_ACIDS = frozenset(peptide.ONE_TO_THREE.values()) | {
     "HID", "HIE", "HIP", "CYX", "CYM", "ASH", "GLH", "LYN", "ACE", "NME",
 }  # fmt: skip  # residue names with an amber14 template
 _CAPS = {"ACE", "NME"}
+MAX_COORD_NM = 999.0  # PDB's x, y, z fields hold at most 9999.999 Angstrom
 _WATER = {"HOH", "WAT", "H2O", "SOL", "TIP3", "TIP", "DOD", "TIP4", "OH2"}
 
 __all__ = ["MAX_HEAVY_ATOMS", "MODELS", "StructureError", "build_protein_system",
-           "protein_structure_from_bytes"]  # fmt: skip
+           "check_structure", "protein_structure_from_bytes"]  # fmt: skip
 
 
 # ---- reading and cleaning ------------------------------------------------------------------
@@ -71,24 +74,67 @@ def _check_text(data: bytes) -> str:
             "are not supported; give a .pdb file)"
         )
     text = data.decode("latin-1")
+    if is_mmcif(text):
+        raise StructureError(
+            "mmCIF is not supported, upload PDB: this file is mmCIF/PDBx (a data_ block with "
+            "_atom_site items); save it in PDB format (e.g. RCSB's 'PDB Format' download)"
+        )
     if not re.search(r"^(ATOM  |HETATM)", text, re.MULTILINE):
         raise StructureError("the file has no ATOM or HETATM records: not a PDB structure")
     return text
 
 
+def is_mmcif(text: str) -> bool:
+    """True for mmCIF/PDBx text: its first non-comment line opens a ``data_`` block, or it has
+    ``_atom_site.`` items and no ATOM/HETATM records."""
+    for line in text[: 2**16].splitlines():
+        if line.strip() and not line.startswith("#"):
+            if line.startswith("data_"):
+                return True
+            break
+    return "\n_atom_site." in text[: 2**20] and not re.search(
+        r"^(ATOM  |HETATM)", text, re.MULTILINE
+    )
+
+
+_FULL_ATOM_LINE = 78  # an ATOM/HETATM record through its element column (77-78)
+_LAST_RECORDS = ("END", "ENDMDL", "TER", "MASTER")  # short records a file may end with
+
+
 def _scan(text: str) -> tuple[int, int]:
     """(number of models, heavy non-water atoms of model 1) from a line scan; checks records.
 
-    Runs before mdtraj so that enormous or cut files are refused without parsing them.
+    Runs before mdtraj so that enormous or cut files are refused without parsing them. A file
+    is truncated when its last line is a record cut short (no newline after it), or when its
+    SEQRES records list more residues for a chain than model 1 holds and no END record closes
+    the file (missing residues in a complete file are gaps, kept as gaps).
     """
     n_models, heavy, in_first = 0, 0, True
+    seqres: dict[str, int] = {}
+    present: dict[str, set] = {}
+    has_end = False
     lines = text.splitlines()
+    cut_last = bool(lines) and not text.endswith(("\n", "\r"))
     for lineno, line in enumerate(lines, 1):
         rec = line[:6]
+        if cut_last and lineno == len(lines):
+            word = line.strip().split(" ")[0]
+            if line.strip() and word not in _LAST_RECORDS and len(line) < _FULL_ATOM_LINE:
+                raise StructureError(
+                    f"the file ends inside the {rec.strip() or 'last'} record on line {lineno}: "
+                    "it is truncated"
+                )
         if rec.startswith("MODEL"):
             n_models += 1
         elif rec.startswith("ENDMDL"):
             in_first = False
+        elif rec.rstrip() in ("END", "MASTER"):
+            has_end = True
+        elif rec == "SEQRES":
+            try:
+                seqres.setdefault(line[11], int(line[13:17]))
+            except (ValueError, IndexError):
+                pass
         elif rec in ("ATOM  ", "HETATM"):
             try:
                 xyz = [float(line[k : k + 8]) for k in (30, 38, 46)]
@@ -99,20 +145,26 @@ def _scan(text: str) -> tuple[int, int]:
                     f"line {lineno} is a truncated or malformed {rec.strip()} record (no readable "
                     "x, y, z): the file is cut or damaged"
                 )
-            if lineno == len(lines) and not text.endswith(("\n", "\r")) and len(line) < 78:
-                raise StructureError(
-                    f"the file ends inside the {rec.strip()} record on line {lineno}: "
-                    "it is truncated"
-                )
             if in_first and line[17:20].strip() not in _WATER:
                 element = line[76:78].strip() or line[12:14].strip().lstrip("0123456789")[:1]
                 heavy += element.upper() not in ("H", "D")
+                if rec == "ATOM  ":
+                    present.setdefault(line[21], set()).add(line[22:27])
+    if seqres and not has_end:
+        short = [(c, len(present.get(c, ())), n) for c, n in seqres.items()
+                 if len(present.get(c, ())) < n]  # fmt: skip
+        if short:
+            c, have, want = short[0]
+            raise StructureError(
+                f"the file ends after {have} of the {want} residues its SEQRES lists for chain "
+                f"{c.strip() or '(blank)'}, with no END record: it is truncated"
+            )
     return max(n_models, 1), heavy
 
 
 def _classify(top) -> tuple[list[int], list[str]]:
     """Atom indices of the protein residues to keep, and the notes on what was stripped."""
-    keep, water, ions, nucleic, ligands, nonstandard = [], 0, {}, 0, {}, []
+    keep, water, ions, nucleic, ligands, nonstandard = [], 0, {}, {}, {}, []
     for res in top.residues:
         names = {a.name for a in res.atoms}
         if res.is_water or res.name in _WATER:
@@ -120,7 +172,7 @@ def _classify(top) -> tuple[list[int], list[str]]:
         elif res.name in AMINO_ACIDS:
             keep.extend(a.index for a in res.atoms)
         elif res.is_nucleic:
-            nucleic += 1
+            nucleic[res.name] = nucleic.get(res.name, 0) + 1
         elif res.n_atoms == 1 and res.name not in AMINO_ACIDS:
             ions[res.name] = ions.get(res.name, 0) + 1
         elif {"N", "CA", "C"} <= names:
@@ -138,12 +190,20 @@ def _classify(top) -> tuple[list[int], list[str]]:
     if not keep:
         if nucleic:
             raise StructureError(
-                f"the structure has only nucleic acids ({nucleic} DNA/RNA residues) and no protein "
-                "residues; only proteins are supported"
+                f"the structure has only nucleic acids ({sum(nucleic.values())} DNA/RNA "
+                f"residues: {_counts(nucleic)}) and no protein residues; only proteins are "
+                "supported"
             )
-        found = sorted({r.name for r in top.residues})
+        found = {}
+        for r in top.residues:
+            found[r.name] = found.get(r.name, 0) + 1
+        what = (
+            "the file holds only water"
+            if water and not (ions or ligands)
+            else ("none of its residues is an amino acid with an amber14 template")
+        )
         raise StructureError(
-            f"no protein residues found (residues present: {', '.join(found[:8])})"
+            f"no protein residues found: {what} (residues present: {_counts(found)})"
         )
     notes = []
     if water:
@@ -156,8 +216,12 @@ def _classify(top) -> tuple[list[int], list[str]]:
             + ", ".join(f"{n} ({c} atoms)" for n, c in sorted(ligands.items()))
         )
     if nucleic:
-        notes.append(f"stripped {nucleic} DNA/RNA residues")
+        notes.append(f"stripped {sum(nucleic.values())} DNA/RNA residues ({_counts(nucleic)})")
     return keep, notes
+
+
+def _counts(names: dict) -> str:
+    return ", ".join(f"{n} x{c}" for n, c in sorted(names.items())[:6])
 
 
 def protein_structure_from_bytes(data: bytes, nmr_model: int = 1):
@@ -201,9 +265,32 @@ def protein_structure_from_bytes(data: bytes, nmr_model: int = 1):
         raise StructureError(
             f"the protein has {n_heavy} heavy atoms; the limit is {MAX_HEAVY_ATOMS}"
         )
-    if not np.all(np.isfinite(traj.xyz)):
-        raise StructureError("the structure has non-finite coordinates")
+    for res in traj.topology.residues:
+        names = [a.name for a in res.atoms]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise StructureError(
+                f"atom {twice[0]} appears {names.count(twice[0])} times in "
+                f"{_atom_label(next(res.atoms)).split(' of ', 1)[1]}: the file is damaged "
+                "(alternate locations need an altLoc letter)"
+            )
+    for problem, bad in (
+        ("non-finite (NaN or infinite)", ~np.all(np.isfinite(traj.xyz[0]), axis=1)),
+        ("out-of-range (beyond ±1000 nm)", np.any(np.abs(traj.xyz[0]) > MAX_COORD_NM, axis=1)),
+    ):
+        bad = np.flatnonzero(bad)
+        if len(bad):
+            named = [_atom_label(traj.topology.atom(int(i))) for i in bad[:4]]
+            more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+            raise StructureError(
+                f"{len(bad)} atom(s) have {problem} coordinates: {', '.join(named)}{more}"
+            )
     return traj, notes + strip_notes
+
+
+def _atom_label(atom) -> str:
+    res = atom.residue
+    return f"{atom.name} of {res.name} {res.resSeq} (chain {res.chain.chain_id or res.chain.index})"
 
 
 def _load_source(cfg: SystemConfig, pdb_bytes: bytes | None):
@@ -214,18 +301,16 @@ def _load_source(cfg: SystemConfig, pdb_bytes: bytes | None):
     else:
         data, label = engine_io.structure_source_bytes(cfg.pdb)
     traj, notes = protein_structure_from_bytes(data, cfg.nmr_model)
-    local = None if pdb_bytes is not None or _is_path(cfg.pdb) else _local_pdb(cfg.pdb)
+    local = _local_pdb(cfg.pdb) if pdb_bytes is None else None
     if local is not None:
-        notes = [f"PDB id {label}: read from {local} on this machine (no download)", *notes]
+        name = os.path.basename(local)  # a name, never the server's path
+        notes = [f"PDB id {label}: read from {name} on this machine (no download)", *notes]
     return traj, notes, label
 
 
-def _is_path(source: str | None) -> bool:
-    return bool(source) and os.path.isfile(source)
-
-
 def _local_pdb(source: str | None) -> str | None:
-    """The structure file on this machine that a PDB id resolves to (engine/io.py), or None."""
+    """The structure file on this machine that a PDB id resolves to (engine/io.py), or None
+    (also for sources that are not PDB ids: those never resolve to a PDB id's file)."""
     return engine_io.find_local_pdb((source or "").strip().upper())
 
 
@@ -247,13 +332,16 @@ def _omm_from_md(traj):
     return traj.topology.to_openmm(), np.asarray(traj.xyz[0], dtype=np.float64)
 
 
-def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
+def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None, platform="Reference"):
     """Rebuild missing heavy atoms (pdbfixer), then add hydrogens (OpenMM Modeller, pH 7).
 
     Args:
       omm_top, pos: openmm Topology and [n, 3] positions (nm).
       variants: per-residue protonation variants to impose (from the native structure), so
         that a second structure of the same protein gets exactly the same atoms.
+      platform: OpenMM platform of pdbfixer's and Modeller's small minimizations: Reference
+        (deterministic, for builds) or CPU (several times faster, for checks that keep no
+        positions).
 
     Returns:
       (topology, positions [n', 3] nm, variants used).
@@ -267,7 +355,7 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None):
     app.PDBFile.writeFile(omm_top, unit.Quantity(pos, unit.nanometer), text, keepIds=True)
     # the Reference platform makes pdbfixer's clash minimization deterministic (the CPU
     # platform's threaded force sums are not), so seeded starts are reproducible
-    reference = openmm.Platform.getPlatformByName("Reference")
+    reference = openmm.Platform.getPlatformByName(platform)
     fixer = PDBFixer(pdbfile=_stringio.StringIO(text.getvalue()), platform=reference)
     fixer.findMissingResidues()
     fixer.missingResidues = {}  # gaps stay gaps: modelling whole loops is beyond a start structure
@@ -329,14 +417,23 @@ def _strip_hydrogens(omm_top, pos):
     return modeller.topology, np.asarray(modeller.positions.value_in_unit(unit.nanometer))
 
 
-def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None):
-    """Complete, protonate and type a protein; falls back to rebuilding all hydrogens once.
+def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None, platform="Reference"):
+    """Complete, protonate and type a protein; falls back to rebuilding all hydrogens once
+    (``platform``: see ``_complete_and_protonate``).
 
     Returns:
       (openmm System, topology, positions [n, 3] nm, variants).
     """
+    for res in omm_top.residues():
+        heavy = [a.name for a in res.atoms() if a.element is None or a.element.symbol != "H"]
+        if res.name not in _CAPS and (len(heavy) < 3 or "CA" not in heavy):
+            raise StructureError(
+                f"residue {res.name} {res.id} (chain {res.chain.id}) has {len(heavy)} heavy "
+                f"atom(s) ({', '.join(heavy[:4]) or 'none'}); the all-atom model rebuilds "
+                "missing atoms only for residues with their CA and at least 3 heavy atoms"
+            )
     local = []
-    top, xyz, used = _complete_and_protonate(omm_top, pos, forcefield, local, variants)
+    top, xyz, used = _complete_and_protonate(omm_top, pos, forcefield, local, variants, platform)
     try:
         system = _create_system(forcefield, top)
     except StructureError:
@@ -346,7 +443,7 @@ def _prepare_allatom(omm_top, pos, forcefield, notes, variants=None):
         # hydrogens named in a convention the templates do not know: drop and re-add them all
         local = ["the file's hydrogens did not match the force field's templates; all were rebuilt"]
         top, xyz, used = _complete_and_protonate(*_strip_hydrogens(omm_top, pos), forcefield,
-                                                 local, variants)  # fmt: skip
+                                                 local, variants, platform)  # fmt: skip
         system = _create_system(forcefield, top)
     notes.extend(local)
     return system, top, xyz, used
@@ -702,6 +799,54 @@ def _build_residue(cfg, seed, pdb_bytes, start_bytes) -> System:
 
 def _chain_ids(md_top) -> np.ndarray:
     return np.array([a.residue.chain.index for a in md_top.atoms], dtype=np.int64)
+
+
+_CHECK_LOCK = threading.Lock()  # one check at a time: they are CPU-bound, and share the fields
+
+
+@functools.lru_cache(maxsize=1)
+def _check_forcefield():
+    """amber14 + OBC2 for ``check_structure`` only (parsing its XML takes about a second; runs
+    keep their own instances, so a cached one is never shared across threads)."""
+    return _forcefield("amber-obc2")
+
+
+def check_structure(data: bytes) -> dict:
+    """Validate a structure file as a run of it will be built, before accepting it (uploads).
+
+    The same steps as ``build_protein_system`` with the native start: the line scan (cut or
+    damaged records, the heavy-atom limit), mdtraj's parse, the protein/water/ligand split,
+    finite coordinates, then pdbfixer, OpenMM's hydrogens and amber14 typing, whose templates
+    name any residue that cannot be modelled. Only the clash relaxation of built starts and
+    the energy tables are left out.
+
+    Returns:
+      {"n_residues", "n_atoms" (hydrogens included), "n_heavy", "sequence", "notes"}.
+
+    Raises:
+      StructureError: one line saying what cannot be modelled (residues or atoms named).
+    """
+    with _CHECK_LOCK:
+        traj, notes = protein_structure_from_bytes(data, 1)
+        try:
+            _, top, _, _ = _prepare_allatom(
+                *_omm_from_md(traj), _check_forcefield(), notes, platform="CPU"
+            )
+        except StructureError:
+            raise
+        except Exception as err:  # pdbfixer and OpenMM raise many kinds on odd structures
+            message = str(err).splitlines()[0] if str(err) else ""
+            raise StructureError(
+                f"OpenMM could not prepare this structure: {type(err).__name__}: {message}"
+            ) from None
+    heavy = sum(a.element is not None and a.element.symbol not in ("H", "D") for a in top.atoms())
+    return {
+        "n_residues": top.getNumResidues(),
+        "n_atoms": top.getNumAtoms(),
+        "n_heavy": heavy,
+        "sequence": _sequence_of(traj.topology),
+        "notes": notes,
+    }
 
 
 def build_protein_system(

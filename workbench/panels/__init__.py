@@ -22,6 +22,7 @@ import dataclasses
 from dash import ctx
 
 from .. import forms
+from ..uploads import UploadLimits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +32,13 @@ class PageContext:
     Attributes:
         structures: [(label, path)] of protein structures offered on this machine.
         presets: {name: (description, [RunSpec])} of the paper's figures.
-        max_upload_bytes: size cap of an uploaded PDB file.
+        upload_limits: the server's limits on uploaded structures (workbench/uploads.py).
         start_preset: the preset whose settings fill the form a page opens with (or None).
     """
 
     structures: tuple = ()
     presets: dict = dataclasses.field(default_factory=dict)
-    max_upload_bytes: int = 2_000_000
+    upload_limits: UploadLimits = dataclasses.field(default_factory=UploadLimits)
     start_preset: str | None = None
 
     def start_values(self) -> dict:

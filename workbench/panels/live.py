@@ -19,6 +19,7 @@ runs, else the run picked in the reference dropdown.
 from __future__ import annotations
 
 import math
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -51,8 +52,8 @@ from . import PageContext, method, system, triggered_value
 
 class ID:
     LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool,
-    # "fold": True for a protein folding from a non-native start (RMSD curve first)}
-    SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", "version", ...}, "_active", "_ms", "_n"}
+    # "group", "fold": True for a protein folding from a non-native start (RMSD curve first)}
+    SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", ...}, "_active", "_ms", "_n", "_group"}
     POLL = "wb-poll"  # Store: tick counter; each increment runs poll_runs once (workbench.js)
     POLL_ACK = "wb-poll-ack"  # dummy output of the clientside poll scheduler
     WATCHDOG = "wb-watchdog"  # Interval restarting the poll chain if a poll request was lost
@@ -327,24 +328,45 @@ class Group(NamedTuple):
     message: str
 
 
-def new_group(run_ids, specs, protein: bool, workers: int, poll_ms: int) -> Group:
-    """The page state of runs ``run_ids`` just submitted for ``specs`` (same order)."""
+def new_group(
+    run_ids, specs, protein: bool, workers: int, poll_ms: int, waiting: dict | None = None
+) -> Group:
+    """The page state of runs ``run_ids`` just submitted for ``specs`` (same order);
+    ``waiting``: {run id: queue position of a run waiting for a worker, else None}
+    (``RunRegistry.waiting``)."""
     runs = []
     for rid, spec in zip(run_ids, specs, strict=True):
         m = forms.method_of(spec)
         color, div = METHODS[m].color, ID.viewer_dom(rid)
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
     fold = protein and folding(specs[0])
-    fig = figures.curves_figure(
-        runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "", rmsd_first=fold
-    )
+    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "",
+                                energy_label=figures.reported_energy(specs),
+                                rmsd_first=fold)  # fmt: skip
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."
-    queued = max(0, len(runs) - workers)
-    if queued:
-        message += f" {queued} run(s) wait for a free worker ({workers} workers)."
-    seen = {"_active": True, "_ms": poll_ms, "_n": 0}
-    live = {"runs": runs, "rmsd": protein, **({"fold": True} if fold else {})}
+    if waiting is not None:
+        message = queue_message(runs, waiting, specs[0].seed, workers)
+    elif len(runs) > workers:
+        message += f" {len(runs) - workers} run(s) wait for a free worker ({workers} workers)."
+    # The group's id ties poll replies to it: a reply to a poll of the previous group that
+    # lands after Run must not end the new group's poll chain (see poll_runs).
+    seen = {"_active": True, "_ms": poll_ms, "_n": 0, "_group": run_ids[0]}
+    live = {"runs": runs, "rmsd": protein, "group": run_ids[0], **({"fold": True} if fold else {})}
     return Group(runs, live, fig, seen, message)
+
+
+def queue_message(runs: list[dict], waiting: dict, seed: int, workers: int) -> str:
+    """ "Started GD, GNN (seed 0)." when every run has a worker, else which runs wait and
+    their queue positions."""
+    started = [r["label"].upper() for r in runs if waiting.get(r["id"]) is None]
+    queued = [f"{r['label'].upper()} at position {waiting[r['id']]}"
+              for r in runs if waiting.get(r["id"]) is not None]  # fmt: skip
+    why = f"in the queue for {workers} busy worker(s)"
+    if not queued:
+        return f"Started {', '.join(started)} (seed {seed})."
+    if not started:
+        return f"Queued {', '.join(queued)} (seed {seed}), {why}."
+    return f"Started {', '.join(started)} (seed {seed}); queued {', '.join(queued)}, {why}."
 
 
 def folding(spec) -> bool:
@@ -392,7 +414,7 @@ def frame_payload(snap, link: list[str], period: int):
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
-        "xyz": jobs.flat(snap.frame_x, scale) if snap.frame_x is not None else None,
+        "xyz": jobs.view_xyz(snap.frame_x, snap.view) if snap.frame_x is not None else None,
         "view": view,
         "link": link,
         "run": snap.run_id,
@@ -591,7 +613,8 @@ def start_run(n_clicks, values, field_ids, methods, tab, source, token, sid):
         return (*(NU,) * 5, f"Not started: {err.field} {forms.message_of(err)}", NU)
     except (Busy, PermissionError) as err:
         return (*(NU,) * 5, f"Not started: {err}", NU)
-    g = new_group(run_ids, specs, tab == "protein", r.config.workers, r.config.poll_ms)
+    waiting = r.waiting(run_ids)
+    g = new_group(run_ids, specs, tab == "protein", r.config.workers, r.config.poll_ms, waiting)
     cards = [run_card(run) for run in g.runs]
     return cards, g.figure, {"display": "block"}, g.live, g.seen, g.message, None
 
@@ -630,9 +653,13 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
     """Send each live card what is new: its topology once, status and structure lines, the
     curves (whole traces, when rows arrived) and the speed-up table."""
     card_ids = [f["index"] for f in frame_ids]
-    if not live or not card_ids or not (seen or {}).get("_active"):
-        return *([NU] * len(card_ids) for _ in range(4)), NU, NU, NU
     r = reg.get()
+    if live and (seen or {}).get("_group") != live.get("group"):
+        # The store holds a late reply for the previous group (Run was pressed while it was
+        # polled): start this group's counters afresh instead of trusting its "_active".
+        seen = {"_active": True, "_ms": r.config.poll_ms, "_group": live.get("group")}
+    if not live or not card_ids or not seen.get("_active"):
+        return *([NU] * len(card_ids) for _ in range(4)), NU, NU, NU
     snaps = r.snapshots(card_ids, sid, dict(seen))
     u = poll_update(live, seen, card_ids, snaps, r.config.frame_ms)
     seen = u.seen
@@ -681,19 +708,42 @@ def update_speedup(metric, threshold, live, sid, chosen=None):
     return _speedup(live, sid, metric, threshold, chosen)
 
 
+# How long the Stop click's reply waits for the run to end, so the card reads "stopped" at
+# once instead of at the next poll (a running run ends within one chunk, tens of ms).
+STOP_REPLY_WAIT_S = 0.6
+
+
 @callback(
     Output(method.ID.RUN_MSG, "children", allow_duplicate=True),
+    Output(ID.status(ALL), "children", allow_duplicate=True),
     Input(ID.stop_btn(ALL), "n_clicks"),
+    State(ID.status(ALL), "id"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
 )
-def stop_run(clicks, sid):
-    """Stop one run (owner only); it keeps everything computed so far."""
+def stop_run(clicks, status_ids, sid):
+    """Stop one run (owner only); it keeps everything computed so far. The reply carries the
+    card's status line once the run has ended (or is still stopping after STOP_REPLY_WAIT_S)."""
+    statuses = [NU] * len(status_ids)
     if not triggered_value():
-        return NU
-    if reg.get().cancel(ctx.triggered_id["index"], by=sid):
-        return "Stop requested: the run ends after its current chunk."
-    return "That run has already finished."
+        return NU, statuses
+    r, run_id = reg.get(), ctx.triggered_id["index"]
+    if not r.cancel(run_id, by=sid):
+        snap = r.snapshot(run_id, sid)
+        if snap is None or not snap.is_owner:
+            return "Only the session that started a run can stop it.", statuses
+        return "That run has already finished.", statuses
+    end = time.monotonic() + STOP_REPLY_WAIT_S
+    snap = r.snapshot(run_id, sid)
+    while snap is not None and not snap.terminal and time.monotonic() < end:
+        time.sleep(0.02)
+        snap = r.snapshot(run_id, sid)
+    where = [i for i, sid_ in enumerate(status_ids) if sid_["index"] == run_id]
+    if snap is not None and where:
+        statuses[where[0]] = figures.status_text(snap)
+    if snap is not None and snap.terminal:
+        return "Stopped; everything computed so far is kept.", statuses
+    return "Stop requested: the run ends after its current chunk.", statuses
 
 
 @callback(

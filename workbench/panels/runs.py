@@ -230,7 +230,7 @@ def replay_payload(run_id: str, view: dict, step: int, x, first: bool = False) -
         "div": ID.VIEW_DOM,
         "key": f"replay-{run_id}",
         "step": step,
-        "xyz": jobs.flat(x, view.get("scale", 1.0)),
+        "xyz": jobs.view_xyz(x, view),
     }
     return {**frame, "view": view} if first else frame
 

@@ -34,6 +34,7 @@ from engine import SpecError
 from .. import components as C
 from .. import figures, forms, ids, jobs
 from .. import registry as reg
+from ..registry import Busy
 from . import PageContext, system
 
 
@@ -223,7 +224,10 @@ def start_spectrum(n, values, field_ids, tab, source, token, sid, previous=None)
     r = reg.get()
     if previous and previous.get("id"):
         r.cancel(previous["id"], by=sid)  # a no-op once it has finished
-    task_id = r.submit_task(sid, "spectrum", jobs.spectrum_task(spec))
+    try:  # the registry stops this session's previous spectrum first
+        task_id = r.submit_task(sid, "spectrum", jobs.spectrum_task(spec))
+    except (Busy, PermissionError) as err:
+        return NU, NU, f"Not computed: {err}"
     k = spec.reparam.n_modes
     return {"id": task_id, "k": k, "n": spec.system.n}, False, progress_bar("queued")
 

@@ -252,7 +252,18 @@ def poll_sweep(n, current, sid):
     """Status, scatter, parallel coordinates and table of the followed sweep."""
     snap = sweeps.get().snapshot((current or {}).get("id"), sid)
     if snap is None:
-        return "", NU, NU, NU, NU, True
+        return (
+            "",
+            sweep_views.waiting_figure(
+                "No sweep yet: Start sweep plots each run's final energy against its wall time here"
+            ),
+            sweep_views.waiting_figure(
+                "and here every swept setting against the final energy (parallel coordinates)."
+            ),
+            NU,
+            NU,
+            True,
+        )
     fields = [a.field for a in snap.spec.axes]
     columns, data = sweep_views.table(snap.rows, fields)
     return (

@@ -13,7 +13,7 @@ from dash import no_update as NU
 from engine import SpecError
 
 from .. import components as C
-from .. import forms, ids, jobs
+from .. import forms, ids, jobs, uploads
 from .. import registry as reg
 from . import PageContext
 
@@ -68,14 +68,15 @@ def layout(ctx: PageContext):
 
 
 def _protein_rows(ctx: PageContext) -> list:
-    structures = list(ctx.structures)
-    struct_options = [{"label": lab, "value": path} for lab, path in structures]
+    structures = uploads.structure_options(ctx.structures)  # names, never server paths
+    struct_options = [{"label": lab, "value": name} for lab, name in structures]
     start_options = [{"label": lab, "value": v} for v, lab in forms.PROTEIN_STARTS] + [
-        {"label": f"from file: {lab}", "value": path}
-        for lab, path in structures
-        if path != "villin"
+        {"label": f"from file: {lab}", "value": name}
+        for lab, name in structures
+        if name != "villin"
     ]
-    cap_mb = ctx.max_upload_bytes / 1e6
+    limits = ctx.upload_limits
+    cap_mb = limits.max_bytes / 1e6
     return [
         C.extra_row(
             "protein.source",
@@ -111,9 +112,11 @@ def _protein_rows(ctx: PageContext) -> list:
                     multiple=False,
                 ),
                 html.Div(f"PDB format, at most {cap_mb:g} MB.", className="wb-range"),
+                html.Div(uploads.accepted_line(limits), className="wb-range"),
                 html.Div(id=ID.UPLOAD_MSG, className="wb-msg"),
             ],
-            f"Upload a PDB file (at most {cap_mb:g} MB); it stays on this server.",
+            f"Upload a PDB file (at most {cap_mb:g} MB); it is checked with the force field "
+            "at once and stays on this server, for this session only.",
         ),
         C.extra_row(
             "protein.pdb_id",
@@ -128,7 +131,7 @@ def _protein_rows(ctx: PageContext) -> list:
             ),
             "A 4-character PDB id: read from the structures on this machine (<ID>.pdb or "
             "<ID>_native.pdb) or the download cache when there; otherwise downloaded once "
-            "(needs network).",
+            "(needs network). Never read from anywhere else on the server.",
         ),
         C.extra_row(
             "protein.sequence",
@@ -191,16 +194,23 @@ def system_summary(v: dict, tab: str, source: str | None) -> str:
 def read_protein(values: dict, source: str | None, token: str | None) -> dict:
     """SystemConfig protein fields from the protein widgets (SpecError names the widget)."""
     r = reg.get()
-    offered = {path for _, path in jobs.list_structures(r.config.structure_dirs)}
+    if (source or "file") == "upload":  # an upload past its retention goes before it is used
+        r.store.purge_uploads(uploads.limits_of(r.config).retention_s)
+    offered = {name for _, name in uploads.structure_options(structure_list())}
     choice = forms.ProteinChoice(
         source=source or "file",
         structure=values.get("protein.structure"),
-        upload_path=r.store.upload_path(token),
+        upload_path=r.store.upload_name(token),
         pdb_id=values.get("protein.pdb_id") or "",
         sequence=values.get("protein.sequence") or "",
         start=values.get("protein.start") or "native",
     )
     return forms.protein_system(choice, lambda p: p in offered)
+
+
+def structure_list() -> list[tuple[str, str]]:
+    """[(label, path)] of the structures this server offers (``jobs.list_structures``)."""
+    return jobs.list_structures(reg.get().config.structure_dirs)
 
 
 def run_specs(values: dict, methods, tab: str, source: str | None, token: str | None) -> list:
@@ -228,15 +238,16 @@ def summarize_system(values, tab, source, field_ids):
     Output(ID.PROTEIN_SOURCE, "value"),
     Input(ID.UPLOAD, "contents"),
     State(ID.UPLOAD, "filename"),
+    State(ids.SESSION, "data"),
     prevent_initial_call=True,
 )
-def upload_structure(contents, filename):
-    """Check an uploaded file (size cap, PDB records) and keep it server-side under a token."""
+def upload_structure(contents, filename, sid):
+    """Check an uploaded file with the run's builder (workbench/uploads.py) and keep it
+    server-side under a token, within the session's upload limits."""
     r = reg.get()
+    limits = uploads.limits_of(r.config)
     try:
-        data = forms.check_upload(contents, filename, r.config.max_upload_bytes)
+        token, message = uploads.accept(contents, filename, sid, r.store, limits)
     except SpecError as err:
         return None, forms.message_of(err), NU
-    token = r.store.save_upload(data)
-    jobs.name_upload(r.store.upload_path(token), filename)  # runs and exports show its name
-    return token, f"{filename}: accepted ({len(data) / 1e3:.0f} kB)", "upload"
+    return token, message, "upload"
