@@ -112,7 +112,7 @@ def test_method_options_offer_openmm_for_proteins_only():
     def disabled(tab):
         return {o["value"] for o in method.method_options(tab) if o["disabled"]}
 
-    assert disabled("loop") == {"openmm-min"} and disabled("protein") == set()
+    assert disabled("loop") == {"openmm-min", "openmm-md"} and disabled("protein") == set()
     assert [o["value"] for o in method.method_options("loop")] == list(forms.FORM_METHODS)
 
 
