@@ -105,6 +105,9 @@
       } else {
         model.setStyle({}, {cartoon: {color: "spectrum"}, [bondStyle()]: {radius: 0.12}});
       }
+      if (view.native) {  // a folding run: its native structure, translucent, superposed on x0
+        viewer.addModel(view.native, "pdb").setStyle({}, {cartoon: {color: "grey", opacity: 0.35}});
+      }
     } else {
       const n = view.n, x = view.x0, atoms = [];
       for (let i = 0; i < n; i++) {

@@ -4,6 +4,11 @@ Run: .venv/bin/python -m bench.bench_modes [--sizes 400 1000 4000] [--k 20]
 Writes bench/results/modes.json, bench/results/modes.png and the table between the markers
 in docs/benchmarks-modes.md.
 
+Scale (the cutoff model's sparse route, n = 1000, 4000, 20000; about 2-6 minutes, a case
+skipped when 1.5x its linear extrapolation exceeds --max-case-seconds):
+.venv/bin/python -m bench.bench_modes --scale
+Writes bench/results/modes_scale.json, modes_scale.png and the modes-scale table.
+
 Cases (each timed through ``engine.modes.slow_modes``, whose ``seconds`` include building
 the Hessian; the Hessian build alone is timed separately):
 
@@ -282,12 +287,146 @@ def write_doc_table(table: str):
     DOC.write_text(pattern.sub(lambda _: f"{TABLE_START}\n{table}\n{TABLE_END}", text))
 
 
+# ---- scale: the cutoff model's sparse route ----------------------------------------------
+
+SCALE_CASES = {  # label -> ModesConfig keywords (k = --k modes, solver "auto")
+    "hessian @ samples": {"method": "hessian", "at": "samples"},
+    "block-laplacian @ samples": {"method": "block-laplacian", "at": "samples"},
+}
+SCALE_DENSE_MAX_N = 1000  # accuracy against the dense solver up to this n
+SCALE_DOC_MARKER = "modes-scale-table"
+
+
+def _sparse_parts(system, model, cfg: ModesConfig) -> dict:
+    """Stored entries of the averaged matrix, and one sample's assembly time."""
+    rng = np.random.default_rng(0)
+    xs = md.sample_configurations(system, cfg, system.x0, rng)
+    plan = hess.make_pair_plan(model.pair_terms, system.n_atoms)
+    build = hess.sparse_pair_hessian if cfg.method == "hessian" else hess.sparse_block_norms
+    build(xs[0], plan)  # compile the potentials' derivatives for this pair-list size
+    t = time.perf_counter()
+    a = build(xs[0], plan)
+    build_s = time.perf_counter() - t
+    for x in xs[1:]:
+        a = a + build(x, plan)
+    return {"nnz": int(a.nnz), "density": a.nnz / a.shape[0] ** 2, "build_one_s": build_s}
+
+
+def run_scale(sizes, k: int, kind: str, max_case_s: float) -> list[dict]:
+    results = []
+    for n in sorted(sizes):
+        system = build_system(SystemConfig(kind=kind, n=n), seed=0)
+        model = make_energy(system, EnergyConfig(dtype="float64", repulsion="cutoff"))
+        for case, kw in SCALE_CASES.items():
+            row = {"case": case, "kind": kind, "n": n, "k": k, "cutoff": 3.0}
+            done = [r for r in results if r["case"] == case and r.get("seconds")]
+            if done:  # skip when 1.5x the linear extrapolation from the last size is too long
+                last = max(done, key=lambda r: r["n"])
+                est = 1.5 * last["seconds"] * n / last["n"]
+                if est > max_case_s:
+                    row.update(skipped_estimate_s=est)
+                    results.append(row)
+                    print(f"{case:26s} n={n:6d} skipped (estimate {est:.0f} s)", flush=True)
+                    continue
+            cfg = ModesConfig(**kw)
+            row.update(_sparse_parts(system, model, cfg))
+            load0 = os.getloadavg()[0]
+            cpu = time.process_time()
+            m = md.slow_modes(system, model, cfg, k)
+            row.update(seconds=m.seconds, cpu_s=time.process_time() - cpu, method=m.method,
+                       load=max(load0, os.getloadavg()[0]), rigid=int(m.rigid.sum()))  # fmt: skip
+            if n <= SCALE_DENSE_MAX_N:
+                ref = md.slow_modes(system, model, ModesConfig(**kw, solver="dense"), k + 1)
+                mu = np.abs(ref.values)
+                ref = first_modes(ref, k)
+                free = ~ref.rigid
+                rel = np.abs(m.values[free] - ref.values[free]) / np.abs(ref.values[free])
+                row.update(dense_s=ref.seconds, values_max_rel_diff=float(rel.max()),
+                           max_principal_angle=float(np.max(subspace_angles(ref.vectors,
+                                                                            m.vectors))),
+                           relative_gap_after_k=float((mu[k] - mu[k - 1]) / mu[k]))  # fmt: skip
+            print(f"{case:26s} n={n:6d} {m.seconds:7.2f} s  nnz {row['nnz']:>9d}  {m.method}",
+                  flush=True)  # fmt: skip
+            results.append(row)
+    return results
+
+
+def scale_table(results: list[dict]) -> str:
+    lines = [
+        "| case | n | matrix rows | stored entries (density) | one sample's assembly (s) | "
+        "slow modes, total (s) [CPU s, load] | solver | "
+        r"vs dense: max \|Δμ\|/\|μ\|, max angle (rad), gap after k |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r["n"] * (3 if r["case"].startswith("hessian") else 1)
+        if "seconds" not in r:
+            lines.append(f"| {r['case']} | {r['n']} | {rows} | — | — | skipped "
+                         f"(~{r['skipped_estimate_s']:.0f} s est.) | — | — |")  # fmt: skip
+            continue
+        solver = r["method"].split("/", 2)[-1]
+        acc = "—"
+        if "values_max_rel_diff" in r:
+            acc = (f"{_fmt(r['values_max_rel_diff'])}, {_fmt(r['max_principal_angle'])}, "
+                   f"{_fmt(r['relative_gap_after_k'])} (dense {_fmt(r['dense_s'])} s)")  # fmt: skip
+        lines.append(
+            f"| {r['case']} | {r['n']} | {rows} | {r['nnz']:,} ({r['density']:.1e}) | "
+            f"{_fmt(r['build_one_s'])} | {_fmt(r['seconds'])} [{_fmt(r['cpu_s'])}, "
+            f"{r['load']:.1f}] | {solver} | {acc} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_scale(results: list[dict], path: Path, k: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for c, case in enumerate(SCALE_CASES):
+        rows = sorted((r for r in results if r["case"] == case and "seconds" in r),
+                      key=lambda r: r["n"])  # fmt: skip
+        if rows:
+            ax.plot([r["n"] for r in rows], [r["seconds"] for r in rows], "o-", color=f"C{c}",
+                    label=f"{case}: total")  # fmt: skip
+    ax.plot([4000], [5.0], "k*", ms=10, label="target n=4000 (5 s)")
+    ax.plot([20000], [60.0], "kX", ms=9, label="target n=20000 (60 s)")
+    load = max((r.get("load", 0.0) for r in results), default=0.0)
+    title = f"Lowest {k} slow modes, cutoff model, 2-core CPU (load up to {load:.1f})"
+    ax.set(xscale="log", yscale="log", xlabel="n (beads)", ylabel="wall seconds", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main_scale(args) -> int:
+    from .common import replace_marked
+
+    results = run_scale(args.sizes or [1000, 4000, 20000], args.k, args.kind,
+                        args.max_case_seconds)  # fmt: skip
+    save_json("modes_scale", {"k": args.k, "kind": args.kind, "energy": "cutoff 3.0",
+                              "loadavg_end": os.getloadavg(), "results": results})  # fmt: skip
+    plot_scale(results, RESULTS / "modes_scale.png", args.k)
+    table = scale_table(results)
+    replace_marked(DOC, SCALE_DOC_MARKER, table)
+    print(table)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[400, 1000, 4000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--dense-max-seconds", type=float, default=120.0)
+    parser.add_argument("--scale", action="store_true", help="the cutoff model's sparse route")
+    parser.add_argument("--kind", default="bond-lj-loop", help="--scale: loop kind")
+    parser.add_argument("--max-case-seconds", type=float, default=240.0,
+                        help="--scale: skip a case extrapolated beyond this")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.scale:
+        return main_scale(args)
+    args.sizes = args.sizes or [400, 1000, 4000]
     results: list[dict] = []
     for n in sorted(args.sizes):
         system = build_system(SystemConfig(kind="lj-loop", n=n), seed=0)

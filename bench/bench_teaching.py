@@ -18,6 +18,18 @@ fixed step budget) at n atoms. Measured:
 
 Results: bench/results/teaching.json. Numbers on the shared machine under load are noisy;
 the script records the load average before and after.
+
+``--part views`` (results: bench/results/teaching_views.json) times the other teaching views
+on the same system at each size, and records what they show:
+
+- ``grad_ms``: one gradient of the full energy at a frame (the gradient chart, per frame);
+- conditioning (engine.teaching.conditioning_report on the demo's CG and GNN specs): each
+  row's seconds, kappa, kappa_bulk, |lambda| max / median / min, rank and count of negative
+  eigenvalues, and the total wall time
+  including the GNN's replay of stage 1 to its switch;
+- ``graph_s``: the propagation matrix, its strongest 4n edges and the weight histogram;
+- ``landscape_s``: a 41 x 41 energy slice on the plane of modes 1 and 2 at x0.
+Bounded: about 1 min at n = 400 and 3-5 min at n = 1000 on the loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -136,12 +148,82 @@ def _frac(v) -> list[float]:
     return [round(float(x), 4) for x in v / max(v.sum(), 1e-300)]
 
 
+def bench_views(n: int) -> dict:
+    """Cost (and content) of the gradient chart, conditioning, graph and landscape at n."""
+    import jax
+    import jax.numpy as jnp
+
+    from engine.teaching import (
+        conditioning_report,
+        landscape_slice,
+        propagation_matrix,
+        strongest_edges,
+    )
+    from workbench.teach_views import HIST_BINS
+
+    load0 = os.getloadavg()
+    specs = [demo_spec(OPENING, m).replace(**{"system.n": n}) for m in ("cg", "gnn")]
+    system = build_system(specs[0].system, specs[0].seed)
+    model = make_energy(system, specs[0].energy)
+    grad = jax.jit(jax.grad(model.energy_fn))
+    x = jnp.asarray(system.x0)
+    grad(x).block_until_ready()
+    t = time.perf_counter()
+    for _ in range(20):
+        grad(x).block_until_ready()
+    grad_ms = (time.perf_counter() - t) / 20 * 1e3
+    t = time.perf_counter()
+    rows = conditioning_report(specs, system)
+    cond_s = time.perf_counter() - t
+    t = time.perf_counter()
+    a = propagation_matrix(specs[1], system)
+    strongest_edges(a, 4 * n)
+    np.histogram(a[np.triu_indices(n, 1)], bins=HIST_BINS)
+    graph_s = time.perf_counter() - t
+    modes = full_modes(model, system.x0)
+    free = np.flatnonzero(~modes.rigid)
+    t = time.perf_counter()
+    landscape_slice(model, system.x0, modes.vectors[:, free[0]], modes.vectors[:, free[1]], 1, 1)
+    landscape_s = time.perf_counter() - t
+    return {
+        "n": n,
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "grad_ms_per_frame": grad_ms,
+        "conditioning_total_s": cond_s,
+        "conditioning": [
+            {
+                "label": r.label,
+                "seconds": round(r.seconds, 3),
+                "kappa": r.kappa,
+                "kappa_bulk": r.kappa_bulk,
+                "median_abs": float(np.median(np.abs(r.values))),
+                "rank": r.rank,
+                "n_params": r.n_params,
+                "n_negative": r.n_negative,
+                "max_abs": float(np.abs(r.values).max()),
+                "min_abs": float(np.abs(r.values).min()),
+            }
+            for r in rows
+        ],
+        "graph_s": graph_s,
+        "landscape_s": landscape_s,
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[400])
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--part", choices=("projection", "views"), default="projection")
     args = ap.parse_args(argv)
+    if args.part == "views":
+        data = {"sizes": [bench_views(n) for n in args.sizes]}
+        print(save_json("teaching_views", data))
+        for r in data["sizes"]:
+            print(r)
+        return
     load0 = os.getloadavg()
     rows = [bench_size(n, args.steps, args.rounds) for n in args.sizes]
     data = {"load_before": load0, "load_after": os.getloadavg()}

@@ -8,6 +8,10 @@ Contract:
 - ``pair_hessian(x, pair_terms) -> [3n, 3n]`` dense Hessian assembled from 3x3 pair blocks;
   ``pair_block_norms(x, pair_terms) -> [n, n]`` the Frobenius norms of those blocks (the
   reference's force-constant matrix K, method.md §4.1) without building the 3n x 3n matrix.
+- ``sparse_pair_hessian(x, pair_terms) -> scipy.sparse.csr_array [3n, 3n]`` and
+  ``sparse_block_norms(x, pair_terms) -> csr_array [n, n]``: the same objects assembled from
+  the listed pairs only, for plans without all-pairs terms (``plan_is_sparse``): bonds,
+  contacts and ``CutoffPairs`` terms (the cutoff model), O(pairs) memory at any n.
 - ``autodiff_hessian(energy_fn, x) -> [3n, 3n]`` for energies without pair terms (proteins),
   by batched Hessian-vector products; ``make_hvp_fn(energy_fn, x)`` for matrix-free solvers.
 - ``hessian(model, x)`` picks the analytic route when ``model.pair_terms`` is set.
@@ -39,7 +43,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
+from .pairs import CutoffPairs, pairs_within
 from .types import EnergyFn, EnergyModel, PairTerm
 
 # Distances below this (length units) are treated as this value in the 1/r factors: two
@@ -53,6 +59,9 @@ ROW_CHUNK = 128
 _HVP_BATCH_BUDGET = 2**24
 # Terms with more pairs than this fraction of n (n - 1) / 2 are evaluated on the dense grid.
 DENSE_TERM_FRACTION = 0.25
+# Pair lists found per configuration (CutoffPairs) are padded to a power of two, at least
+# this long, so their jitted coefficients compile once per size class, not per sample.
+MIN_PADDED_PAIRS = 1024
 
 
 class PairPlan(NamedTuple):
@@ -60,7 +69,8 @@ class PairPlan(NamedTuple):
 
     Terms touching more than ``DENSE_TERM_FRACTION`` of all atom pairs (the all-pairs
     repulsion) are kept as dense symmetric weight matrices and evaluated on the [n, n]
-    distance grid; the others (bonds, loop contacts) as pair lists.
+    distance grid; the others (bonds, loop contacts) as pair lists; ``CutoffPairs`` terms
+    as their cutoff, their pairs found at each configuration.
 
     Fields:
       n_atoms: number of atoms.
@@ -68,11 +78,13 @@ class PairPlan(NamedTuple):
         arrays.
       dense: tuple of (potential key, [n, n] symmetric scale * weights with zero diagonal),
         as a JAX array.
+      cutoff: tuple of (potential key, CutoffPairs, scale * weight) (uniform weight).
     """
 
     n_atoms: int
     sparse: tuple
     dense: tuple
+    cutoff: tuple = ()
 
 
 def _potential_key(potential: Callable):
@@ -119,7 +131,8 @@ def _sparse_term_fn(key) -> Callable:
     def coefficients(x, i, j, sw):
         d = x[i] - x[j]
         r = jnp.maximum(jnp.sqrt(jnp.sum(d * d, axis=-1)), MIN_DISTANCE)
-        return sw * dphi(r) / r, sw * d2phi(r)
+        live = sw != 0  # padding pairs (sw = 0) give exactly 0, whatever phi does at their r
+        return jnp.where(live, sw * dphi(r) / r, 0.0), jnp.where(live, sw * d2phi(r), 0.0)
 
     return coefficients
 
@@ -161,8 +174,13 @@ def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
     n = int(n_atoms)
     if n < 1:
         raise ValueError(f"n_atoms must be >= 1; got {n_atoms}")
-    sparse, dense = [], []
+    sparse, dense, cutoff = [], [], []
     for t, term in enumerate(pair_terms):
+        if isinstance(term.pairs, CutoffPairs):
+            if float(term.scale) != 0.0:
+                sw = float(term.scale) * float(np.asarray(term.weights, dtype=np.float64))
+                cutoff.append((_potential_key(term.potential), term.pairs, sw))
+            continue
         pairs = np.asarray(term.pairs, dtype=np.int64).reshape(-1, 2)
         if pairs.size == 0 or float(term.scale) == 0.0:
             continue
@@ -182,7 +200,17 @@ def make_pair_plan(pair_terms: Sequence[PairTerm], n_atoms: int) -> PairPlan:
         else:
             i, j = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
             sparse.append((key, i, j, jnp.asarray(sw)))
-    return PairPlan(n, tuple(sparse), tuple(dense))
+    return PairPlan(n, tuple(sparse), tuple(dense), tuple(cutoff))
+
+
+def plan_bandwidth(plan: PairPlan) -> int:
+    """The longest |i - j| among the plan's listed pairs (bonds, contacts), at least 1."""
+    return max([1] + [int(jnp.max(jnp.abs(i - j))) for _, i, j, _ in plan.sparse if i.size])
+
+
+def plan_is_sparse(plan: PairPlan) -> bool:
+    """True when no term is evaluated on the dense [n, n] grid (no all-pairs term)."""
+    return not plan.dense
 
 
 def _plan(pair_terms, n_atoms: int) -> PairPlan:
@@ -234,17 +262,138 @@ def pair_coefficients(x, pair_terms) -> tuple[np.ndarray, np.ndarray]:
             d2 += np.asarray(g2)
     if d1 is None:
         d1, d2 = np.zeros((n, n)), np.zeros((n, n))
+    # Listed pairs, already summed per pair: add both (i, j) and (j, i), a few thousand
+    # entries instead of passes over [n, n].
+    i, j, g1, g2 = _listed_pairs(x, xj, plan)
+    for d, g in ((d1, g1), (d2, g2)):
+        d[i, j] += g
+        d[j, i] += g
+    return d1, d2
+
+
+def _padded(i: np.ndarray, j: np.ndarray, sw: float):
+    """JAX (i, j, sw) padded to a power-of-two length with weightless pairs (0, 1)."""
+    m = len(i)
+    size = max(MIN_PADDED_PAIRS, 1 << max(m - 1, 0).bit_length())
+    ip, jp = np.zeros(size, np.int64), np.ones(size, np.int64)
+    ip[:m], jp[:m] = i, j
+    w = np.zeros(size)
+    w[:m] = sw
+    return jnp.asarray(ip), jnp.asarray(jp), jnp.asarray(w), m
+
+
+def _listed_pairs(x: np.ndarray, xj, plan: PairPlan):
+    """Radial-derivative sums over the plan's listed and cutoff terms, per unique pair.
+
+    Returns (i [m], j [m], d1 [m], d2 [m]) with i < j, each pair once (repeated pairs and
+    pairs shared by several terms summed), sorted by i then j.
+    """
+    n = plan.n_atoms
+    keys, c1, c2 = [], [], []
     for key, i, j, sw in plan.sparse:
         g1, g2 = _sparse_term_fn(key)(xj, i, j, sw)
-        i, j = np.asarray(i), np.asarray(j)
-        # Sum repeated pairs first (fancy "+=" would keep only one of them), then add both
-        # (i, j) and (j, i): a few thousand entries instead of passes over [n, n].
-        flat, inverse = np.unique(i * n + j, return_inverse=True)
-        for d, g in ((d1, g1), (d2, g2)):
-            summed = np.bincount(inverse, np.asarray(g), minlength=len(flat))
-            d.flat[flat] += summed
-            d.flat[(flat % n) * n + flat // n] += summed
-    return d1, d2
+        i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+        keys.append(np.minimum(i, j) * n + np.maximum(i, j))
+        c1.append(np.asarray(g1))
+        c2.append(np.asarray(g2))
+    for key, spec, sw in plan.cutoff:
+        pairs = pairs_within(x, spec.cutoff, spec.excluded_offsets)
+        ip, jp, w, m = _padded(pairs[:, 0], pairs[:, 1], sw)
+        g1, g2 = _sparse_term_fn(key)(xj, ip, jp, w)
+        keys.append(pairs[:, 0] * n + pairs[:, 1])
+        c1.append(np.asarray(g1)[:m])
+        c2.append(np.asarray(g2)[:m])
+    if not keys:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0), np.zeros(0)
+    # Sum repeated pairs first (fancy "+=" would keep only one of them).
+    flat, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    d1 = np.bincount(inverse, np.concatenate(c1), minlength=len(flat))
+    d2 = np.bincount(inverse, np.concatenate(c2), minlength=len(flat))
+    return flat // n, flat % n, d1, d2
+
+
+def _sparse_plan(pair_terms, n_atoms: int) -> PairPlan:
+    plan = _plan(pair_terms, n_atoms)
+    if not plan_is_sparse(plan):
+        raise ValueError(
+            "pair_terms include an all-pairs term (more than "
+            f"{DENSE_TERM_FRACTION:g} of all pairs): use the dense pair_hessian / "
+            "pair_block_norms"
+        )
+    return plan
+
+
+def _coupling_blocks(x: np.ndarray, i, j, d1, d2) -> np.ndarray:
+    """C_ij = (d2 - d1) u u^T + d1 I per listed pair: [m, 3, 3] (H_ij = -C_ij)."""
+    d = x[i] - x[j]
+    a = (d2 - d1) / np.maximum(np.einsum("mc,mc->m", d, d), MIN_DISTANCE**2)
+    c = a[:, None, None] * d[:, :, None] * d[:, None, :]
+    c[:, [0, 1, 2], [0, 1, 2]] += d1[:, None]
+    return c
+
+
+def _diagonal_blocks(n: int, i, j, c: np.ndarray) -> np.ndarray:
+    """H_ii = sum over i's pairs of C_ij: [n, 3, 3] (translation invariance)."""
+    flat = c.reshape(-1, 9)
+    diag = np.stack(
+        [np.bincount(i, flat[:, e], minlength=n) + np.bincount(j, flat[:, e], minlength=n)
+         for e in range(9)], axis=1,
+    )  # fmt: skip
+    return diag.reshape(n, 3, 3)
+
+
+def _block_csr(n: int, rows, cols, blocks: np.ndarray, block: int) -> sp.csr_array:
+    """CSR of an [n * block]^2 matrix from unique (row, col) blocks [m, block, block]."""
+    order = np.lexsort((cols, rows))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    data = blocks[order] if block > 1 else blocks[order].reshape(-1, 1, 1)
+    shape = (n * block, n * block)
+    return sp.bsr_array((data, cols[order], indptr), shape=shape).tocsr()
+
+
+def sparse_pair_hessian(x, pair_terms) -> sp.csr_array:
+    """The Hessian of ``pair_hessian`` assembled from the listed pairs only (sparse).
+
+    Args:
+      x: [n_atoms, 3] positions (length units).
+      pair_terms: pair terms, or a ``PairPlan`` of them, without all-pairs terms (bonds,
+        contacts, ``CutoffPairs``).
+
+    Returns:
+      [3 n_atoms, 3 n_atoms] float64 CSR, symmetric, row 3i + c: 9 (n + 2 m) stored entries
+      for m interacting pairs.
+
+    Raises:
+      ValueError: bad x or pairs, or an all-pairs term in the plan.
+    """
+    x = _as_positions(x)
+    n = x.shape[0]
+    plan = _sparse_plan(pair_terms, n)
+    i, j, d1, d2 = _listed_pairs(x, jnp.asarray(x), plan)
+    c = _coupling_blocks(x, i, j, d1, d2)
+    idx = np.arange(n)
+    rows, cols = np.concatenate([i, j, idx]), np.concatenate([j, i, idx])
+    blocks = np.concatenate([-c, -c, _diagonal_blocks(n, i, j, c)])  # C is symmetric
+    return _block_csr(n, rows, cols, blocks, 3)
+
+
+def sparse_block_norms(x, pair_terms) -> sp.csr_array:
+    """``pair_block_norms`` from the listed pairs only (sparse [n, n], diagonal included).
+
+    Raises:
+      ValueError: as ``sparse_pair_hessian``.
+    """
+    x = _as_positions(x)
+    n = x.shape[0]
+    plan = _sparse_plan(pair_terms, n)
+    i, j, d1, d2 = _listed_pairs(x, jnp.asarray(x), plan)
+    off = np.sqrt(d2 * d2 + 2.0 * d1 * d1)
+    diag = _diagonal_blocks(n, i, j, _coupling_blocks(x, i, j, d1, d2))
+    idx = np.arange(n)
+    values = np.concatenate([off, off, np.sqrt(np.einsum("icd,icd->i", diag, diag))])
+    rows, cols = np.concatenate([i, j, idx]), np.concatenate([j, i, idx])
+    return _block_csr(n, rows, cols, values, 1)
 
 
 def _row_chunks(x: np.ndarray, d1: np.ndarray, d2: np.ndarray):

@@ -253,8 +253,13 @@ def _cutoff_model(system, cfg, terms, bonded, rep, scale, excluded, desc) -> Ene
     cell = pairs_mod.make_cell_energy(n, rep, scale, excluded, rc, grid)
     listed = pairs_mod.make_neighbor_energy(n, rep, scale, excluded, rc, cell)
     nl = pairs_mod.neighbor_list(n, rc, excluded)
-    rep_term = _repulsion_term(
-        n, excluded, functools.partial(truncated, potential=rep, cutoff=rc), scale
+    # The pairs within the cutoff are found per configuration (engine.hessian): sparse
+    # Hessians at any n, no n^2 / 2 candidate list.
+    rep_term = PairTerm(
+        pairs_mod.CutoffPairs(tuple(excluded), rc),
+        np.ones(()),
+        functools.partial(truncated, potential=rep, cutoff=rc),
+        scale,
     )
 
     def aux_update(key, x, step, last_step, aux):
@@ -266,7 +271,7 @@ def _cutoff_model(system, cfg, terms, bonded, rep, scale, excluded, desc) -> Ene
         train_energy_fn=lambda x, aux: bonded(x) + listed(x, aux),
         aux_init=lambda key, x: nl.allocate(x),
         aux_update=aux_update,
-        pair_terms=tuple(terms) + (rep_term,) if rep_term is not None else None,
+        pair_terms=(*terms, rep_term),
         description=desc + f" (cutoff {rc:g}; the reported energy is the cutoff energy)",
         reported="cutoff",
     )

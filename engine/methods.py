@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable
 
 from .config import LOOP_SYSTEMS, RunSpec, SpecError
+from .protein.baseline import MD_FRICTION, MD_TEMPERATURE, MD_TIMESTEP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,8 @@ _STAGE2_LR = dataclasses.replace(
 _K = MethodField("reparam.n_modes", "n_modes")
 _ANCHOR = MethodField("reparam.anchor", "anchor")
 _OPENMM_ONLY = ("protein",)
+# engine/protein/baseline.py declares the MD protocol (plain constants: no OpenMM import here)
+_MD_K, _MD_FRICTION, _MD_FS = MD_TEMPERATURE, MD_FRICTION, 1000 * MD_TIMESTEP
 
 METHODS: dict[str, Method] = {
     m.key: m
@@ -139,10 +142,12 @@ METHODS: dict[str, Method] = {
             {"reparam.kind": "none"}, systems=_OPENMM_ONLY, runner="openmm-min",
         ),
         Method(
-            "openmm-md", "OpenMM MD", "#7f7f7f",
-            "OpenMM Langevin dynamics at 298 K, 2 fs (proteins only): the paper's folding "
-            "reference.",
-            {"reparam.kind": "none"}, systems=_OPENMM_ONLY, runner="openmm-md", in_form=False,
+            "openmm-md", f"OpenMM MD {_MD_K:g} K", "#7f7f7f",
+            f"OpenMM Langevin dynamics at {_MD_K:g} K, friction {_MD_FRICTION:g}/ps, "
+            f"{_MD_FS:g} fs per step, bonds to hydrogen constrained (proteins only): the "
+            "physical baseline of the paper's folding figure. Its steps are MD steps "
+            f"({_MD_FS:g} fs of simulated time each), not optimizer iterations.",
+            {"reparam.kind": "none"}, systems=_OPENMM_ONLY, runner="openmm-md",
         ),
     )
 }  # fmt: skip

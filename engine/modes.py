@@ -24,8 +24,8 @@ Where (``cfg.at``): "samples" averages over the reference's random configuration
 x_s = init_sigma N(0,1) c_s; proteins: x + std(x)/10 N(0,1) c_s); "x0" uses one
 configuration; "minimum" relaxes it first with L-BFGS, bounded in steps and seconds.
 
-Solvers (``cfg.solver``), all on a dense Hessian (analytic pair blocks when
-``model.pair_terms`` is set, batched autodiff otherwise):
+Solvers (``cfg.solver``), on a dense Hessian (analytic pair blocks when
+``model.pair_terms`` is set, batched autodiff otherwise) or a sparse one (below):
 
 - "dense": LAPACK ``eigh``; for an indefinite Hessian the eigenvalues are found first and
   then the eigenvectors of the contiguous index window around 0 (two passes).
@@ -40,6 +40,26 @@ Solvers (``cfg.solver``), all on a dense Hessian (analytic pair blocks when
 - "auto": "iterative" when the operator has more than ``AUTO_DENSE_MAX_DOF`` rows and at
   most ``AUTO_ITERATIVE_MAX_FRACTION`` of its modes are wanted, else "dense".
 
+Sparse route (the size switch is ``AUTO_DENSE_MAX_DOF`` above, declared once): when the
+solver is "iterative" (asked for, or chosen by "auto") and the energy's pair terms have no
+all-pairs term (``hessian.plan_is_sparse``: bonds, contacts and the cutoff model's
+repulsion), the Hessian or the block-norm matrix is assembled as scipy.sparse from the pairs
+that interact (``hessian.sparse_pair_hessian`` / ``sparse_block_norms``; O(pairs) memory).
+The solver is LOBPCG preconditioned by a banded Cholesky of the band |i - j| <= the longest
+listed pair (bonds and loop contacts of a chain in index order; the weak pairs within the
+cutoff go to the diagonal), with the rigid-body modes as constraints. It is accepted when it
+converged and its smallest eigenvalue is >= 0 (then smallest algebraic = smallest |mu|):
+always for the block-Laplacian, for Hessians near a minimum. Otherwise (an indefinite
+Hessian: interior eigenvalues) shift-invert runs on a sparse LU (SuperLU, symmetric mode,
+minimum-degree ordering of A + A^T): exact, but random configurations (the reference samples,
+a random start) connect the chain's beads across space and the LU fills in (measured in
+docs/benchmarks-modes.md). The rigid-body modes are not added to the matrix (that would make
+it dense): the solves are projected instead, P (H - sigma I)^{-1} P with P = I - B B^T, which
+inverts the projected operator exactly when B spans an invariant subspace of H (translations
+always; rotations to within ROTATION_TOL), and the final Rayleigh-Ritz uses P H P itself. When the
+assembled matrix holds more than ``SPARSE_MAX_DENSITY`` of its entries (a compact
+configuration, every pair within the cutoff), it is densified and the dense route taken.
+
 Cancellation and progress: ``slow_modes(..., should_stop=, on_block=)`` reports what it is
 doing as a short phrase ("sample 3 of 40", "eigensolver: shift-invert block 2 (at most 60)")
 and checks ``should_stop`` at the same points: before each sampled Hessian, each L-BFGS step
@@ -48,7 +68,7 @@ eigensolver. When it returns True, ``engine.types.Stopped("modes")`` is raised; 
 returned. One LAPACK call (a sample's Hessian, a factorization, a dense ``eigh``) is not
 interrupted: the stop takes effect at the next check point.
 
-NOTE: the Hessian is dense (all-pairs terms): 9 n^2 doubles, 1.15 GB at n = 4000, plus a
+NOTE: with all-pairs terms the Hessian is dense: 9 n^2 doubles, 1.15 GB at n = 4000, plus a
 factorization of the same size for "iterative".
 """
 
@@ -64,6 +84,7 @@ import jax
 import numpy as np
 import scipy.linalg as sla
 import scipy.optimize
+import scipy.sparse as sp
 import scipy.sparse.linalg as ssla
 
 from . import blas
@@ -99,12 +120,21 @@ SOLVER_TOL = 1e-6
 SOLVER_MAX_BLOCKS = 60
 SOLVER_BASIS_BLOCKS = 8  # Krylov basis kept between restarts, in blocks
 LOBPCG_MAX_ITER = 500
+LOBPCG_ROUNDS = 3  # sparse route: LOBPCG restarts from its vectors when a residual is too large
+# ... and accepts residuals |H psi - mu psi| <= max(SOLVER_TOL |mu|, this * ||H||): 1e4 eps, the
+# floor of a sparse product's rounding (dense eigh's own backward error is ~eps ||H||).
+LOBPCG_RESIDUAL_FLOOR = 1e-12
 
 # "auto": the Krylov basis grows to ~16 k columns and its Rayleigh-Ritz costs O((16 k)^3),
 # so the iterative solver only pays off for few modes of a large operator.
 AUTO_DENSE_MAX_DOF = 900
 AUTO_ITERATIVE_MAX_FRACTION = 0.025
 AUTODIFF_DENSE_MAX_ATOMS = 2000
+# Sparse route: densify (dense route) when more than this fraction of the entries is stored.
+SPARSE_MAX_DENSITY = 0.05
+# Sparse route: the LOBPCG preconditioner's band, in atoms (the longest listed pair |i - j|,
+# at most this; for the loops, the loop stride).
+BAND_MAX_ATOMS = 64
 
 
 class Checkpoint(NamedTuple):
@@ -278,6 +308,8 @@ def rigid_body_basis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _inf_norm(a: np.ndarray, chunk: int = 512) -> float:
     """max_i sum_j |a_ij| (>= ||a||_2 for symmetric a) in row chunks (no N^2 temporary); 1 if 0."""
+    if sp.issparse(a):
+        return float(np.asarray(abs(a).sum(axis=1)).max(initial=0.0)) or 1.0
     norm = max(
         (float(np.abs(a[i : i + chunk]).sum(axis=1).max()) for i in range(0, a.shape[0], chunk)),
         default=0.0,
@@ -529,6 +561,165 @@ def _block_krylov(a, k, solve, kind, rng, scale, tol, max_blocks, checkpoint=NO_
     return values, vectors, desc
 
 
+class _Projected:
+    """P a P + alpha B B^T applied to blocks without forming it (a sparse, B orthonormal
+    [N, r], P = I - B B^T): the sparse counterpart of ``_project_out``."""
+
+    def __init__(self, a, basis: np.ndarray, alpha: float):
+        self.a, self.basis, self.alpha = a, basis, alpha
+        self.shape = a.shape
+
+    def project(self, v: np.ndarray) -> np.ndarray:
+        return v - self.basis @ (self.basis.T @ v) if self.basis.shape[1] else v
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        out = self.project(self.a @ self.project(v))
+        if self.basis.shape[1]:
+            out = out + self.alpha * (self.basis @ (self.basis.T @ v))
+        return out
+
+
+def sparse_shift_invert_lowest(
+    a,
+    k: int,
+    *,
+    basis: np.ndarray,
+    rng,
+    scale: float,
+    tol: float = SOLVER_TOL,
+    max_blocks: int = SOLVER_MAX_BLOCKS,
+    checkpoint: Checkpoint = NO_CHECKPOINT,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The k eigenpairs nearest 0 of P a P on the complement of ``basis``, a sparse.
+
+    Shift-invert block Krylov as ``shift_invert_lowest``, on a sparse LU of a - sigma I
+    (sigma = -1e-13 scale) with projected solves P (a - sigma I)^{-1} P (module docstring);
+    the basis directions map to 0 and are never selected.
+
+    Args:
+      a: [N, N] symmetric scipy.sparse matrix.
+      k: number of pairs, 1..N - r.
+      basis: [N, r] orthonormal directions excluded (rigid-body modes), r >= 0.
+      rng: numpy Generator for the starting block.
+      scale: ||a||_inf, for the shift and the report.
+      tol, max_blocks, checkpoint: as ``shift_invert_lowest``.
+
+    Returns:
+      (values [k] ascending, vectors [N, k] orthogonal to ``basis``, description naming
+      "sparse-lu", the block solves, the final residual against P a P and convergence).
+    """
+    sigma = -1e-13 * scale
+    op = _Projected(a, basis, 2.0 * scale)
+    checkpoint(f"eigensolver: sparse factorization ({a.nnz} stored entries)")
+    shifted = sp.csc_matrix(a - sigma * sp.identity(a.shape[0], format="csr"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)
+        lu = ssla.splu(shifted, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.1,
+                       options={"SymmetricMode": True})  # fmt: skip
+    del shifted
+
+    def solve(b):
+        return op.project(lu.solve(np.asfortranarray(op.project(b))))
+
+    with blas.single_threaded():
+        return _block_krylov(op, k, solve, "sparse-lu", rng, scale, tol, max_blocks, checkpoint)
+
+
+class NotPositive(Exception):
+    """The preconditioned LOBPCG found negative eigenvalues or did not converge: its answer
+    is not the smallest |mu| (the caller falls back to shift-invert)."""
+
+
+def band_preconditioner(a, bandwidth: int, shift: float) -> ssla.LinearOperator:
+    """Solves with the band |i - j| <= bandwidth of sparse symmetric a, plus the absolute row
+    sums of the rest on the diagonal and ``shift`` (banded Cholesky, O(N bandwidth^2)).
+
+    For chain molecules in index order the band holds the bonds and contacts, which dominate
+    the curvature; the rest (pairs within a cutoff) is weak. Raises LinAlgError when that
+    matrix is not positive definite.
+    """
+    coo = a.tocoo()
+    n_dof = a.shape[0]
+    gap = coo.col - coo.row
+    band = (gap >= 0) & (gap <= bandwidth)
+    outside = np.abs(gap) > bandwidth
+    ab = np.zeros((bandwidth + 1, n_dof))  # LAPACK upper band storage: ab[b + i - j, j]
+    np.add.at(ab, (bandwidth - gap[band], coo.col[band]), coo.data[band])
+    ab[bandwidth] += np.bincount(coo.row[outside], np.abs(coo.data[outside]), minlength=n_dof)
+    ab[bandwidth] += shift
+    factor = sla.cholesky_banded(ab, check_finite=False)
+
+    def solve(v):
+        return sla.cho_solve_banded((factor, False), v, check_finite=False)
+
+    return ssla.LinearOperator(a.shape, matvec=solve, matmat=solve, dtype=np.float64)
+
+
+def lobpcg_sparse_lowest(
+    a,
+    k: int,
+    *,
+    basis: np.ndarray,
+    bandwidth: int,
+    rng,
+    scale: float,
+    tol: float = SOLVER_TOL,
+    checkpoint: Checkpoint = NO_CHECKPOINT,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The k smallest eigenpairs of P a P (a sparse, positive semi-definite on the complement
+    of ``basis``) by LOBPCG with ``band_preconditioner``.
+
+    Accepted only when every residual |a psi - mu psi| <= max(tol |mu|,
+    LOBPCG_RESIDUAL_FLOOR scale) and the smallest value is >= -1e-12 scale: then the smallest
+    algebraic eigenvalues are the smallest |mu|. Otherwise raises NotPositive (also when the
+    band is indefinite).
+
+    Returns:
+      (values [k] ascending, vectors [N, k], description with the iterations and the largest
+      residual / scale).
+    """
+    op = _Projected(a, basis, 2.0 * scale)
+    checkpoint("eigensolver: banded preconditioner")
+    try:
+        precond = band_preconditioner(a, bandwidth, 1e-10 * scale)
+    except np.linalg.LinAlgError as err:
+        raise NotPositive("band not positive definite") from err
+    block = min(a.shape[0] - basis.shape[1], k + max(10, k))
+    if a.shape[0] < 5 * block:  # scipy's LOBPCG goes dense there, without constraints
+        raise NotPositive("too few rows for LOBPCG")
+    x = op.project(rng.standard_normal((a.shape[0], block)))
+    calls = [0]
+
+    def apply(v):
+        calls[0] += 1
+        checkpoint(f"eigensolver: LOBPCG, {calls[0]} operator blocks")
+        return a @ v
+
+    a_op = ssla.LinearOperator(a.shape, matvec=apply, matmat=apply, dtype=np.float64)
+    y = basis if basis.shape[1] else None
+    floor = 1e-12 * scale
+    target = 1e3 * LOBPCG_RESIDUAL_FLOOR * scale  # absolute; tightened once mu is known
+    for _ in range(LOBPCG_ROUNDS):
+        # Small LAPACK calls stall with two BLAS threads (engine.blas); LOBPCG makes many.
+        with warnings.catch_warnings(), blas.single_threaded():
+            warnings.simplefilter("ignore")  # convergence is judged below, on a itself
+            values, x = ssla.lobpcg(a_op, x, M=precond, Y=y, largest=False,
+                                    tol=target, maxiter=LOBPCG_MAX_ITER)  # fmt: skip
+        y_k = _orthonormalize(op.project(x[:, np.argsort(values)[:k]]))
+        ay = op @ y_k
+        values, s = np.linalg.eigh(0.5 * (y_k.T @ ay + ay.T @ y_k))
+        vectors = y_k @ s
+        res = np.linalg.norm(ay @ s - vectors * values, axis=0)
+        if values.min() < -floor:
+            raise NotPositive(f"negative eigenvalue {values.min():.1e}")
+        if np.all(res <= np.maximum(tol * np.abs(values), LOBPCG_RESIDUAL_FLOOR * scale)):
+            desc = (f"lobpcg-band{bandwidth} ({calls[0]} operator blocks of {block}, "
+                    f"residual {float(res.max()) / scale:.0e})")  # fmt: skip
+            return values, vectors, desc
+        target = 0.5 * max(tol * float(np.abs(values).min()), LOBPCG_RESIDUAL_FLOOR * scale)
+    raise NotPositive("LOBPCG did not converge")
+
+
 def lobpcg_lowest(
     hvp_fn,
     n_dof: int,
@@ -614,26 +805,76 @@ def _sample_detail(i: int, n_samples: int) -> str:
     return f"Hessian of sample {i + 1} of {n_samples}"
 
 
+def _sparse_lowest(a, k, basis, bandwidth, rng, scale, checkpoint):
+    """Sparse route's solver: banded-preconditioned LOBPCG, which is right when the operator
+    is positive semi-definite on the complement of ``basis`` (it checks); else shift-invert
+    on a sparse LU (interior eigenvalues; fill-in can be large)."""
+    try:
+        return lobpcg_sparse_lowest(a, k, basis=basis, bandwidth=bandwidth, rng=rng,
+                                    scale=scale, checkpoint=checkpoint)  # fmt: skip
+    except NotPositive as why:
+        values, vectors, desc = sparse_shift_invert_lowest(
+            a, k, basis=basis, rng=rng, scale=scale, checkpoint=checkpoint
+        )
+        return values, vectors, f"{desc} (LOBPCG refused: {why})"
+
+
+def _sparse_route(plan, requested: str, n_dof: int, k: int) -> bool:
+    """Whether to assemble a sparse matrix (module docstring, "Sparse route")."""
+    wanted = _pick_solver(requested, n_dof, max(k, 1)) == "iterative"
+    return plan is not None and hess.plan_is_sparse(plan) and wanted
+
+
+def _accumulate(xs, build, checkpoint):
+    """Mean over configurations of build(x) (dense or sparse), summed in place."""
+    total = None
+    for i, xi in enumerate(xs):
+        checkpoint(_sample_detail(i, len(xs)))
+        term = build(xi)
+        if total is None:
+            total = term
+        else:
+            total += term  # in place for dense: one buffer besides the new sample
+        del term
+    return total / len(xs) if sp.issparse(total) else np.divide(total, len(xs), out=total)
+
+
+def _too_dense(a) -> bool:
+    return sp.issparse(a) and a.nnz > SPARSE_MAX_DENSITY * a.shape[0] * a.shape[1]
+
+
 def _block_laplacian(system, model, cfg, n_modes, x, rng, checkpoint):
     xs, where = _configurations(system, model, cfg, x, rng, checkpoint)
     n = system.n_atoms
     plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
-    k_mat = np.zeros((n, n))
-    for i, xi in enumerate(xs):
-        checkpoint(_sample_detail(i, len(xs)))
-        if plan is not None:
-            k_mat += hess.pair_block_norms(xi, plan)
-        else:
-            k_mat += hess.block_norms(hess.autodiff_hessian(model.energy_fn, xi))
-    k_mat /= len(xs)
-    lap = np.diag(k_mat.sum(axis=1)) - k_mat
+    k_free = min(n_modes - 1 if cfg.keep_rigid else n_modes, n - 1)
+    construction = "pair-blocks" if plan is not None else "autodiff"
+    if _sparse_route(plan, cfg.solver, n, k_free):
+        k_mat = _accumulate(xs, lambda xi: hess.sparse_block_norms(xi, plan), checkpoint)
+        construction = "sparse-pair-blocks"
+        if _too_dense(k_mat):
+            k_mat, construction = k_mat.toarray(), "pair-blocks (densified)"
+    elif plan is not None:
+        k_mat = _accumulate(xs, lambda xi: hess.pair_block_norms(xi, plan), checkpoint)
+    else:
+        k_mat = _accumulate(
+            xs, lambda xi: hess.block_norms(hess.autodiff_hessian(model.energy_fn, xi)),
+            checkpoint,
+        )  # fmt: skip
+    if sp.issparse(k_mat):
+        k_mat = sp.csr_array(k_mat)
+        lap = sp.csr_array(sp.diags_array(np.asarray(k_mat.sum(axis=1)).ravel()) - k_mat)
+    else:
+        lap = np.diag(k_mat.sum(axis=1)) - k_mat
     const = np.full((n, 1), 1.0 / np.sqrt(n))
     scale = _inf_norm(lap)
-    k_free = min(n_modes - 1 if cfg.keep_rigid else n_modes, n - 1)
     solver = _pick_solver(cfg.solver, n, k_free)
     vectors = np.zeros((n, 0))
     desc = "none"
-    if k_free > 0:
+    if k_free > 0 and sp.issparse(lap):
+        bandwidth = min(hess.plan_bandwidth(plan), BAND_MAX_ATOMS)
+        _, vectors, desc = _sparse_lowest(lap, k_free, const, bandwidth, rng, scale, checkpoint)
+    elif k_free > 0:
         a = _project_out(lap.copy(), const, 2.0 * scale)
         _, vectors, desc = _solve(
             a, k_free, solver, psd_hint=True, rng=rng, scale=scale, checkpoint=checkpoint
@@ -649,7 +890,6 @@ def _block_laplacian(system, model, cfg, n_modes, x, rng, checkpoint):
     order = np.argsort(np.abs(lap_values), kind="stable")
     vectors, rigid = vectors[:, order], rigid[order]
     values = np.maximum(np.einsum("ik,ik->k", vectors, k_mat @ vectors), 0.0)
-    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
     return vectors, values, rigid, f"block-laplacian@{where}/{construction}/{desc}"
 
 
@@ -664,19 +904,18 @@ def _full_hessian(system, model, cfg, n_modes, x, rng, checkpoint):
             model, cfg, n_modes, xs[0], translations, rotations, rng, where, checkpoint
         )
     plan = hess.make_pair_plan(model.pair_terms, n) if model.pair_terms is not None else None
-    h = None
-    for i, xi in enumerate(xs):
-        checkpoint(_sample_detail(i, len(xs)))
-        if plan is not None:
-            hi = hess.pair_hessian(xi, plan)
+    construction = "pair-blocks" if plan is not None else "autodiff"
+    if _sparse_route(plan, cfg.solver, n_dof, n_modes):
+        h = _accumulate(xs, lambda xi: hess.sparse_pair_hessian(xi, plan), checkpoint)
+        construction = "sparse-pair-blocks"
+        if _too_dense(h):
+            h, construction = h.toarray(), "pair-blocks (densified)"
         else:
-            hi = hess.autodiff_hessian(model.energy_fn, xi)
-        if h is None:
-            h = hi
-        else:
-            h += hi  # accumulate in place: one 3n x 3n buffer besides the new sample
-        del hi
-    h /= len(xs)
+            h = sp.csr_array(h)
+    elif plan is not None:
+        h = _accumulate(xs, lambda xi: hess.pair_hessian(xi, plan), checkpoint)
+    else:
+        h = _accumulate(xs, lambda xi: hess.autodiff_hessian(model.energy_fn, xi), checkpoint)
     scale = _inf_norm(h)
     rigid_basis = translations
     maybe_rotations = cfg.at != "samples" and rotations.shape[1] > 0
@@ -692,7 +931,14 @@ def _full_hessian(system, model, cfg, n_modes, x, rng, checkpoint):
     k_solve = min(k_free + rotations.shape[1], n_dof - n_rigid) if maybe_rotations else k_free
     solver = _pick_solver(cfg.solver, n_dof, max(k_solve, 1))
     values, vectors, desc = np.zeros(0), np.zeros((n_dof, 0)), "none"
-    if k_solve > 0:
+    if sp.issparse(h):
+        if k_solve > 0:
+            bandwidth = 3 * min(hess.plan_bandwidth(plan), BAND_MAX_ATOMS) + 2
+            values, vectors, desc = _sparse_lowest(
+                h, k_solve, rigid_basis, bandwidth, rng, scale, checkpoint
+            )
+        h = _Projected(h, rigid_basis, 2.0 * scale)  # what _split_rotations applies
+    elif k_solve > 0:
         h = _project_out(h, rigid_basis, 2.0 * scale)
         psd_hint = cfg.at == "minimum"
         values, vectors, desc = _solve(
@@ -702,7 +948,6 @@ def _full_hessian(system, model, cfg, n_modes, x, rng, checkpoint):
         rigid_basis, rigid_values, vectors, values = _split_rotations(
             h.__matmul__, rigid_basis, rigid_values, rotations, vectors, values, k_free
         )
-    construction = "pair-blocks" if model.pair_terms is not None else "autodiff"
     return _merge_rigid(
         cfg, n_modes, rigid_basis, rigid_values, vectors, values,
         f"hessian@{where}/{construction}/{desc}",

@@ -220,6 +220,45 @@ def _parts(energy) -> tuple[Callable, Callable]:
     return energy.energy_and_grad, energy.energy_only
 
 
+# ------------------------------------------------------------- pair sets for Hessians
+
+
+class CutoffPairs(NamedTuple):
+    """The pairs of a cutoff term, found per configuration: every allowed pair (i != j,
+    |i - j| not in ``excluded_offsets``) closer than ``cutoff``. Stands in a ``PairTerm``'s
+    ``pairs`` where listing all n^2 / 2 candidates would defeat the cutoff (the cutoff
+    model's repulsion, whose potential is 0 with zero derivatives beyond ``cutoff``)."""
+
+    excluded_offsets: tuple[int, ...]
+    cutoff: float
+
+
+def pairs_within(x, cutoff: float, excluded_offsets: tuple[int, ...] = ()) -> np.ndarray:
+    """Allowed pairs closer than ``cutoff`` at positions x [n, 3] (host, k-d tree).
+
+    Returns:
+      [m, 2] int64, i < j, sorted by i then j (r <= cutoff: pairs at exactly the cutoff are
+      included; their truncated potential and its derivatives are 0 there).
+    """
+    from scipy.spatial import cKDTree
+
+    x = np.asarray(x, np.float64)
+    pairs = cKDTree(x).query_pairs(float(cutoff), output_type="ndarray").astype(np.int64)
+    pairs.sort(axis=1)
+    gap = pairs[:, 1] - pairs[:, 0]
+    keep = ~np.isin(gap, np.asarray(excluded_offsets, np.int64)) & (gap != 0)
+    pairs = pairs[keep]
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def concrete_pairs(pairs, x) -> np.ndarray:
+    """A PairTerm's pairs as an [m, 2] int array at positions x: the array itself, or the
+    pairs of a ``CutoffPairs`` found at x."""
+    if isinstance(pairs, CutoffPairs):
+        return pairs_within(x, pairs.cutoff, pairs.excluded_offsets)
+    return np.asarray(pairs, np.int64).reshape(-1, 2)
+
+
 # ---------------------------------------------------------------------------- cell lists
 
 

@@ -1,6 +1,6 @@
 """Teaching views' math: where a run moves in the Hessian's eigenbasis, and loop verdicts.
 
-Pure numpy on host arrays (no JAX tracing, no files, no threads). Three pieces:
+Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no threads):
 
 - ``full_modes(model, x)``: every eigenpair of the 3n x 3n Hessian at x, the rigid-body
   translations and rotations split off exactly. ``engine.modes.slow_modes`` asked for all 3n
@@ -19,6 +19,14 @@ Pure numpy on host arrays (no JAX tracing, no files, no threads). Three pieces:
   logged row's structure metrics, with the thresholds in ``VERDICT_THRESHOLDS``.
 - ``effective_spectrum``: eigenvalues of J^T H J (the Hessian seen by a linear map x = J z,
   or the Gauss-Newton operator of a nonlinear map with Jacobian J), and ``condition_number``.
+- Conditioning through a reparametrization x = f(p) (CG, the GNN): ``map_ntk`` (the kernel
+  J J^T by vjp and jvp), ``gauss_newton_spectrum`` (the nonzero eigenvalues of J^T H J with
+  rigid-body motions and the null space of J excluded), ``gauss_newton_extremes`` (Lanczos
+  on a LinearOperator, for maps too big for the dense kernel), ``conditioning_report`` (H,
+  CG, the GNN at step 0 and at its stage switch).
+- ``propagation_matrix`` / ``strongest_edges``: the graph the GNN propagates on.
+- ``landscape_slice`` / ``path_in_plane``: the energy on a plane of two modes, and paths
+  projected onto it.
 
 Units: lengths and energies in the system's units; eigenvalues in energy / length^2.
 """
@@ -184,3 +192,343 @@ def condition_number(values, rel_floor: float = 1e-9) -> float:
         return float("inf")
     kept = a[a > rel_floor * a.max()]
     return float(kept.max() / kept.min())
+
+
+# ---- conditioning through a reparametrization -----------------------------------------------
+# A map x = f(p) turns the energy's Hessian H (positions) into the Gauss-Newton operator
+# G = J^T H J in p (J = df/dp [3n, P]); exact for a linear map (CG), the NTK-style part of the
+# Hessian in p for the GNN (the term grad E . d2f/dp2 is left out). G has at most 3n nonzero
+# eigenvalues and they are those of S^1/2 U^T H U S^1/2, where J J^T = U S U^T (the
+# map's neural tangent kernel, [3n, 3n]): so nothing of size P x P is ever formed.
+# Zero modes: rigid-body motions are removed from the map's output (J -> (I - R R^T) J, R
+# the analytic translations and rotations at x, as for H itself), and the null space of J
+# (P - rank directions that do not move x) is dropped by rank (S > RANK_TOL x max S).
+RANK_TOL = 1e-10
+# Away from a minimum eigenvalues cross zero, so min |lambda| (and kappa) is set by a few
+# near-zero modes; kappa_bulk = max |lambda| / (the BULK_QUANTILE quantile of |lambda|) says
+# how spread the rest is.
+BULK_QUANTILE = 0.10
+
+
+class Conditioning(NamedTuple):
+    """One operator's spectrum: ``values`` [r] its eigenvalues with rigid-body and null
+    modes excluded (ascending); ``kappa`` = max |value| / min |value| over them;
+    ``kappa_bulk`` = max |value| / the BULK_QUANTILE quantile of |value|; ``n_params``
+    the map's parameter count (P; 3n for positions); ``rank`` = r; ``n_negative`` how many
+    values are below zero (H away from a minimum); ``seconds`` its wall time."""
+
+    label: str
+    values: np.ndarray
+    kappa: float
+    kappa_bulk: float
+    n_params: int
+    rank: int
+    n_negative: int
+    seconds: float
+
+
+def kappa_bulk_of(values) -> float:
+    """max |lambda| / the BULK_QUANTILE quantile of |lambda| (inf if that is 0)."""
+    a = np.abs(np.asarray(values, np.float64))
+    if not a.size or not np.isfinite(a).all():
+        return float("inf")
+    q = float(np.quantile(a, BULK_QUANTILE))
+    return float(a.max() / q) if q > 0 else float("inf")
+
+
+def kappa_of(values) -> float:
+    """max |lambda| / min |lambda| of already-deflated eigenvalues (inf if one is exactly 0)."""
+    a = np.abs(np.asarray(values, np.float64))
+    if not a.size or not np.isfinite(a).all() or a.min() == 0:
+        return float("inf")
+    return float(a.max() / a.min())
+
+
+def map_ntk(apply, params, chunk: int = 128) -> tuple[np.ndarray, int]:
+    """(K = J J^T [3n, 3n] of the map x = apply(params) at ``params``, P = parameter count),
+    J the Jacobian of the flattened positions with respect to every leaf of ``params``
+    (float64). Each column K e_i = J (J^T e_i) is one vjp and one jvp, batched by ``chunk``."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+    flat, unravel = ravel_pytree(params64)
+
+    def f(p):
+        return jnp.reshape(apply(unravel(p)), (-1,)).astype(jnp.float64)
+
+    n_dof = int(f(flat).shape[0])
+
+    @jax.jit
+    def columns(p, e):  # p an argument, not a closed-over constant (kept out of the HLO)
+        _, vjp = jax.vjp(f, p)
+
+        def one(ei):
+            (g,) = vjp(ei)
+            return jax.jvp(f, (p,), (g,))[1]
+
+        return jax.vmap(one)(e)
+
+    eye = np.eye(n_dof)
+    k = np.concatenate(
+        [np.asarray(columns(flat, jnp.asarray(eye[i : i + chunk]))) for i in range(0, n_dof, chunk)]
+    )
+    return 0.5 * (k + k.T), int(flat.shape[0])
+
+
+def gauss_newton_spectrum(h, k, x=None) -> tuple[np.ndarray, int]:
+    """(eigenvalues [r] ascending, r) of J^T H J excluding zero modes (see above), from
+    h [3n, 3n] and the kernel k = J J^T [3n, 3n]; with x [n, 3] the rigid-body motions at x
+    are removed from the map's output first."""
+    h, k = np.asarray(h, np.float64), np.asarray(k, np.float64)
+    if x is not None:
+        r = np.concatenate(rigid_body_basis(np.asarray(x, np.float64)), axis=1)
+        p = np.eye(h.shape[0]) - r @ r.T
+        k = p @ k @ p
+    with single_threaded():
+        s, u = sla.eigh(0.5 * (k + k.T), driver="evd", check_finite=False)
+        keep = s > RANK_TOL * max(float(s.max()), 1e-300)
+        b = u[:, keep] * np.sqrt(s[keep])[None, :]
+        m = b.T @ h @ b
+        values = sla.eigh(0.5 * (m + m.T), eigvals_only=True, driver="evd", check_finite=False)
+    return values, int(keep.sum())
+
+
+def position_conditioning(model: EnergyModel, x, label: str = "H in positions") -> Conditioning:
+    """The Hessian's own spectrum at x, rigid-body span excluded (``full_modes``)."""
+    import time
+
+    t = time.perf_counter()
+    m = full_modes(model, x)
+    values = np.sort(m.values[~m.rigid])
+    n_dof = len(m.values)
+    return Conditioning(
+        label,
+        values,
+        kappa_of(values),
+        kappa_bulk_of(values),
+        n_dof,
+        len(values),
+        int((values < 0).sum()),
+        time.perf_counter() - t,
+    )
+
+
+def map_conditioning(model: EnergyModel, apply, params, label: str, h=None) -> Conditioning:
+    """The Gauss-Newton spectrum of x = apply(params) at params (H at x = apply(params),
+    or ``h`` when given)."""
+    import time
+
+    t = time.perf_counter()
+    x = np.asarray(apply(params), np.float64)
+    if h is None:
+        h = np.asarray(hessian(model, x), np.float64)
+    k, n_params = map_ntk(apply, params)
+    values, rank = gauss_newton_spectrum(h, k, x)
+    return Conditioning(
+        label,
+        values,
+        kappa_of(values),
+        kappa_bulk_of(values),
+        n_params,
+        rank,
+        int((values < 0).sum()),
+        time.perf_counter() - t,
+    )
+
+
+def gauss_newton_extremes(model: EnergyModel, apply, params, n_eig: int = 6, x=None):
+    """(largest, smallest) ``n_eig`` algebraic eigenvalues of J^T H J by Lanczos (scipy
+    eigsh on a LinearOperator: v -> J^T H J v as jvp, Hessian-vector product, vjp), for
+    maps too large for the dense kernel. Rigid-body motions are removed from the output as
+    in ``gauss_newton_spectrum``; the null space of J is not (its zeros sit inside the
+    spectrum, so the smallest |value| is not found this way: only the edges)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+    flat, unravel = ravel_pytree(params64)
+    x_at = np.asarray(apply(params64), np.float64) if x is None else np.asarray(x, np.float64)
+    r = jnp.asarray(np.concatenate(rigid_body_basis(x_at), axis=1))
+    n_atoms = x_at.shape[0]
+
+    def f(p):
+        return jnp.reshape(apply(unravel(p)), (-1,)).astype(jnp.float64)
+
+    def deflate(v):
+        return v - r @ (r.T @ v)
+
+    grad = jax.grad(lambda y: model.energy_fn(jnp.reshape(y, (n_atoms, 3))))
+    y0 = jnp.asarray(x_at.reshape(-1))
+
+    @jax.jit
+    def matvec(p, y, v):
+        jv, vjp = jax.jvp(f, (p,), (v,))[1], jax.vjp(f, p)[1]
+        hjv = jax.jvp(grad, (y,), (deflate(jv).astype(y.dtype),))[1].astype(jnp.float64)
+        return vjp(deflate(hjv))[0]
+
+    n = int(flat.shape[0])
+    op = LinearOperator(
+        (n, n), matvec=lambda v: np.asarray(matvec(flat, y0, jnp.asarray(v))), dtype=float
+    )
+    top = eigsh(op, k=n_eig, which="LA", return_eigenvectors=False)
+    bottom = eigsh(op, k=n_eig, which="SA", return_eigenvectors=False)
+    return np.sort(top), np.sort(bottom)
+
+
+def conditioning_report(
+    specs, system, report=None, should_stop=None, max_steps: int | None = None
+) -> list[Conditioning]:
+    """Spectra of H in positions at x0 and of J^T H J for each reparametrized spec of
+    ``specs`` (all on ``system``), each with H where the map puts x: a linear map (CG) at
+    its start, the GNN at its start and at its stage switch, found by running the GNN's
+    stage 1 again with the spec's seed (a deterministic replay; at most ``max_steps``,
+    default the spec's budget). Rows in that order; a GNN that never switches gets no
+    switch row. ``report(text)`` tells the phase; ``should_stop()`` True raises
+    engine.types.Stopped."""
+    import jax.numpy as jnp
+
+    from .reparam import make_reparam
+    from .run import advance, apply_policy, compute_modes, init_run
+    from .schedule import RUNNING
+    from .systems import make_energy
+    from .types import Stopped
+
+    report = report or (lambda text: None)
+    should_stop = should_stop or (lambda: False)
+
+    def check(phase):
+        if should_stop():
+            raise Stopped(phase, "stopped by request")
+
+    specs = list(specs)
+    if not specs:
+        raise ValueError("conditioning_report needs at least one spec")
+    model = make_energy(system, specs[0].energy)
+    report(f"Hessian at x0 and its {3 * system.n_atoms} modes")
+    rows = [position_conditioning(model, system.x0, "H in positions, at x0")]
+    for spec in specs:
+        check("conditioning")
+        kind = spec.reparam.kind
+        if kind == "linear":
+            report("CG: slow modes and the map's kernel J J^T")
+            modes = compute_modes(spec, system, model, should_stop=should_stop)
+            reparam = make_reparam(spec.reparam, modes, system.n_atoms, jnp.float64)
+            params = reparam.init(None, jnp.asarray(system.x0))
+            k = modes.vectors.shape[1]
+            label = f"CG at its start, x = Ψz (k = {k})"
+            rows.append(map_conditioning(model, reparam.apply, params, label))
+        elif kind == "gnn":
+            report("GNN: building the run (modes, initialisation, compilation)")
+            parts, state, _ = init_run(spec, system, should_stop=should_stop)
+            reparam = make_reparam(
+                spec.reparam, parts.modes, system.n_atoms, jnp.float64, bonds=system.bonds
+            )
+            report("GNN at its start: the kernel J J^T (one vjp and one jvp per coordinate)")
+            rows.append(map_conditioning(model, reparam.apply, state.params, "GNN at step 0"))
+            limit = max_steps or spec.schedule.max_steps
+            while state.schedule.status == RUNNING and state.step < limit:
+                check("conditioning")
+                state, obs = advance(parts, state)
+                after = apply_policy(parts, state, obs)
+                if after.schedule.stage != obs.stage:
+                    report(f"GNN at its switch (step {state.step}): the kernel J J^T")
+                    label = f"GNN at its switch (step {state.step})"
+                    rows.append(map_conditioning(model, reparam.apply, state.params, label))
+                    break
+                state = after
+                report(f"GNN: replaying stage 1 to its switch, step {state.step}")
+    return rows
+
+
+# ---- the GNN's propagation graph ---------------------------------------------------------
+def propagation_matrix(spec, system, modes=None) -> np.ndarray:
+    """The GNN's propagation A [n, n] for ``spec`` (reparam.propagation): sum_c B_c B_c^T on
+    the spec's slow modes (psi: Psi Psi^T; psi-lambda: Psi Lambda Psi^T; Cartesian modes:
+    the trace of each 3x3 block), or A_bond + 0.2 I for "bonds". ``modes``: precomputed
+    slow modes of the spec (computed here when None)."""
+    from .reparam.gnn import BOND_SELF_WEIGHT, propagation_factors
+    from .run import compute_modes
+    from .systems import make_energy
+
+    n = system.n_atoms
+    if spec.reparam.propagation == "bonds":
+        bonds = np.asarray([] if system.bonds is None else system.bonds, np.int64).reshape(-1, 2)
+        a = BOND_SELF_WEIGHT * np.eye(n)
+        a[bonds[:, 0], bonds[:, 1]] = 1.0
+        a[bonds[:, 1], bonds[:, 0]] = 1.0
+        return a
+    if modes is None:
+        modes = compute_modes(spec, system, make_energy(system, spec.energy))
+    b = propagation_factors(modes, n, spec.reparam.propagation)
+    return np.einsum("cik,cjk->ij", b, b)
+
+
+def strongest_edges(a, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs [m', 2] with i < j, weights [m']) of the ``m`` off-diagonal entries of the
+    symmetric a [n, n] largest in |weight|, strongest first (m' = min(m, n(n-1)/2))."""
+    a = np.asarray(a, np.float64)
+    if m < 0:
+        raise ValueError(f"m must be >= 0, got {m}")
+    i, j = np.triu_indices(a.shape[0], 1)
+    w = a[i, j]
+    m = min(m, len(w))
+    top = np.argpartition(-np.abs(w), m - 1)[:m] if m else np.zeros(0, np.int64)
+    top = top[np.argsort(-np.abs(w[top]), kind="stable")]
+    return np.stack([i[top], j[top]], axis=1), w[top]
+
+
+# ---- the energy landscape slice ------------------------------------------------------------
+def landscape_slice(model: EnergyModel, center, u, v, extent_u: float, extent_v: float, grid=41):
+    """(a [grid], b [grid], E [grid, grid]) with E[ib, ia] the energy at
+    center + a u + b v (u, v [3n] or [n, 3], made orthonormal here: v loses its u part)
+    over a in [-extent_u, extent_u], b in [-extent_v, extent_v]. Energies in rows of b."""
+    import jax
+    import jax.numpy as jnp
+
+    if grid < 3:
+        raise ValueError(f"grid must be >= 3, got {grid}")
+    center = np.asarray(center, np.float64)
+    u, v = _plane(u, v)
+    a = np.linspace(-extent_u, extent_u, grid)
+    b = np.linspace(-extent_v, extent_v, grid)
+    shape = center.shape
+    energy = jax.jit(jax.vmap(lambda y: model.energy_fn(jnp.reshape(y, shape))))
+    aa, bb = np.meshgrid(a, b)
+    pts = center.reshape(1, -1) + aa.reshape(-1, 1) * u[None] + bb.reshape(-1, 1) * v[None]
+    batch = int(np.clip(4e7 / shape[0] ** 2, 1, 256))  # pair matrices of a batch: ~0.3 GB
+    out = np.concatenate(
+        [np.asarray(energy(jnp.asarray(pts[i : i + batch]))) for i in range(0, len(pts), batch)]
+    )
+    return a, b, out.reshape(grid, grid).astype(np.float64)
+
+
+def _plane(u, v) -> tuple[np.ndarray, np.ndarray]:
+    u = np.asarray(u, np.float64).reshape(-1)
+    v = np.asarray(v, np.float64).reshape(-1)
+    nu = np.linalg.norm(u)
+    if nu == 0:
+        raise ValueError("the first direction is zero")
+    u = u / nu
+    v = v - u * (u @ v)
+    nv = np.linalg.norm(v)
+    if nv < 1e-12:
+        raise ValueError("the two directions are parallel")
+    return u, v / nv
+
+
+def path_in_plane(frames, center, u, v) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a [T], b [T], in_plane [T]) of frames [T, n, 3]: their coordinates along u and v
+    (orthonormalised as in ``landscape_slice``) from center, and the fraction of
+    |x - center|^2 the plane holds (1 at the center itself)."""
+    u, v = _plane(u, v)
+    d = np.asarray(frames, np.float64).reshape(len(frames), -1) - np.asarray(
+        center, np.float64
+    ).reshape(1, -1)
+    a, b = d @ u, d @ v
+    total = (d**2).sum(axis=1)
+    frac = np.divide(a**2 + b**2, total, out=np.ones_like(total), where=total > 0)
+    return a, b, frac

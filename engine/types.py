@@ -31,8 +31,10 @@ class PairTerm(NamedTuple):
     The term contributes ``scale * sum_p weights[p] * potential(r_{i_p j_p})``.
 
     Fields:
-      pairs: [n_pairs, 2] int, each unordered pair once (i < j).
-      weights: [n_pairs] float.
+      pairs: [n_pairs, 2] int, each unordered pair once (i < j); or an
+        ``engine.pairs.CutoffPairs``: the allowed pairs within a cutoff, found per
+        configuration (``engine.pairs.concrete_pairs``).
+      weights: [n_pairs] float (a scalar, uniform, with ``CutoffPairs``).
       potential: scalar function of a distance r -> energy (jax-traceable).
       scale: float, global prefactor (e.g. 2 / n_ordered_pairs for a per-pair mean).
     """

@@ -37,7 +37,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 N_BEADS = 60
 VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen the layout is made for
 # workflow order; the lessons drawer is fixed to a corner, outside the flow
-PANEL_ORDER = ["system", "spectrum", "method", "live", "runs", "sweep"]
+PANEL_ORDER = ["system", "spectrum", "method", "live", "runs", "teach", "sweep"]
 
 
 def field(name: str) -> str:

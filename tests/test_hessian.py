@@ -10,6 +10,7 @@ import pytest
 from engine import hessian as hs
 from engine import potentials
 from engine.config import EnergyConfig, SystemConfig
+from engine.pairs import pairs_within
 from engine.systems import build_system, make_energy
 from engine.types import PairTerm
 
@@ -145,3 +146,48 @@ def test_invalid_inputs_raise():
         hs.pair_hessian(x, (bad,))
     with pytest.raises(ValueError, match=r"h must have shape \(3n, 3n\)"):
         hs.block_norms(np.zeros((4, 4)))
+
+
+# ---- sparse assembly (cutoff model, bonded terms) -------------------------------------------
+
+
+@functools.cache
+def _cutoff_loop(kind: str):
+    system = build_system(SystemConfig(kind=kind, n=N_ATOMS, loop_stride=5), seed=3)
+    model = make_energy(system, EnergyConfig(dtype="float64", repulsion="cutoff", cutoff=2.0))
+    return system, model, 0.6 * system.x0
+
+
+@pytest.mark.parametrize("kind", ["bond-lj-loop", "lj-loop"])
+def test_sparse_hessian_equals_dense_and_autodiff_of_the_cutoff_energy(kind):
+    _, model, x = _cutoff_loop(kind)
+    plan = hs.make_pair_plan(model.pair_terms, N_ATOMS)
+    assert hs.plan_is_sparse(plan) and len(plan.cutoff) == 1
+    h_sparse = hs.sparse_pair_hessian(x, plan)
+    h_dense = hs.pair_hessian(x, plan)
+    ref = _autodiff_reference(model.energy_fn, x)
+    assert h_sparse.shape == (3 * N_ATOMS, 3 * N_ATOMS)
+    # Only interacting pairs are stored: bonds, contacts and the pairs within the cutoff.
+    n_rep = len(pairs_within(x, 2.0, (1, 5)))
+    assert h_sparse.nnz <= 9 * (N_ATOMS + 2 * (n_rep + 2 * N_ATOMS))
+    assert n_rep < N_ATOMS * (N_ATOMS - 1) / 2 - 2 * N_ATOMS  # the cutoff bites here
+    np.testing.assert_allclose(h_sparse.toarray(), h_dense, rtol=0, atol=1e-13 * np.abs(ref).max())
+    np.testing.assert_allclose(h_dense, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+    k_sparse = hs.sparse_block_norms(x, plan).toarray()
+    np.testing.assert_allclose(k_sparse, hs.pair_block_norms(x, plan), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(k_sparse, hs.block_norms(ref), rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_hessian_refuses_all_pairs_terms_and_sums_repeated_pairs():
+    _, model, x = _loop("lj-loop", "reference")
+    with pytest.raises(ValueError, match="all-pairs term"):
+        hs.sparse_pair_hessian(x, model.pair_terms)
+    pairs = np.array([[0, 1], [1, 2], [0, 1]])
+    term = PairTerm(pairs, np.array([1.0, 2.0, 0.5]), potentials.harmonic_bond, 3.0)
+    y = np.random.default_rng(0).standard_normal((20, 3))  # 3 of 190 pairs: listed, not dense
+    np.testing.assert_allclose(
+        hs.sparse_pair_hessian(y, [term]).toarray(), hs.pair_hessian(y, [term]), atol=1e-13
+    )
+    np.testing.assert_allclose(
+        hs.sparse_block_norms(y, [term]).toarray(), hs.pair_block_norms(y, [term]), atol=1e-13
+    )

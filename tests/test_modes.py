@@ -256,6 +256,104 @@ def test_auto_solver_choice():
     assert md._pick_solver("dense", 12000, 20) == "dense"
 
 
+# ---- sparse route (cutoff model) ------------------------------------------------------------
+
+
+@functools.cache
+def _cutoff_loop(kind: str, n: int):
+    system = build_system(SystemConfig(kind=kind, n=n), seed=0)
+    return system, make_energy(system, EnergyConfig(dtype="float64", repulsion="cutoff"))
+
+
+def _assert_same_modes(ref: SlowModes, other: SlowModes, rtol: float, angle: float):
+    np.testing.assert_array_equal(ref.rigid, other.rigid)
+    free = ~ref.rigid
+    np.testing.assert_allclose(other.values[free], ref.values[free], rtol=rtol)
+    assert np.max(subspace_angles(ref.vectors, other.vectors)) < angle
+
+
+@pytest.mark.parametrize("n", [400, 1000])
+def test_sparse_hessian_modes_equal_dense_ones(n):
+    """Cutoff-model Hessian averaged over the reference samples: banded-preconditioned LOBPCG
+    on the sparse matrix vs dense eigh."""
+    system, model = _cutoff_loop("bond-lj-loop", n)
+    dense_cfg = ModesConfig(method="hessian", at="samples", solver="dense")
+    full = md.slow_modes(system, model, dense_cfg, 31)
+    k = _gap_k(np.abs(full.values), 15, 30)  # where the k-subspace is well defined
+    dense = md.slow_modes(system, model, dense_cfg, k)
+    auto = md.slow_modes(system, model, ModesConfig(method="hessian", at="samples"), k)
+    assert "/pair-blocks/dense-eigh" in dense.method
+    assert "/sparse-pair-blocks/lobpcg-band32" in auto.method, auto.method
+    _check_contract(auto, 3 * n, k, "cartesian")
+    assert auto.rigid.sum() == 3  # translations, analytic
+    _assert_same_modes(dense, auto, rtol=1e-6, angle=1e-4)
+
+
+def test_indefinite_sparse_hessian_falls_back_to_sparse_lu(monkeypatch):
+    """At the random start the Hessian is indefinite: LOBPCG finds negative eigenvalues and
+    shift-invert on a sparse LU gives the smallest |mu| (x0 is compact: densified unless the
+    density bound is lifted)."""
+    system, model = _cutoff_loop("bond-lj-loop", 400)
+    dense_cfg = ModesConfig(method="hessian", at="x0", solver="dense")
+    full = md.slow_modes(system, model, dense_cfg, 31)
+    k = _gap_k(np.abs(full.values), 15, 30)
+    dense = md.slow_modes(system, model, dense_cfg, k)
+    assert (full.values < 0).any()
+    densified = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0"), k)
+    assert "/pair-blocks (densified)/shift-invert-lu" in densified.method
+    monkeypatch.setattr(md, "SPARSE_MAX_DENSITY", 1.0)
+    sparse = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0"), k)
+    assert "/sparse-pair-blocks/shift-invert-sparse-lu" in sparse.method, sparse.method
+    assert "LOBPCG refused" in sparse.method and "not converged" not in sparse.method
+    _assert_same_modes(dense, sparse, rtol=1e-6, angle=1e-5)
+    _assert_same_modes(dense, densified, rtol=1e-6, angle=1e-5)
+    h = hs.sparse_pair_hessian(system.x0, model.pair_terms)
+    v = sparse.vectors[:, ~sparse.rigid]
+    res = np.linalg.norm(h @ v - v * sparse.values[~sparse.rigid], axis=0)
+    assert res.max() <= 1e-9 * md._inf_norm(h)
+
+
+def test_sparse_block_laplacian_equals_dense():
+    system, model = _cutoff_loop("bond-lj-loop", 1000)
+    base = ModesConfig(method="block-laplacian", at="samples", solver="dense")
+    full = md.slow_modes(system, model, base, 31)
+    k = _gap_k(np.abs(full.values), 15, 30)
+    dense = md.slow_modes(system, model, base, k)
+    sparse = md.slow_modes(system, model, ModesConfig(method="block-laplacian", at="samples"), k)
+    assert "samples(10)/sparse-pair-blocks/lobpcg-band10" in sparse.method, sparse.method
+    _check_contract(sparse, 1000, k, "node")
+    assert sparse.rigid[0] and sparse.rigid.sum() == 1
+    _assert_same_modes(dense, sparse, rtol=1e-8, angle=1e-6)
+
+
+def test_sparse_route_keeps_rotations_at_a_minimum(monkeypatch):
+    # 20 beads: every pair interacts, so lift the bounds that would send it the dense way.
+    monkeypatch.setattr(hs, "DENSE_TERM_FRACTION", 1.0)
+    monkeypatch.setattr(md, "SPARSE_MAX_DENSITY", 1.0)
+    system, _ = _braced_loop()
+    model = make_loop_energy(
+        system, EnergyConfig(dtype="float64", soft_core="monotone", repulsion="cutoff")
+    )
+    x_min = md.relax(model, system.x0)[0]
+    ref = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0", solver="dense"),
+                        10, x=x_min)  # fmt: skip
+    it = md.slow_modes(system, model, ModesConfig(method="hessian", at="x0", solver="iterative"),
+                       10, x=x_min)  # fmt: skip
+    assert "/sparse-pair-blocks/" in it.method and it.rigid.sum() == 6
+    _assert_same_modes(ref, it, rtol=1e-6, angle=1e-5)
+
+
+def test_compact_configurations_are_densified():
+    """Pure-LJ reference samples are compact (scales 0.01-0.2): every pair is inside the
+    cutoff, so the sparse matrix is densified and solved as before."""
+    system, model = _cutoff_loop("lj-loop", 400)
+    cfg = ModesConfig(method="block-laplacian", at="samples", solver="iterative", n_samples=4)
+    m = md.slow_modes(system, model, cfg, 12)
+    assert "/pair-blocks (densified)/shift-invert-cholesky" in m.method
+    ref = md.slow_modes(system, model, ModesConfig(**{**cfg.__dict__, "solver": "dense"}), 12)
+    np.testing.assert_allclose(m.values, ref.values, rtol=1e-6)  # as dense vs iterative above
+
+
 # ---- determinism, energies without pair terms, sampling, validation -----------------------
 
 

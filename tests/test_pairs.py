@@ -169,11 +169,36 @@ def test_loop_model_energy_matches_reference_pair_terms(kind, repulsion):
     x = jnp.asarray(system.x0)
     total = 0.0
     for t in model.pair_terms:
-        p = np.asarray(t.pairs)
+        p = pairs.concrete_pairs(t.pairs, system.x0)
         r = jnp.linalg.norm(x[p[:, 0]] - x[p[:, 1]], axis=1)
-        total += t.scale * float(jnp.sum(jnp.asarray(t.weights) * t.potential(r)))
+        w = np.broadcast_to(np.asarray(t.weights), (len(p),))
+        total += t.scale * float(jnp.sum(jnp.asarray(w) * t.potential(r)))
     assert float(model.energy_fn(x)) == pytest.approx(total, rel=1e-12)
     assert model.reported == ("cutoff" if repulsion == "cutoff" else "full")
+
+
+@pytest.mark.parametrize("cutoff", [0.7, 2.5, 100.0])
+def test_pairs_within_finds_exactly_the_allowed_pairs_inside_the_cutoff(cutoff):
+    x = np.asarray(_positions(300, 4))
+    i, j = np.triu_indices(300, 1)
+    r = np.linalg.norm(x[i] - x[j], axis=1)
+    keep = (r <= cutoff) & ~np.isin(j - i, EXCLUDED)
+    found = pairs.pairs_within(x, cutoff, EXCLUDED)
+    np.testing.assert_array_equal(found, np.stack([i[keep], j[keep]], axis=1))
+    spec = pairs.CutoffPairs(EXCLUDED, cutoff)
+    np.testing.assert_array_equal(pairs.concrete_pairs(spec, x), found)
+    listed = np.array([[0, 3], [2, 5]])
+    np.testing.assert_array_equal(pairs.concrete_pairs(listed, x), listed)
+
+
+def test_cutoff_model_lists_no_n_squared_pairs():
+    """The cutoff model's repulsion term finds its pairs per configuration (sparse Hessians at
+    any n), the other models list every pair up to PAIR_TERMS_MAX_ATOMS."""
+    system = build_system(SystemConfig(kind="lj-loop", n=6000), seed=0)
+    model = make_energy(system, EnergyConfig(repulsion="cutoff", cutoff=2.0, dtype="float64"))
+    rep = model.pair_terms[-1]
+    assert isinstance(rep.pairs, pairs.CutoffPairs) and rep.pairs.cutoff == 2.0
+    assert max(np.asarray(t.pairs).size for t in model.pair_terms[:-1]) <= 2 * 2 * 6000
 
 
 def test_cutoff_run_does_not_recompile_across_chunks():

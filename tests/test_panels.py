@@ -112,7 +112,7 @@ def test_method_options_offer_openmm_for_proteins_only():
     def disabled(tab):
         return {o["value"] for o in method.method_options(tab) if o["disabled"]}
 
-    assert disabled("loop") == {"openmm-min"} and disabled("protein") == set()
+    assert disabled("loop") == {"openmm-min", "openmm-md"} and disabled("protein") == set()
     assert [o["value"] for o in method.method_options("loop")] == list(forms.FORM_METHODS)
 
 
@@ -377,7 +377,16 @@ def test_runs_table_digest_and_system_names():
 def test_panels_sit_in_workflow_order_with_the_setup_row_first():
     page = layout.build(PageContext(presets=PRESETS, start_preset="fig2-lj-n400"))
     # the lessons drawer comes last in the DOM (fixed to the corner by assets/workbench.css)
-    assert layout.ORDER == ("system", "spectrum", "method", "live", "runs", "sweep", "lessons")
+    assert layout.ORDER == (
+        "system",
+        "spectrum",
+        "method",
+        "live",
+        "runs",
+        "teach",
+        "sweep",
+        "lessons",
+    )
 
     def areas(node):
         found = []

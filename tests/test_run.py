@@ -244,9 +244,11 @@ def test_spec_validation_names_field():
 def test_presets_are_valid_specs():
     for name, (desc, specs) in PRESETS.items():
         assert desc and specs, name
-        expected = {"trp-cage": {"gd", "gnn", "openmm-min"}, OPENING_PRESET: {"gd", "gnn"}}.get(
-            name, {"gd", "cg", "gnn"}
-        )
+        expected = {
+            "trp-cage": {"gd", "gnn", "openmm-min"},
+            OPENING_PRESET: {"gd", "gnn"},
+            "fold-trp-cage": {"gd", "gnn", "openmm-md"},
+        }.get(name, {"gd", "cg", "gnn"})
         assert {s.label for s in specs} == expected
         assert len({s.system for s in specs}) == 1, "a preset compares methods on one system"
 

@@ -4,6 +4,8 @@ numbers against our benchmark docs."""
 import re
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from dash import no_update as NU
@@ -177,11 +179,18 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     assert badges[0].children == "loop closed: contacts 100 %, bonds intact 100 %"
     wait([teach_views.CACHE.run_state("run-a", "sid-test")["future"]])
     figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
-    traces = {t.name.split(" (")[0]: t for t in figs[0].data}
-    assert list(traces["slowest"].x) == [0, 20, 40]
+    traces = {t.name.split(" (")[0]: t for t in figs[0].data if t.stackgroup == "bands"}
+    grads = {t.name.split(" (")[0]: t for t in figs[0].data if t.stackgroup == "grad"}
+    assert list(traces["slowest"].x) == [0, 20, 40] == list(grads["slowest"].x)
     assert traces["slowest"].y[-1] == pytest.approx(100.0)
     assert traces["fastest"].y[-1] == pytest.approx(0.0, abs=1e-9)
     assert traces["slowest"].name == "slowest (39)"  # k = ceil(50 / 4) node modes = 39
+    # the gradient's shares: those of the gradient at each frame, projected directly
+    model = make_energy(system, spec.energy)
+    g = np.asarray(jax.grad(model.energy_fn)(jnp.asarray(frames[2][1])), np.float64)
+    want = project(g, m.vectors, mode_bands(m.rigid, 39))
+    assert grads["fastest"].y[-1] == pytest.approx(100 * want[FAST] / want.sum(), rel=1e-6)
+    assert grads["slowest"].y[-1] == pytest.approx(100 * want[SLOW] / want.sum(), rel=1e-6)
     # nothing new: unchanged
     assert teach_views.card_views(r, live, "sid-test", ["run-a"])[0] == [None]
     # a protein group: no verdict; too large a system: the chart says so

@@ -251,3 +251,20 @@ def test_replay_figure_and_nearest_frame():
 def test_heatmap_is_square_with_residue_axes():
     fig = figures.heatmap_figure("VdW", np.eye(4) - 0.5)
     assert fig.data[0].z.shape == (4, 4) and fig.data[0].zmid == 0.0
+
+
+def test_gap_axis_names_the_reported_energy():
+    from engine.config import RunSpec
+
+    full = RunSpec()
+    cut = RunSpec().replace(**{"energy.repulsion": "cutoff", "energy.cutoff": 2.5})
+    assert figures.reported_energy([full, full]) == "full"
+    assert figures.reported_energy([cut]) == "cutoff (r_c 2.5)"
+    mixed = figures.reported_energy([full, cut])
+    assert mixed.startswith("full: ") and "; cutoff (r_c 2.5): " in mixed
+    protein = types.SimpleNamespace(system=types.SimpleNamespace(kind="protein"), label="gd")
+    assert figures.reported_energy([protein]) == ""
+    fig = figures.curves_figure(RUNS, energy_label=figures.reported_energy([cut]))
+    assert fig.layout.yaxis.title.text == "cutoff (r_c 2.5) E − E_best, log"
+    assert fig.layout.yaxis2.title.text == fig.layout.yaxis.title.text
+    assert figures.curves_figure(RUNS).layout.yaxis.title.text == "E − E_best, log"

@@ -181,11 +181,13 @@ class Panel(NamedTuple):
     name: str = ""
 
 
-def curve_panels(with_rmsd: bool) -> list[Panel]:
-    """The panels of the live curves, in trace order (trace index = panel * n_runs + run)."""
-    panels = [Panel("energy", "step", 1, 1), Panel("energy", "time", 1, 2)]
+def curve_panels(with_rmsd: bool, rmsd_first: bool = False) -> list[Panel]:
+    """The panels of the live curves, in trace order (trace index = panel * n_runs + run).
+    ``rmsd_first`` (folding runs) puts the CA-RMSD to native in the top row, energy below."""
+    e_row, r_row = (2, 1) if with_rmsd and rmsd_first else (1, 2)
+    panels = [Panel("energy", "step", e_row, 1), Panel("energy", "time", e_row, 2)]
     if with_rmsd:
-        return panels + [Panel(RMSD, "step", 2, 1), Panel(RMSD, "time", 2, 2)]
+        return panels + [Panel(RMSD, "step", r_row, 1), Panel(RMSD, "time", r_row, 2)]
     return panels + [
         Panel(INTACT, "step", 2, 1, scale=100.0, name="bonds intact"),
         Panel("loop_contact_frac", "step", 2, 1, "dot", 100.0, "loop contacts"),
@@ -201,13 +203,37 @@ def time_column(columns: dict) -> str:
     return WALL_TIME
 
 
-def curves_figure(runs: list[dict], with_rmsd: bool = False, energy_unit: str = "") -> go.Figure:
-    """Empty overlaid curves for a side-by-side group; ``runs`` = [{"id", "label", "color"}]."""
+def reported_energy(specs) -> str:
+    """Which energy loop runs' curves report, for the gap axis title: the full deterministic
+    energy (every pair) unless the run uses the cutoff model (``EnergyModel.reported``);
+    "" for proteins. Runs of a group that differ are named."""
+    names = {}
+    for spec in specs:
+        if spec.system.kind == "protein":
+            continue
+        cutoff = spec.energy.repulsion == "cutoff"
+        text = f"cutoff (r_c {spec.energy.cutoff:g})" if cutoff else "full"
+        names.setdefault(text, []).append(spec.label)
+    if len(names) <= 1:
+        return next(iter(names), "")
+    return "; ".join(f"{t}: {', '.join(labels)}" for t, labels in names.items())
+
+
+def curves_figure(
+    runs: list[dict],
+    with_rmsd: bool = False,
+    energy_unit: str = "",
+    energy_label: str = "",
+    rmsd_first: bool = False,
+) -> go.Figure:
+    """Empty overlaid curves for a side-by-side group; ``runs`` = [{"id", "label", "color"}];
+    ``energy_label`` (``reported_energy``) names the energy on the gap axes; ``rmsd_first``:
+    the CA-RMSD to native is the top row (a protein folding from elsewhere)."""
     unit = f" ({energy_unit})" if energy_unit and energy_unit != "1" else ""
     fig = make_subplots(
         rows=2, cols=2, shared_xaxes=False, horizontal_spacing=0.1, vertical_spacing=0.16
     )
-    for p in curve_panels(with_rmsd):
+    for p in curve_panels(with_rmsd, rmsd_first):
         for r in runs:
             what = f"{r['label']} {p.name}".strip()
             hover = (
@@ -230,16 +256,18 @@ def curves_figure(runs: list[dict], with_rmsd: bool = False, energy_unit: str = 
                 row=p.row,
                 col=p.col,
             )  # fmt: skip
-    gap = f"E − E_best{unit}, log"
+    gap = f"{energy_label + ' ' if energy_label else ''}E − E_best{unit}, log"
+    e_row, r_row = (2, 1) if with_rmsd and rmsd_first else (1, 2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="time since Run (s)", row=1, col=2)
-    fig.update_yaxes(title_text=gap, type="log", row=1, col=1)
-    fig.update_yaxes(title_text=gap, type="log", row=1, col=2)
+    fig.update_yaxes(title_text=gap, type="log", row=e_row, col=1)
+    fig.update_yaxes(title_text=gap, type="log", row=e_row, col=2)
     fig.update_xaxes(title_text="step", row=2, col=1)
     if with_rmsd:
+        rmsd = "CA RMSD to native (nm)" if rmsd_first else "CA RMSD (nm)"
         fig.update_xaxes(title_text="time since Run (s)", row=2, col=2)
-        fig.update_yaxes(title_text="CA RMSD (nm)", row=2, col=1)
-        fig.update_yaxes(title_text="CA RMSD (nm)", row=2, col=2)
+        fig.update_yaxes(title_text=rmsd, row=r_row, col=1)
+        fig.update_yaxes(title_text=rmsd, row=r_row, col=2)
     else:
         fig.update_yaxes(title_text="bonds intact, ··· loop contacts (%)", row=2, col=1)
         fig.update_xaxes(title_text="step", row=2, col=2)
@@ -308,6 +336,7 @@ def curves_patch(
     switches: dict[str, int] | None = None,
     with_rmsd: bool = False,
     max_points: int = MAX_CURVE_POINTS,
+    rmsd_first: bool = False,
 ) -> Patch | None:
     """Patch assigning every trace of the live curves from the runs' logged columns.
 
@@ -323,7 +352,7 @@ def curves_patch(
     switches = switches or {}
     if not any(columns.get(r["id"]) for r in runs):
         return None
-    panels = curve_panels(with_rmsd)
+    panels = curve_panels(with_rmsd, rmsd_first)
     gap = gap_axis({r["id"]: columns[r["id"]].get("energy", ()) for r in runs
                     if columns.get(r["id"])})  # fmt: skip
     patch = Patch()
@@ -353,7 +382,7 @@ def curves_patch(
             shapes += _switch_shapes(r["color"], switches[r["id"]], steps, cols.get(tcol))
     patch["layout"]["shapes"] = shapes
     if gap.range is not None:
-        for axis in ("yaxis", "yaxis2"):
+        for axis in ("yaxis3", "yaxis4") if with_rmsd and rmsd_first else ("yaxis", "yaxis2"):
             patch["layout"][axis]["range"] = gap.range
             patch["layout"][axis]["autorange"] = False
     title = "time since Run (s)" if time_cols == {CLICK_TIME} else "time since each run's start (s)"
@@ -364,7 +393,7 @@ def curves_patch(
 
 
 def _switch_shapes(color: str, step: int, steps: np.ndarray, times) -> list[dict]:
-    """Dotted vertical lines at a stage switch on the two energy panels."""
+    """Dotted vertical lines at a stage switch on the two top panels."""
     at = np.flatnonzero(steps == step)
     xs = [("x", "y domain", float(step))]
     if at.size and times is not None and math.isfinite(float(times[at[0]])):

@@ -16,7 +16,7 @@ import secrets
 from dash import dcc, html
 
 from . import ids
-from .panels import PageContext, lessons, live, method, runs, spectrum, sweep, system
+from .panels import PageContext, lessons, live, method, runs, spectrum, sweep, system, teach
 
 PANELS = {
     "system": system,
@@ -25,6 +25,7 @@ PANELS = {
     "live": live,
     "runs": runs,
     "sweep": sweep,
+    "teach": teach,  # teaching views: conditioning, propagation graph, landscape
     "lessons": lessons,  # a drawer fixed to the lower right corner (assets/workbench.css)
 }
 
@@ -35,6 +36,7 @@ ORDER = (
     "method",
     "live",
     "runs",
+    "teach",
     "sweep",
     "lessons",
 )  # the workflow: the page order

@@ -51,7 +51,8 @@ from . import PageContext, method, system, triggered_value
 
 
 class ID:
-    LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool}
+    LIVE = "wb-live"  # Store: {"runs": [{"id", "label", "method", "color", "div"}], "rmsd": bool,
+    # "group", "fold": True for a protein folding from a non-native start (RMSD curve first)}
     SEEN = "wb-seen"  # Store: {run_id: {"rows", "frame", ...}, "_active", "_ms", "_n", "_group"}
     POLL = "wb-poll"  # Store: tick counter; each increment runs poll_runs once (workbench.js)
     POLL_ACK = "wb-poll-ack"  # dummy output of the clientside poll scheduler
@@ -338,7 +339,10 @@ def new_group(
         m = forms.method_of(spec)
         color, div = METHODS[m].color, ID.viewer_dom(rid)
         runs.append({"id": rid, "label": spec.label, "method": m, "color": color, "div": div})
-    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "")
+    fold = protein and folding(specs[0])
+    fig = figures.curves_figure(runs, with_rmsd=protein, energy_unit="kJ/mol" if protein else "",
+                                energy_label=figures.reported_energy(specs),
+                                rmsd_first=fold)  # fmt: skip
     message = f"Started {', '.join(r['label'].upper() for r in runs)} (seed {specs[0].seed})."
     if waiting is not None:
         message = queue_message(runs, waiting, specs[0].seed, workers)
@@ -347,7 +351,7 @@ def new_group(
     # The group's id ties poll replies to it: a reply to a poll of the previous group that
     # lands after Run must not end the new group's poll chain (see poll_runs).
     seen = {"_active": True, "_ms": poll_ms, "_n": 0, "_group": run_ids[0]}
-    live = {"runs": runs, "rmsd": protein, "group": run_ids[0]}
+    live = {"runs": runs, "rmsd": protein, "group": run_ids[0], **({"fold": True} if fold else {})}
     return Group(runs, live, fig, seen, message)
 
 
@@ -365,6 +369,36 @@ def queue_message(runs: list[dict], waiting: dict, seed: int, workers: int) -> s
     return f"Started {', '.join(started)} (seed {seed}); queued {', '.join(queued)}, {why}."
 
 
+def folding(spec) -> bool:
+    """A protein run from a start other than its (PDB) native structure: its CA-RMSD to the
+    native is the main curve and the native is overlaid in its 3D view."""
+    return spec.system.kind == "protein" and bool(spec.system.pdb) and spec.system.start != "native"
+
+
+def native_overlay(spec_dict: dict | None) -> str | None:
+    """PDB text of a folding run's native structure, superposed on its start (CA atoms, in
+    the displayed frame), for the translucent overlay; None for other runs."""
+    from engine import RunSpec
+    from engine import io as engine_io
+
+    try:
+        spec = RunSpec.from_dict(spec_dict or {})
+    except (SpecError, TypeError):
+        return None
+    if not folding(spec):
+        return None
+    system = jobs.build_system(spec.system, spec.seed)  # cached: the run built the same one
+    if system.reference is None:
+        return None
+    import mdtraj
+
+    ca = [a.index for a in system.topology.atoms if a.name == "CA"]
+    native = mdtraj.Trajectory(np.asarray(system.reference, np.float32)[None], system.topology)
+    start = mdtraj.Trajectory(np.asarray(system.x0, np.float32)[None], system.topology)
+    native.superpose(start, 0, atom_indices=ca or None)
+    return engine_io.pdb_text(system, np.asarray(native.xyz[0], np.float64))
+
+
 def frame_payload(snap, link: list[str], period: int):
     """First frame of a live run for the clientside viewer: its topology, the newest
     coordinates, the group to link cameras with, and where its frame stream starts."""
@@ -372,12 +406,16 @@ def frame_payload(snap, link: list[str], period: int):
         return NU
     scale = snap.view.get("scale", 1.0)
     loop = snap.view.get("kind") == "loop"
+    view = snap.view
+    if view.get("kind") == "protein" and "native" not in view:
+        native = native_overlay(snap.spec)
+        view = {**view, "native": native} if native else view
     return {
         "div": ID.viewer_dom(snap.run_id),
         "key": snap.run_id,
         "step": snap.frame_step,
         "xyz": jobs.view_xyz(snap.frame_x, snap.view) if snap.frame_x is not None else None,
-        "view": snap.view,
+        "view": view,
         "link": link,
         "run": snap.run_id,
         "since": snap.frame_no,
@@ -630,7 +668,8 @@ def poll_runs(tick, live, seen, sid, metric, threshold, frame_ids, chosen=None):
     if u.new_rows or ended:
         runs = [run for run in live["runs"] if run["id"] in card_ids]
         columns = {rid: _columns(r, rid, sid) for rid in card_ids}
-        fig = figures.curves_patch(runs, columns, u.switches, with_rmsd=bool(live.get("rmsd")))
+        fig = figures.curves_patch(runs, columns, u.switches, with_rmsd=bool(live.get("rmsd")),
+                                   rmsd_first=bool(live.get("fold")))  # fmt: skip
         patch = NU if fig is None else fig
         statuses = {rid: snap.status for rid, snap in snaps.items() if snap is not None}
         speedup = _speedup(live, sid, metric, threshold, chosen, columns, statuses)[0]

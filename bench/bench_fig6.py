@@ -1,0 +1,213 @@
+"""Figure 6 (issue 14): learning-rate sweep for GD, GNN (1 layer) and GNN (2 layers) on 2JOF,
+through the sweep machinery (``engine.sweep``, Dask), with OpenMM MD after 5k and 10k steps.
+
+System: Trp-cage from ../shared/data/pdb/2JOF_unfolded.pdb (reference 2JOF_native.pdb),
+AMBER ff14SB + OBC2, float32. Every run is engine.presets.protein_spec's (Adam, elementwise
+clip 0.01, GNN anchored at x0 on the 120 lowest Hessian modes at x0, stage 1 at most 1000
+steps, reference early stopping with min_delta 0.1 kJ/mol, patience 20 checks) with
+``--steps`` (default 10,000) as the budget. Swept (one SweepSpec per family):
+  gd     optim.learning_rate in GD_LRS (plain positions)
+  gnn-1  optim.stage1_lr in GNN_LRS, 1 graph layer (stage 2: Adam lr 4e-4 on positions)
+  gnn-2  the same with 2 graph layers
+GD has no randomness from a fixed start, so it runs seed 0 only; the GNNs run ``--seeds``
+seeds (default 3: the network's initialization) and each setting shows its best run (lowest
+final energy), as the paper's "best of 3". OpenMM: Langevin MD at 298 K, 2 fs (method
+"openmm-md", the same sweep machinery), 10,000 steps logged every 1000, its potential energy
+and wall time after 5,000 and 10,000 steps marked (mean over its seeds).
+
+Runs go to runs/sweeps/fig6-* (resumable: a rerun skips finished runs); the summary to
+bench/results/fig6.json and the figure (energy vs iteration and vs wall time) to fig6.png.
+  nice -n 19 .venv/bin/python -m bench.bench_fig6 [--families gd,gnn-1] [--lrs-gd 4e-4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .common import RESULTS, save_json
+
+DATA = Path(os.environ.get("SLOWMODE_PDB_DIR", "/work/shared/data/pdb"))
+GD_LRS = (1e-4, 4e-4, 1e-3, 4e-3)
+GNN_LRS = (3e-5, 1e-4, 3e-4, 1e-3)
+FAMILIES = ("gd", "gnn-1", "gnn-2", "md")
+MD_MARKS = (5000, 10000)
+OUT_ROOT = Path("runs") / "sweeps"
+COLORS = {"gd": "Reds", "gnn-1": "Blues", "gnn-2": "Greens"}
+
+
+def system_config():
+    from engine import SystemConfig
+
+    return SystemConfig(
+        kind="protein",
+        pdb=str(DATA / "2JOF_native.pdb"),
+        start=str(DATA / "2JOF_unfolded.pdb"),
+        model="amber-obc2",
+    )
+
+
+def sweep_of(family: str, lrs, seeds, steps: int):
+    """The SweepSpec of one family (module docstring)."""
+    from engine.presets import protein_spec
+    from engine.sweeps import Axis, SweepSpec
+
+    if family == "md":
+        base = protein_spec("gd", max_steps=MD_MARKS[-1]).replace(
+            system=system_config(), chunk_size=1000, frame_every=MD_MARKS[-1], method_label=None
+        )
+        return SweepSpec(base, (), ("openmm-md",), tuple(seeds), name="fig6-md")
+    method = "gd" if family == "gd" else "gnn"
+    base = protein_spec(method, max_steps=steps).replace(
+        system=system_config(), frame_every=steps, method_label=None
+    )
+    if family == "gd":
+        axis = Axis("optim.learning_rate", "list", values=tuple(lrs))
+        return SweepSpec(base, (axis,), ("gd",), (0,), name="fig6-gd")
+    layers = int(family[-1])
+    spec = base.replace(**{"reparam.n_layers": layers})
+    axis = Axis("optim.stage1_lr", "list", values=tuple(lrs))
+    return SweepSpec(spec, (axis,), ("gnn",), tuple(seeds), name=f"fig6-{family}")
+
+
+def curves_of(out: Path, rows: list[dict]) -> list[dict]:
+    """Each finished run's energy against step and wall time, read from its bundle."""
+    from engine import io
+
+    curves = []
+    for row in rows:
+        if row["status"] not in ("done", "diverged"):
+            continue
+        m = io.read_bundle(out / "runs" / row["key"])["metrics"]
+        curves.append({
+            **{k: row[k] for k in ("key", "method", "seed", "status")},
+            "lr": row.get("optim.learning_rate", row.get("optim.stage1_lr")),
+            "step": [int(v) for v in m["step"]],
+            "wall_time_s": [float(v) for v in m["wall_time_s"]],
+            "energy": [float(v) for v in m["energy"]],
+            "rmsd_ca": [float(v) for v in m.get("rmsd_ca", [])],
+        })  # fmt: skip
+    return curves
+
+
+def best_of(curves: list[dict]) -> dict:
+    """lr -> the curve with the lowest final energy among that setting's seeds."""
+    out = {}
+    for c in curves:
+        lr = c["lr"]
+        if lr not in out or c["energy"][-1] < out[lr]["energy"][-1]:
+            out[lr] = c
+    return out
+
+
+def md_marks(curves: list[dict]) -> list[dict]:
+    """OpenMM MD's energy and wall time at each of MD_MARKS steps, mean and sd over seeds."""
+    out = []
+    for mark in MD_MARKS:
+        hits = [(c["energy"][c["step"].index(mark)], c["wall_time_s"][c["step"].index(mark)])
+                for c in curves if mark in c["step"]]  # fmt: skip
+        if hits:
+            e, t = np.asarray(hits).T
+            out.append({"steps": mark, "runs": len(hits), "energy_mean": float(e.mean()),
+                        "energy_sd": float(e.std(ddof=1)) if len(e) > 1 else math.nan,
+                        "wall_s_mean": float(t.mean())})  # fmt: skip
+    return out
+
+
+def plot(best: dict, marks: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for family, by_lr in best.items():
+        cmap = plt.get_cmap(COLORS[family])
+        lrs = sorted(by_lr)
+        for i, lr in enumerate(lrs):
+            c = by_lr[lr]
+            color = cmap(0.4 + 0.6 * i / max(len(lrs) - 1, 1))
+            label = f"{family} lr {lr:g}" if family == "gd" else f"{family} stage-1 lr {lr:g}"
+            axes[0].plot(c["step"], c["energy"], color=color, label=label, lw=1.2)
+            axes[1].plot(c["wall_time_s"], c["energy"], color=color, lw=1.2)
+    for m in marks:
+        for ax, x in ((axes[0], m["steps"]), (axes[1], m["wall_s_mean"])):
+            ax.axhline(m["energy_mean"], color="k", ls=":", lw=0.8)
+            ax.plot([x], [m["energy_mean"]], "k*", ms=10)
+            ax.annotate(f"OpenMM MD {m['steps'] // 1000}k", (x, m["energy_mean"]), fontsize=8)
+    axes[0].set_xlabel("iteration (optimizer step; MD step for OpenMM)")
+    axes[1].set_xlabel("wall time (s; compilation excluded, slow modes included)")
+    for ax in axes:
+        ax.set_ylabel("energy (kJ/mol)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Figure 6: Trp-cage (2JOF, unfolded start), best of the seeds per setting")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "fig6.png", dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    import engine
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--lrs-gd", default=",".join(f"{v:g}" for v in GD_LRS))
+    p.add_argument("--lrs-gnn", default=",".join(f"{v:g}" for v in GNN_LRS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=1, help="Dask workers (one core each)")
+    args = p.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    for f in families:
+        if f not in FAMILIES:
+            p.error(f"--families: {f!r} is not one of {', '.join(FAMILIES)}")
+    if not 1 <= args.seeds <= 10:
+        p.error("--seeds must be in [1, 10]")
+    if not 100 <= args.steps <= 10**6:
+        p.error("--steps must be in [100, 1000000]")
+    lrs = {"gd": [float(v) for v in args.lrs_gd.split(",")],
+           "gnn": [float(v) for v in args.lrs_gnn.split(",")]}  # fmt: skip
+    from engine.cluster import connect
+
+    client, cluster = connect(n_workers=args.workers)
+    best, marks, runs = {}, [], {}
+    try:
+        for family in families:
+            sweep = sweep_of(family, lrs["gd" if family == "gd" else "gnn"],
+                             range(args.seeds), args.steps)  # fmt: skip
+            out = OUT_ROOT / sweep.name
+            rows = engine.sweep(sweep, client, out_dir=out)
+            curves = curves_of(out, rows)
+            runs[family] = [{k: c[k] for k in ("key", "seed", "lr", "status")}
+                            | {"final_energy": c["energy"][-1], "steps": c["step"][-1],
+                               "wall_s": c["wall_time_s"][-1]} for c in curves]  # fmt: skip
+            if family == "md":
+                marks = md_marks(curves)
+            else:
+                best[family] = best_of(curves)
+            print(family, len(curves), "runs finished", flush=True)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    table = [{"family": f, "lr": lr, "best_seed": c["seed"], "final_energy": c["energy"][-1],
+              "steps": c["step"][-1], "wall_s": c["wall_time_s"][-1]}
+             for f, by_lr in best.items() for lr, c in sorted(by_lr.items())]  # fmt: skip
+    save_json("fig6", {
+        "what": "Figure 6 (issue 14): see bench/bench_fig6.py's docstring",
+        "loadavg_end": list(os.getloadavg()), "steps": args.steps, "table": table,
+        "openmm_md": marks, "runs": runs,
+    })  # fmt: skip
+    plot(best, marks)
+    for r in table:
+        print(r, flush=True)
+    print("OpenMM MD:", marks)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Real-browser test of panel T (issue 12 items 2-4): the conditioning view, the propagation
+graph over a run's structure (toggled, at a chosen frame) and the landscape slice render from
+the real engine on a small Bond+LJ loop; each wait names what it waits for.
+
+Set WB_SCREENSHOT_DIR to keep a screenshot of each view (docs/screenshots/teaching-*.png).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from browser_util import ServerThread, chromium_missing, guard_offline, launch_browser
+from test_browser_live import set_field, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if chromium_missing():
+    pytest.skip(chromium_missing(), allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    from workbench import registry as reg
+    from workbench.config import ServerConfig
+    from workbench.server import create_app
+
+    run_dir = tmp_path_factory.mktemp("runs")
+    app = create_app(
+        ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
+    )
+    srv = ServerThread(app).start()
+    attempted: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            context = browser.new_context(viewport={"width": 1500, "height": 1300})
+            guard_offline(context, attempted)
+            page = context.new_page()
+            page.errors = []
+            page.on("pageerror", lambda e: page.errors.append(str(e)))
+            page.goto(srv.url)
+            page.wait_for_selector("#wb-run")
+            yield page
+            browser.close()
+        assert not attempted
+    finally:
+        srv.stop()
+        reg.get().shutdown()
+
+
+def _shot(page, selector: str, name: str) -> None:
+    shots = os.environ.get("WB_SCREENSHOT_DIR")
+    if shots:
+        page.locator(selector).screenshot(path=os.path.join(shots, name))
+
+
+def _visible(page, gid: str) -> bool:
+    return page.locator(f"#{gid} .main-svg").count() > 0 and page.is_visible(f"#{gid}")
+
+
+def test_conditioning_graph_and_landscape_render(page):
+    from workbench.panels.teach import ID
+
+    set_field(page, "system.n", "50")
+    page.locator("summary", has_text="Schedule and stopping").click()
+    set_field(page, "schedule.max_steps", "400")
+    # conditioning of the form's system
+    page.click(f"#{ID.COND_BTN}")
+    wait_until(page, lambda: _visible(page, ID.COND_GRAPH), 240, "the conditioning chart")
+    status = page.inner_text(f"#{ID.COND_STATUS}")
+    assert status.startswith("H in positions, at x0: κ = ") and "CG at its start" in status
+    ticks = page.eval_on_selector_all(
+        f"#{ID.COND_GRAPH} .ytick text", "els => els.map(e => e.textContent)"
+    )
+    assert sum("κ = " in t for t in ticks) >= 3
+    _shot(page, "[data-panel=teach]", "teaching-conditioning.png")
+    # two runs, then the GNN's graph over its structure
+    checks = page.locator("#wb-methods input")
+    for i in range(checks.count()):
+        value = checks.nth(i).get_attribute("value")
+        if checks.nth(i).is_checked() != (value in ("gd", "gnn")):
+            checks.nth(i).click()
+    page.click("#wb-run")
+    page.wait_for_selector(".wb-card >> nth=1", timeout=30_000)
+    wait_until(
+        page,
+        lambda: page.locator(".wb-status", has_text="done").count() == 2,
+        240,
+        "both runs done",
+    )
+    page.click(f"#{ID.REFRESH}")
+    page.locator("[data-panel=teach]").get_by_text("Propagation graph", exact=True).click()
+    page.click(f"#{ID.GRAPH_RUN}")
+    page.get_by_role("option", name=re.compile(r"^gnn.* · run ", re.IGNORECASE)).first.click()
+    page.click(f"#{ID.GRAPH_BTN}")
+    wait_until(page, lambda: _visible(page, ID.GRAPH_3D), 120, "the propagation graph")
+    wait_until(
+        page, lambda: "strongest edges" in page.inner_text(f"#{ID.GRAPH_3D}"), 20, "its title"
+    )
+    assert "frame" in page.inner_text(f"#{ID.GRAPH_STATUS}")
+    assert _visible(page, ID.GRAPH_HIST)
+    _shot(page, "[data-panel=teach]", "teaching-graph.png")
+    page.locator(f"#{ID.GRAPH_EDGES} input").click()  # edges off
+    wait_until(
+        page,
+        lambda: "the 0 strongest edges" in page.inner_text(f"#{ID.GRAPH_3D}"),
+        20,
+        "the edges toggled off",
+    )
+    # the landscape slice with both runs' paths
+    page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
+    page.locator(f"#{ID.LAND_RUNS}").click()
+    options = page.locator("[role=option]:visible", has_text=" · run ")
+    wait_until(page, lambda: options.count() >= 2, 20, "the landscape's run options")
+    for k in range(2):  # two runs: the menu of a multiple choice stays open
+        options.nth(k).click()
+    page.keyboard.press("Escape")
+    chosen = page.inner_text(f"#{ID.LAND_RUNS}")
+    assert chosen.count(" · run ") == 2, chosen
+    page.click(f"#{ID.LAND_BTN}")
+
+    def landscape_done():
+        status = page.inner_text(f"#{ID.LAND_STATUS}")
+        return _visible(page, ID.LAND_GRAPH) or "Not computed" in status or "failed" in status
+
+    wait_until(page, landscape_done, 240, "the landscape slice")
+    status = page.inner_text(f"#{ID.LAND_STATUS}")
+    assert _visible(page, ID.LAND_GRAPH) and "2 path(s)" in status, status
+    legend = page.eval_on_selector_all(
+        f"#{ID.LAND_GRAPH} .legendtext", "els => els.map(e => e.textContent)"
+    )
+    assert len(legend) == 2 and all("in the plane" in t for t in legend)
+    _shot(page, "[data-panel=teach]", "teaching-landscape.png")
+    assert not page.errors
