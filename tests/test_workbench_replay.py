@@ -143,7 +143,8 @@ def blocking(monkeypatch):
     compute = BlockingSpectrum()
     monkeypatch.setattr(jobs, "spectrum_payload", compute)
     yield compute
-    compute.release.set()  # let the daemon computation end
+    compute.release.set()  # let the daemon computation end, before the next test starts one
+    wait_for(lambda: jobs.computing() == 0, 10, "the computations under way to end")
 
 
 def start_spectrum(previous=None, **changes):
@@ -163,7 +164,8 @@ def test_a_newer_spectrum_stops_the_stuck_one_and_runs_at_once(engine, blocking)
     wait_for(lambda: r.snapshot(second["id"], SID).status == "done", 5, "the next spectrum")
     assert time.time() - t0 < 2  # not queued behind the stuck computation
     assert r.snapshot(second["id"], SID).payload == {"n": 60}
-    assert r.snapshot(first["id"], SID).status == "stopped"
+    # the stuck task notices its stop request within a wait slice (tasks run side by side)
+    wait_for(lambda: r.snapshot(first["id"], SID).status == "stopped", 5, "the first stopped")
 
 
 def with_n(spec, n):
@@ -176,9 +178,13 @@ def test_a_spectrum_task_times_out_and_the_next_one_runs(engine, blocking):
         {**forms.default_values(), "system.n": "50"}, "loop", ["gnn"], None
     )[0]
     stuck = r.submit_task(SID, "spectrum", jobs.spectrum_task(spec, timeout_s=0.3))
-    after = r.submit_task(SID, "spectrum", jobs.spectrum_task(with_n(spec, 60)))
-    wait_for(lambda: r.snapshot(after, SID).status == "done", 5, "the task after it")
-    snap = r.snapshot(stuck, SID)
+    # another session's spectrum (the same session's would replace the stuck one)
+    after = r.submit_task("session-b", "spectrum", jobs.spectrum_task(with_n(spec, 60)))
+    wait_for(lambda: r.snapshot(after, "session-b").status == "done", 5, "the task after it")
+    # two task workers: the next task does not wait for the stuck one, which times out
+    snap = wait_for(
+        lambda: r.snapshot(stuck, SID).terminal and r.snapshot(stuck, SID), 5, "timeout"
+    )
     assert snap.status == "failed" and "TimeoutError: no spectrum after 0 s" in snap.message
     assert "stuck" in snap.message  # the phase it was in
 
