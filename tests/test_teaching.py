@@ -174,6 +174,7 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     finals = {"loop_contact_frac": 1.0, "bonds_intact_frac": 1.0}
     r = _Reg(spec, system, frames, finals)
     live = {"runs": [{"id": "run-a"}], "rmsd": False}
+    teach_views.CACHE.clear()  # modes of this system computed by another test would be reused
     figs, badges = teach_views.card_views(r, live, "sid-test", ["run-a"])
     assert "computing" in figs[0].layout.annotations[0].text
     assert badges[0].children == "loop closed: contacts 100 %, bonds intact 100 %"
@@ -253,3 +254,16 @@ def test_lesson_steps_fill_the_form_as_the_presets_do():
     assert lessons.go_to({"lesson": "gnn", "step": last}, "gnn", 1)["step"] == last
     assert lessons.go_to({"lesson": "gnn", "step": 1}, "cg", 1) == {"lesson": "cg", "step": 0}
     assert lessons.go_to({"lesson": "gnn", "step": 1}, None, 1) is None
+
+
+def test_projection_charts_kept_are_bounded():
+    from workbench import teach_views
+
+    cache = teach_views._Modes()
+    first = cache.run_state("run-0", "sid")
+    first["shares"][0] = [1.0, 0.0, 0.0, 0.0]
+    assert cache.run_state("run-0", "sid") is first  # the same card keeps its chart
+    for i in range(1, teach_views.MAX_RUN_CHARTS + 5):
+        cache.run_state(f"run-{i}", "sid")
+    assert len(cache._runs) == teach_views.MAX_RUN_CHARTS
+    assert cache.run_state("run-0", "sid")["shares"] == {}  # the oldest was dropped

@@ -53,6 +53,7 @@ from engine.teaching import (
 
 MAX_ATOMS = 1000  # above: no projection (dense eigh of 3n x 3n: 6.6-9.5 s at n = 1000)
 MAX_SYSTEMS = 3  # modes kept (72 MB each at n = 1000)
+MAX_RUN_CHARTS = 256  # (session, run) projections kept; an older card starts its chart afresh
 BAND_ORDER = (SLOW, MIDDLE, FAST, RIGID)  # stacking order, bottom to top
 BAND_COLORS = {SLOW: "#2ca02c", MIDDLE: "#9ecae1", FAST: "#d62728", RIGID: "#bdbdbd"}
 CHART_HEIGHT = 300  # two stacked charts (displacement, gradient); = .wb-projection in the CSS
@@ -65,7 +66,8 @@ class _Modes:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teach-modes")
         self._systems: OrderedDict = OrderedDict()  # key -> Future[(FullModes, bands)]
-        self._runs: dict[tuple, dict] = {}  # (reader, run id) -> {"shares": {step: [4]}, ...}
+        # (reader, run id) -> {"shares": {step: [4]}, ...}, the most recently drawn last
+        self._runs: OrderedDict = OrderedDict()
 
     def request(self, key: str, system, spec: RunSpec):
         """The future of the modes of ``system`` (started now when unknown)."""
@@ -81,7 +83,17 @@ class _Modes:
     def run_state(self, run_id: str, reader: str) -> dict:
         """What ``reader``'s chart of ``run_id`` has drawn (flags) and its projections."""
         with self._lock:
-            return self._runs.setdefault((reader, run_id), {"shares": {}})
+            state = self._runs.pop((reader, run_id), None) or {"shares": {}}
+            self._runs[(reader, run_id)] = state
+            while len(self._runs) > MAX_RUN_CHARTS:  # a long-lived server's old cards
+                self._runs.popitem(last=False)
+            return state
+
+    def clear(self) -> None:
+        """Forget every system's modes and every chart (tests)."""
+        with self._lock:
+            self._systems.clear()
+            self._runs.clear()
 
 
 def _compute(system, spec: RunSpec):
