@@ -180,11 +180,11 @@ class SweepManager:
                     should_stop=rec.stop.is_set,
                 )  # fmt: skip
                 done = "cancelled" if outcome.status == "cancelled" else "done"
-                self._set(rec, status=done, rows=outcome.rows, message=_summary(outcome.rows))
+                self._set(rec, status=done, rows=outcome.rows, message=_summary(outcome.rows),
+                          finished=time.time())  # fmt: skip
             except Exception:  # noqa: BLE001 - a sweep never dies silently
                 message = traceback.format_exc().strip().splitlines()[-1]
-                self._set(rec, status="failed", message=message)
-        self._set(rec, finished=time.time())
+                self._set(rec, status="failed", message=message, finished=time.time())
 
     def _add(self, rec: SweepRecord, row: dict, counts: dict) -> None:
         with self._lock:
@@ -193,11 +193,13 @@ class SweepManager:
             rec.version += 1
 
     def _set(self, rec: SweepRecord, **changes) -> None:
+        # meta.json is written before the change is visible: a reader that sees a sweep end
+        # (and a server restarted then) finds it ended on disk too, never "interrupted"
         with self._lock:
             for k, v in changes.items():
                 setattr(rec, k, v)
             rec.version += 1
-        self._save_meta(rec)
+            self._save_meta(rec)
 
     def _get_client(self):
         with self._lock:
