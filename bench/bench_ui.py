@@ -451,7 +451,7 @@ def bad_input_shot(page, shots: str) -> None:
     set_field(page, "system.n", "1e9")
     page.click("#wb-run")
     page.wait_for_timeout(800)
-    page.locator(".wb-side").screenshot(path=os.path.join(shots, "05-bad-input.png"))
+    page.locator(".wb-setup").screenshot(path=os.path.join(shots, "05-bad-input.png"))
     set_field(page, "system.n", "400")
 
 
@@ -497,9 +497,11 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
                 for n in args.sizes
                 for count in args.method_counts
             ]
-            if shots:
-                replay_shot(page, shots)
-                bad_input_shot(page, shots)
+            for shot in (replay_shot, bad_input_shot) if shots else ():
+                try:  # a screenshot that fails must not lose the measurements above
+                    shot(page, shots)
+                except Exception as err:  # noqa: BLE001
+                    out.setdefault("screenshot_errors", []).append(f"{shot.__name__}: {err}")
             out["non_loopback_requests"] = attempted
         finally:
             proc.terminate()
