@@ -268,19 +268,30 @@ import app
 from engine import RunSpec, ScheduleConfig, SystemConfig
 from workbench import registry
 
-def submit():
-    while True:
+def until(value, what, deadline_s=120.0):
+    # poll value() until it is truthy: a deadline, not a fixed wait
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
         try:
-            reg = registry.get()
-            break
-        except RuntimeError:
-            time.sleep(0.05)
+            got = value()
+        except RuntimeError:  # no registry installed yet
+            got = None
+        if got:
+            return got
+        time.sleep(0.02)
+    raise SystemExit("timed out waiting for " + what)
+
+def submit():
+    reg = until(registry.get, "the registry")
     spec = RunSpec(
         system=SystemConfig(kind="lj-loop", n=50),
         schedule=ScheduleConfig(max_steps=10**7, stopping="none"),
         chunk_size=10,
     )
-    print("RUN", reg.submit(spec, owner="A"), flush=True)
+    run_id = reg.submit(spec, owner="A")
+    print("RUN", run_id, flush=True)
+    until(lambda: reg.snapshot(run_id, "A").n_rows > 1, "logged chunks")
+    print("CHUNKS", flush=True)
 
 threading.Thread(target=submit, daemon=True).start()
 app.main()
@@ -316,20 +327,20 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
         text=True,
     )
     try:
-        run_id = None
+        run_id, chunks = None, False
         t0 = time.time()
-        while run_id is None and time.time() - t0 < 120:
+        while not chunks and time.time() - t0 < 120:  # past compiling: chunks are logged
             line = proc.stdout.readline()
             if line.startswith("RUN "):
                 run_id = line.split()[1]
-        assert run_id, "the run was not submitted"
+            chunks = line.startswith("CHUNKS")
+        assert run_id and chunks, "the run was not submitted or logged no chunk"
         meta = tmp_path / run_id / "meta.json"
         wait_for(
             lambda: json.loads(meta.read_text()).get("status") == "running",
             timeout=120,
             what="running",
         )
-        time.sleep(3.0)  # compiling, then chunks
         proc.send_signal(getattr(signal, signum))
         t_sig = time.time()
         proc.wait(timeout=10)
