@@ -21,6 +21,7 @@ before the first app takes them and puts them back for each later one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -141,3 +142,37 @@ def wait_until(page, predicate_js: str, timeout_s: float, what: str, arg=None):
 def text_of(selector: str) -> str:
     """JavaScript expression: the inner text of ``selector`` ("" when absent)."""
     return f"((document.querySelector({json.dumps(selector)}) || {{}}).innerText || '')"
+
+
+@contextlib.contextmanager
+def open_workbench(config, viewport=(1500, 1300), ready: str = "#wb-run"):
+    """A page of the workbench served for ``config`` on a loopback thread, in headless
+    Chromium: page errors collect in ``page.errors``, every non-loopback request is blocked and
+    recorded in ``page.attempted`` (none may happen). The server, its sweeps and its registry
+    are shut down afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    from workbench import registry as reg
+    from workbench import sweeps
+    from workbench.server import create_app
+
+    srv = ServerThread(create_app(config)).start()
+    attempted: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = launch_browser(p)
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            guard_offline(context, attempted)
+            page = context.new_page()
+            page.errors = []
+            page.on("pageerror", lambda e: page.errors.append(str(e)))
+            page.goto(srv.url)
+            page.wait_for_selector(ready)
+            page.attempted = attempted
+            yield page
+            browser.close()
+    finally:
+        srv.stop()
+        sweeps.get().shutdown()
+        reg.get().shutdown()
+    assert not attempted, attempted

@@ -14,14 +14,13 @@ import re
 import time
 
 import pytest
-from browser_util import ServerThread, chromium_missing, guard_offline, launch_browser
+from browser_util import chromium_missing, open_workbench
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if chromium_missing():
     pytest.skip(chromium_missing(), allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 N_BEADS = 60
 
@@ -43,32 +42,12 @@ def wait_until(page, predicate, timeout_s: float, what: str):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench import registry as reg
     from workbench.config import ServerConfig
-    from workbench.server import create_app
 
     run_dir = tmp_path_factory.mktemp("runs")
-    app = create_app(
-        ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
-    )
-    srv = ServerThread(app).start()
-    attempted: list[str] = []
-    try:
-        with sync_playwright() as p:
-            browser = launch_browser(p)
-            context = browser.new_context(viewport={"width": 1500, "height": 1300})
-            guard_offline(context, attempted)
-            page = context.new_page()
-            page.errors = []
-            page.on("pageerror", lambda e: page.errors.append(str(e)))
-            page.goto(srv.url)
-            page.wait_for_selector("#wb-run")
-            page.attempted = attempted
-            yield page
-            browser.close()
-    finally:
-        srv.stop()
-        reg.get().shutdown()
+    config = ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
+    with open_workbench(config) as page:
+        yield page
 
 
 def stats(page) -> dict:

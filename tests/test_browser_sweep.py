@@ -7,21 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_util import (
-    ServerThread,
-    chromium_missing,
-    guard_offline,
-    launch_browser,
-    text_of,
-    wait_until,
-)
+from browser_util import chromium_missing, open_workbench, text_of, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if chromium_missing():
     pytest.skip(chromium_missing(), allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 
 def field(name: str) -> str:
@@ -36,33 +27,14 @@ def type_into(page, selector: str, value: str) -> None:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench import registry as reg
-    from workbench import sweeps
     from workbench.config import ServerConfig
-    from workbench.server import create_app
 
     run_dir = tmp_path_factory.mktemp("runs")
     config = ServerConfig(
         run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), warm_up=False, sweep_workers=2
     )
-    app = create_app(config)
-    srv = ServerThread(app).start()
-    attempted: list[str] = []
-    try:
-        with sync_playwright() as p:
-            browser = launch_browser(p)
-            context = browser.new_context(viewport={"width": 1500, "height": 1300})
-            guard_offline(context, attempted)
-            page = context.new_page()
-            page.goto(srv.url)
-            page.wait_for_selector("#wb-sweep-start")
-            page.attempted = attempted
-            yield page
-            browser.close()
-    finally:
-        srv.stop()
-        sweeps.get().shutdown()
-        reg.get().shutdown()
+    with open_workbench(config, ready="#wb-sweep-start") as page:
+        yield page
 
 
 def test_a_sweep_fills_the_figure3_scatter_and_opens_a_run(page):

@@ -8,14 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_util import (
-    ServerThread,
-    chromium_missing,
-    guard_offline,
-    launch_browser,
-    text_of,
-    wait_until,
-)
+from browser_util import chromium_missing, open_workbench, text_of, wait_until
 
 from engine.protein.build import MAX_HEAVY_ATOMS
 from tests.conftest import shared_pdb
@@ -25,46 +18,27 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 if chromium_missing():
     pytest.skip(chromium_missing(), allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 MSG = "#wb-upload-msg"
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench import registry as reg
     from workbench.config import ServerConfig
-    from workbench.server import create_app
 
     protein = shared_pdb("1PLW_native.pdb")
     folder = tmp_path_factory.mktemp("structures")
     with open(protein, "rb") as src, open(folder / "mini.pdb", "wb") as dst:
         dst.write(src.read())
-    app = create_app(
-        ServerConfig(
-            run_dir=str(tmp_path_factory.mktemp("runs")),
-            bundle_dirs=(),
-            structure_dirs=(str(folder),),
-            warm_up=False,
-        ),
+    config = ServerConfig(
+        run_dir=str(tmp_path_factory.mktemp("runs")),
+        bundle_dirs=(),
+        structure_dirs=(str(folder),),
+        warm_up=False,
     )
-    srv = ServerThread(app).start()
-    attempted: list[str] = []
-    try:
-        with sync_playwright() as p:
-            browser = launch_browser(p)
-            context = browser.new_context(viewport={"width": 1366, "height": 768})
-            guard_offline(context, attempted)
-            page = context.new_page()
-            page.goto(srv.url)
-            page.wait_for_selector("#wb-run")
-            page.folder, page.protein = str(folder), protein
-            yield page
-            browser.close()
-    finally:
-        srv.stop()
-        reg.get().shutdown()
-    assert attempted == []
+    with open_workbench(config, viewport=(1366, 768)) as page:
+        page.folder, page.protein = str(folder), protein
+        yield page
 
 
 def upload(page, name: str, data: bytes) -> None:
