@@ -56,7 +56,12 @@ class SweepOutcome:
 
 def local_cluster(n_workers: int | None = None):
     """An embedded LocalCluster: ``n_workers`` single-threaded process workers (default: one
-    per core), no dashboard, listening on loopback only."""
+    per core), no dashboard, listening on loopback only.
+
+    ``dashboard_address=None`` does not turn the dashboard off (dask/distributed#8136): it
+    still binds port 8787. The scheduler's HTTP server (health checks) takes a free loopback
+    port instead and its Bokeh dashboard is off, so two servers on one machine do not
+    contend for a fixed port."""
     from distributed import LocalCluster
 
     return LocalCluster(
@@ -64,7 +69,8 @@ def local_cluster(n_workers: int | None = None):
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
         env=dict(WORKER_ENV),
         silence_logs=40,
     )

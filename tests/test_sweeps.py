@@ -90,6 +90,14 @@ def client():
     cluster.close()
 
 
+def test_the_embedded_cluster_takes_no_fixed_port(client):
+    """dashboard_address=None still bound 8787 (dask/distributed#8136): a second server or
+    another Dask user on the machine then collided. Now a free loopback port."""
+    scheduler = client.cluster.scheduler
+    (address,) = [sock.getsockname() for sock in scheduler.http_server._sockets.values()]
+    assert address[0] == "127.0.0.1" and address[1] != 8787
+
+
 def test_sweep_on_a_local_cluster_writes_bundles_and_resumes(client, tmp_path):
     seen = []
     outcome = run_sweep(TINY, tmp_path, client=client, on_row=lambda r, c: seen.append(c))
