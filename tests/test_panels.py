@@ -82,6 +82,12 @@ def test_form_values_and_system_summary():
     assert system.system_summary({}, "protein", "pdbid").startswith("Protein: —")
 
 
+def test_system_summary_never_echoes_a_value_the_run_would_refuse():
+    for bad in ("5000000", "abc", "-3"):
+        line = system.system_summary({"system.n": bad, "system.kind": "lj-loop"}, "loop", None)
+        assert "n = " not in line and "must be an integer in [50," in line, line
+
+
 # ---- method --------------------------------------------------------------------------------
 def test_form_errors_reads_the_protein_only_on_its_tab():
     values = {**forms.default_values(), "system.n": "ten"}

@@ -185,9 +185,19 @@ def system_summary(v: dict, tab: str, source: str | None) -> str:
             line += " Built from the sequence as an ideal α-helix (no experimental structure)."
         return line
     kind = dict(forms.FIELD_BY_NAME["system.kind"].options).get(v.get("system.kind"), "?")
+    shown = {}
+    for name in ("system.n", "system.loop_stride", "system.loop_strength"):
+        field = forms.FIELD_BY_NAME[name]
+        try:  # a value the run would refuse is never echoed as if it described the system
+            shown[name] = forms.parse_value(
+                field, v.get(name, forms.to_widget(field, field.default))
+            )
+        except forms.SpecError as err:
+            return f"{kind}: {field.label} {forms.message_of(err)} (see the field)."
     return (
-        f"{kind}, n = {v.get('system.n')} beads, loop contacts i→i+{v.get('system.loop_stride')} "
-        f"(strength {v.get('system.loop_strength')}), reduced units (bond length 1)."
+        f"{kind}, n = {shown['system.n']} beads, loop contacts "
+        f"i→i+{shown['system.loop_stride']} (strength {shown['system.loop_strength']}), "
+        "reduced units (bond length 1)."
     )
 
 
