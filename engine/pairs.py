@@ -56,8 +56,12 @@ CANDIDATE_ELEMENTS = 2**17
 SKIN = 1.0
 # Spare room when capacities are chosen on the host (cells, neighbours).
 CAPACITY_MARGIN = 1.3
-# Spatial hash of integer cell coordinates (Teschner et al. 2003), into 2^k buckets.
+# Spatial hash of integer cell coordinates into 2^k buckets: a weighted sum (primes of
+# Teschner et al. 2003) mixed by Fibonacci hashing (Knuth), top k bits. (Teschner's XOR of
+# the products, low k bits, put 3 cells in one bucket for the loops' compact x0: 3x the
+# capacity.)
 _HASH_PRIMES = (73856093, 19349663, 83492791)
+_HASH_MIX = 2654435761
 _OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
 
 
@@ -276,18 +280,17 @@ class CellGrid(NamedTuple):
 def _hash(cells, n_buckets):
     """Bucket of integer cell coordinates [..., 3] -> [...] int32 in [0, n_buckets)."""
     c = cells.astype(jnp.uint32)
-    h = c[..., 0] * jnp.uint32(_HASH_PRIMES[0])
-    h = h ^ (c[..., 1] * jnp.uint32(_HASH_PRIMES[1]))
-    h = h ^ (c[..., 2] * jnp.uint32(_HASH_PRIMES[2]))
-    return (h & jnp.uint32(n_buckets - 1)).astype(jnp.int32)
+    h = sum(c[..., k] * jnp.uint32(p) for k, p in enumerate(_HASH_PRIMES))
+    bits = int(n_buckets).bit_length() - 1
+    return ((h * jnp.uint32(_HASH_MIX)) >> jnp.uint32(32 - bits)).astype(jnp.int32)
 
 
 def _host_bucket_counts(x: np.ndarray, cell_size: float, n_buckets: int) -> np.ndarray:
     cells = np.floor(np.asarray(x, np.float64) / cell_size).astype(np.int64).astype(np.uint32)
-    h = cells[:, 0] * np.uint32(_HASH_PRIMES[0])
-    h ^= cells[:, 1] * np.uint32(_HASH_PRIMES[1])
-    h ^= cells[:, 2] * np.uint32(_HASH_PRIMES[2])
-    return np.bincount((h & np.uint32(n_buckets - 1)).astype(np.int64), minlength=n_buckets)
+    h = sum(cells[:, k] * np.uint32(p) for k, p in enumerate(_HASH_PRIMES)).astype(np.uint32)
+    bits = int(n_buckets).bit_length() - 1
+    h = (h * np.uint32(_HASH_MIX)) >> np.uint32(32 - bits)
+    return np.bincount(h.astype(np.int64), minlength=n_buckets)
 
 
 def cell_grid(x, cell_size: float, margin: float = CAPACITY_MARGIN) -> CellGrid:
@@ -434,6 +437,15 @@ def needs_rebuild(x, nbrs: NeighborList, skin: float = SKIN) -> bool:
     return bool(nbrs.overflow) or moved + step > 0.5 * skin
 
 
+def neighbor_capacity(x: np.ndarray, reach: float, margin: float = CAPACITY_MARGIN) -> int:
+    """Neighbour-list row length for positions x [n, 3]: margin times the most atoms within
+    ``reach`` of any atom (itself included), rounded up to a multiple of 16."""
+    from scipy.spatial import cKDTree
+
+    most = int(np.max(cKDTree(x).query_ball_point(x, reach, return_length=True)))
+    return int(-(-math.ceil(margin * most) // 16) * 16)
+
+
 @functools.lru_cache(maxsize=16)
 def _build_fn(n, offsets, reach, grid: CellGrid, capacity):
     block, n_blocks = _block_rows(n, 27 * grid.capacity)
@@ -489,9 +501,11 @@ def neighbor_list(
         return nbrs
 
     def allocate(x, capacity: int | None = None) -> NeighborList:
-        grid = cell_grid(np.asarray(x, np.float64), reach)
-        # First guess from the fullest cell: a sphere of radius reach holds ~4.19 cells' worth.
-        capacity = capacity or int(math.ceil(CAPACITY_MARGIN * 4.19 * grid.capacity)) + 8
+        x_host = np.asarray(x, np.float64)
+        grid = cell_grid(x_host, reach)
+        # Sized from the fullest neighbourhood counted on the host (k-d tree, O(n log n)),
+        # not from the fullest cell: the list's cost is n * capacity.
+        capacity = capacity or neighbor_capacity(x_host, reach)
         nbrs = build(x, grid, capacity)
         if bool(nbrs.overflow):  # the build counted what it needs: once more, big enough
             capacity = int(math.ceil(CAPACITY_MARGIN * int(nbrs.max_neighbors))) + 8
