@@ -44,9 +44,10 @@ import numpy as np
 
 # Default element budget of row blocks (rows * columns), rounded to a multiple of 8 rows.
 BLOCK_ELEMENTS = 2**15
-# Elements of one strip ([rows, n] pairs) of the blocked all-pairs sum: keeps the strip's
-# temporaries in the CPU's L2 and the loop short (measured: 2^17 fastest at n = 1000-4000).
+# Elements of one strip ([rows, n] pairs) of the blocked all-pairs sum, and its most rows:
+# temporaries near the CPU's L2 (measured at n = 1000 and 4000: 128 and 32 rows best).
 STRIP_ELEMENTS = 2**17
+STRIP_MAX_ROWS = 128
 # Matrix products that must stay float32 (no TF32 on GPUs): the forces of the blocked sum.
 _EXACT = jax.lax.Precision.HIGHEST
 # Candidates per block of the cell and neighbour-list energies (rows * partners).
@@ -143,8 +144,9 @@ def _with_forces(energy_and_grad: Callable, energy_only: Callable) -> Callable:
 
 def strip_rows(n_atoms: int) -> int:
     """Rows per strip of the blocked all-pairs sum: rows * n_atoms ~ STRIP_ELEMENTS, a
-    multiple of 8 (measured on the 2-core CPU: 128 rows at n = 1000, 32 at n = 4000)."""
-    return row_block(n_atoms, n_atoms, STRIP_ELEMENTS)
+    multiple of 8 in [8, STRIP_MAX_ROWS] (measured on the 2-core CPU: 128 rows at n = 1000,
+    32 at n = 4000)."""
+    return min(row_block(n_atoms, n_atoms, STRIP_ELEMENTS), STRIP_MAX_ROWS)
 
 
 def make_blocked_energy(
