@@ -4,9 +4,9 @@ neighbour lists (in the style of jax-md's ``partition``).
 Contract. Every factory returns pure functions of positions x [n_atoms, 3] (length units):
 
 - ``make_blocked_energy(...) -> energy(x)``: ``scale * sum_{i<j, allowed} phi(r_ij)`` over all
-  pairs, evaluated tile by tile (``block`` x ``block`` pairs, each pair once) in a
-  ``fori_loop``: memory O(n + block^2), no [n, n] array, and a compiled program whose size
-  does not depend on n.
+  pairs, evaluated strip by strip (``block`` rows against all n columns) in a ``fori_loop``:
+  memory O(n * block), no [n, n] array, and a compiled program whose size does not depend
+  on n.
 - ``make_cell_energy(...) -> energy(x)``: the same sum restricted to r_ij < cutoff (phi
   shifted to 0 there), found with a hashed cell list built inside the program; exact for
   every x (when a cell holds more atoms than the static capacity it falls back to the blocked
@@ -21,11 +21,11 @@ Which pairs take part is computed from atom indices inside the kernel, never fro
 i != j and |i - j| not in ``excluded_offsets`` (the loop systems exclude bonds |i - j| = 1 and
 loop contacts |i - j| = stride). Weights are uniform (``scale``).
 
-Gradients are hand-written (``jax.custom_jvp``). The cell and neighbour-list kernels sum, per
-row block, the forces on their own atoms over all partners (both orders of every pair are
-visited, the energy is halved), so no scatter is needed; the all-pairs tiles add each pair's
-force to both of its rows. Second derivatives (Hessian-vector products,
-``jax.hessian``) still come from autodiff through the force expression.
+Gradients are hand-written (``jax.custom_jvp``). Every kernel sums, per row block, the forces
+on its own atoms over all partners (both orders of every pair are visited, the energy is
+halved), so no scatter is needed; the all-pairs strips do that sum as one matrix product.
+Second derivatives (Hessian-vector products, ``jax.hessian``) still come from autodiff
+through the force expression.
 
 [1] S. S. Schoenholz, E. D. Cubuk, "JAX MD", NeurIPS 2020: ``partition.neighbor_list``
     (allocate / update, overflow flag, capacity re-allocation on the host).
@@ -42,9 +42,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Elements of one row block ([block, n] distance grid) of the blocked all-pairs sum; keeps the
-# block's temporaries inside the CPU caches. Rounded to a multiple of 8 rows.
+# Default element budget of row blocks (rows * columns), rounded to a multiple of 8 rows.
 BLOCK_ELEMENTS = 2**15
+# Elements of one strip ([rows, n] pairs) of the blocked all-pairs sum, and its most rows:
+# temporaries near the CPU's L2 (measured at n = 1000 and 4000: 128 and 32 rows best).
+STRIP_ELEMENTS = 2**17
+STRIP_MAX_ROWS = 128
+# Matrix products that must stay float32 (no TF32 on GPUs): the forces of the blocked sum.
+_EXACT = jax.lax.Precision.HIGHEST
 # Candidates per block of the cell and neighbour-list energies (rows * partners).
 CANDIDATE_ELEMENTS = 2**17
 # Neighbour-list skin (length units): the list holds pairs within cutoff + SKIN; a 20-step
@@ -52,8 +57,12 @@ CANDIDATE_ELEMENTS = 2**17
 SKIN = 1.0
 # Spare room when capacities are chosen on the host (cells, neighbours).
 CAPACITY_MARGIN = 1.3
-# Spatial hash of integer cell coordinates (Teschner et al. 2003), into 2^k buckets.
+# Spatial hash of integer cell coordinates into 2^k buckets: a weighted sum (primes of
+# Teschner et al. 2003) mixed by Fibonacci hashing (Knuth), top k bits. (Teschner's XOR of
+# the products, low k bits, put 3 cells in one bucket for the loops' compact x0: 3x the
+# capacity.)
 _HASH_PRIMES = (73856093, 19349663, 83492791)
+_HASH_MIX = 2654435761
 _OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)])
 
 
@@ -85,19 +94,16 @@ def n_allowed_pairs(n_atoms: int, excluded_offsets: tuple[int, ...]) -> int:
 def _radial(potential, r2, mask, cutoff, shift):
     """(energies, phi'(r)/r) elementwise; coincident atoms (r = 0) give phi(0) and no force.
 
-    The potential is evaluated at r = 1 where a pair is inactive, so no inf/NaN reaches a
-    derivative (the double-where pattern).
+    One rsqrt gives both r and 1/r (r^2 clamped at 1e-30, so r = 0 stays finite). phi is
+    evaluated at every r >= 0, inactive pairs included (the diagonal i = j has r = 0): it
+    must be finite with finite derivatives on [0, inf) (soft cores, as every caller's is).
     """
-    positive = mask & (r2 > 0)
-    r = jnp.sqrt(jnp.where(positive, r2, 1.0))
-    v, dv = jax.jvp(potential, (r,), (jnp.ones_like(r),))
-    v = jnp.where(positive, v, potential(jnp.zeros((), r2.dtype)))
-    if cutoff is not None:
-        inside = r2 < cutoff * cutoff
-        mask, positive = mask & inside, positive & inside
-        if shift:
-            v = v - potential(jnp.asarray(cutoff, r2.dtype))
-    return jnp.where(mask, v, 0.0), jnp.where(positive, dv / r, 0.0)
+    inside = mask if cutoff is None else mask & (r2 < cutoff * cutoff)
+    rinv = jax.lax.rsqrt(jnp.maximum(r2, 1e-30))
+    v, dv = jax.jvp(potential, (r2 * rinv,), (jnp.ones_like(r2),))
+    if cutoff is not None and shift:
+        v = v - potential(jnp.asarray(cutoff, r2.dtype))
+    return jnp.where(inside, v, 0.0), jnp.where(inside & (r2 > 0), dv * rinv, 0.0)
 
 
 def _rows(xi, ii, xj, jj, n_atoms, offsets, potential, cutoff, shift, with_grad):
@@ -136,10 +142,11 @@ def _with_forces(energy_and_grad: Callable, energy_only: Callable) -> Callable:
     return energy
 
 
-def tile_size(n_atoms: int) -> int:
-    """Edge of the square tiles of the blocked all-pairs sum (measured on the 2-core CPU:
-    256 is fastest up to a few thousand atoms, 128 beyond)."""
-    return 256 if n_atoms <= 2048 else 128
+def strip_rows(n_atoms: int) -> int:
+    """Rows per strip of the blocked all-pairs sum: rows * n_atoms ~ STRIP_ELEMENTS, a
+    multiple of 8 in [8, STRIP_MAX_ROWS] (measured on the 2-core CPU: 128 rows at n = 1000,
+    32 at n = 4000)."""
+    return min(row_block(n_atoms, n_atoms, STRIP_ELEMENTS), STRIP_MAX_ROWS)
 
 
 def make_blocked_energy(
@@ -152,12 +159,21 @@ def make_blocked_energy(
     shift: bool = True,
     block: int | None = None,
 ) -> Callable:
-    """All-pairs ``scale * sum_{i<j allowed} phi(r_ij)`` over square tiles of pairs.
+    """All-pairs ``scale * sum_{i<j allowed} phi(r_ij)`` over strips of rows.
 
-    Tiles (row block I, column block J >= I) of ``block`` x ``block`` pairs are visited by one
-    ``fori_loop``, each unordered pair once (mask j > i); a tile adds its forces to
-    rows I and (with the opposite sign) to rows J of a carried [n, 3] gradient. Memory
-    O(n + block^2); the program does not depend on n except through loop bounds.
+    A ``fori_loop`` visits strips of ``block`` rows against all n columns (both orders of
+    every pair, energy halved), so no force is scattered to columns. The forces on a strip's
+    rows come from one matrix product: with c_ij = phi'(r_ij) / r_ij,
+    ``sum_j c_ij (x_i - x_j) = x_i sum_j c_ij - sum_j c_ij x_j = [C @ (x, 1)]``, positions
+    taken relative to the strip's mean (smaller terms, less cancellation); the same product
+    sums the strip's energies. On the CPU that product replaces per-component reductions,
+    which XLA emits as several passes each (measured round-robin against square tiles of
+    pairs, each pair once: 0.45x the time at n = 1000, 0.70x at n = 4000).
+    In float32 the cancellation costs gradient accuracy: ~1e-5 (n = 1000) to 1e-4 (n = 4000)
+    of max |g| at the loops' x0 (docs/benchmarks.md, "Scale"); energies are as exact as a
+    direct sum.
+    Memory O(n * block); the program does not depend on n except through shapes and loop
+    bounds.
 
     Args:
       n_atoms: n.
@@ -166,51 +182,46 @@ def make_blocked_energy(
       excluded_offsets: |i - j| values that do not take part (see ``allowed_pairs``).
       cutoff: if set, only pairs with r < cutoff count, phi shifted by -phi(cutoff) when
         ``shift``.
-      block: tile edge (default ``tile_size(n_atoms)``).
+      block: rows per strip (default ``strip_rows(n_atoms)``).
     Returns:
       energy(x [n_atoms, 3]) -> scalar in x's dtype.
     """
     n = int(n_atoms)
-    block = int(block or min(tile_size(n), -(-n // 8) * 8))
+    block = int(block or strip_rows(n))
     n_blocks = -(-n // block)
     offsets = tuple(int(o) for o in excluded_offsets)
 
     def run(x, with_grad):
         xp = jnp.pad(x, ((0, n_blocks * block - n), (0, 0)))
-        local = jnp.arange(block)
 
-        def tile(bi, bj, carry):
+        def strip(b, carry):
             g, e = carry
-            xi = jax.lax.dynamic_slice_in_dim(xp, bi * block, block)
-            xj = jax.lax.dynamic_slice_in_dim(xp, bj * block, block)
-            ii, jj = bi * block + local[:, None], bj * block + local[None, :]
-            d = [xi[:, None, c] - xj[None, :, c] for c in range(3)]
+            # int32 indices: twice the SIMD lanes of the int64 that x64 mode defaults to
+            cols = jnp.arange(n, dtype=jnp.int32)[None, :]
+            rows = b.astype(jnp.int32) * block + jnp.arange(block, dtype=jnp.int32)[:, None]
+            ones = jnp.ones((n, 1), x.dtype)
+            xi = jax.lax.dynamic_slice_in_dim(xp, b * block, block)
+            # (a mean: XLA materializes it; a row of xi gets re-sliced in every fusion)
+            origin = jnp.mean(xi, axis=0)
+            y, yi = x - origin, xi - origin
+            d = [yi[:, c, None] - y[None, :, c] for c in range(3)]
             r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
-            mask = allowed_pairs(ii, jj, n, offsets) & (jj > ii)
+            mask = allowed_pairs(rows, cols, n, offsets)
             v, coef = _radial(potential, r2, mask, cutoff, shift)
-            e = e + jnp.sum(v)
-            if with_grad:
-                fi = jnp.stack([jnp.sum(coef * dc, axis=1) for dc in d], axis=1)
-                fj = jnp.stack([jnp.sum(coef * dc, axis=0) for dc in d], axis=1)
-                for b, f in ((bi, fi), (bj, -fj)):
-                    rows = jax.lax.dynamic_slice_in_dim(g, b * block, block) + f
-                    g = jax.lax.dynamic_update_slice_in_dim(g, rows, b * block, 0)
-            return g, e
-
-        # Tile t -> (bi, bj >= bi), row-major over the upper triangle: one loop with static
-        # bounds (reverse-mode differentiable, for second derivatives).
-        first = (
-            jnp.arange(n_blocks) * n_blocks - jnp.arange(n_blocks) * (jnp.arange(n_blocks) - 1) // 2
-        )
-
-        def visit(t, carry):
-            bi = jnp.searchsorted(first, t, side="right") - 1
-            return tile(bi, bi + t - first[bi], carry)
+            if not with_grad:
+                return g, e + jnp.sum(v)
+            # one product for forces and energy: [C; V] @ [y, 1] (V @ 1 = the rows' energies;
+            # measured 0.86-0.94x the time of a separate sum of V)
+            m = jnp.matmul(jnp.concatenate([coef, v]), jnp.concatenate([y, ones], axis=1),
+                           precision=_EXACT)  # fmt: skip
+            f = yi * m[:block, 3:] - m[:block, :3]
+            g = jax.lax.dynamic_update_slice_in_dim(g, f, b * block, 0)
+            return g, e + jnp.sum(m[block:, 3])
 
         g0 = jnp.zeros_like(xp) if with_grad else jnp.zeros((), x.dtype)
-        n_tiles = n_blocks * (n_blocks + 1) // 2
-        g, e = jax.lax.fori_loop(0, n_tiles, visit, (g0, jnp.zeros((), x.dtype)))
-        return (scale * e, scale * g[:n]) if with_grad else scale * e
+        g, e = jax.lax.fori_loop(0, n_blocks, strip, (g0, jnp.zeros((), x.dtype)))
+        e = 0.5 * scale * e
+        return (e, scale * g[:n]) if with_grad else e
 
     return _with_forces(lambda x: run(x, True), lambda x: run(x, False))
 
@@ -279,18 +290,17 @@ class CellGrid(NamedTuple):
 def _hash(cells, n_buckets):
     """Bucket of integer cell coordinates [..., 3] -> [...] int32 in [0, n_buckets)."""
     c = cells.astype(jnp.uint32)
-    h = c[..., 0] * jnp.uint32(_HASH_PRIMES[0])
-    h = h ^ (c[..., 1] * jnp.uint32(_HASH_PRIMES[1]))
-    h = h ^ (c[..., 2] * jnp.uint32(_HASH_PRIMES[2]))
-    return (h & jnp.uint32(n_buckets - 1)).astype(jnp.int32)
+    h = sum(c[..., k] * jnp.uint32(p) for k, p in enumerate(_HASH_PRIMES))
+    bits = int(n_buckets).bit_length() - 1
+    return ((h * jnp.uint32(_HASH_MIX)) >> jnp.uint32(32 - bits)).astype(jnp.int32)
 
 
 def _host_bucket_counts(x: np.ndarray, cell_size: float, n_buckets: int) -> np.ndarray:
     cells = np.floor(np.asarray(x, np.float64) / cell_size).astype(np.int64).astype(np.uint32)
-    h = cells[:, 0] * np.uint32(_HASH_PRIMES[0])
-    h ^= cells[:, 1] * np.uint32(_HASH_PRIMES[1])
-    h ^= cells[:, 2] * np.uint32(_HASH_PRIMES[2])
-    return np.bincount((h & np.uint32(n_buckets - 1)).astype(np.int64), minlength=n_buckets)
+    h = sum(cells[:, k] * np.uint32(p) for k, p in enumerate(_HASH_PRIMES)).astype(np.uint32)
+    bits = int(n_buckets).bit_length() - 1
+    h = (h * np.uint32(_HASH_MIX)) >> np.uint32(32 - bits)
+    return np.bincount(h.astype(np.int64), minlength=n_buckets)
 
 
 def cell_grid(x, cell_size: float, margin: float = CAPACITY_MARGIN) -> CellGrid:
@@ -437,6 +447,15 @@ def needs_rebuild(x, nbrs: NeighborList, skin: float = SKIN) -> bool:
     return bool(nbrs.overflow) or moved + step > 0.5 * skin
 
 
+def neighbor_capacity(x: np.ndarray, reach: float, margin: float = CAPACITY_MARGIN) -> int:
+    """Neighbour-list row length for positions x [n, 3]: margin times the most atoms within
+    ``reach`` of any atom (itself included), rounded up to a multiple of 16."""
+    from scipy.spatial import cKDTree
+
+    most = int(np.max(cKDTree(x).query_ball_point(x, reach, return_length=True)))
+    return int(-(-math.ceil(margin * most) // 16) * 16)
+
+
 @functools.lru_cache(maxsize=16)
 def _build_fn(n, offsets, reach, grid: CellGrid, capacity):
     block, n_blocks = _block_rows(n, 27 * grid.capacity)
@@ -492,9 +511,11 @@ def neighbor_list(
         return nbrs
 
     def allocate(x, capacity: int | None = None) -> NeighborList:
-        grid = cell_grid(np.asarray(x, np.float64), reach)
-        # First guess from the fullest cell: a sphere of radius reach holds ~4.19 cells' worth.
-        capacity = capacity or int(math.ceil(CAPACITY_MARGIN * 4.19 * grid.capacity)) + 8
+        x_host = np.asarray(x, np.float64)
+        grid = cell_grid(x_host, reach)
+        # Sized from the fullest neighbourhood counted on the host (k-d tree, O(n log n)),
+        # not from the fullest cell: the list's cost is n * capacity.
+        capacity = capacity or neighbor_capacity(x_host, reach)
         nbrs = build(x, grid, capacity)
         if bool(nbrs.overflow):  # the build counted what it needs: once more, big enough
             capacity = int(math.ceil(CAPACITY_MARGIN * int(nbrs.max_neighbors))) + 8

@@ -225,3 +225,48 @@ def test_cutoff_run_does_not_recompile_across_chunks():
     model = make_energy(result.system, spec.energy)
     x = jnp.asarray(result.x_final, jnp.float32)
     assert result.metrics["energy"][-1] == pytest.approx(float(model.energy_fn(x)), rel=1e-4)
+
+
+def test_blocked_forces_with_coincident_and_close_atoms_match_direct_autodiff():
+    """The strips' forces come from a matrix product (x_i sum_j c_ij - sum_j c_ij x_j); a
+    coincident pair (no force) and a very close one must not swamp the other terms."""
+    n = 40
+    x = np.array(_positions(n, 7), np.float64)
+    x[25] = x[4]  # coincident: phi(0), no force
+    x[30] = x[10] + 1e-4  # very close: a large force along a tiny separation
+
+    def direct(y):
+        i, j = np.triu_indices(n, 1)
+        keep = ~np.isin(j - i, EXCLUDED)
+        i, j = i[keep], j[keep]
+        d2 = jnp.sum((y[i] - y[j]) ** 2, axis=1)
+        r = jnp.sqrt(jnp.where(d2 > 0, d2, 1.0))
+        return 0.7 * jnp.sum(jnp.where(d2 > 0, REP(r), REP(0.0)))
+
+    fn = pairs.make_blocked_energy(n, REP, 0.7, EXCLUDED, block=16)
+    xj = jnp.asarray(x)
+    assert float(fn(xj)) == pytest.approx(float(direct(xj)), rel=1e-12)
+    np.testing.assert_allclose(jax.grad(fn)(xj), jax.grad(direct)(xj), rtol=1e-8, atol=1e-8)
+
+
+def test_cell_hash_spreads_the_loop_start_and_matches_the_host():
+    """One bucket per occupied cell for a compact x0 (an XOR hash put three cells in one),
+    and the in-program hash equals the host's (capacities are chosen on the host)."""
+    x = build_system(SystemConfig(kind="lj-loop", n=2000), seed=0).x0
+    cells = np.floor(x / 3.0).astype(np.int64)
+    fullest_cell = np.unique(cells, axis=0, return_counts=True)[1].max()
+    counts = pairs._host_bucket_counts(x, 3.0, 4096)
+    assert counts.max() == fullest_cell
+    device = np.asarray(pairs._hash(jnp.asarray(cells, jnp.int32), 4096))
+    assert np.bincount(device, minlength=4096).tolist() == counts.tolist()
+
+
+def test_neighbor_capacity_follows_the_fullest_neighbourhood():
+    x = np.asarray(_positions(500, 8))
+    from scipy.spatial import cKDTree
+
+    most = max(len(p) for p in cKDTree(x).query_ball_point(x, 2.5))
+    cap = pairs.neighbor_capacity(x, 2.5)
+    assert cap % 16 == 0 and most * pairs.CAPACITY_MARGIN <= cap < most * pairs.CAPACITY_MARGIN + 16
+    nbrs = pairs.neighbor_list(500, 1.5, EXCLUDED, skin=1.0).allocate(jnp.asarray(x))
+    assert nbrs.idx.shape[1] == cap and not bool(nbrs.overflow)
