@@ -490,7 +490,9 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    out: dict = {}
+    # the load before anything of ours starts: other jobs on the machine (the rows' own load
+    # averages include the measurement itself)
+    out: dict = {"load_avg_1min_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
         browser = launch_browser(p)
         context = browser.new_context(viewport={"width": 1500, "height": 1250})
