@@ -5,7 +5,8 @@ methods at n=400 and n=1000, and the time from Stop to "stopped" in every phase 
     python -m bench.bench_ui                      # everything, writes bench/results/ui.json
     python -m bench.bench_ui --screenshots docs/screenshots
     python -m bench.bench_ui --quick              # smallest settings: checks the script runs
-    python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic)
+    python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic,
+                                                  # pacer)
 
 What is measured (headless Debian Chromium through Playwright, software WebGL):
 
@@ -37,6 +38,8 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
    workers), building the system, computing slow modes (GNN, n=``--stop-modes-n``),
    compiling (GD at a size not compiled before) and running. A phase too short to catch
    in the status line (building a loop takes milliseconds) is reported as not observed.
+7. What live frames within chunks cost the engine ("pacer"): steps/s of GD and the GNN at
+   n=1000 with whole chunks and in 50 ms pieces, alternated in one process.
 Targets (idle 2-core machine): warm click-to-motion <= 5 s, cold <= 20 s, stop <= 1 s.
 """
 
@@ -594,8 +597,44 @@ def serve_synthetic(port: int, run_dir: str, rate: float, workers: int = 2) -> N
     app.run(host="127.0.0.1", port=port, debug=False, threaded=True, dev_tools_hot_reload=False)
 
 
+def measure_pacer(n: int = 1000, rounds: int = 3, seconds: float = 4.0) -> dict:
+    """What live frames within chunks cost the engine: steps/s of the opening demo's GD and
+    GNN at n with whole chunks and with a FramePacer (50 ms pieces), alternated ``rounds``
+    times in this process (ratios, so that a machine's changing load cancels)."""
+    from engine.presets import OPENING, demo_spec
+    from engine.run import FramePacer, advance, init_run
+
+    out: dict = {"n": n, "period_s": 0.05, "load_avg_1min_before": os.getloadavg()[0]}
+    for method in ("gd", "gnn"):
+        parts, state, _ = init_run(demo_spec(OPENING, method).replace(**{"system.n": n}))
+        state, _ = advance(parts, state)  # the first chunk: warm
+        rates: dict = {"whole": [], "pieces": []}
+        frames: list = []
+        for _ in range(rounds):
+            for mode in rates:
+                pacer = FramePacer(_count_into(frames), 0.05) if mode == "pieces" else None
+                if pacer is not None:
+                    state, _ = advance(parts, state, pacer)  # measures the step time
+                t, step0 = time.perf_counter(), state.step
+                while time.perf_counter() - t < seconds:
+                    state, _ = advance(parts, state, pacer)
+                rates[mode].append((state.step - step0) / (time.perf_counter() - t))
+        out[method] = {
+            "steps_per_s_whole": rates["whole"],
+            "steps_per_s_pieces": rates["pieces"],
+            "pieces_over_whole": sum(rates["pieces"]) / sum(rates["whole"]),
+            "live_frames": len(frames),
+        }
+    out["load_avg_1min"] = os.getloadavg()[0]
+    return out
+
+
+def _count_into(frames: list):
+    return lambda step, x: frames.append(step)
+
+
 METHOD_SETS = {2: ["gd", "gnn"], 4: ["gd", "cg", "gnn", "fire"]}
-PARTS = ("click", "live", "stop", "synthetic")
+PARTS = ("click", "live", "stop", "synthetic", "pacer")
 
 
 def main(argv=None) -> None:
@@ -656,6 +695,9 @@ def main(argv=None) -> None:
                 print(json.dumps(result["stop_latency"], indent=2), flush=True)
             result["non_loopback_requests_click_stop"] = attempted
             browser.close()
+    if "pacer" in args.only:
+        result["pacer_overhead"] = measure_pacer(60 if args.quick else 1000)
+        print(json.dumps(result["pacer_overhead"], indent=2), flush=True)
     if "live" in args.only:
         result["engine"] = session(args, None, args.screenshots)
     if "synthetic" in args.only and not args.skip_synthetic:
