@@ -5,7 +5,8 @@ methods at n=400 and n=1000, and the time from Stop to "stopped" in every phase 
     python -m bench.bench_ui                      # everything, writes bench/results/ui.json
     python -m bench.bench_ui --screenshots docs/screenshots
     python -m bench.bench_ui --quick              # smallest settings: checks the script runs
-    python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic)
+    python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic,
+                                                  # pacer)
 
 What is measured (headless Debian Chromium through Playwright, software WebGL):
 
@@ -19,7 +20,9 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
 3. Frames per second, end to end: frames received by each 3D view per second (the
    /_wb/frames stream, fetched by a Web Worker) and frames drawn (the newest on each
    animation frame), over a window, with the real engine, next to the frames the engine
-   produced in that window (one per chunk): no view can show frames not yet computed.
+   published in that window (the stream's frame counter: one per logged row plus the live
+   frames within chunks, engine/run.py FramePacer), its rows and steps per second: no view
+   can show frames not yet computed. ``--engine-nice`` sets the server's engine priority.
 4. UI capacity: the same with a synthetic engine that produces frames faster than 10 per
    second, so the number is the workbench's delivery and drawing rate alone.
 5. Click-to-motion on the opening demo (``workbench.server.START_PRESET``, the form as a page
@@ -35,6 +38,8 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
    workers), building the system, computing slow modes (GNN, n=``--stop-modes-n``),
    compiling (GD at a size not compiled before) and running. A phase too short to catch
    in the status line (building a loop takes milliseconds) is reported as not observed.
+7. What live frames within chunks cost the engine ("pacer"): steps/s of GD and the GNN at
+   n=1000 with whole chunks and in 50 ms pieces, alternated in one process.
 Targets (idle 2-core machine): warm click-to-motion <= 5 s, cold <= 20 s, stop <= 1 s.
 """
 
@@ -72,6 +77,7 @@ def spawn(
     warm_up: bool = True,
     log_path: str | None = None,
     workers: int | None = None,
+    engine_nice: int | None = None,
 ) -> subprocess.Popen:
     args = [
         sys.executable,
@@ -85,6 +91,8 @@ def spawn(
     ]
     if workers:  # as many engine threads as live runs measured side by side
         args += ["--workers", str(workers)]
+    if engine_nice is not None:
+        args += ["--engine-nice", str(engine_nice)]
     if not warm_up:
         args.append("--no-warm-up")
     if synthetic_rate:
@@ -392,10 +400,13 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
         return all(s[d]["frames"] >= 5 for d in divs) and s
 
     wait_until(page, warmed, 300, "steady state")
+    load0 = os.getloadavg()[0]
     s0, t0, f0 = stats(page), time.time(), page.evaluate("({...window.wbStream})")
+    p0 = published(page, divs)
     page.wait_for_timeout(window * 1000)
     s1, t1, f1 = stats(page), time.time(), page.evaluate("({...window.wbStream})")
-    chunk = auto_chunk("loop", n)  # the form's blank "check / frame every": one frame per chunk
+    p1 = published(page, divs)
+    chunk = auto_chunk("loop", n)  # the form's blank "check every": one logged row per chunk
     views = {}
     for d, label in zip(divs, methods, strict=True):
         drawn = s1[d]["frames"] - s0[d]["frames"]
@@ -403,7 +414,11 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
         views[label] = {
             "received_per_s": (s1[d]["recv"] - s0[d]["recv"]) / (t1 - t0),
             "drawn_per_s": drawn / (t1 - t0),
-            "engine_frames_per_s": steps / chunk / (t1 - t0),
+            # frames the engine published to the stream: one per logged row plus the live
+            # frames between rows (engine/run.py FramePacer); no view can show more
+            "engine_frames_per_s": (p1[d] - p0[d]) / (t1 - t0),
+            "rows_per_s": steps / chunk / (t1 - t0),
+            "steps_per_s": steps / (t1 - t0),
             "draw_ms_per_frame": (s1[d]["draw_ms"] - s0[d]["draw_ms"]) / max(drawn, 1),
         }
     page.click("#wb-stop-all")
@@ -424,8 +439,26 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
         "click_to_first_live_frames_s": t_first,
         "window_s": t1 - t0,
         "views": views,
+        "load_avg_1min_start": load0,
         "load_avg_1min": os.getloadavg()[0],
     }
+
+
+def published(page, divs: list[str]) -> dict:
+    """{viewer div: frames its run has published so far} (the /_wb/frames counter)."""
+    runs = ",".join(d.removeprefix("wb-view-") + ":0" for d in divs)
+    numbers = page.evaluate(
+        """async (q) => {
+          const session = JSON.parse(sessionStorage.getItem(window.WB_IDS.page.SESSION));
+          const r = await fetch('/_wb/frames?runs=' + encodeURIComponent(q),
+                                {headers: {'X-WB-Session': session}});
+          const reply = await r.json(), out = {};
+          for (const k in reply) out[k] = reply[k].frame;
+          return out;
+        }""",
+        runs,
+    )
+    return {d: numbers[d.removeprefix("wb-view-")] for d in divs}
 
 
 def spectrum_shot(page, shots: str) -> None:
@@ -460,7 +493,9 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    out: dict = {}
+    # the load before anything of ours starts: other jobs on the machine (the rows' own load
+    # averages include the measurement itself)
+    out: dict = {"load_avg_1min_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
         browser = launch_browser(p)
         context = browser.new_context(viewport={"width": 1500, "height": 1250})
@@ -471,7 +506,11 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
         # four methods side by side need four workers, or two of them queue behind runs
         # that only end when stopped
         workers = max(args.method_counts)
-        proc = spawn(port, run_dir, synthetic_rate, warm_up=False, workers=workers)
+        proc = spawn(
+            port, run_dir, synthetic_rate, warm_up=False, workers=workers,
+            engine_nice=args.engine_nice,
+        )  # fmt: skip
+        out["engine_nice"] = args.engine_nice  # None: the server's default (app.py --help)
         try:
             t_server = wait_http(url)
             page.goto(url)
@@ -558,8 +597,44 @@ def serve_synthetic(port: int, run_dir: str, rate: float, workers: int = 2) -> N
     app.run(host="127.0.0.1", port=port, debug=False, threaded=True, dev_tools_hot_reload=False)
 
 
+def measure_pacer(n: int = 1000, rounds: int = 3, seconds: float = 4.0) -> dict:
+    """What live frames within chunks cost the engine: steps/s of the opening demo's GD and
+    GNN at n with whole chunks and with a FramePacer (50 ms pieces), alternated ``rounds``
+    times in this process (ratios, so that a machine's changing load cancels)."""
+    from engine.presets import OPENING, demo_spec
+    from engine.run import FramePacer, advance, init_run
+
+    out: dict = {"n": n, "period_s": 0.05, "load_avg_1min_before": os.getloadavg()[0]}
+    for method in ("gd", "gnn"):
+        parts, state, _ = init_run(demo_spec(OPENING, method).replace(**{"system.n": n}))
+        state, _ = advance(parts, state)  # the first chunk: warm
+        rates: dict = {"whole": [], "pieces": []}
+        frames: list = []
+        for _ in range(rounds):
+            for mode in rates:
+                pacer = FramePacer(_count_into(frames), 0.05) if mode == "pieces" else None
+                if pacer is not None:
+                    state, _ = advance(parts, state, pacer)  # measures the step time
+                t, step0 = time.perf_counter(), state.step
+                while time.perf_counter() - t < seconds:
+                    state, _ = advance(parts, state, pacer)
+                rates[mode].append((state.step - step0) / (time.perf_counter() - t))
+        out[method] = {
+            "steps_per_s_whole": rates["whole"],
+            "steps_per_s_pieces": rates["pieces"],
+            "pieces_over_whole": sum(rates["pieces"]) / sum(rates["whole"]),
+            "live_frames": len(frames),
+        }
+    out["load_avg_1min"] = os.getloadavg()[0]
+    return out
+
+
+def _count_into(frames: list):
+    return lambda step, x: frames.append(step)
+
+
 METHOD_SETS = {2: ["gd", "gnn"], 4: ["gd", "cg", "gnn", "fire"]}
-PARTS = ("click", "live", "stop", "synthetic")
+PARTS = ("click", "live", "stop", "synthetic", "pacer")
 
 
 def main(argv=None) -> None:
@@ -583,6 +658,11 @@ def main(argv=None) -> None:
         "--synthetic-rate", type=float, default=30.0, help="frames/s of the stand-in engine"
     )
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument(
+        "--engine-nice",
+        type=int,
+        help="the server's --engine-nice for the live part (default: the server's default)",
+    )
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
@@ -615,6 +695,9 @@ def main(argv=None) -> None:
                 print(json.dumps(result["stop_latency"], indent=2), flush=True)
             result["non_loopback_requests_click_stop"] = attempted
             browser.close()
+    if "pacer" in args.only:
+        result["pacer_overhead"] = measure_pacer(60 if args.quick else 1000)
+        print(json.dumps(result["pacer_overhead"], indent=2), flush=True)
     if "live" in args.only:
         result["engine"] = session(args, None, args.screenshots)
     if "synthetic" in args.only and not args.skip_synthetic:

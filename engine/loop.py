@@ -1,12 +1,20 @@
-"""Jitted chunks of optimization steps (lax.scan); the caller owns the outer loop.
+"""Jitted chunks of optimization steps (a compiled loop); the caller owns the outer loop.
 
 ``make_chunk_fn`` returns a ``ChunkFn``: one call runs ``chunk_size`` optimizer steps on
 ``objective(params, aux)`` and returns the new params and optimizer state plus, at the end
 of the chunk, the positions x = apply(params), the full deterministic energy E(x) and
 |dE/dx|. Shapes are static, so after the first call nothing recompiles (``n_traces`` counts
-traces for the test of exactly that). A ``Stage`` pairs a chunk runner with the optimizer
-it was built with (so the host can initialize that optimizer's state), and an
-``Observation`` is what the host sees after a chunk: one logged row's inputs.
+traces for the test of exactly that).
+
+A chunk may also be run in pieces (``ChunkFn.steps``: any number of steps up to
+``chunk_size``, then x, without the energy), so that a caller can show positions between
+logged rows when a chunk takes longer than a display frame. The step count is an argument of
+one compiled kernel (a while loop), not a shape: pieces of any size reuse it, and a chunk
+run in pieces ends bitwise where the whole chunk would (tests/test_run.py).
+
+A ``Stage`` pairs a chunk runner with the optimizer it was built with (so the host can
+initialize that optimizer's state), and an ``Observation`` is what the host sees after a
+chunk: one logged row's inputs.
 """
 
 from __future__ import annotations
@@ -55,35 +63,70 @@ def observe(out: ChunkOut, step: int, stage: int) -> Observation:
     )
 
 
-class ChunkFn:
-    """A jitted chunk of steps with a trace counter and ahead-of-time compilation."""
+class Steps(NamedTuple):
+    """A piece of a chunk: params and optimizer state after ``count`` steps, x = apply(params)
+    and the objective before each step (entries past ``count`` are zero)."""
 
-    def __init__(self, fn: Callable, chunk_size: int):
+    params: optax.Params
+    opt_state: optax.OptState
+    x: jax.Array
+    train_energies: jax.Array  # [chunk_size]
+
+
+class ChunkFn:
+    """A jitted chunk of steps with a trace counter and ahead-of-time compilation.
+
+    Two kernels: ``steps_fn(params, opt_state, aux, count) -> Steps`` (``count`` a traced
+    int32, at most ``chunk_size``) and ``observe_fn(x) -> (E, |dE/dx|)``.
+    """
+
+    def __init__(self, steps_fn: Callable, observe_fn: Callable, chunk_size: int):
         self.chunk_size = chunk_size
         self.n_traces = 0
         self.compile_seconds = 0.0
 
         def counted(*args):
             self.n_traces += 1  # runs only while tracing
-            return fn(*args)
+            return steps_fn(*args)
 
         self._jitted = jax.jit(counted)
+        self._observe = jax.jit(observe_fn)
         self._compiled = None
+        self._observe_compiled = None
 
     def compile(self, params, opt_state, aux) -> float:
         """Compile for these argument shapes now; returns the seconds it took."""
         t = time.perf_counter()
-        self._compiled = self._jitted.lower(params, opt_state, aux).compile()
+        count = jnp.int32(self.chunk_size)
+        self._compiled = self._jitted.lower(params, opt_state, aux, count).compile()
+        x = self._compiled.out_info.x  # a ShapeDtypeStruct
+        self._observe_compiled = self._observe.lower(x).compile()
         self.compile_seconds += time.perf_counter() - t
         return time.perf_counter() - t
 
-    def __call__(self, params, opt_state, aux) -> ChunkOut:
+    def steps(self, params, opt_state, aux, count: int) -> Steps:
+        """Run ``count`` (1..chunk_size) steps; dispatched asynchronously like any jit call."""
+        if not 1 <= count <= self.chunk_size:
+            raise ValueError(f"count must be in [1, {self.chunk_size}], got {count}")
+        count = jnp.int32(count)
         if self._compiled is not None:
             try:
-                return self._compiled(params, opt_state, aux)
+                return self._compiled(params, opt_state, aux, count)
             except (TypeError, ValueError):
                 self._compiled = None  # aux changed shape (neighbour-list growth): re-trace
-        return self._jitted(params, opt_state, aux)
+        return self._jitted(params, opt_state, aux, count)
+
+    def observe(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(full energy, |dE/dx|) at x."""
+        if self._observe_compiled is not None:
+            return self._observe_compiled(x)
+        return self._observe(x)
+
+    def __call__(self, params, opt_state, aux) -> ChunkOut:
+        """The whole chunk: ``chunk_size`` steps, then the energy at the end."""
+        out = self.steps(params, opt_state, aux, self.chunk_size)
+        energy, grad_norm = self.observe(out.x)
+        return ChunkOut(out.params, out.opt_state, out.x, energy, grad_norm, out.train_energies)
 
 
 def make_chunk_fn(
@@ -105,21 +148,23 @@ def make_chunk_fn(
     value_and_grad = jax.value_and_grad(objective_fn)
     energy_and_force = jax.value_and_grad(energy_fn)
 
-    def step(carry, aux):
-        params, opt_state = carry
-        value, grads = value_and_grad(params, aux)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
+    def steps(params, opt_state, aux, count):
+        def step(i, carry):
+            params, opt_state, values = carry
+            value, grads = value_and_grad(params, aux)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, values.at[i].set(value)
 
-    def chunk(params, opt_state, aux):
-        (params, opt_state), values = jax.lax.scan(
-            lambda c, _: step(c, aux), (params, opt_state), None, length=chunk_size
-        )
-        x = apply_fn(params)
+        dtype = jax.eval_shape(objective_fn, params, aux).dtype
+        values = jnp.zeros(chunk_size, dtype)
+        params, opt_state, values = jax.lax.fori_loop(0, count, step, (params, opt_state, values))
+        return Steps(params, opt_state, apply_fn(params), values)
+
+    def observe(x):
         energy, grad = energy_and_force(x)
-        return ChunkOut(params, opt_state, x, energy, jnp.linalg.norm(grad), values)
+        return energy, jnp.linalg.norm(grad)
 
-    return ChunkFn(chunk, chunk_size)
+    return ChunkFn(steps, observe, chunk_size)
 
 
 class Stage(NamedTuple):

@@ -202,11 +202,14 @@ def execute(
     system=None,
     modes=None,
     on_phase: Callable[..., None] | None = None,
+    on_frame: Callable | None = None,
+    frame_s: float = 0.05,
 ):
     """Run ``spec`` with its method's runner (the JAX engine or an OpenMM baseline).
 
     ``on_phase(phase, detail)`` goes to ``engine.run`` ("modes", "compiling", "running");
-    the OpenMM baselines report "running" only.
+    the OpenMM baselines report "running" only. ``on_frame`` and ``frame_s`` (live frames
+    between logged rows) go to ``engine.run``; the OpenMM baselines have none.
     """
     runner = get(method_of(spec)).runner
     if runner == "engine":
@@ -219,6 +222,8 @@ def execute(
             system=system,
             modes=modes,
             on_phase=on_phase,
+            on_frame=on_frame,
+            frame_s=frame_s,
         )
     from .protein.baseline import run_openmm_result
 

@@ -22,10 +22,21 @@ no logged rows (the step-0 row costs a compilation of its own), its frames holdi
 step 0 (so ``x_final`` is x0) and the phase in its message; one stopped later keeps every row
 logged so far, the step-0 row included.
 
+Live frames. ``on_frame(step, x)``, when given, receives positions between logged rows: a
+chunk that takes longer than ``frame_s`` runs in pieces of about ``frame_s`` each (the step
+time measured on the chunks so far, ``FramePacer``), and x after each piece but the last
+goes to ``on_frame``; the last piece's positions are the chunk's row as always. Display
+only: rows, the stopping rule, the aux refresh and the stored frames stay at chunk
+boundaries, and the pieces reuse the chunk's compiled kernel, so the trajectory is bitwise
+the one without ``on_frame``; its cost (a dispatch and a copy of x per piece) is inside the
+reported wall times. A stop request is also honoured between pieces (the last row is then
+at the step reached).
+
 The parts, in the optax/jax-md style, for callers that want to own the loop:
 ``init_run(spec, system, modes) -> (RunParts, RunState, Observation)`` builds everything once
 (each stage's optimizer and compiled chunk included) and observes step 0;
-``advance(parts, state) -> (state, Observation)`` runs one jitted chunk;
+``advance(parts, state, pacer, should_stop) -> (state, Observation)`` runs one jitted chunk
+(in pieces when a ``FramePacer`` is given);
 ``apply_policy(parts, state, observation) -> state`` lets the stage policy switch stages or end
 the run. ``run`` is the host loop over them, with a Recorder.
 """
@@ -216,6 +227,8 @@ def run(
     system: System | None = None,
     modes: SlowModes | None = None,
     on_phase: PhaseFn | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    frame_s: float = 0.05,
 ) -> RunResult:
     """Run ``spec`` to completion, stop request or divergence.
 
@@ -230,6 +243,8 @@ def run(
         are still added to this run's wall time, so comparisons stay fair.
       on_phase: ``on_phase(phase, detail)`` with phase "modes", "compiling" or "running"
         (module docstring).
+      on_frame: ``on_frame(step, x [n_atoms, 3] float64)``: positions between logged rows,
+        about every ``frame_s`` seconds when a chunk takes longer (module docstring).
     Returns:
       RunResult. Invalid specs raise SpecError before anything runs; errors inside the
       loop other than numerical failure propagate to the caller.
@@ -253,11 +268,12 @@ def run(
     recorder = make_recorder(parts.system, spec.frame_every, parts.clock)
     log, progress = recorder.record(recorder.init(), first)
     emit(progress)
+    pacer = FramePacer(on_frame, frame_s) if on_frame is not None else None
     while state.schedule.status == RUNNING:
         if should_stop():
             state = state._replace(schedule=request_stop(state.schedule, state.step))
             break
-        state, obs = advance(parts, state)
+        state, obs = advance(parts, state, pacer, should_stop)
         state = apply_policy(parts, state, obs)
         # a diverged row keeps its positions: they are the ones to look at
         log, progress = recorder.record(log, obs, frame=state.schedule.status == "diverged")
@@ -340,20 +356,78 @@ def make_stage(spec: RunSpec, model: EnergyModel, reparam: Reparam, stage: int) 
     return Stage(chunk, tx)
 
 
-def advance(parts: RunParts, state: RunState) -> tuple[RunState, Observation]:
+class FramePacer:
+    """Cuts chunks into pieces of about ``period_s`` seconds for live frames (``run``).
+
+    The first chunk runs whole and measures the time per step; after it, a piece is as many
+    steps as fit in ``period_s`` at the measured rate (at least one, at most what is left
+    of the chunk), and every piece updates the rate (the mean of the latest two, so it
+    follows a machine getting busier or freer within a couple of pieces).
+
+    Fields: on_frame, the ``on_frame(step, x)`` callable; period_s; step_s, the measured
+    seconds per step (None before the first chunk).
+    """
+
+    def __init__(self, on_frame: Callable[[int, np.ndarray], None], period_s: float):
+        if not period_s > 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        self.on_frame, self.period_s = on_frame, float(period_s)
+        self.step_s: float | None = None
+        self._rate: float | None = None  # the latest piece's seconds per step
+
+    def piece(self, remaining: int) -> int:
+        """Steps of the next piece when ``remaining`` steps of the chunk are left."""
+        if self.step_s is None or self.step_s <= 0:
+            return remaining
+        return max(1, min(remaining, int(self.period_s / self.step_s)))
+
+    def measured(self, count: int, seconds: float) -> None:
+        """A piece of ``count`` steps took ``seconds``."""
+        rate = seconds / count
+        self.step_s = rate if self._rate is None else 0.5 * (self._rate + rate)
+        self._rate = rate
+
+
+def advance(
+    parts: RunParts,
+    state: RunState,
+    pacer: FramePacer | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[RunState, Observation]:
     """Run one jitted chunk of the current stage.
 
     The aux (random subset, neighbour list) is refreshed first from the positions the last
-    chunk ended at, so it is only updated when another chunk follows.
+    chunk ended at, so it is only updated when another chunk follows. With a ``pacer`` the
+    chunk runs in its pieces, x after each piece but the last goes to ``pacer.on_frame``,
+    and ``should_stop`` is checked between pieces (True ends the chunk where it is).
     Returns:
-      (state ``chunk_size`` steps later, the Observation at its end).
+      (state ``chunk_size`` steps later, or fewer when stopped between pieces; the
+      Observation at its end).
     """
     state = _refresh_aux(parts, state)
     stage = state.schedule.stage
-    out = parts.stages[stage].chunk(state.params, state.opt_state, state.aux)
-    step = state.step + parts.spec.chunk_size
-    state = state._replace(params=out.params, opt_state=out.opt_state, x=out.x, step=step)
-    return state, observe(out, step, stage)
+    chunk = parts.stages[stage].chunk
+    size = parts.spec.chunk_size
+    if pacer is None:
+        out = chunk(state.params, state.opt_state, state.aux)
+        step = state.step + size
+        state = state._replace(params=out.params, opt_state=out.opt_state, x=out.x, step=step)
+        return state, observe(out, step, stage)
+    params, opt_state, done = state.params, state.opt_state, 0
+    while True:
+        count = pacer.piece(size - done)
+        t = time.perf_counter()
+        piece = chunk.steps(params, opt_state, state.aux, count)
+        x = np.asarray(piece.x, np.float64)  # waits for the piece
+        pacer.measured(count, time.perf_counter() - t)
+        params, opt_state, done = piece.params, piece.opt_state, done + count
+        if done == size or (should_stop is not None and should_stop()):
+            break
+        pacer.on_frame(state.step + done, x)
+    energy, grad_norm = chunk.observe(piece.x)
+    step = state.step + done
+    state = state._replace(params=params, opt_state=opt_state, x=piece.x, step=step)
+    return state, Observation(step, stage, float(energy), float(grad_norm), x)
 
 
 def apply_policy(parts: RunParts, state: RunState, obs: Observation) -> RunState:

@@ -446,3 +446,52 @@ def test_non_finite_positions_diverge_in_every_loop_energy(kind, repulsion, bad)
     assert result.status == "diverged"
     assert result.message == "initial positions are not finite (1 of 60 atoms)"
     assert len(result.metrics["step"]) == 0 and result.x_final.shape == (60, 3)
+
+
+def test_live_frames_between_rows_leave_the_run_bitwise_unchanged():
+    """on_frame: a chunk cut into pieces (one step each here: the period is shorter than a
+    step) shows positions between rows, while rows, stored frames and the final positions
+    are bitwise those of the run without it, across the stage switch of a GNN run."""
+    spec = BASE.replace(
+        **{"reparam.kind": "gnn", "schedule.switch": "fixed", "schedule.stage1_steps": 100}
+    )
+    plain = run(spec)
+    shown = []
+    paced = run(spec, on_frame=lambda step, x: shown.append((step, x.copy())), frame_s=1e-9)
+    for name in ("step", "stage", "energy", "grad_norm"):
+        np.testing.assert_array_equal(paced.metrics[name], plain.metrics[name])
+    np.testing.assert_array_equal(paced.frames_step, plain.frames_step)
+    np.testing.assert_array_equal(paced.frames_x, plain.frames_x)
+    np.testing.assert_array_equal(paced.x_final, plain.x_final)
+    steps = [s for s, _ in shown]
+    # the first chunk runs whole (it measures the step time); then every step but the
+    # chunk's last is a live frame (the last one is the chunk's row)
+    assert steps == [s for s in range(21, 201) if s % 20], steps[:25]
+    assert all(x.shape == (60, 3) and np.all(np.isfinite(x)) for _, x in shown)
+
+
+def test_frame_pacer_cuts_chunks_to_the_frame_period():
+    from engine.run import FramePacer
+
+    pacer = FramePacer(lambda step, x: None, period_s=0.06)
+    assert pacer.piece(20) == 20  # nothing measured yet: the whole chunk
+    pacer.measured(20, 0.4)  # 20 ms a step (a loaded machine at n = 1000)
+    assert pacer.piece(20) == 3 and pacer.piece(2) == 2
+    pacer.measured(3, 0.03)  # the machine got freer: 10 ms a step, the mean of the two
+    assert pacer.step_s == pytest.approx(0.015) and pacer.piece(20) == 4
+    pacer.measured(1, 0.5)  # a step slower than a frame: one step a piece
+    assert pacer.piece(20) == 1
+    pacer.measured(20, 1e-5)
+    pacer.measured(10, 1e-5)  # cheap steps again: the chunk whole
+    assert pacer.piece(10) == 10
+    with pytest.raises(ValueError, match="period_s"):
+        FramePacer(lambda step, x: None, period_s=0)
+
+
+def test_a_stop_between_pieces_ends_the_chunk_where_it_is():
+    spec = BASE.replace(**{"schedule.max_steps": 10_000})
+    shown = []
+    stop = lambda: len(shown) >= 5  # noqa: E731
+    result = run(spec, on_frame=lambda s, x: shown.append(s), should_stop=stop, frame_s=1e-9)
+    assert result.status == "stopped"
+    assert result.metrics["step"][-1] == shown[-1] + 1 and shown[-1] % 20 != 0

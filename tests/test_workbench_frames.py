@@ -89,3 +89,48 @@ def test_a_large_loop_is_drawn_as_every_kth_bead_and_says_so():
     )
     frame = jobs.view_xyz(system.x0 + 1.0, view)  # live, replay and stream frames alike
     assert len(frame) == len(view["x0"])
+
+
+def test_live_frames_between_rows_are_streamed_but_not_kept_for_replay(tmp_path):
+    """A runner taking ``on_frame`` (engine.run's positions within a chunk) gets it with the
+    stream's period; such a frame is the stream's newest, never a replay frame."""
+    import threading
+    import types
+
+    from workbench_fakes import fake_view
+
+    from engine.types import Progress
+
+    seen, go = {}, threading.Event()
+
+    def runner(spec, on_progress, should_stop, on_system, on_phase=None, on_frame=None,
+               frame_s=None):  # fmt: skip
+        seen["frame_s"] = frame_s
+        on_system(None, fake_view())
+        x = np.zeros((6, 3))
+        row = {"step": 0, "stage": 2, "wall_time_s": 0.0, "energy": 1.0, "grad_norm": 1.0}
+        on_progress(Progress([row], x))
+        on_frame(7, x + 0.7)
+        go.wait(30)
+        on_progress(Progress([{**row, "step": 20, "energy": 0.5}], x + 2.0))
+        return types.SimpleNamespace(
+            spec=spec, status="done", message="",
+            metrics={k: np.asarray([v]) for k, v in row.items()},
+            frames_step=np.asarray([0, 20]), frames_x=np.stack([x, x + 2.0]), x_final=x + 2.0,
+            system=None, timings={}, stage_switch_step=None,
+        )  # fmt: skip
+
+    r = RunRegistry(ServerConfig(run_dir=str(tmp_path), frame_ms=40), runner)
+    try:
+        run_id = r.submit(RunSpec(), owner="A")
+        wait_for(lambda: r.snapshot(run_id, "A").frame_no == 2, what="the live frame")
+        reply = frames.frames_reply(r, "A", [(run_id, 1)])[run_id]
+        assert (reply["frame"], reply["step"]) == (2, 7) and seen["frame_s"] == 0.04
+        np.testing.assert_allclose(reply["xyz"], 0.7)
+        assert [s for s, _ in r.frames(run_id, "A")] == [0]  # replay keeps rows' frames only
+        go.set()
+        wait_for(lambda: r.snapshot(run_id, "A").terminal, what="end")
+        assert [s for s, _ in r.frames(run_id, "A")] == [0, 20]
+    finally:
+        go.set()
+        r.shutdown()

@@ -61,6 +61,15 @@ class ServerConfig:
     )
     workers: int = setting(2, "engine runs executing at once; more submissions queue",
                            "WB_WORKERS")  # fmt: skip
+    engine_nice: int = setting(
+        10,
+        "CPU priority of engine work (runs, spectra, their JAX/XLA compute threads) as a "
+        "Linux nice value, 0-19: the page and a browser on the same machine keep their share "
+        "of the cores while runs compute, so live 3D views keep drawing; runs then take "
+        "longer while something else wants the CPU (their reported wall times include it), "
+        "and as long as ever on an otherwise idle machine. 0: same priority as the page",
+        "WB_ENGINE_NICE",
+    )
     max_active_per_session: int = setting(
         4,
         "queued + running runs and analysis tasks one browser session may hold, so one tab "
@@ -194,6 +203,7 @@ class ServerConfig:
         ranges = {
             "port": (1, 65535),
             "workers": (1, 64),
+            "engine_nice": (0, 19),
             "server_threads": (1, 256),
             "max_active_per_session": (1, 1000),
             "max_active_total": (1, 100_000),

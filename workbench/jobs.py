@@ -78,9 +78,12 @@ def system_view(system) -> dict:
     return view
 
 
-def run_engine(spec, on_progress, should_stop, on_system, on_phase=None):
+def run_engine(
+    spec, on_progress, should_stop, on_system, on_phase=None, on_frame=None, frame_s=0.05
+):
     """The registry's runner: report "building", build (cached), report the view, run the
-    spec's method (which reports "modes", "compiling", "running"). A stop asked while
+    spec's method (which reports "modes", "compiling", "running", and passes positions
+    between logged rows to ``on_frame`` about every ``frame_s`` seconds). A stop asked while
     building raises ``engine.types.Stopped("building")`` once the build returns."""
     from engine.types import Stopped
 
@@ -91,7 +94,13 @@ def run_engine(spec, on_progress, should_stop, on_system, on_phase=None):
     if should_stop():
         raise Stopped("building", "stopped by request while building the system")
     return methods.execute(
-        spec, on_progress=on_progress, should_stop=should_stop, system=system, on_phase=on_phase
+        spec,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        system=system,
+        on_phase=on_phase,
+        on_frame=on_frame,
+        frame_s=frame_s,
     )
 
 

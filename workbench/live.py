@@ -171,6 +171,11 @@ class LiveBuffer:
             if len(self.frames) > self.max_frames:
                 self.frames = self.frames[:-1:2] + [self.frames[-1]]
 
+    def show(self, step: int, x: np.ndarray) -> None:
+        """Publish positions between logged rows (``engine.run``'s on_frame) as the newest
+        frame for the live stream; not kept for replay."""
+        self._publish(step, x)
+
     def end(self, frames: list, x_final) -> None:
         """Replace the frames by a finished run's (``kept_frames``) and publish its final
         positions x_final [n, 3] as the newest frame."""

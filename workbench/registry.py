@@ -105,10 +105,11 @@ class RunRegistry:
         self._io_lock = threading.Lock()  # orders meta.json writes of one registry
         self._records: dict[str, Record] = {}
         self._seq = itertools.count()
-        self._pool = Pool(config.workers, config.task_workers)
+        self._pool = Pool(config.workers, config.task_workers, nice=config.engine_nice)
         self._executing: set[str] = set()  # runs inside _execute (shutdown waits for them)
         self._in_memory: OrderedDict[str, None] = OrderedDict()  # finished runs with arrays
         self._runner_phases = _takes(runner, "on_phase")
+        self._runner_frames = _takes(runner, "on_frame")  # live frames between logged rows
         self._index_store()
 
     @property
@@ -290,6 +291,9 @@ class RunRegistry:
         hooks = {}
         if self._runner_phases:
             hooks["on_phase"] = lambda phase, detail="": self._set_phase(rec, phase, detail)
+        if self._runner_frames:
+            hooks["on_frame"] = lambda step, x: self._show(rec, step, x)
+            hooks["frame_s"] = self.config.frame_ms / 1000
         try:
             return self._runner(
                 rec.spec,
@@ -343,6 +347,12 @@ class RunRegistry:
         with self._lock:
             rec.live.push(p, click_time_s=arrived - rec.created)
             rec.version += 1
+
+    def _show(self, rec: RunRecord, step: int, x) -> None:
+        """on_frame: positions between logged rows, the newest frame of the stream only."""
+        x = np.asarray(x, np.float32)
+        with self._lock:
+            rec.live.show(int(step), x)
 
     def _finish(self, rec: RunRecord, result) -> None:
         frames = kept_frames(result.frames_step, result.frames_x, self.config.max_frames)
