@@ -306,19 +306,31 @@ def start_conditioning(n, values, field_ids, tab, source, token, sid, previous):
     Output(ID.COND_GRAPH, "style"),
     Output(ID.COND_STATUS, "children", allow_duplicate=True),
     Output(ID.COND_POLL, "disabled", allow_duplicate=True),
+    Output(ID.COND_TASK, "data", allow_duplicate=True),
     Input(ID.COND_POLL, "n_intervals"),
     State(ID.COND_TASK, "data"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
 )
 def poll_conditioning(n, task, sid):
+    """Draw the first part (H, CG, the GNN at step 0) as soon as it is there, then start the
+    GNN's replay to its switch and add that row when it comes; the poll runs until then."""
     status, payload, done = poll_task(task, sid)
     if payload is None:
-        return NU, NU, status, done
+        if task and task.get("shown") and status is not NU:  # the switch part under way
+            status = [html.Div(task["shown"]), html.Div(["The GNN at its switch: ", status])]
+        return NU, NU, status, done, NU
     rows = payload["rows"]
     fig = teach_views.conditioning_figure(rows)
     text = teach_views.conditioning_text(rows, payload["seconds"])
-    return fig, {"display": "block"}, text, True
+    if not teach_views.switch_pending(payload):
+        return fig, {"display": "block"}, text + teach_views.switch_note(payload), True, NU
+    specs = [RunSpec.from_dict(d) for d in payload["specs"]]
+    key = teach_views.spec_key("conditioning-switch", *payload["specs"])
+    work = teach_views.conditioning_work(specs, parts=("switch",), before=payload)
+    nxt = _submit(sid, "conditioning", key, work, None)
+    status = f"{text} Now the GNN at its switch: queued."
+    return fig, {"display": "block"}, status, False, {**nxt, "shown": text}
 
 
 @callback(
