@@ -10,7 +10,7 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   Hessian is projected onto the complement of the analytic rigid-body span R
   (``engine.modes.rigid_body_basis``) and R is shifted to an eigenvalue above the whole
   spectrum, so R is an exact, isolated eigenspace and the other eigenvectors are orthogonal
-  to it. (Away from a minimum rotations are not zero modes of H; they are still rigid
+  to it (``deflate``: by rank-6 updates, not two 3n x 3n products). (Away from a minimum rotations are not zero modes of H; they are still rigid
   motions, and counted apart.)
 - ``mode_bands`` / ``project``: each mode's band (rigid, the k slowest, the middle, the
   fastest by |eigenvalue|) and a displacement's squared norm per band. The bands of a full
@@ -19,11 +19,16 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   logged row's structure metrics, with the thresholds in ``VERDICT_THRESHOLDS``.
 - ``effective_spectrum``: eigenvalues of J^T H J (the Hessian seen by a linear map x = J z,
   or the Gauss-Newton operator of a nonlinear map with Jacobian J), and ``condition_number``.
-- Conditioning through a reparametrization x = f(p) (CG, the GNN): ``map_ntk`` (the kernel
-  J J^T by vjp and jvp), ``gauss_newton_spectrum`` (the nonzero eigenvalues of J^T H J with
-  rigid-body motions and the null space of J excluded), ``gauss_newton_extremes`` (Lanczos
-  on a LinearOperator, for maps too big for the dense kernel), ``conditioning_report`` (H,
-  CG, the GNN at step 0 and at its stage switch).
+- Conditioning through a reparametrization x = f(p) (CG, the GNN): the nonzero eigenvalues
+  of J^T H J with rigid-body motions and the null space of J excluded, never forming a P x P
+  matrix. Few parameters (CG's z, P <= 3n): J itself by P jvps, its thin SVD, a P x P
+  eigenproblem (``map_jacobian``, ``jacobian_spectrum``). Many (the GNN, P ~ 11 n): the
+  3n x 3n kernel J J^T by one vjp and one jvp per coordinate (``map_ntk``), its Cholesky
+  factor L and the eigenvalues of L^T H L (``gauss_newton_spectrum``). Lanczos on
+  J^T H J (``gauss_newton_extremes``) gives only the spectrum's edges, and at n = 1000 took
+  as long as the whole kernel (22 s against 17-22 s under load), so the view uses the kernel.
+  ``conditioning_report``: H, CG, the GNN at step 0 ("start") and at its stage switch
+  ("switch", after replaying its stage 1).
 - ``propagation_matrix`` / ``strongest_edges``: the graph the GNN propagates on.
 - ``landscape_slice`` / ``path_in_plane``: the energy on a plane of two modes, and paths
   projected onto it.

@@ -84,7 +84,14 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     enter(page, lesson, 0, [])
     assert page.input_value(field("system.n")) == str(REHEARSAL_N)
     assert "Set by the lesson" in page.inner_text("#wb-preset-desc")
-    wait_until(page, lambda: page.is_visible(f"#{S.GRAPH} .main-svg"), 60, "the spectrum")
+    spectrum = f"#{S.GRAPH} .scatterlayer .points path"
+    wait_until(
+        page,
+        lambda: page.locator(spectrum).count() or "Not" in page.inner_text(f"#{S.STATUS}"),
+        120,
+        "the spectrum the step computed",
+    )
+    assert page.locator(spectrum).count(), page.inner_text(f"#{S.STATUS}")
     # step 2: Run, pressed by the lesson; both cards draw their projection chart and verdict
     page.click("#wb-lesson-next")
     enter(page, lesson, 1, [])

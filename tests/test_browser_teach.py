@@ -82,6 +82,17 @@ def test_conditioning_graph_and_landscape_render(page):
     assert "frame" in page.inner_text(f"#{ID.GRAPH_STATUS}")
     assert _visible(page, ID.GRAPH_HIST)
     _shot(page, "[data-panel=teach]", "teaching-graph.png")
+    # the same edges over the GNN run's card (its 3Dmol view), then off with the edges
+    gnn_div = page.eval_on_selector_all(
+        ".wb-card",
+        "els => els.filter(e => e.querySelector('.wb-card-title').textContent === 'GNN')"
+        ".map(e => e.querySelector('[data-run]').id)",
+    )[0]
+    drawn = f"(() => ((window.wbStats[{gnn_div!r}] || {{}}).edges || 0))()"
+    page.locator(f"#{ID.GRAPH_CARDS} input").click()
+    wait_until(page, lambda: page.evaluate(drawn) == 200, 20, "200 edges over the GNN's card")
+    assert "drawn over the run's 3D views too" in page.inner_text(f"#{ID.GRAPH_STATUS}")
+    _shot(page, ".wb-cards", "teaching-graph-cards.png")
     page.locator(f"#{ID.GRAPH_EDGES} input").click()  # edges off
     wait_until(
         page,
@@ -89,6 +100,7 @@ def test_conditioning_graph_and_landscape_render(page):
         20,
         "the edges toggled off",
     )
+    wait_until(page, lambda: page.evaluate(drawn) == 0, 20, "the card's edges gone")
     # the landscape slice with both runs' paths
     page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
     page.locator(f"#{ID.LAND_RUNS}").click()

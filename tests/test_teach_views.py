@@ -406,8 +406,10 @@ def test_panel_graph_and_landscape_on_runs(registry):
     task, poll_off, msg = teach.start_graph(1, ids_[1], SID, None)
     assert poll_off is False and "queued" in msg
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the graph task")
-    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, task, SID, trigger=teach.ID.GRAPH_POLL)
-    fig, _, hist, _, text, done, last, frame = out
+    poll = teach.ID.GRAPH_POLL
+    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, [], task, SID, trigger=poll)
+    fig, _, hist, _, text, done, last, frame, overlay = out
+    assert overlay == {"targets": [], "pairs": []}
     assert done and frame == last == len(registry.frames(ids_[1], SID)) - 1 >= 1
     assert f"A ({specs[1].reparam.propagation}; GNN)" in text
     assert "the 50 strongest edges" in fig.layout.title.text
@@ -415,10 +417,17 @@ def test_panel_graph_and_landscape_on_runs(registry):
     from workbench.panels import runs
 
     replay = {"id": ids_[1]}
-    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, replay, trigger=runs.ID.SLIDER)
-    assert out[-1] == 0 and out[0].layout.title.text.startswith("step 0:")
+    on = ["on"]
+    out = _call(teach.show_graph, 1, last, on, 50, 0, on, task, SID, replay, trigger=runs.ID.SLIDER)
+    assert out[-2] == 0 and out[0].layout.title.text.startswith("step 0:")
+    # with "also over the run's 3D views": the 50 strongest pairs, to its card and the replay
+    overlay = out[-1]
+    assert [t["key"] for t in overlay["targets"]] == [ids_[1], f"replay-{ids_[1]}"]
+    p = registry.snapshot(task["id"], SID).payload
+    assert overlay["pairs"] == np.asarray(p["pairs"])[:50].ravel().tolist()
+    assert "drawn over the run's 3D views too" in out[4]
     other = {"id": ids_[0]}
-    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, other, trigger=runs.ID.SLIDER)
+    out = _call(teach.show_graph, 1, last, on, 50, 0, on, task, SID, other, trigger=runs.ID.SLIDER)
     assert all(o is NU for o in out)
     # landscape over both runs; a bad mode number is refused, naming the field
     assert "mode j must differ" in teach.start_landscape(1, ids_, 2, 2, SID, None)[2]

@@ -16,7 +16,19 @@ engine work on its own thread, the wait bounded); a poll shows its phase and ela
 
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html
+import numpy as np
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
 from dash import no_update as NU
 
 from engine import RunSpec, SpecError
@@ -43,6 +55,9 @@ class ID:
     GRAPH_STATUS = "wb-tgraph-status"
     GRAPH_FRAME = "wb-tgraph-frame"
     GRAPH_EDGES = "wb-tgraph-edges"  # checklist: ["on"] shows the edges
+    GRAPH_CARDS = "wb-tgraph-cards"  # checklist: ["on"] draws them over the run's 3D views too
+    GRAPH_OVERLAY = "wb-tgraph-overlay"  # Store: the clientside overlay (assets/workbench.js)
+    GRAPH_OVERLAY_ACK = "wb-tgraph-overlay-ack"
     GRAPH_M = "wb-tgraph-m"
     GRAPH_3D = "wb-tgraph-3d"
     GRAPH_HIST = "wb-tgraph-hist"
@@ -75,7 +90,8 @@ def _task_row(btn: str, label: str, status: str) -> html.Div:
 
 def layout(ctx: PageContext):
     del ctx
-    stores = [dcc.Store(id=s, data=None) for s in (ID.COND_TASK, ID.GRAPH_TASK, ID.LAND_TASK)] + [
+    tasks = (ID.COND_TASK, ID.GRAPH_TASK, ID.LAND_TASK, ID.GRAPH_OVERLAY, ID.GRAPH_OVERLAY_ACK)
+    stores = [dcc.Store(id=s, data=None) for s in tasks] + [
         dcc.Interval(id=p, interval=400, disabled=True)
         for p in (ID.COND_POLL, ID.GRAPH_POLL, ID.LAND_POLL)
     ]
@@ -114,6 +130,14 @@ def layout(ctx: PageContext):
                     id=ID.GRAPH_EDGES,
                     options=[{"label": "show edges", "value": "on"}],
                     value=["on"],
+                    inline=True,
+                ),
+                dcc.Checklist(
+                    id=ID.GRAPH_CARDS,
+                    options=[
+                        {"label": "also over the run's 3D views (card, replay)", "value": "on"}
+                    ],
+                    value=[],
                     inline=True,
                 ),
                 html.Span("strongest edges drawn", className="wb-label-inline"),
@@ -366,24 +390,27 @@ def start_graph(n, run_id, sid, previous):
     Output(ID.GRAPH_POLL, "disabled", allow_duplicate=True),
     Output(ID.GRAPH_FRAME, "max"),
     Output(ID.GRAPH_FRAME, "value"),
+    Output(ID.GRAPH_OVERLAY, "data"),
     Input(ID.GRAPH_POLL, "n_intervals"),
     Input(ID.GRAPH_FRAME, "value"),
     Input(ID.GRAPH_EDGES, "value"),
     Input(ID.GRAPH_M, "value"),
     Input(runs.ID.SLIDER, "value"),
+    Input(ID.GRAPH_CARDS, "value"),
     State(ID.GRAPH_TASK, "data"),
     State(ids.SESSION, "data"),
     State(runs.ID.REPLAY, "data"),
     prevent_initial_call=True,
 )
-def show_graph(n, frame, edges, m, replay_index, task, sid, replay=None):
+def show_graph(n, frame, edges, m, replay_index, cards, task, sid, replay=None):
     """The graph at the chosen frame: a new result starts at the last kept frame, and the
-    replay slider moves it when the replayed run is the graph's run."""
+    replay slider moves it when the replayed run is the graph's run. With "also over the
+    run's 3D views", the same edges go to the run's live card and replay viewers."""
     if ctx.triggered_id == runs.ID.SLIDER and not follows_replay(task, replay):
-        return (NU,) * 8
+        return (NU,) * 9
     status, p, done = poll_task(task, sid)
     if p is None:
-        return NU, NU, NU, NU, status, done, NU, NU
+        return NU, NU, NU, NU, status, done, NU, NU, NU
     m = graph_m(m)
     last = len(p["frames"]) - 1
     if ctx.triggered_id == ID.GRAPH_POLL:
@@ -399,7 +426,32 @@ def show_graph(n, frame, edges, m, replay_index, task, sid, replay=None):
         f"{p['diag_mean']:.3g}; frame {frame + 1} of {last + 1}."
     )
     show = {"display": "block"}
-    return fig, show, hist, show, text, True, last, frame
+    on = "on" in (edges or []) and "on" in (cards or [])
+    overlay = card_overlay(task.get("run"), p, m) if on else {"targets": [], "pairs": []}
+    if on:
+        text += f" The {m} strongest edges are drawn over the run's 3D views too (red lines)."
+    return fig, show, hist, show, text, True, last, frame, overlay
+
+
+def card_overlay(run_id: str | None, p: dict, m: int) -> dict:
+    """The clientside overlay of the ``m`` strongest edges of a graph payload ``p`` on the
+    run's live card and on the replay viewer when it shows that run."""
+    if not run_id:
+        return {"targets": [], "pairs": []}
+    pairs = [int(i) for i in np.asarray(p["pairs"])[:m].ravel()]
+    targets = [
+        {"div": live.ID.viewer_dom(run_id), "key": run_id},
+        {"div": runs.ID.VIEW_DOM, "key": f"replay-{run_id}"},
+    ]
+    return {"targets": targets, "pairs": pairs}
+
+
+clientside_callback(
+    ClientsideFunction("wb", "edges"),
+    Output(ID.GRAPH_OVERLAY_ACK, "data"),
+    Input(ID.GRAPH_OVERLAY, "data"),
+    prevent_initial_call=True,
+)
 
 
 def follows_replay(task: dict | None, replay: dict | None) -> bool:
