@@ -10,8 +10,8 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   Hessian is projected onto the complement of the analytic rigid-body span R
   (``engine.modes.rigid_body_basis``) and R is shifted to an eigenvalue above the whole
   spectrum, so R is an exact, isolated eigenspace and the other eigenvectors are orthogonal
-  to it (``deflate``: by rank-6 updates, not two 3n x 3n products). (Away from a minimum rotations are not zero modes of H; they are still rigid
-  motions, and counted apart.)
+  to it (``deflate``: by rank-6 updates, not two 3n x 3n products). (Away from a minimum
+  rotations are not zero modes of H; they are still rigid motions, and counted apart.)
 - ``mode_bands`` / ``project``: each mode's band (rigid, the k slowest, the middle, the
   fastest by |eigenvalue|) and a displacement's squared norm per band. The bands of a full
   basis sum to ||dx||^2.
