@@ -555,7 +555,7 @@ def conditioning_report(
     import jax.numpy as jnp
 
     from .reparam import make_reparam
-    from .run import advance, apply_policy, compute_modes, init_run
+    from .run import advance, apply_policy, compute_modes, default_n_modes, init_run
     from .schedule import RUNNING
     from .systems import make_energy
     from .types import Stopped
@@ -576,6 +576,14 @@ def conditioning_report(
     model = make_energy(system, specs[0].energy)
     start, switch = "start" in parts, "switch" in parts
     rows = []
+    known: dict = {}  # CG and the GNN on the same modes settings share one computation
+
+    def modes_of(spec):
+        key = (repr(spec.modes), default_n_modes(spec, system.n_atoms), spec.seed)
+        if key not in known:
+            known[key] = compute_modes(spec, system, model, should_stop=should_stop)
+        return known[key]
+
     if start:
         report(f"H at x0: its {3 * system.n_atoms - 6} non-rigid eigenvalues")
         rows.append(position_conditioning(model, system.x0, "H in positions, at x0"))
@@ -584,7 +592,7 @@ def conditioning_report(
         kind = spec.reparam.kind
         if kind == "linear" and start:
             report("CG: slow modes and the Jacobian J = ∂x/∂z")
-            modes = compute_modes(spec, system, model, should_stop=should_stop)
+            modes = modes_of(spec)
             reparam = make_reparam(spec.reparam, modes, system.n_atoms, jnp.float64)
             params = reparam.init(None, jnp.asarray(system.x0))
             k = modes.vectors.shape[1]
@@ -593,7 +601,7 @@ def conditioning_report(
         elif kind == "gnn":
             if start:
                 report("GNN: slow modes and its initial parameters")
-                modes = compute_modes(spec, system, model, should_stop=should_stop)
+                modes = modes_of(spec)
                 reparam = make_reparam(
                     spec.reparam, modes, system.n_atoms, jnp.float64, bonds=system.bonds
                 )

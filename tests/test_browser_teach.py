@@ -55,6 +55,16 @@ def test_conditioning_graph_and_landscape_render(page):
         f"#{ID.COND_GRAPH} .ytick text", "els => els.map(e => e.textContent)"
     )
     assert sum("κ = " in t for t in ticks) >= 3
+    # then the GNN's replay to its switch adds its row (or says it never switched)
+    wait_until(
+        page,
+        lambda: re.search(
+            r"GNN at its switch \(step \d+\)|did not reach its stage switch",
+            page.inner_text(f"#{ID.COND_STATUS}"),
+        ),
+        240,
+        "the conditioning view's second part",
+    )
     _shot(page, "[data-panel=teach]", "teaching-conditioning.png")
     # two runs, then the GNN's graph over its structure
     checks = page.locator("#wb-methods input")
@@ -63,7 +73,13 @@ def test_conditioning_graph_and_landscape_render(page):
         if checks.nth(i).is_checked() != (value in ("gd", "gnn")):
             checks.nth(i).click()
     page.click("#wb-run")
-    page.wait_for_selector(".wb-card >> nth=1", timeout=30_000)
+    wait_until(
+        page,
+        lambda: page.locator(".wb-card").count() == 2 or "Not" in page.inner_text("#wb-run-msg"),
+        60,
+        "two run cards",
+    )
+    assert page.locator(".wb-card").count() == 2, page.inner_text("#wb-run-msg")
     wait_until(
         page,
         lambda: page.locator(".wb-status", has_text="done").count() == 2,

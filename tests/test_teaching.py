@@ -146,6 +146,7 @@ class _Reg:
 
     def __init__(self, spec, system, frames, finals):
         self.spec, self.system, self._frames, self.finals = spec, system, frames, finals
+        self.terminal = False  # the run still going: later polls will come
 
     def export_data(self, run_id, reader):
         return {"system": self.system}
@@ -156,7 +157,7 @@ class _Reg:
     def snapshot(self, run_id, reader, since_rows=0, since_frame=0):
         from types import SimpleNamespace
 
-        return SimpleNamespace(spec=self.spec.to_dict())
+        return SimpleNamespace(spec=self.spec.to_dict(), terminal=self.terminal)
 
     def curve_final(self, run_id, reader, metric):
         return self.finals.get(metric)
@@ -194,6 +195,11 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     assert grads["slowest"].y[-1] == pytest.approx(100 * want[SLOW] / want.sum(), rel=1e-6)
     # nothing new: unchanged
     assert teach_views.card_views(r, live, "sid-test", ["run-a"])[0] == [None]
+    # a run that ended before its modes were ready (no later poll): its last poll waits
+    teach_views.CACHE.clear()
+    r.terminal = True
+    figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    assert not figs[0].layout.annotations and len(figs[0].data[0].x) == 3
     # a protein group: no verdict; too large a system: the chart says so
     big = spec.replace(**{"system.n": teach_views.MAX_ATOMS + 1})
     r2 = _Reg(big, system, frames, finals)

@@ -25,6 +25,7 @@ Thread safety: one lock guards the caches; no engine call runs under it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 from collections import OrderedDict
@@ -57,6 +58,7 @@ MAX_RUN_CHARTS = 256  # (session, run) projections kept; an older card starts it
 BAND_ORDER = (SLOW, MIDDLE, FAST, RIGID)  # stacking order, bottom to top
 BAND_COLORS = {SLOW: "#2ca02c", MIDDLE: "#9ecae1", FAST: "#d62728", RIGID: "#bdbdbd"}
 CHART_HEIGHT = 300  # two stacked charts (displacement, gradient); = .wb-projection in the CSS
+FINAL_WAIT_S = 30.0  # a run that ended before its modes were ready: its last poll waits this long
 
 
 class _Modes:
@@ -184,9 +186,11 @@ VERDICT_HELP = (
 
 
 # ---- per-poll update -------------------------------------------------------------------------
-def card_projection(r, run_id: str, sid: str, spec_dict: dict | None):
+def card_projection(r, run_id: str, sid: str, spec_dict: dict | None, final: bool = False):
     """(figure or None when nothing new, note) of one run's projection chart: reads the
-    run's kept frames from the registry, projects those not seen yet."""
+    run's kept frames from the registry, projects those not seen yet. ``final``: the run has
+    ended, so no later poll will come: wait for its modes (at most FINAL_WAIT_S) rather than
+    leave the chart saying they are being computed."""
     if not spec_dict:
         return None
     state = CACHE.run_state(run_id, sid)
@@ -204,6 +208,8 @@ def card_projection(r, run_id: str, sid: str, spec_dict: dict | None):
         state["x0"] = np.asarray(system.x0, np.float64)
         state["future"] = CACHE.request(system_key(spec_dict), system, spec)
     fut = state["future"]
+    if final and not fut.done():
+        concurrent.futures.wait([fut], timeout=FINAL_WAIT_S)
     if not fut.done():
         if state.get("waiting"):
             return None
@@ -242,7 +248,8 @@ def card_views(r, live: dict | None, sid: str, card_ids: list[str]) -> tuple[lis
     loop = not (live or {}).get("rmsd")
     for rid in card_ids:
         snap = r.snapshot(rid, sid, 1 << 62, 1 << 62) if rid in runs else None
-        figs.append(card_projection(r, rid, sid, snap.spec if snap else None))
+        final = bool(snap and snap.terminal)
+        figs.append(card_projection(r, rid, sid, snap.spec if snap else None, final))
         if snap is None or not loop:
             badges.append(None)
             continue
