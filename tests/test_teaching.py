@@ -266,8 +266,8 @@ def test_lesson_steps_fill_the_form_as_the_presets_do():
         for step in lesson.steps:
             assert ("the lesson pressed" in step.text.lower()) == (step.action is not None)
             clicks = lessons.presses(step, [None, 3, 5])
-            want = [(c or 0) + 1 if a == step.action else NU
-                    for a, c in zip(lessons.ACTIONS, [None, 3, 5])]  # fmt: skip
+            now = zip(lessons.ACTIONS, [None, 3, 5], strict=True)
+            want = [(c or 0) + 1 if a == step.action else NU for a, c in now]
             assert clicks == want
     assert any(s.action == "conditioning" for s in lessons.LESSONS["spectrum"].steps)
     # moving through a lesson
