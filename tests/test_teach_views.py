@@ -303,7 +303,7 @@ def test_conditioning_figure_labels_every_kappa():
     hollow = [t for t in fig.data if t.marker.symbol == "circle-open"]
     assert len(hollow) == 1 and list(hollow[0].x) == [1.0]
     text = teach_views.conditioning_text(rows, 0.3)
-    assert "GNN: κ = 4 (0.04× H's), κ₁₀ = 2 (0.04× H's)" in text and "0.3 s (the GNN" in text
+    assert "GNN: κ = 4 (0.04× H's), κ₁₀ = 2 (0.04× H's)" in text and text.endswith(" In 0.3 s.")
 
 
 def _graph_payload(loop, spec_changes=None):
