@@ -1,11 +1,18 @@
-"""Panel 7, Lessons: short guided tours that set the form and say what to look at.
+"""Panel 7, Lessons: short guided tours that set the form, press its buttons, and say what
+to look at. Next is the one button a teacher presses per step.
 
 A lesson is a sequence of steps (``LESSONS``, the one declaration of every lesson's text). A
-step may fill the form: with a preset of ``engine.presets.PRESETS`` (through the method
-panel's preset dropdown, so exactly what choosing that preset does), or with a group of specs
+step may fill the form: with a preset of ``engine.presets.PRESETS`` or with a group of specs
 built by ``engine.presets`` functions (``LESSON_FORMS``: the opening demo's settings with other
-methods, the tuned Figure 3 protocol), filled through ``method.preset_form`` (the same
-``forms.values_from_specs`` the presets use). No lesson restates a parameter value.
+methods, the tuned Figure 3 protocol), filled as the method panel's preset fill does (the same
+``forms.values_from_specs``, tab and protein source), all in one response. No lesson restates
+a parameter value. A step may then press one button for the teacher (``Step.action``, one of
+``ACTIONS``: Compute spectrum, Run, Compute conditioning) by setting its n_clicks in that same
+response, so the button's callback reads the form as filled; before Run the session's
+earlier runs are stopped (the new group must fit the session's limit). Entering a step
+forwards (choosing the lesson, Next) does this; Back only shows the text. The step's panel is
+scrolled into view. A rehearsal (the drawer's checkbox) caps every run at REHEARSAL_N beads
+and REHEARSAL_STEPS steps, for a dry run in seconds (and for the browser test).
 
 Every claim a step makes quotes a number from the document it cites (``Step.source``);
 tests/test_teaching.py checks each number against that document. The views a step points at

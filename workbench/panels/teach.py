@@ -2,11 +2,15 @@
 
 - Conditioning: the spectrum of the Hessian in positions at x0 against the Gauss-Newton
   spectra J^T H J of the form's CG map and of its GNN at step 0 and at its stage switch,
-  on one log axis with condition numbers (engine.teaching.conditioning_report).
+  on one log axis with condition numbers (engine.teaching.conditioning_report), in two
+  tasks: H, CG and the GNN at step 0 are drawn as soon as they are there, then the GNN's
+  replay to its switch runs and its row is added.
 - Propagation graph: the matrix A the GNN propagates on (Psi Psi^T, Psi Lambda Psi^T or the
   bond graph, as a chosen run's settings say), its strongest edges drawn over that run's
   structure at any kept frame (live or replayed: a run opened for replay becomes the graph's
   run, and the replay slider moves the graph's frame), and the histogram of its weights.
+  Ticked, the same edges are drawn as red lines over the run's own 3Dmol views (its live
+  card, and the replay viewer when it shows that run; assets/workbench.js ``wb.edges``).
 - Landscape slice: the energy on the plane of two chosen Hessian modes at x0, with the
   chosen runs' kept frames projected onto it.
 
