@@ -34,6 +34,7 @@
   const viewers = {};   // div id -> {el, viewer, model, atoms, key, linked}
   const views = {};     // div id -> last view payload (to rebuild a viewer whose div was replaced)
   const pending = {};   // div id -> {xyz, step}: newest coordinates not drawn yet
+  const overlays = {};  // div id -> {key, pairs}: the GNN's strongest edges over that view
   const anim = {timer: null, div: null};
   window.wbStats = window.wbStats || {};
 
@@ -128,6 +129,8 @@
                    key: view.key, linked: new Set(), fresh: true, follow: true, programmatic: 0,
                    camera: null, ghost: null, bonds: null, stretch: 0, broken: ""};
     if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
+    const overlay = overlays[div];
+    if (overlay && overlay.key === entry.key) setEdges(entry, overlay.pairs);
     if (view.every > 1) {  // a large loop: every k-th bead is drawn (workbench/jobs.py)
       const note = document.createElement("div");
       note.className = ID.live.BADGE_CLASS;
@@ -212,6 +215,53 @@
     stat(entry.div).stretched = broken.length;
   }
 
+  /* Graph overlay (teaching views, issue 12): the GNN's strongest propagation edges as thin
+     red lines over a run's view, a model of two atoms per edge that follows the beads. */
+  const EDGE_COLOR = 0xd62728;
+  function setEdges(entry, pairs) {
+    if (entry.edges) { entry.viewer.removeModel(entry.edges); entry.edges = null; }
+    const n = pairs ? pairs.length >> 1 : 0;
+    stat(entry.div).edges = n;
+    if (!n) return;
+    const ends = [];
+    for (let k = 0; k < 2 * n; k++) {
+      ends.push({elem: "H", x: 0, y: 0, z: 0, index: k, serial: k, bonds: [k ^ 1], bondOrder: [1],
+                 color: EDGE_COLOR});
+    }
+    entry.edges = entry.viewer.addModel();
+    entry.edges.addAtoms(ends);
+    entry.edges.setStyle({}, {line: {color: EDGE_COLOR, opacity: 0.7}});
+    entry.edgeAtoms = entry.edges.selectedAtoms({});
+    entry.edgePairs = pairs;
+    updateEdges(entry);
+  }
+
+  function updateEdges(entry) {
+    const atoms = entry.atoms, p = entry.edgePairs, e = entry.edgeAtoms;
+    for (let k = 0; k < p.length; k++) {
+      const a = atoms[p[k]];
+      if (a) { e[k].x = a.x; e[k].y = a.y; e[k].z = a.z; }
+    }
+    entry.edges.molObj = null;
+  }
+
+  /* Dash clientside callback: overlay = {targets: [{div, key}], pairs: [i0, j0, i1, j1, ...]}
+     (bead indices as the views draw them). Every earlier overlay goes; the views listed get
+     the edges now and again whenever they are rebuilt under the same key. */
+  function edges(overlay) {
+    for (const div of Object.keys(overlays)) {
+      delete overlays[div];
+      const entry = viewers[div];
+      if (entry && entry.edges) { setEdges(entry, null); entry.viewer.render(); }
+    }
+    for (const t of (overlay && overlay.targets) || []) {
+      overlays[t.div] = {key: t.key, pairs: overlay.pairs};
+      const entry = viewers[t.div];
+      if (entry && entry.key === t.key) { setEdges(entry, overlay.pairs); entry.viewer.render(); }
+    }
+    return window.dash_clientside.no_update;
+  }
+
   // Cameras are linked here rather than with 3Dmol's linkViewer: that one re-renders every
   // linked viewer whenever any of them renders, so each new frame of one run also redrew the
   // other views (half the draw rate on software WebGL), and it shares the whole camera. 3Dmol
@@ -244,6 +294,7 @@
     }
     entry.model.molObj = null;  // rebuild geometry from the moved atoms
     if (entry.ghost) updateStretch(entry);
+    if (entry.edges) updateEdges(entry);
     if (entry.follow) {  // frame the structure as it grows or shrinks
       programmatic(entry, () => frameAndRender(entry.viewer));
     } else {
@@ -504,7 +555,7 @@
   }
 
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
-    wb: {frame: frame, animate: animate, fit: fit, onSeen: onSeen, watchdog: watchdog},
+    wb: {frame: frame, animate: animate, fit: fit, onSeen: onSeen, watchdog: watchdog, edges: edges},
   });
   window.wbViewers = viewers;
 })();

@@ -25,11 +25,13 @@ on the same system at each size, and records what they show:
 - ``grad_ms``: one gradient of the full energy at a frame (the gradient chart, per frame);
 - conditioning (engine.teaching.conditioning_report on the demo's CG and GNN specs): each
   row's seconds, kappa, kappa_bulk, |lambda| max / median / min, rank and count of negative
-  eigenvalues, and the total wall time
-  including the GNN's replay of stage 1 to its switch;
+  eigenvalues; the wall time of the view's first part (H, CG, the GNN at step 0: what the
+  view draws first) and of its second (the GNN's build and replay of stage 1 to its switch,
+  and that row), as the workbench runs them;
 - ``graph_s``: the propagation matrix, its strongest 4n edges and the weight histogram;
 - ``landscape_s``: a 41 x 41 energy slice on the plane of modes 1 and 2 at x0.
-Bounded: about 1 min at n = 400 and 3-5 min at n = 1000 on the loaded 2-core machine.
+Bounded: about 1 min at n = 400, 2 min at n = 600 and 4-5 min at n = 1000 on the loaded
+2-core machine (``--sizes 400 600 1000``).
 """
 
 from __future__ import annotations
@@ -173,8 +175,11 @@ def bench_views(n: int) -> dict:
         grad(x).block_until_ready()
     grad_ms = (time.perf_counter() - t) / 20 * 1e3
     t = time.perf_counter()
-    rows = conditioning_report(specs, system)
-    cond_s = time.perf_counter() - t
+    rows = conditioning_report(specs, system, parts=("start",))
+    start_s = time.perf_counter() - t
+    t = time.perf_counter()
+    rows += conditioning_report(specs, system, parts=("switch",))
+    switch_s = time.perf_counter() - t
     t = time.perf_counter()
     a = propagation_matrix(specs[1], system)
     strongest_edges(a, 4 * n)
@@ -190,7 +195,9 @@ def bench_views(n: int) -> dict:
         "load_before": load0,
         "load_after": os.getloadavg(),
         "grad_ms_per_frame": grad_ms,
-        "conditioning_total_s": cond_s,
+        "conditioning_start_s": start_s,
+        "conditioning_switch_s": switch_s,
+        "conditioning_total_s": start_s + switch_s,
         "conditioning": [
             {
                 "label": r.label,

@@ -10,8 +10,8 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   Hessian is projected onto the complement of the analytic rigid-body span R
   (``engine.modes.rigid_body_basis``) and R is shifted to an eigenvalue above the whole
   spectrum, so R is an exact, isolated eigenspace and the other eigenvectors are orthogonal
-  to it. (Away from a minimum rotations are not zero modes of H; they are still rigid
-  motions, and counted apart.)
+  to it (``deflate``: by rank-6 updates, not two 3n x 3n products). (Away from a minimum
+  rotations are not zero modes of H; they are still rigid motions, and counted apart.)
 - ``mode_bands`` / ``project``: each mode's band (rigid, the k slowest, the middle, the
   fastest by |eigenvalue|) and a displacement's squared norm per band. The bands of a full
   basis sum to ||dx||^2.
@@ -19,11 +19,16 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   logged row's structure metrics, with the thresholds in ``VERDICT_THRESHOLDS``.
 - ``effective_spectrum``: eigenvalues of J^T H J (the Hessian seen by a linear map x = J z,
   or the Gauss-Newton operator of a nonlinear map with Jacobian J), and ``condition_number``.
-- Conditioning through a reparametrization x = f(p) (CG, the GNN): ``map_ntk`` (the kernel
-  J J^T by vjp and jvp), ``gauss_newton_spectrum`` (the nonzero eigenvalues of J^T H J with
-  rigid-body motions and the null space of J excluded), ``gauss_newton_extremes`` (Lanczos
-  on a LinearOperator, for maps too big for the dense kernel), ``conditioning_report`` (H,
-  CG, the GNN at step 0 and at its stage switch).
+- Conditioning through a reparametrization x = f(p) (CG, the GNN): the nonzero eigenvalues
+  of J^T H J with rigid-body motions and the null space of J excluded, never forming a P x P
+  matrix. Few parameters (CG's z, P <= 3n): J itself by P jvps, its thin SVD, a P x P
+  eigenproblem (``map_jacobian``, ``jacobian_spectrum``). Many (the GNN, P ~ 11 n): the
+  3n x 3n kernel J J^T by one vjp and one jvp per coordinate (``map_ntk``), its Cholesky
+  factor L and the eigenvalues of L^T H L (``gauss_newton_spectrum``). Lanczos on
+  J^T H J (``gauss_newton_extremes``) gives only the spectrum's edges, and at n = 1000 took
+  as long as the whole kernel (22 s against 17-22 s under load), so the view uses the kernel.
+  ``conditioning_report``: H, CG, the GNN at step 0 ("start") and at its stage switch
+  ("switch", after replaying its stage 1).
 - ``propagation_matrix`` / ``strongest_edges``: the graph the GNN propagates on.
 - ``landscape_slice`` / ``path_in_plane``: the energy on a plane of two modes, and paths
   projected onto it.
@@ -33,6 +38,7 @@ Units: lengths and energies in the system's units; eigenvalues in energy / lengt
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -79,15 +85,28 @@ def full_modes(model: EnergyModel, x) -> FullModes:
     return FullModes(vectors, values, rigid, time.perf_counter() - start)
 
 
+def deflate(h: np.ndarray, basis: np.ndarray, shift: float = 0.0) -> np.ndarray:
+    """P h P + shift B B^T for a symmetric h [N, N] and orthonormal columns B = ``basis``
+    [N, r], P = I - B B^T: by rank-r updates, O(N^2 r) (two N^3 products otherwise)."""
+    h = np.asarray(h, dtype=np.float64)
+    hb = h @ basis  # [N, r]
+    c = basis.T @ hb  # [r, r]
+    out = h - basis @ hb.T - hb @ basis.T + basis @ ((c + shift * np.eye(len(c))) @ basis.T)
+    return 0.5 * (out + out.T)
+
+
+def _shift_above(h: np.ndarray) -> float:
+    """A number above every |eigenvalue| of h and of P h P (twice the largest row sum)."""
+    return 2.0 * float(np.abs(h).sum(axis=1).max()) + 1.0
+
+
 def eig_deflated(h: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values [N], vectors [N, N], rigid [N]) of a symmetric h [N, N] with the orthonormal
     columns ``basis`` [N, r] split off: the basis first (value 0, rigid True), then the
     eigenpairs of h restricted to its complement by |value| ascending."""
     h = np.asarray(h, dtype=np.float64)
     r = basis.shape[1]
-    p = np.eye(h.shape[0]) - basis @ basis.T
-    shift = 2.0 * float(np.abs(h).sum(axis=1).max()) + 1.0  # above every eigenvalue of P h P
-    a = p @ h @ p + shift * (basis @ basis.T)
+    a = deflate(h, basis, _shift_above(h))  # the basis: an isolated top eigenspace
     with single_threaded():  # one thread: far faster on the busy 2-core machine
         w, v = sla.eigh(a, driver="evd", overwrite_a=True, check_finite=False)
     free_w, free_v = w[: len(w) - r], v[:, : len(w) - r]
@@ -96,6 +115,17 @@ def eig_deflated(h: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarr
     vectors = np.concatenate([basis, free_v[:, order]], axis=1)
     rigid = np.arange(len(values)) < r
     return values, vectors, rigid
+
+
+def eigvals_deflated(h: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Eigenvalues [N - r] ascending of a symmetric h restricted to the complement of the
+    orthonormal columns ``basis`` [N, r] (``eig_deflated`` without vectors: 3-4x faster)."""
+    h = np.asarray(h, dtype=np.float64)
+    r = basis.shape[1]
+    a = deflate(h, basis, _shift_above(h))
+    with single_threaded():
+        w = sla.eigh(a, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+    return w[: len(w) - r]
 
 
 def mode_bands(rigid, n_slow: int, n_fast: int | None = None) -> np.ndarray:
@@ -244,10 +274,8 @@ def kappa_of(values) -> float:
     return float(a.max() / a.min())
 
 
-def map_ntk(apply, params, chunk: int = 128) -> tuple[np.ndarray, int]:
-    """(K = J J^T [3n, 3n] of the map x = apply(params) at ``params``, P = parameter count),
-    J the Jacobian of the flattened positions with respect to every leaf of ``params``
-    (float64). Each column K e_i = J (J^T e_i) is one vjp and one jvp, batched by ``chunk``."""
+def _flat_map(apply, params):
+    """(f: flat params -> flat positions, float64; flat params; P) of x = apply(params)."""
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
@@ -258,7 +286,47 @@ def map_ntk(apply, params, chunk: int = 128) -> tuple[np.ndarray, int]:
     def f(p):
         return jnp.reshape(apply(unravel(p)), (-1,)).astype(jnp.float64)
 
-    n_dof = int(f(flat).shape[0])
+    return f, flat, int(flat.shape[0])
+
+
+def _map_key(params):
+    import jax
+
+    leaves, treedef = jax.tree.flatten(params)
+    return (treedef, tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in leaves))
+
+
+def map_ntk(apply, params, chunk: int = 128) -> tuple[np.ndarray, int]:
+    """(K = J J^T [3n, 3n] of the map x = apply(params) at ``params``, P = parameter count),
+    J the Jacobian of the flattened positions with respect to every leaf of ``params``
+    (float64). Each column K e_i = J (J^T e_i) is one vjp and one jvp, batched by ``chunk``."""
+    import jax
+    import jax.numpy as jnp
+
+    f, flat, n_params = _flat_map(apply, params)
+    fn = _jitted_ntk(apply, _map_key(params))
+    n_dof = int(jax.eval_shape(f, flat).shape[0])
+    eye = np.eye(n_dof)
+    k = np.concatenate(
+        [np.asarray(fn(flat, jnp.asarray(eye[i : i + chunk]))) for i in range(0, n_dof, chunk)]
+    )
+    return 0.5 * (k + k.T), n_params
+
+
+@functools.lru_cache(maxsize=4)
+def _jitted_ntk(apply, key):
+    """The jitted kernel columns of ``apply`` (cached per map and parameter structure, so the
+    GNN's rows at step 0 and at its switch compile once)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    treedef, shapes = key
+    template = jax.tree.unflatten(treedef, [jnp.zeros(s, jnp.float64) for s, _ in shapes])
+    _, unravel = ravel_pytree(template)
+
+    def f(p):
+        return jnp.reshape(apply(unravel(p)), (-1,)).astype(jnp.float64)
 
     @jax.jit
     def columns(p, e):  # p an argument, not a closed-over constant (kept out of the HLO)
@@ -270,24 +338,62 @@ def map_ntk(apply, params, chunk: int = 128) -> tuple[np.ndarray, int]:
 
         return jax.vmap(one)(e)
 
-    eye = np.eye(n_dof)
-    k = np.concatenate(
-        [np.asarray(columns(flat, jnp.asarray(eye[i : i + chunk]))) for i in range(0, n_dof, chunk)]
-    )
-    return 0.5 * (k + k.T), int(flat.shape[0])
+    return columns
+
+
+def map_jacobian(apply, params, chunk: int = 256) -> np.ndarray:
+    """J = dx/dp [3n, P] of x = apply(params) (float64), by P jvps batched by ``chunk``: the
+    cheap route when P <= 3n (CG's z)."""
+    import jax
+    import jax.numpy as jnp
+
+    f, flat, n_params = _flat_map(apply, params)
+    cols = jax.jit(jax.vmap(lambda p, v: jax.jvp(f, (p,), (v,))[1], in_axes=(None, 0)))
+    eye = np.eye(n_params)
+    return np.concatenate(
+        [np.asarray(cols(flat, jnp.asarray(eye[i : i + chunk]))) for i in range(0, n_params, chunk)]
+    ).T
+
+
+def jacobian_spectrum(h, j, x=None) -> tuple[np.ndarray, int]:
+    """(eigenvalues [r] ascending, r) of J^T H J excluding zero modes, from h [3n, 3n] and the
+    Jacobian j [3n, P] itself (P <= 3n): rigid-body motions at x removed from J's columns,
+    J = U S V^T, the null space of J (S^2 <= RANK_TOL max S^2) dropped, the rest the
+    eigenvalues of S U^T H U S. The same numbers as ``gauss_newton_spectrum`` of K = J J^T,
+    without the 3n x 3n kernel."""
+    h, j = np.asarray(h, np.float64), np.asarray(j, np.float64)
+    if x is not None:
+        r = np.concatenate(rigid_body_basis(np.asarray(x, np.float64)), axis=1)
+        j = j - r @ (r.T @ j)
+    with single_threaded():
+        u, s, _ = sla.svd(j, full_matrices=False, check_finite=False)
+        keep = s**2 > RANK_TOL * max(float(s.max()) ** 2, 1e-300)
+        b = u[:, keep] * s[keep][None, :]
+        m = b.T @ h @ b
+        values = sla.eigh(0.5 * (m + m.T), eigvals_only=True, driver="evd", check_finite=False)
+    return values, int(keep.sum())
 
 
 def gauss_newton_spectrum(h, k, x=None) -> tuple[np.ndarray, int]:
     """(eigenvalues [r] ascending, r) of J^T H J excluding zero modes (see above), from
     h [3n, 3n] and the kernel k = J J^T [3n, 3n]; with x [n, 3] the rigid-body motions at x
-    are removed from the map's output first."""
+    are removed from the map's output first.
+
+    Full-rank kernels (the GNN's): K = L L^T (Cholesky, on the complement of the rigid span;
+    that span is given an eigenvalue above the rest and dropped), and the eigenvalues of the
+    symmetric L^T H L, similar to H K: one Cholesky, two triangular products and one
+    eigenvalue solve. A kernel of lower rank (its reciprocal condition number at or below
+    RANK_TOL, as estimated from the Cholesky factor) goes through eigh(K) and the rank cut."""
     h, k = np.asarray(h, np.float64), np.asarray(k, np.float64)
+    r = np.zeros((len(h), 0))
     if x is not None:
         r = np.concatenate(rigid_body_basis(np.asarray(x, np.float64)), axis=1)
-        p = np.eye(h.shape[0]) - r @ r.T
-        k = p @ k @ p
     with single_threaded():
-        s, u = sla.eigh(0.5 * (k + k.T), driver="evd", check_finite=False)
+        got = _gn_by_cholesky(h, k, r)
+        if got is not None:
+            return got
+        kd = deflate(k, r) if r.shape[1] else 0.5 * (k + k.T)
+        s, u = sla.eigh(kd, driver="evd", check_finite=False)
         keep = s > RANK_TOL * max(float(s.max()), 1e-300)
         b = u[:, keep] * np.sqrt(s[keep])[None, :]
         m = b.T @ h @ b
@@ -295,20 +401,47 @@ def gauss_newton_spectrum(h, k, x=None) -> tuple[np.ndarray, int]:
     return values, int(keep.sum())
 
 
-def position_conditioning(model: EnergyModel, x, label: str = "H in positions") -> Conditioning:
-    """The Hessian's own spectrum at x, rigid-body span excluded (``full_modes``)."""
+def _gn_by_cholesky(h, k, r):
+    """The full-rank case of ``gauss_newton_spectrum`` (None when K is not numerically of
+    full rank on the complement of r)."""
+    from scipy.linalg.blas import dtrmm
+    from scipy.linalg.lapack import dpocon, dpotrf
+
+    n_r = r.shape[1]
+    kmax = float(np.abs(np.diag(k)).max()) or 1.0
+    kd = deflate(k, r, kmax) if n_r else 0.5 * (k + k.T)  # the rigid span: eigenvalue kmax
+    anorm = float(np.abs(kd).sum(axis=0).max())
+    chol, info = dpotrf(np.asfortranarray(kd), lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        return None
+    rcond, info = dpocon(chol, anorm, uplo="L")
+    if info != 0 or rcond <= 10 * RANK_TOL:
+        return None
+    # H on the complement, the rigid span lifted above every eigenvalue of H K
+    top = _shift_above(h) * anorm / kmax
+    hs = deflate(h, r, top) if n_r else 0.5 * (h + h.T)
+    t = dtrmm(1.0, chol, np.asfortranarray(hs), side=1, lower=1)  # H L
+    m = dtrmm(1.0, chol, t, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T H L
+    values = sla.eigh(0.5 * (m + m.T), eigvals_only=True, driver="evd", check_finite=False)
+    return values[: len(values) - n_r], len(values) - n_r
+
+
+def position_conditioning(
+    model: EnergyModel, x, label: str = "H in positions", h=None
+) -> Conditioning:
+    """The Hessian's own spectrum at x, rigid-body span excluded (eigenvalues only)."""
     import time
 
     t = time.perf_counter()
-    m = full_modes(model, x)
-    values = np.sort(m.values[~m.rigid])
-    n_dof = len(m.values)
+    x = np.asarray(x, np.float64)
+    h = np.asarray(hessian(model, x), np.float64) if h is None else h
+    values = eigvals_deflated(h, np.concatenate(rigid_body_basis(x), axis=1))
     return Conditioning(
         label,
         values,
         kappa_of(values),
         kappa_bulk_of(values),
-        n_dof,
+        len(h),
         len(values),
         int((values < 0).sum()),
         time.perf_counter() - t,
@@ -317,15 +450,20 @@ def position_conditioning(model: EnergyModel, x, label: str = "H in positions") 
 
 def map_conditioning(model: EnergyModel, apply, params, label: str, h=None) -> Conditioning:
     """The Gauss-Newton spectrum of x = apply(params) at params (H at x = apply(params),
-    or ``h`` when given)."""
+    or ``h`` when given): through the Jacobian itself when the map has at most 3n
+    parameters (``jacobian_spectrum``), else through its kernel (``gauss_newton_spectrum``)."""
     import time
 
     t = time.perf_counter()
     x = np.asarray(apply(params), np.float64)
     if h is None:
         h = np.asarray(hessian(model, x), np.float64)
-    k, n_params = map_ntk(apply, params)
-    values, rank = gauss_newton_spectrum(h, k, x)
+    n_params = _flat_map(apply, params)[2]
+    if n_params <= x.size:
+        values, rank = jacobian_spectrum(h, map_jacobian(apply, params), x)
+    else:
+        k, n_params = map_ntk(apply, params)
+        values, rank = gauss_newton_spectrum(h, k, x)
     return Conditioning(
         label,
         values,
@@ -358,7 +496,7 @@ def gauss_newton_extremes(model: EnergyModel, apply, params, n_eig: int = 6, x=N
     def f(p):
         return jnp.reshape(apply(unravel(p)), (-1,)).astype(jnp.float64)
 
-    def deflate(v):
+    def off_rigid(v):
         return v - r @ (r.T @ v)
 
     grad = jax.grad(lambda y: model.energy_fn(jnp.reshape(y, (n_atoms, 3))))
@@ -367,8 +505,8 @@ def gauss_newton_extremes(model: EnergyModel, apply, params, n_eig: int = 6, x=N
     @jax.jit
     def matvec(p, y, v):
         jv, vjp = jax.jvp(f, (p,), (v,))[1], jax.vjp(f, p)[1]
-        hjv = jax.jvp(grad, (y,), (deflate(jv).astype(y.dtype),))[1].astype(jnp.float64)
-        return vjp(deflate(hjv))[0]
+        hjv = jax.jvp(grad, (y,), (off_rigid(jv).astype(y.dtype),))[1].astype(jnp.float64)
+        return vjp(off_rigid(hjv))[0]
 
     n = int(flat.shape[0])
     op = LinearOperator(
@@ -379,26 +517,54 @@ def gauss_newton_extremes(model: EnergyModel, apply, params, n_eig: int = 6, x=N
     return np.sort(top), np.sort(bottom)
 
 
+CONDITIONING_PARTS = ("start", "switch")
+
+
+def initial_params(spec, system, modes):
+    """The reparametrization's parameters at step 0 of a run of ``spec`` (as engine.run's
+    init_run makes them: the spec's dtype, the first half of the seed's key), without
+    compiling the run's stages."""
+    import jax
+    import jax.numpy as jnp
+
+    from .reparam import make_reparam
+
+    dtype = jnp.float64 if spec.energy.dtype == "float64" else jnp.float32
+    key_init, _ = jax.random.split(jax.random.PRNGKey(spec.seed))
+    reparam = make_reparam(spec.reparam, modes, system.n_atoms, dtype, bonds=system.bonds)
+    return reparam.init(key_init, jnp.asarray(system.x0, dtype))
+
+
 def conditioning_report(
-    specs, system, report=None, should_stop=None, max_steps: int | None = None
+    specs,
+    system,
+    report=None,
+    should_stop=None,
+    max_steps: int | None = None,
+    parts=CONDITIONING_PARTS,
 ) -> list[Conditioning]:
     """Spectra of H in positions at x0 and of J^T H J for each reparametrized spec of
     ``specs`` (all on ``system``), each with H where the map puts x: a linear map (CG) at
     its start, the GNN at its start and at its stage switch, found by running the GNN's
     stage 1 again with the spec's seed (a deterministic replay; at most ``max_steps``,
     default the spec's budget). Rows in that order; a GNN that never switches gets no
-    switch row. ``report(text)`` tells the phase; ``should_stop()`` True raises
+    switch row. ``parts``: "start" (H, CG, the GNN at step 0: seconds) and/or "switch" (the
+    GNN at its switch: the replay dominates), so a view can show the first while the second
+    runs. ``report(text)`` tells the phase; ``should_stop()`` True raises
     engine.types.Stopped."""
     import jax.numpy as jnp
 
     from .reparam import make_reparam
-    from .run import advance, apply_policy, compute_modes, init_run
+    from .run import advance, apply_policy, compute_modes, default_n_modes, init_run
     from .schedule import RUNNING
     from .systems import make_energy
     from .types import Stopped
 
     report = report or (lambda text: None)
     should_stop = should_stop or (lambda: False)
+    unknown = set(parts) - set(CONDITIONING_PARTS)
+    if unknown or not parts:
+        raise ValueError(f"parts must be among {CONDITIONING_PARTS}, got {parts}")
 
     def check(phase):
         if should_stop():
@@ -408,39 +574,59 @@ def conditioning_report(
     if not specs:
         raise ValueError("conditioning_report needs at least one spec")
     model = make_energy(system, specs[0].energy)
-    report(f"Hessian at x0 and its {3 * system.n_atoms} modes")
-    rows = [position_conditioning(model, system.x0, "H in positions, at x0")]
+    start, switch = "start" in parts, "switch" in parts
+    rows = []
+    known: dict = {}  # CG and the GNN on the same modes settings share one computation
+
+    def modes_of(spec):
+        key = (repr(spec.modes), default_n_modes(spec, system.n_atoms), spec.seed)
+        if key not in known:
+            known[key] = compute_modes(spec, system, model, should_stop=should_stop)
+        return known[key]
+
+    if start:
+        report(f"H at x0: its {3 * system.n_atoms - 6} non-rigid eigenvalues")
+        rows.append(position_conditioning(model, system.x0, "H in positions, at x0"))
     for spec in specs:
         check("conditioning")
         kind = spec.reparam.kind
-        if kind == "linear":
-            report("CG: slow modes and the map's kernel J J^T")
-            modes = compute_modes(spec, system, model, should_stop=should_stop)
+        if kind == "linear" and start:
+            report("CG: slow modes and the Jacobian J = ∂x/∂z")
+            modes = modes_of(spec)
             reparam = make_reparam(spec.reparam, modes, system.n_atoms, jnp.float64)
             params = reparam.init(None, jnp.asarray(system.x0))
             k = modes.vectors.shape[1]
             label = f"CG at its start, x = Ψz (k = {k})"
             rows.append(map_conditioning(model, reparam.apply, params, label))
         elif kind == "gnn":
-            report("GNN: building the run (modes, initialisation, compilation)")
-            parts, state, _ = init_run(spec, system, should_stop=should_stop)
+            if start:
+                report("GNN: slow modes and its initial parameters")
+                modes = modes_of(spec)
+                reparam = make_reparam(
+                    spec.reparam, modes, system.n_atoms, jnp.float64, bonds=system.bonds
+                )
+                params = initial_params(spec, system, modes)
+                report("GNN at its start: the kernel J J^T (one vjp and one jvp per coordinate)")
+                rows.append(map_conditioning(model, reparam.apply, params, "GNN at step 0"))
+            if not switch:
+                continue
+            report("GNN: building the run to replay its stage 1 (modes, compilation)")
+            run_parts, state, _ = init_run(spec, system, should_stop=should_stop)
             reparam = make_reparam(
-                spec.reparam, parts.modes, system.n_atoms, jnp.float64, bonds=system.bonds
+                spec.reparam, run_parts.modes, system.n_atoms, jnp.float64, bonds=system.bonds
             )
-            report("GNN at its start: the kernel J J^T (one vjp and one jvp per coordinate)")
-            rows.append(map_conditioning(model, reparam.apply, state.params, "GNN at step 0"))
             limit = max_steps or spec.schedule.max_steps
             while state.schedule.status == RUNNING and state.step < limit:
                 check("conditioning")
-                state, obs = advance(parts, state)
-                after = apply_policy(parts, state, obs)
+                state, obs = advance(run_parts, state)
+                after = apply_policy(run_parts, state, obs)
                 if after.schedule.stage != obs.stage:
                     report(f"GNN at its switch (step {state.step}): the kernel J J^T")
                     label = f"GNN at its switch (step {state.step})"
                     rows.append(map_conditioning(model, reparam.apply, state.params, label))
                     break
                 state = after
-                report(f"GNN: replaying stage 1 to its switch, step {state.step}")
+                report(f"GNN: replaying stage 1 to its switch, step {state.step} of ≤ {limit}")
     return rows
 
 

@@ -1,8 +1,11 @@
-"""Real-browser test of the teaching views (issue 12): a lesson fills the form and steps on,
-and each live run card draws its slow-mode projection chart and loop verdict.
+"""Real-browser test of the lessons (issue 12): every lesson runs end to end with one button
+per step (choosing it, then Next): each step fills the form and presses its own button (Compute
+spectrum, Run, Compute conditioning), and the spectrum lesson's conditioning step shows the
+conditioning view beside the cards' projection charts and loop verdicts without another click.
 
-The real engine on a small Bond+LJ loop (the lesson's settings with n and the step budget cut
-down). Set WB_SCREENSHOT_DIR to keep a screenshot of the cards and the lesson drawer.
+The drawer's rehearsal box caps every run (n = 50, 300 steps), so the real engine runs each
+lesson in seconds. Set WB_SCREENSHOT_DIR to keep screenshots of the cards, the lesson drawer and
+the conditioning step.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 
 import pytest
 from browser_util import chromium_missing, open_workbench
-from test_browser_live import field, set_field, wait_until
+from test_browser_live import field, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,35 +37,66 @@ def step_text(page) -> str:
     return page.inner_text("#wb-lesson-step")
 
 
-def test_a_lesson_sets_the_form_and_the_cards_show_projection_and_verdict(page):
-    from workbench.panels.lessons import LESSONS
+def card_runs(page) -> list[str]:
+    return page.eval_on_selector_all(".wb-card [data-run]", "els => els.map(e => e.dataset.run)")
 
-    lesson = LESSONS["cg"]
-    page.locator(".wb-lessons-summary").click()
+
+def choose(page, title: str) -> None:
     page.click("#wb-lesson-pick")
-    page.get_by_text(lesson.title, exact=True).click()
-    wait_until(page, lambda: lesson.title in step_text(page), 10, "the lesson's first step")
-    assert page.inner_text("#wb-lesson-count") == f"step 1 of {len(lesson.steps)}"
-    assert lesson.steps[0].text[:40] in step_text(page)
-    # the step filled the form: GD and CG checked, the opening demo's n
+    page.get_by_role("option", name=title, exact=True).click()
+    wait_until(page, lambda: title in step_text(page), 10, f"the lesson {title!r}")
+
+
+def enter(page, lesson, i: int, runs_before: list[str]) -> None:
+    """Wait for step i's text and, when it presses Run, for a new group of cards with the
+    step's methods (the form it filled)."""
+    from workbench.panels.lessons import form_of
+
+    step = lesson.steps[i]
+    wait_until(page, lambda: step.text[:40] in step_text(page), 10, f"step {i + 1}'s text")
+    assert page.inner_text("#wb-lesson-count") == f"step {i + 1} of {len(lesson.steps)}"
+    if step.action != "run":
+        return
+    from workbench import forms
+
+    checked = page.eval_on_selector_all("#wb-methods input:checked", "els => els.map(e => e.value)")
+    want = sorted(checked)  # a step without a form runs the form an earlier step filled
+    if step.form:
+        assert want == sorted(forms.method_of(s) for s in form_of(step.form)[1])
+
+    def started():
+        runs = card_runs(page)
+        return len(runs) == len(want) and not set(runs) & set(runs_before)
+
+    wait_until(page, started, 30, f"the runs step {i + 1} started ({want})")
+    assert "Not started" not in page.inner_text("#wb-run-msg")
+
+
+def test_every_lesson_runs_with_one_button_per_step(page):
+    from workbench.panels.lessons import LESSONS, REHEARSAL_N
+    from workbench.panels.spectrum import ID as S
+    from workbench.panels.teach import ID as T
+
+    page.locator(".wb-lessons-summary").click()
+    page.locator("#wb-lesson-rehearse input").check()
+    lesson = LESSONS["spectrum"]
+    # step 1: the form is the opening demo's (rehearsed) and its spectrum is computed
+    choose(page, lesson.title)
+    enter(page, lesson, 0, [])
+    assert page.input_value(field("system.n")) == str(REHEARSAL_N)
+    assert "Set by the lesson" in page.inner_text("#wb-preset-desc")
+    spectrum = f"#{S.GRAPH} .scatterlayer .points path"
     wait_until(
         page,
-        lambda: (
-            page.input_value(field("system.n")) == "600"
-            and "Set by the lesson" in page.inner_text("#wb-preset-desc")
-        ),
-        10,
-        "the form filled by the lesson",
+        lambda: page.locator(spectrum).count() or "Not" in page.inner_text(f"#{S.STATUS}"),
+        120,
+        "the spectrum the step computed",
     )
-    checked = page.eval_on_selector_all("#wb-methods input:checked", "els => els.map(e => e.value)")
-    assert sorted(checked) == ["cg", "gd"]
-    # a small, short version of it, so the test runs in seconds
-    set_field(page, "system.n", "60")
-    page.locator("summary", has_text="Schedule and stopping").click()
-    set_field(page, "schedule.max_steps", "600")
-    page.wait_for_timeout(300)
-    page.click("#wb-run")
-    page.wait_for_selector(".wb-card >> nth=1", timeout=20_000)
+    assert page.locator(spectrum).count(), page.inner_text(f"#{S.STATUS}")
+    # step 2: Run, pressed by the lesson; both cards draw their projection chart and verdict
+    page.click("#wb-lesson-next")
+    enter(page, lesson, 1, [])
+    runs = card_runs(page)
 
     def charts_drawn():
         names = page.eval_on_selector_all(
@@ -71,7 +105,6 @@ def test_a_lesson_sets_the_form_and_the_cards_show_projection_and_verdict(page):
         return sum(n.startswith("slowest") for n in names) == 2
 
     wait_until(page, charts_drawn, 180, "both projection charts drawn")
-    # area traces with points: the stacked fills exist in both charts
     assert page.locator(".wb-projection .scatterlayer .trace").count() >= 8
     badge = re.compile(r"^(loop closed|partly closed|loop open|torn apart): contacts \d+ %, "
                        r"bonds intact \d+ %$")  # fmt: skip
@@ -84,16 +117,41 @@ def test_a_lesson_sets_the_form_and_the_cards_show_projection_and_verdict(page):
         120,
         "both verdict badges",
     )
-    # step on through the lesson
+    # step 3 presses nothing: the same runs
     page.click("#wb-lesson-next")
-    wait_until(page, lambda: lesson.steps[1].text[:40] in step_text(page), 10, "step 2")
-    assert page.inner_text("#wb-lesson-count") == f"step 2 of {len(lesson.steps)}"
-    assert page.input_value(field("system.n")) == "60"  # a step without a form leaves it
-    page.click("#wb-lesson-back")
-    wait_until(page, lambda: "step 1 of" in page.inner_text("#wb-lesson-count"), 10, "back")
+    enter(page, lesson, 2, runs)
+    assert card_runs(page) == runs
+    # step 4: the conditioning view, computed and shown in panel T, the cards still there
+    page.click("#wb-lesson-next")
+    enter(page, lesson, 3, runs)
+    wait_until(page, lambda: page.is_visible(f"#{T.COND_GRAPH} .main-svg"), 120, "conditioning")
+    status = page.inner_text(f"#{T.COND_STATUS}")
+    assert status.startswith("H in positions, at x0: κ = ") and "GNN at step 0" in status
+    on_screen = page.eval_on_selector(  # scrolled into view by the step
+        "[data-panel=teach]",
+        "e => { const r = e.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; }",
+    )
+    assert on_screen
+    assert card_runs(page) == runs and charts_drawn()
     shots = os.environ.get("WB_SCREENSHOT_DIR")
     if shots:
-        page.locator(".wb-cards").screenshot(path=os.path.join(shots, "teaching-cards.png"))
         page.screenshot(path=os.path.join(shots, "teaching-lesson.png"))
+        page.locator(".wb-cards").screenshot(path=os.path.join(shots, "teaching-cards.png"))
+    # Back to step 2 shows its text and presses nothing (its runs stay)
+    for text in (lesson.steps[2].text[:40], lesson.steps[1].text[:40]):
+        page.click("#wb-lesson-back")
+        wait_until(page, lambda t=text: t in step_text(page), 10, "the step before")
+    assert card_runs(page) == runs
+    # every other lesson, one Next per step; each Run stops the previous group first
+    for key in ("cg", "gnn", "trap", "protein"):
+        lesson = LESSONS[key]
+        runs = card_runs(page)
+        choose(page, lesson.title)
+        enter(page, lesson, 0, runs)
+        for i in range(1, len(lesson.steps)):
+            runs = card_runs(page)
+            page.click("#wb-lesson-next")
+            enter(page, lesson, i, runs)
+        assert page.is_disabled("#wb-lesson-next")
     page.click("#wb-stop-all")
     assert not page.errors

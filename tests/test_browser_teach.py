@@ -55,6 +55,16 @@ def test_conditioning_graph_and_landscape_render(page):
         f"#{ID.COND_GRAPH} .ytick text", "els => els.map(e => e.textContent)"
     )
     assert sum("κ = " in t for t in ticks) >= 3
+    # then the GNN's replay to its switch adds its row (or says it never switched)
+    wait_until(
+        page,
+        lambda: re.search(
+            r"GNN at its switch \(step \d+\)|did not reach its stage switch",
+            page.inner_text(f"#{ID.COND_STATUS}"),
+        ),
+        240,
+        "the conditioning view's second part",
+    )
     _shot(page, "[data-panel=teach]", "teaching-conditioning.png")
     # two runs, then the GNN's graph over its structure
     checks = page.locator("#wb-methods input")
@@ -63,7 +73,13 @@ def test_conditioning_graph_and_landscape_render(page):
         if checks.nth(i).is_checked() != (value in ("gd", "gnn")):
             checks.nth(i).click()
     page.click("#wb-run")
-    page.wait_for_selector(".wb-card >> nth=1", timeout=30_000)
+    wait_until(
+        page,
+        lambda: page.locator(".wb-card").count() == 2 or "Not" in page.inner_text("#wb-run-msg"),
+        60,
+        "two run cards",
+    )
+    assert page.locator(".wb-card").count() == 2, page.inner_text("#wb-run-msg")
     wait_until(
         page,
         lambda: page.locator(".wb-status", has_text="done").count() == 2,
@@ -82,6 +98,17 @@ def test_conditioning_graph_and_landscape_render(page):
     assert "frame" in page.inner_text(f"#{ID.GRAPH_STATUS}")
     assert _visible(page, ID.GRAPH_HIST)
     _shot(page, "[data-panel=teach]", "teaching-graph.png")
+    # the same edges over the GNN run's card (its 3Dmol view), then off with the edges
+    gnn_div = page.eval_on_selector_all(
+        ".wb-card",
+        "els => els.filter(e => e.querySelector('.wb-card-title').textContent === 'GNN')"
+        ".map(e => e.querySelector('[data-run]').id)",
+    )[0]
+    drawn = f"(() => ((window.wbStats[{gnn_div!r}] || {{}}).edges || 0))()"
+    page.locator(f"#{ID.GRAPH_CARDS} input").click()
+    wait_until(page, lambda: page.evaluate(drawn) == 200, 20, "200 edges over the GNN's card")
+    assert "drawn over the run's 3D views too" in page.inner_text(f"#{ID.GRAPH_STATUS}")
+    _shot(page, ".wb-cards", "teaching-graph-cards.png")
     page.locator(f"#{ID.GRAPH_EDGES} input").click()  # edges off
     wait_until(
         page,
@@ -89,6 +116,7 @@ def test_conditioning_graph_and_landscape_render(page):
         20,
         "the edges toggled off",
     )
+    wait_until(page, lambda: page.evaluate(drawn) == 0, 20, "the card's edges gone")
     # the landscape slice with both runs' paths
     page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
     page.locator(f"#{ID.LAND_RUNS}").click()

@@ -25,6 +25,7 @@ from engine.teaching import (
     full_modes,
     gauss_newton_extremes,
     gauss_newton_spectrum,
+    jacobian_spectrum,
     kappa_bulk_of,
     kappa_of,
     landscape_slice,
@@ -76,6 +77,38 @@ def test_gauss_newton_spectrum_equals_dense_jt_h_j_without_zero_modes():
         dense = _nonzero(np.linalg.eigvalsh(jp.T @ h @ jp))
         assert rank == min(n_params, 3 * n - 6) == len(dense)
         np.testing.assert_allclose(np.sort(values), dense, rtol=1e-8, atol=1e-10)
+
+
+def test_cholesky_and_eigh_routes_and_the_jacobian_route_agree():
+    from engine.teaching import _gn_by_cholesky
+
+    rng = np.random.default_rng(1)
+    n = 6
+    x = rng.normal(size=(n, 3))
+    a = rng.normal(size=(3 * n, 3 * n))
+    h = a + a.T
+    r = np.concatenate(rigid_body_basis(x), axis=1)
+    p = np.eye(3 * n) - r @ r.T
+    j = rng.normal(size=(3 * n, 60))  # full rank: the Cholesky route
+    assert _gn_by_cholesky(h, j @ j.T, r) is not None
+    values, rank = gauss_newton_spectrum(h, j @ j.T, x)
+    jp = p @ j
+    dense = _nonzero(np.linalg.eigvalsh(jp.T @ h @ jp))
+    assert rank == 3 * n - 6 == len(values)
+    np.testing.assert_allclose(values, dense, rtol=1e-8, atol=1e-10 * np.abs(dense).max())
+    # a rank-deficient kernel is refused by the Cholesky route and cut by rank in eigh's
+    thin = rng.normal(size=(3 * n, 5))
+    assert _gn_by_cholesky(h, thin @ thin.T, r) is None
+    values, rank = gauss_newton_spectrum(h, thin @ thin.T, x)
+    want = _nonzero(np.linalg.eigvalsh((p @ thin).T @ h @ (p @ thin)))
+    assert rank == 5 and len(values) == 5
+    np.testing.assert_allclose(values, want, rtol=1e-8, atol=1e-12)
+    # J itself (P <= 3n) gives the same numbers as its kernel J J^T
+    for cols in (thin, rng.normal(size=(3 * n, 3 * n))):
+        by_j, rank_j = jacobian_spectrum(h, cols, x)
+        by_k, rank_k = gauss_newton_spectrum(h, cols @ cols.T, x)
+        assert rank_j == rank_k
+        np.testing.assert_allclose(by_j, by_k, rtol=1e-7, atol=1e-10 * np.abs(by_k).max())
 
 
 def test_cg_map_onto_eigenvectors_has_exactly_their_eigenvalues(loop):
@@ -150,8 +183,10 @@ def test_conditioning_report_rows(loop):
         demo_spec(OPENING, m).replace(**{"system.n": 50, "schedule.max_steps": 400})
         for m in ("cg", "gnn")
     ]
-    phases = []
-    rows = conditioning_report(specs, system, phases.append)
+    phases = []  # the view's two parts, one after the other, are the whole report
+    rows = conditioning_report(specs, system, phases.append, parts=("start",))
+    assert len(rows) == 3
+    rows += conditioning_report(specs, system, phases.append, parts=("switch",))
     labels = [r.label for r in rows]
     assert labels[:3] == ["H in positions, at x0", labels[1], "GNN at step 0"]
     assert labels[1].startswith("CG at its start, x = Ψz (k = ")
@@ -169,6 +204,16 @@ def test_conditioning_report_rows(loop):
     assert any("kernel" in p for p in phases)
     if len(rows) == 4:
         assert rows[3].label.startswith("GNN at its switch (step ")
+    # the GNN's step 0 without compiling the run: the parameters init_run makes
+    from engine.run import init_run
+    from engine.teaching import initial_params
+
+    params = initial_params(specs[1], system, compute_modes(specs[1], system, model))
+    _, state, _ = init_run(specs[1], system)
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    with pytest.raises(ValueError, match="parts"):
+        conditioning_report(specs, system, parts=("middle",))
 
 
 # ---- propagation graph --------------------------------------------------------------------
@@ -258,7 +303,7 @@ def test_conditioning_figure_labels_every_kappa():
     hollow = [t for t in fig.data if t.marker.symbol == "circle-open"]
     assert len(hollow) == 1 and list(hollow[0].x) == [1.0]
     text = teach_views.conditioning_text(rows, 0.3)
-    assert "GNN: κ = 4 (0.04× H's), κ₁₀ = 2 (0.04× H's)" in text and "0.3 s (the GNN" in text
+    assert "GNN: κ = 4 (0.04× H's), κ₁₀ = 2 (0.04× H's)" in text and text.endswith(" In 0.3 s.")
 
 
 def _graph_payload(loop, spec_changes=None):
@@ -361,8 +406,10 @@ def test_panel_graph_and_landscape_on_runs(registry):
     task, poll_off, msg = teach.start_graph(1, ids_[1], SID, None)
     assert poll_off is False and "queued" in msg
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the graph task")
-    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, task, SID, trigger=teach.ID.GRAPH_POLL)
-    fig, _, hist, _, text, done, last, frame = out
+    poll = teach.ID.GRAPH_POLL
+    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, [], task, SID, trigger=poll)
+    fig, _, hist, _, text, done, last, frame, overlay = out
+    assert overlay == {"targets": [], "pairs": []}
     assert done and frame == last == len(registry.frames(ids_[1], SID)) - 1 >= 1
     assert f"A ({specs[1].reparam.propagation}; GNN)" in text
     assert "the 50 strongest edges" in fig.layout.title.text
@@ -370,10 +417,17 @@ def test_panel_graph_and_landscape_on_runs(registry):
     from workbench.panels import runs
 
     replay = {"id": ids_[1]}
-    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, replay, trigger=runs.ID.SLIDER)
-    assert out[-1] == 0 and out[0].layout.title.text.startswith("step 0:")
+    on = ["on"]
+    out = _call(teach.show_graph, 1, last, on, 50, 0, on, task, SID, replay, trigger=runs.ID.SLIDER)
+    assert out[-2] == 0 and out[0].layout.title.text.startswith("step 0:")
+    # with "also over the run's 3D views": the 50 strongest pairs, to its card and the replay
+    overlay = out[-1]
+    assert [t["key"] for t in overlay["targets"]] == [ids_[1], f"replay-{ids_[1]}"]
+    p = registry.snapshot(task["id"], SID).payload
+    assert overlay["pairs"] == np.asarray(p["pairs"])[:50].ravel().tolist()
+    assert "drawn over the run's 3D views too" in out[4]
     other = {"id": ids_[0]}
-    out = _call(teach.show_graph, 1, last, ["on"], 50, 0, task, SID, other, trigger=runs.ID.SLIDER)
+    out = _call(teach.show_graph, 1, last, on, 50, 0, on, task, SID, other, trigger=runs.ID.SLIDER)
     assert all(o is NU for o in out)
     # landscape over both runs; a bad mode number is refused, naming the field
     assert "mode j must differ" in teach.start_landscape(1, ids_, 2, 2, SID, None)[2]
@@ -398,10 +452,18 @@ def test_panel_conditioning_from_the_form(registry):
     task, poll_off, _ = teach.start_conditioning(1, *args, SID, None)
     assert poll_off is False
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 240, "the conditioning task")
-    fig, style, text, done = teach.poll_conditioning(1, task, SID)
-    assert done and style == {"display": "block"}, text
+    # the first part is drawn at once, and the GNN's replay to its switch starts
+    fig, style, text, done, switch = teach.poll_conditioning(1, task, SID)
+    assert not done and style == {"display": "block"}, text
     assert text.startswith("H in positions, at x0: κ = ") and "CG at its start, x = Ψz" in text
-    assert len(fig.layout.yaxis.ticktext) >= 3
+    assert text.endswith("Now the GNN at its switch: queued.")
+    assert len(fig.layout.yaxis.ticktext) == 3
+    assert switch["shown"] in text and switch["id"] != task["id"]
+    wait_for(lambda: registry.snapshot(switch["id"], SID).terminal, 240, "the switch part")
+    fig, style, text, done, nxt = teach.poll_conditioning(1, switch, SID)
+    assert done and nxt is NU, text  # 200 steps: the GNN's stage 1 does not end
+    assert text.endswith("did not reach its stage switch within its 200 steps: no switch row.")
+    assert len(fig.layout.yaxis.ticktext) == 3
     bad = dict(values, **{"system.n": "abc"})
     msg = teach.start_conditioning(1, [bad[n] for n in names], *args[1:], SID, None)[2]
     assert msg.startswith("Not computed: system.n")

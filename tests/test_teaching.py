@@ -146,6 +146,7 @@ class _Reg:
 
     def __init__(self, spec, system, frames, finals):
         self.spec, self.system, self._frames, self.finals = spec, system, frames, finals
+        self.terminal = False  # the run still going: later polls will come
 
     def export_data(self, run_id, reader):
         return {"system": self.system}
@@ -156,7 +157,7 @@ class _Reg:
     def snapshot(self, run_id, reader, since_rows=0, since_frame=0):
         from types import SimpleNamespace
 
-        return SimpleNamespace(spec=self.spec.to_dict())
+        return SimpleNamespace(spec=self.spec.to_dict(), terminal=self.terminal)
 
     def curve_final(self, run_id, reader, metric):
         return self.finals.get(metric)
@@ -194,6 +195,11 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     assert grads["slowest"].y[-1] == pytest.approx(100 * want[SLOW] / want.sum(), rel=1e-6)
     # nothing new: unchanged
     assert teach_views.card_views(r, live, "sid-test", ["run-a"])[0] == [None]
+    # a run that ended before its modes were ready (no later poll): its last poll waits
+    teach_views.CACHE.clear()
+    r.terminal = True
+    figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
+    assert not figs[0].layout.annotations and len(figs[0].data[0].x) == 3
     # a protein group: no verdict; too large a system: the chart says so
     big = spec.replace(**{"system.n": teach_views.MAX_ATOMS + 1})
     r2 = _Reg(big, system, frames, finals)
@@ -231,22 +237,39 @@ def test_every_number_a_lesson_quotes_is_in_the_document_it_cites():
 
 def test_lesson_steps_fill_the_form_as_the_presets_do():
     from workbench import forms
-    from workbench.panels import lessons
+    from workbench.panels import lessons, method
 
     names = [f.name for f in forms.FIELDS]
     for lesson in lessons.LESSONS.values():
         for step in lesson.steps:
-            values, methods, preset, desc = lessons.fill(step, names)
+            assert step.action is None or step.action in lessons.ACTIONS
+            values, methods, desc, tab, source = lessons.fill(step, names)
             if step.form is None:
-                assert methods is NU and preset is NU
+                assert methods is NU and tab is NU
                 continue
             _, specs = lessons.form_of(step.form)
+            # exactly what the method panel's preset fill sets (tab and protein source too)
+            want = method.preset_form(*lessons.form_of(step.form), names)
+            assert values == want[0] and methods == want[1] and (tab, source) == want[3:]
             assert methods == [forms.method_of(s) for s in specs]
-            want, _ = forms.values_from_specs(specs)
-            assert {n: v for n, v in zip(names, values, strict=True) if v is not NU} == {
-                n: want[n] for n in names if n in want
-            }
-            assert preset == (step.form if step.form in lessons.PRESETS else NU)
+            assert desc.startswith("Set by the lesson: ")
+            # a rehearsal caps n and the steps, and lets k default to n/4
+            small = dict(zip(names, lessons.fill(step, names, rehearse=True)[0], strict=True))
+            assert int(small["schedule.max_steps"]) <= lessons.REHEARSAL_STEPS
+            if tab == "loop":
+                assert int(small["system.n"]) <= lessons.REHEARSAL_N
+                assert small["cg.n_modes"] == small["gnn.n_modes"] == ""
+                v = forms.parse_run_form(small, tab, forms.chosen_methods(methods))
+                assert [s.system.n for s in v] == [lessons.REHEARSAL_N] * len(methods)
+    # every step that says the lesson pressed a button names one the step presses
+    for lesson in lessons.LESSONS.values():
+        for step in lesson.steps:
+            assert ("the lesson pressed" in step.text.lower()) == (step.action is not None)
+            clicks = lessons.presses(step, [None, 3, 5])
+            now = zip(lessons.ACTIONS, [None, 3, 5], strict=True)
+            want = [(c or 0) + 1 if a == step.action else NU for a, c in now]
+            assert clicks == want
+    assert any(s.action == "conditioning" for s in lessons.LESSONS["spectrum"].steps)
     # moving through a lesson
     assert lessons.go_to(None, "gnn", 0) == {"lesson": "gnn", "step": 0}
     assert lessons.go_to({"lesson": "gnn", "step": 0}, "gnn", -1)["step"] == 0

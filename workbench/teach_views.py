@@ -25,6 +25,7 @@ Thread safety: one lock guards the caches; no engine call runs under it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 from collections import OrderedDict
@@ -57,6 +58,7 @@ MAX_RUN_CHARTS = 256  # (session, run) projections kept; an older card starts it
 BAND_ORDER = (SLOW, MIDDLE, FAST, RIGID)  # stacking order, bottom to top
 BAND_COLORS = {SLOW: "#2ca02c", MIDDLE: "#9ecae1", FAST: "#d62728", RIGID: "#bdbdbd"}
 CHART_HEIGHT = 300  # two stacked charts (displacement, gradient); = .wb-projection in the CSS
+FINAL_WAIT_S = 30.0  # a run that ended before its modes were ready: its last poll waits this long
 
 
 class _Modes:
@@ -184,9 +186,11 @@ VERDICT_HELP = (
 
 
 # ---- per-poll update -------------------------------------------------------------------------
-def card_projection(r, run_id: str, sid: str, spec_dict: dict | None):
+def card_projection(r, run_id: str, sid: str, spec_dict: dict | None, final: bool = False):
     """(figure or None when nothing new, note) of one run's projection chart: reads the
-    run's kept frames from the registry, projects those not seen yet."""
+    run's kept frames from the registry, projects those not seen yet. ``final``: the run has
+    ended, so no later poll will come: wait for its modes (at most FINAL_WAIT_S) rather than
+    leave the chart saying they are being computed."""
     if not spec_dict:
         return None
     state = CACHE.run_state(run_id, sid)
@@ -204,6 +208,8 @@ def card_projection(r, run_id: str, sid: str, spec_dict: dict | None):
         state["x0"] = np.asarray(system.x0, np.float64)
         state["future"] = CACHE.request(system_key(spec_dict), system, spec)
     fut = state["future"]
+    if final and not fut.done():
+        concurrent.futures.wait([fut], timeout=FINAL_WAIT_S)
     if not fut.done():
         if state.get("waiting"):
             return None
@@ -242,7 +248,8 @@ def card_views(r, live: dict | None, sid: str, card_ids: list[str]) -> tuple[lis
     loop = not (live or {}).get("rmsd")
     for rid in card_ids:
         snap = r.snapshot(rid, sid, 1 << 62, 1 << 62) if rid in runs else None
-        figs.append(card_projection(r, rid, sid, snap.spec if snap else None))
+        final = bool(snap and snap.terminal)
+        figs.append(card_projection(r, rid, sid, snap.spec if snap else None, final))
         if snap is None or not loop:
             badges.append(None)
             continue
@@ -312,8 +319,11 @@ def _built(spec, system):
     return system if system is not None else jobs.build_system(spec.system, spec.seed)
 
 
-def conditioning_work(specs, system=None):
-    """work(report) of the conditioning view: ``engine.teaching.conditioning_report``."""
+def conditioning_work(specs, system=None, parts=("start",), before=None):
+    """work(report) of the conditioning view: ``engine.teaching.conditioning_report`` of
+    ``parts``. The view runs "start" (H, CG, the GNN at step 0) and then, with that payload
+    as ``before``, "switch" (the GNN replayed to its stage switch): its payload holds every
+    row so far."""
     from engine.teaching import conditioning_report
 
     def work(report):
@@ -322,14 +332,33 @@ def conditioning_work(specs, system=None):
         t = time.perf_counter()
         report("building the system")
         system_ = _built(specs[0], system)
-        rows = conditioning_report(specs, system_, report)
+        rows = conditioning_report(specs, system_, report, parts=parts)
+        prior = before or {"rows": [], "seconds": 0.0}
         return {
-            "rows": [r._asdict() for r in rows],
+            "rows": prior["rows"] + [r._asdict() for r in rows],
             "n": system_.n_atoms,
-            "seconds": time.perf_counter() - t,
+            "seconds": prior["seconds"] + time.perf_counter() - t,
+            "specs": [s.to_dict() for s in specs],
+            "parts": list(prior.get("parts", [])) + list(parts),
         }
 
     return work
+
+
+def switch_pending(payload: dict) -> bool:
+    """The conditioning payload has a GNN whose switch row is still to come."""
+    kinds = [s.get("reparam", {}).get("kind") for s in payload.get("specs", [])]
+    return "gnn" in kinds and "switch" not in payload.get("parts", [])
+
+
+def switch_note(payload: dict) -> str:
+    """What the text says when the GNN's replay ended without a stage switch."""
+    if "switch" not in payload.get("parts", []):
+        return ""
+    if any(r["label"].startswith("GNN at its switch") for r in payload["rows"]):
+        return ""
+    steps = [s["schedule"]["max_steps"] for s in payload["specs"] if s["reparam"]["kind"] == "gnn"]
+    return f" The GNN did not reach its stage switch within its {steps[0]} steps: no switch row."
 
 
 def conditioning_figure(rows: list[dict]) -> go.Figure:
@@ -399,7 +428,7 @@ def conditioning_text(rows: list[dict], seconds: float) -> str:
         f"κ₁₀ = {r['kappa_bulk']:.3g} ({r['kappa_bulk'] / b0:.2g}× H's)"
         for r in rows[1:]
     ]
-    return "; ".join(parts) + f". All in {seconds:.1f} s (the GNN's replay to its switch included)."
+    return "; ".join(parts) + f". In {seconds:.1f} s."
 
 
 def graph_work(spec, system, frames):

@@ -1,11 +1,18 @@
-"""Panel 7, Lessons: short guided tours that set the form and say what to look at.
+"""Panel 7, Lessons: short guided tours that set the form, press its buttons, and say what
+to look at. Next is the one button a teacher presses per step.
 
 A lesson is a sequence of steps (``LESSONS``, the one declaration of every lesson's text). A
-step may fill the form: with a preset of ``engine.presets.PRESETS`` (through the method
-panel's preset dropdown, so exactly what choosing that preset does), or with a group of specs
+step may fill the form: with a preset of ``engine.presets.PRESETS`` or with a group of specs
 built by ``engine.presets`` functions (``LESSON_FORMS``: the opening demo's settings with other
-methods, the tuned Figure 3 protocol), filled through ``method.preset_form`` (the same
-``forms.values_from_specs`` the presets use). No lesson restates a parameter value.
+methods, the tuned Figure 3 protocol), filled as the method panel's preset fill does (the same
+``forms.values_from_specs``, tab and protein source), all in one response. No lesson restates
+a parameter value. A step may then press one button for the teacher (``Step.action``, one of
+``ACTIONS``: Compute spectrum, Run, Compute conditioning) by setting its n_clicks in that same
+response, so the button's callback reads the form as filled; before Run the session's
+earlier runs are stopped (the new group must fit the session's limit). Entering a step
+forwards (choosing the lesson, Next) does this; Back only shows the text. The step's panel is
+scrolled into view. A rehearsal (the drawer's checkbox) caps every run at REHEARSAL_N beads
+and REHEARSAL_STEPS steps, for a dry run in seconds (and for the browser test).
 
 Every claim a step makes quotes a number from the document it cites (``Step.source``);
 tests/test_teaching.py checks each number against that document. The views a step points at
@@ -18,15 +25,18 @@ lesson stays in view while the page scrolls to what it points at.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html
 from dash import no_update as NU
 
 from engine.presets import OPENING, OPENING_PRESET, PRESETS, demo_spec, tuned_spec
 
-from .. import ids
-from . import PageContext, method
+from .. import forms, ids
+from .. import registry as reg
+from ..records import STOP_GRACE_S
+from . import PageContext, method, spectrum, system, teach
 
 BENCH = "docs/benchmarks.md"
 FIG3_STEPS = 20000  # the Figure 3 runs' step budget (docs/benchmarks.md, Figure 3)
@@ -34,6 +44,8 @@ FIG3_STEPS = 20000  # the Figure 3 runs' step budget (docs/benchmarks.md, Figure
 
 class ID:
     PICK = "wb-lesson-pick"
+    REHEARSE = "wb-lesson-rehearse"  # checklist: ["on"] caps n and steps (a dry run)
+    SCROLL = "wb-lesson-scroll"  # Store: {"panel": data-panel name, "seq": n}
     STATE = "wb-lesson-state"  # Store: {"lesson": name, "step": i}
     STEP = "wb-lesson-step"
     BACK = "wb-lesson-back"
@@ -46,6 +58,22 @@ class Step(NamedTuple):
     form: str | None = None  # a PRESETS name or a LESSON_FORMS name: filled on entering
     look: str = ""  # where to look (a panel, a chart)
     source: str = BENCH  # the document every number in ``text`` comes from
+    action: str | None = None  # an ACTIONS name: the button the lesson presses on entering
+    panel: str | None = None  # the data-panel scrolled into view on entering
+
+
+# What a step may press for the teacher, after filling the form (same response: the pressed
+# button's callback reads the form as filled): button id, and the words the step box uses.
+ACTIONS = {
+    "spectrum": (spectrum.ID.BTN, "Compute spectrum"),
+    "run": (method.ID.RUN_BTN, "Run"),
+    "conditioning": (teach.ID.COND_BTN, "Compute conditioning"),
+}
+# A rehearsal (the drawer's checkbox): every loop system capped at REHEARSAL_N beads, every
+# run at REHEARSAL_STEPS steps (stage 1 at half), k fields back to their default n/4. The runs
+# are then seconds long and their numbers are not the text's.
+REHEARSAL_N = 50  # the smallest loop the form accepts
+REHEARSAL_STEPS = 300
 
 
 class Lesson(NamedTuple):
@@ -76,21 +104,26 @@ LESSONS: dict[str, Lesson] = {
         (
             Step(
                 "The form now holds the opening demo: a Bond+LJ loop, GD against the slow-mode "
-                "GNN. Press Compute spectrum: the Hessian's eigenvalues at x0 span many "
-                "decades. GD's step must suit the stiffest modes, so the softest ones, the "
-                "loop's large-scale motions, move slowest. Computing them costs 0.16 s at "
-                "n = 400 and 0.63 s at n = 1000 (iterative solver, idle machine).",
+                "GNN, and the lesson pressed Compute spectrum: the Hessian's eigenvalues at x0 "
+                "span many decades. GD's step must suit the stiffest modes, so the softest "
+                "ones, the loop's large-scale motions, move slowest. Computing them costs "
+                "0.16 s at n = 400 and 0.63 s at n = 1000 (iterative solver, idle machine).",
                 form=OPENING_PRESET,
                 look="panel 2, Spectrum",
+                action="spectrum",
+                panel="spectrum",
             ),
             Step(
-                "Press Run. Under each card's 3D view, the chart splits the displacement "
-                "x − x0 over the Hessian's modes at x0: green the slowest, blue the middle, "
-                "red the fastest, grey rigid-body motion. In our run (n = 400, seed 0) the "
+                "The lesson pressed Run. Under each card's 3D view, the chart splits the "
+                "displacement x − x0 over the Hessian's modes at x0: green the slowest, blue "
+                "the middle, red the fastest, grey rigid-body motion. In our run (n = 400, "
+                "seed 0) the "
                 "slowest quarter held 10.9 % of GD's displacement after 2000 steps and 31.5 % "
                 "of the GNN's; the fastest quarter 54.3 % of GD's: GD moves mostly along stiff "
                 "directions.",
                 look="the run cards' projection charts",
+                action="run",
+                panel="live",
             ),
             Step(
                 "The energy curves: the GNN is ahead from the start, −0.0212 at step 2000 "
@@ -99,12 +132,14 @@ LESSONS: dict[str, Lesson] = {
                 look="panel 4-5, the curves",
             ),
             Step(
-                "Does the GNN help because it compresses the spectrum? Press Compute "
-                "conditioning in panel T (86–136 s at n = 400 on our loaded machine). It "
-                "does not: at n = 400, κ₁₀ (largest |λ| over the 10th percentile) is 316 for "
-                "H, 6505 for CG's map and 1517 for the GNN at step 0. What changes is where a "
+                "Does the GNN help because it compresses the spectrum? The lesson pressed "
+                "Compute conditioning (panel T). It does not: at the demo's size (n = 600) κ₁₀ "
+                "(largest |λ| over the 10th percentile) is 232 for H, 14,183 for CG's map and "
+                "3631 for the GNN at step 0, 162,058 at its switch. What changes is where a "
                 "step moves, as the projection charts showed.",
-                look="panel T, Conditioning",
+                look="panel T, Conditioning, and the cards' projection charts",
+                action="conditioning",
+                panel="teach",
             ),
         ),
     ),
@@ -113,10 +148,12 @@ LESSONS: dict[str, Lesson] = {
         (
             Step(
                 "CG first moves only along the k slowest modes (x = Ψz), then switches to "
-                "positions. The form now holds the opening demo with CG instead of the GNN. "
-                "Run it and watch CG's projection chart until its stage switch.",
+                "positions. The form now holds the opening demo with CG instead of the GNN, "
+                "and the lesson pressed Run: watch CG's projection chart until its stage switch.",
                 form="demo-gd-cg",
                 look="the run cards' projection charts",
+                action="run",
+                panel="live",
             ),
             Step(
                 "In 4000 steps CG ends at −0.01838 ± 0.00083 with 78–85 % of its loop "
@@ -135,11 +172,13 @@ LESSONS: dict[str, Lesson] = {
         "The GNN race",
         (
             Step(
-                "The form holds the opening demo: GD against the GNN, 4000 steps each. Press "
-                "Run; side by side both were done after 33 s in our run, compilation and "
-                "slow modes included.",
+                "The form holds the opening demo: GD against the GNN, 4000 steps each, and the "
+                "lesson pressed Run; side by side both were done after 33 s in our run, "
+                "compilation and slow modes included.",
                 form=OPENING_PRESET,
-                look="panel 3, Run",
+                look="the run cards and the curves",
+                action="run",
+                panel="live",
             ),
             Step(
                 "Watch the verdict badges: the GNN closes its loop (100 % of loop contacts, "
@@ -157,20 +196,25 @@ LESSONS: dict[str, Lesson] = {
         "When it does not help: the soft-core trap and a fair learning rate",
         (
             Step(
-                "The paper's Figure 2 setting: pure LJ, n = 400, the reference protocol. Run "
-                "it. GD ends at +0.00338 ± 0.04309, the GNN at −0.02997 ± 0.00391, as the "
-                "paper says, but no loop closes: loop contacts GD 54 %, GNN 14 %.",
+                "The paper's Figure 2 setting: pure LJ, n = 400, the reference protocol; the "
+                "lesson pressed Run. GD ends at +0.00338 ± 0.04309, the GNN at "
+                "−0.02997 ± 0.00391, as the paper says, but no loop closes: loop contacts GD "
+                "54 %, GNN 14 %.",
                 form="fig2-lj-n400",
                 look="the verdict badges",
+                action="run",
+                panel="live",
             ),
             Step(
                 "GD's 'failure' is the reference soft core's spurious minimum at r = 0: "
                 "collapsed bonded pairs trap it. The form now holds the tuned protocol (trap "
-                "removed, fair learning rates, the GNN started at x0). Run: GD "
-                "−0.08428 ± 0.00381 against the GNN's −0.08547 ± 0.00297, within one sd, and "
-                "GD takes about half the time (11.3 s against 19.1 s).",
+                "removed, fair learning rates, the GNN started at x0) and the lesson pressed "
+                "Run: GD −0.08428 ± 0.00381 against the GNN's −0.08547 ± 0.00297, within one "
+                "sd, and GD takes about half the time (11.3 s against 19.1 s).",
                 form="tuned-lj-n400",
                 look="the curves and the speed-up table",
+                action="run",
+                panel="live",
             ),
             Step(
                 "Without the trap and without starting at x0 (improved protocol) the GNN "
@@ -184,10 +228,13 @@ LESSONS: dict[str, Lesson] = {
         (
             Step(
                 "The form holds Trp-cage from an extended chain: GD, the slow-mode GNN and "
-                "OpenMM's L-BFGS on one AMBER energy. Run. On this case E_GD / E_GNN = 1.0048 "
-                "and t_GD / t_GNN = 0.58: the GNN ends within 1.1 % of GD and takes longer.",
+                "OpenMM's L-BFGS on one AMBER energy; the lesson pressed Run. On this case "
+                "E_GD / E_GNN = 1.0048 and t_GD / t_GNN = 0.58: the GNN ends within 1.1 % of "
+                "GD and takes longer.",
                 form="trp-cage",
                 look="the curves and the speed-up table",
+                action="run",
+                panel="live",
             ),
             Step(
                 "OpenMM's L-BFGS ends lower, −2267.3 against GD's −2054.3 kJ/mol. Nothing "
@@ -208,6 +255,7 @@ def layout(ctx: PageContext):
             html.Div(
                 [
                     dcc.Store(id=ID.STATE, data=None),
+                    dcc.Store(id=ID.SCROLL, data=None),
                     dcc.Dropdown(
                         id=ID.PICK,
                         options=[{"label": les.title, "value": k} for k, les in LESSONS.items()],
@@ -216,11 +264,25 @@ def layout(ctx: PageContext):
                         searchable=False,
                     ),
                     html.Div(
-                        "Each lesson sets the form and says what to look at; every number "
-                        "is one of our own measurements (docs/benchmarks.md).",
+                        "Each lesson sets the form, presses the step's button (Run, Compute "
+                        "…) and says what to look at: Next is the only button to press "
+                        "(before Run it stops this session's earlier runs). "
+                        "Every number is one of our own measurements (docs/benchmarks.md).",
                         id=ID.STEP,
                         className="wb-lesson-step",
                         role="status",
+                    ),
+                    dcc.Checklist(
+                        id=ID.REHEARSE,
+                        options=[
+                            {
+                                "label": f" rehearse: n ≤ {REHEARSAL_N}, ≤ {REHEARSAL_STEPS} "
+                                "steps (seconds; the numbers will not be the text's)",
+                                "value": "on",
+                            }
+                        ],
+                        value=[],
+                        className="wb-muted",
                     ),
                     html.Div(
                         [
@@ -246,10 +308,13 @@ def form_of(name: str) -> tuple[str, list]:
 
 
 def step_view(lesson: str, i: int) -> list:
-    """The step box: the text, where to look, and the source."""
+    """The step box: the text, the button it pressed, where to look, and the source."""
     les = LESSONS[lesson]
     step = les.steps[i]
     out = [html.Div(les.title, className="wb-lesson-title"), html.P(step.text)]
+    if step.action:
+        pressed = ACTIONS[step.action][1]
+        out.append(html.Div(["Pressed for you: ", html.Strong(pressed)], className="wb-muted"))
     if step.look:
         out.append(html.Div(["Look at: ", html.Strong(step.look)], className="wb-lesson-look"))
     out.append(html.Div(f"Numbers: {step.source}", className="wb-muted"))
@@ -266,16 +331,63 @@ def go_to(state: dict | None, lesson: str | None, move: int) -> dict | None:
     return {"lesson": lesson, "step": max(0, min(n - 1, state["step"] + move))}
 
 
-def fill(step: Step, names: list[str]) -> tuple:
-    """(field values, methods, preset dropdown value, description) a step sets; NU where it
-    leaves the form alone. A preset goes through the preset dropdown too, so the method
-    panel's own fill (tab, protein source) runs as when the user picks it."""
+STEP_FIELDS = ("schedule.max_steps", "schedule.stage1_max_steps", "schedule.stage1_steps")
+K_FIELDS = ("cg.n_modes", "gnn.n_modes")
+
+
+def rehearsed(values: dict, tab: str) -> dict:
+    """The form ``values`` {name: str} capped for a rehearsal (see REHEARSAL_N)."""
+    out = dict(values)
+    for name in STEP_FIELDS:
+        if out.get(name):
+            cap = REHEARSAL_STEPS if name == "schedule.max_steps" else REHEARSAL_STEPS // 2
+            out[name] = str(min(int(float(out[name])), cap))
+    if tab == "loop" and out.get("system.n"):
+        out["system.n"] = str(min(int(out["system.n"]), REHEARSAL_N))
+        out.update({name: "" for name in K_FIELDS if name in out})  # default k = n/4
+    return out
+
+
+def fill(step: Step, names: list[str], rehearse: bool = False) -> tuple:
+    """(field values, methods, description, tab, protein source) a step sets; NU where it
+    leaves the form alone. The whole form in one response (the tab and protein source as
+    the method panel's preset fill sets them), so the button the step presses after it
+    reads the form as filled."""
     if not step.form:
-        return [NU] * len(names), NU, NU, NU
+        return [NU] * len(names), NU, NU, NU, NU
     desc, specs = form_of(step.form)
-    values, methods, desc, _, _ = method.preset_form(desc, specs, names)
-    preset = step.form if step.form in PRESETS else NU
-    return values, methods, preset, f"Set by the lesson: {desc}"
+    values, methods = forms.values_from_specs(specs)
+    tab = "protein" if specs[0].system.kind == "protein" else "loop"
+    source = NU
+    if tab == "protein":
+        source, widgets = forms.protein_widgets(specs[0])
+        values.update(widgets)
+    if rehearse:
+        values = rehearsed(values, tab)
+        desc = f"{desc} Rehearsal: n ≤ {REHEARSAL_N}, ≤ {REHEARSAL_STEPS} steps."
+    field_values = [values.get(name, NU) for name in names]
+    return field_values, methods, f"Set by the lesson: {desc}", tab, source
+
+
+def presses(step: Step, clicks: list) -> list:
+    """New n_clicks of the ACTIONS buttons (in ACTIONS order): the step's one + 1, the rest
+    NU. ``clicks``: their current n_clicks."""
+    return [
+        (c or 0) + 1 if name == step.action else NU for name, c in zip(ACTIONS, clicks, strict=True)
+    ]
+
+
+def stop_runs(sid: str) -> int:
+    """Stop the session's active runs and wait (at most the registry's grace period and a
+    little) until none holds a slot; the number stopped."""
+    r = reg.get()
+    asked = r.cancel_all(by=sid)
+    deadline = time.monotonic() + STOP_GRACE_S + 0.2
+    while asked and time.monotonic() < deadline:  # the engine stops at its next chunk
+        if all(s.terminal for s in r.list_runs(sid) if s.kind == "run"):
+            break
+        time.sleep(0.05)
+    return asked
 
 
 # ---- callbacks -------------------------------------------------------------------------------
@@ -287,27 +399,55 @@ def fill(step: Step, names: list[str]) -> tuple:
     Output(ID.NEXT, "disabled"),
     Output(ids.field(ALL), "value", allow_duplicate=True),
     Output(method.ID.METHODS, "value", allow_duplicate=True),
-    Output(method.ID.PRESET, "value", allow_duplicate=True),
     Output(method.ID.PRESET_DESC, "children", allow_duplicate=True),
+    Output(system.ID.TABS, "value", allow_duplicate=True),
+    Output(system.ID.PROTEIN_SOURCE, "value", allow_duplicate=True),
+    *[Output(button, "n_clicks", allow_duplicate=True) for button, _ in ACTIONS.values()],
+    Output(teach.ID.TABS, "value", allow_duplicate=True),
+    Output(ID.SCROLL, "data"),
     Input(ID.PICK, "value"),
     Input(ID.BACK, "n_clicks"),
     Input(ID.NEXT, "n_clicks"),
     State(ID.STATE, "data"),
     State(ids.field(ALL), "id"),
+    State(ID.REHEARSE, "value"),
+    State(ids.SESSION, "data"),
+    *[State(button, "n_clicks") for button, _ in ACTIONS.values()],
     prevent_initial_call=True,
 )
-def navigate(lesson, back, nxt, state, field_ids):
-    """Enter a lesson or move one step; a step with a form fills it."""
+def navigate(lesson, back, nxt, state, field_ids, rehearse, sid, *clicks):
+    """Enter a lesson or move one step. Entering a step forwards (choosing the lesson, Next)
+    fills its form and presses its button (Run: after stopping this session's earlier runs,
+    so the new group fits the session's limit); Back only shows the text again."""
     move = {ID.BACK: -1, ID.NEXT: 1}.get(ctx.triggered_id, 0)
     new = go_to(state, lesson, move)
     names = [f["name"] for f in field_ids]
+    untouched = ([NU] * len(names), NU, NU, NU, NU, *([NU] * len(ACTIONS)), NU, NU)
     if new is None:
-        return None, "", "", True, True, [NU] * len(names), NU, NU, NU
+        return None, "", "", True, True, *untouched
     n = len(LESSONS[new["lesson"]].steps)
     i = new["step"]
-    unchanged = state == new
-    filled = fill(LESSONS[new["lesson"]].steps[i], names)
-    if unchanged:
-        filled = ([NU] * len(names), NU, NU, NU)
-    view = step_view(new["lesson"], i)
-    return new, view, f"step {i + 1} of {n}", i == 0, i == n - 1, *filled
+    head = (new, step_view(new["lesson"], i), f"step {i + 1} of {n}", i == 0, i == n - 1)
+    if state == new or move < 0:  # no step entered forwards: nothing is pressed again
+        return *head, *untouched
+    step = LESSONS[new["lesson"]].steps[i]
+    if step.action == "run" and sid:
+        stop_runs(sid)
+    filled = fill(step, names, "on" in (rehearse or []))
+    tab = "conditioning" if step.action == "conditioning" else NU
+    scroll = {"panel": step.panel, "seq": (back or 0) + (nxt or 0)} if step.panel else NU
+    return *head, *filled, *presses(step, list(clicks)), tab, scroll
+
+
+# The step's panel scrolled into view (the drawer stays fixed in its corner).
+clientside_callback(
+    """function (s) {
+        if (!s || !s.panel) { return window.dash_clientside.no_update; }
+        const el = document.querySelector('[data-panel="' + s.panel + '"]');
+        if (el) { el.scrollIntoView({behavior: "instant", block: "start"}); }
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ID.SCROLL, "data", allow_duplicate=True),
+    Input(ID.SCROLL, "data"),
+    prevent_initial_call=True,
+)

@@ -2,11 +2,15 @@
 
 - Conditioning: the spectrum of the Hessian in positions at x0 against the Gauss-Newton
   spectra J^T H J of the form's CG map and of its GNN at step 0 and at its stage switch,
-  on one log axis with condition numbers (engine.teaching.conditioning_report).
+  on one log axis with condition numbers (engine.teaching.conditioning_report), in two
+  tasks: H, CG and the GNN at step 0 are drawn as soon as they are there, then the GNN's
+  replay to its switch runs and its row is added.
 - Propagation graph: the matrix A the GNN propagates on (Psi Psi^T, Psi Lambda Psi^T or the
   bond graph, as a chosen run's settings say), its strongest edges drawn over that run's
   structure at any kept frame (live or replayed: a run opened for replay becomes the graph's
   run, and the replay slider moves the graph's frame), and the histogram of its weights.
+  Ticked, the same edges are drawn as red lines over the run's own 3Dmol views (its live
+  card, and the replay viewer when it shows that run; assets/workbench.js ``wb.edges``).
 - Landscape slice: the energy on the plane of two chosen Hessian modes at x0, with the
   chosen runs' kept frames projected onto it.
 
@@ -16,7 +20,19 @@ engine work on its own thread, the wait bounded); a poll shows its phase and ela
 
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html
+import numpy as np
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
 from dash import no_update as NU
 
 from engine import RunSpec, SpecError
@@ -43,6 +59,9 @@ class ID:
     GRAPH_STATUS = "wb-tgraph-status"
     GRAPH_FRAME = "wb-tgraph-frame"
     GRAPH_EDGES = "wb-tgraph-edges"  # checklist: ["on"] shows the edges
+    GRAPH_CARDS = "wb-tgraph-cards"  # checklist: ["on"] draws them over the run's 3D views too
+    GRAPH_OVERLAY = "wb-tgraph-overlay"  # Store: the clientside overlay (assets/workbench.js)
+    GRAPH_OVERLAY_ACK = "wb-tgraph-overlay-ack"
     GRAPH_M = "wb-tgraph-m"
     GRAPH_3D = "wb-tgraph-3d"
     GRAPH_HIST = "wb-tgraph-hist"
@@ -75,7 +94,8 @@ def _task_row(btn: str, label: str, status: str) -> html.Div:
 
 def layout(ctx: PageContext):
     del ctx
-    stores = [dcc.Store(id=s, data=None) for s in (ID.COND_TASK, ID.GRAPH_TASK, ID.LAND_TASK)] + [
+    tasks = (ID.COND_TASK, ID.GRAPH_TASK, ID.LAND_TASK, ID.GRAPH_OVERLAY, ID.GRAPH_OVERLAY_ACK)
+    stores = [dcc.Store(id=s, data=None) for s in tasks] + [
         dcc.Interval(id=p, interval=400, disabled=True)
         for p in (ID.COND_POLL, ID.GRAPH_POLL, ID.LAND_POLL)
     ]
@@ -114,6 +134,14 @@ def layout(ctx: PageContext):
                     id=ID.GRAPH_EDGES,
                     options=[{"label": "show edges", "value": "on"}],
                     value=["on"],
+                    inline=True,
+                ),
+                dcc.Checklist(
+                    id=ID.GRAPH_CARDS,
+                    options=[
+                        {"label": "also over the run's 3D views (card, replay)", "value": "on"}
+                    ],
+                    value=[],
                     inline=True,
                 ),
                 html.Span("strongest edges drawn", className="wb-label-inline"),
@@ -306,19 +334,31 @@ def start_conditioning(n, values, field_ids, tab, source, token, sid, previous):
     Output(ID.COND_GRAPH, "style"),
     Output(ID.COND_STATUS, "children", allow_duplicate=True),
     Output(ID.COND_POLL, "disabled", allow_duplicate=True),
+    Output(ID.COND_TASK, "data", allow_duplicate=True),
     Input(ID.COND_POLL, "n_intervals"),
     State(ID.COND_TASK, "data"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
 )
 def poll_conditioning(n, task, sid):
+    """Draw the first part (H, CG, the GNN at step 0) as soon as it is there, then start the
+    GNN's replay to its switch and add that row when it comes; the poll runs until then."""
     status, payload, done = poll_task(task, sid)
     if payload is None:
-        return NU, NU, status, done
+        if task and task.get("shown") and status is not NU:  # the switch part under way
+            status = [html.Div(task["shown"]), html.Div(["The GNN at its switch: ", status])]
+        return NU, NU, status, done, NU
     rows = payload["rows"]
     fig = teach_views.conditioning_figure(rows)
     text = teach_views.conditioning_text(rows, payload["seconds"])
-    return fig, {"display": "block"}, text, True
+    if not teach_views.switch_pending(payload):
+        return fig, {"display": "block"}, text + teach_views.switch_note(payload), True, NU
+    specs = [RunSpec.from_dict(d) for d in payload["specs"]]
+    key = teach_views.spec_key("conditioning-switch", *payload["specs"])
+    work = teach_views.conditioning_work(specs, parts=("switch",), before=payload)
+    nxt = _submit(sid, "conditioning", key, work, None)
+    status = f"{text} Now the GNN at its switch: queued."
+    return fig, {"display": "block"}, status, False, {**nxt, "shown": text}
 
 
 @callback(
@@ -354,24 +394,27 @@ def start_graph(n, run_id, sid, previous):
     Output(ID.GRAPH_POLL, "disabled", allow_duplicate=True),
     Output(ID.GRAPH_FRAME, "max"),
     Output(ID.GRAPH_FRAME, "value"),
+    Output(ID.GRAPH_OVERLAY, "data"),
     Input(ID.GRAPH_POLL, "n_intervals"),
     Input(ID.GRAPH_FRAME, "value"),
     Input(ID.GRAPH_EDGES, "value"),
     Input(ID.GRAPH_M, "value"),
     Input(runs.ID.SLIDER, "value"),
+    Input(ID.GRAPH_CARDS, "value"),
     State(ID.GRAPH_TASK, "data"),
     State(ids.SESSION, "data"),
     State(runs.ID.REPLAY, "data"),
     prevent_initial_call=True,
 )
-def show_graph(n, frame, edges, m, replay_index, task, sid, replay=None):
+def show_graph(n, frame, edges, m, replay_index, cards, task, sid, replay=None):
     """The graph at the chosen frame: a new result starts at the last kept frame, and the
-    replay slider moves it when the replayed run is the graph's run."""
+    replay slider moves it when the replayed run is the graph's run. With "also over the
+    run's 3D views", the same edges go to the run's live card and replay viewers."""
     if ctx.triggered_id == runs.ID.SLIDER and not follows_replay(task, replay):
-        return (NU,) * 8
+        return (NU,) * 9
     status, p, done = poll_task(task, sid)
     if p is None:
-        return NU, NU, NU, NU, status, done, NU, NU
+        return NU, NU, NU, NU, status, done, NU, NU, NU
     m = graph_m(m)
     last = len(p["frames"]) - 1
     if ctx.triggered_id == ID.GRAPH_POLL:
@@ -387,7 +430,32 @@ def show_graph(n, frame, edges, m, replay_index, task, sid, replay=None):
         f"{p['diag_mean']:.3g}; frame {frame + 1} of {last + 1}."
     )
     show = {"display": "block"}
-    return fig, show, hist, show, text, True, last, frame
+    on = "on" in (edges or []) and "on" in (cards or [])
+    overlay = card_overlay(task.get("run"), p, m) if on else {"targets": [], "pairs": []}
+    if on:
+        text += f" The {m} strongest edges are drawn over the run's 3D views too (red lines)."
+    return fig, show, hist, show, text, True, last, frame, overlay
+
+
+def card_overlay(run_id: str | None, p: dict, m: int) -> dict:
+    """The clientside overlay of the ``m`` strongest edges of a graph payload ``p`` on the
+    run's live card and on the replay viewer when it shows that run."""
+    if not run_id:
+        return {"targets": [], "pairs": []}
+    pairs = [int(i) for i in np.asarray(p["pairs"])[:m].ravel()]
+    targets = [
+        {"div": live.ID.viewer_dom(run_id), "key": run_id},
+        {"div": runs.ID.VIEW_DOM, "key": f"replay-{run_id}"},
+    ]
+    return {"targets": targets, "pairs": pairs}
+
+
+clientside_callback(
+    ClientsideFunction("wb", "edges"),
+    Output(ID.GRAPH_OVERLAY_ACK, "data"),
+    Input(ID.GRAPH_OVERLAY, "data"),
+    prevent_initial_call=True,
+)
 
 
 def follows_replay(task: dict | None, replay: dict | None) -> bool:
