@@ -331,6 +331,18 @@ def collect(args) -> None:
 
 
 # ---- aggregation -----------------------------------------------------------------------------
+def reach_time(record: dict, target: float) -> float:
+    """First wall time (s, the GNN's slow modes included) at which the run's logged energy is
+    <= target; nan without a curve or when never reached (engine.analysis.first_reach)."""
+    from engine import analysis
+
+    c = record.get("curve")
+    if not c:
+        return math.nan
+    hit = analysis.first_reach(c["energy"], target, c["step"], c["wall_time_s"])
+    return math.nan if hit is None else hit.time_s
+
+
 def pairs(records: list[dict]) -> list[dict]:
     """One row per (protein, run) with both an FG and a GNN run: the paper's two ratios."""
     by = {(r["protein"], r["run"], r["method"]): r for r in records}
@@ -340,6 +352,8 @@ def pairs(records: list[dict]) -> list[dict]:
         if m != "fg" or gnn is None:
             continue
         e_fg, e_gnn = fg["final_energy"], gnn["final_energy"]
+        level = max(e_fg, e_gnn)  # the energy both reached (the higher final)
+        t_fg_reach, t_gnn_reach = reach_time(fg, level), reach_time(gnn, level)
         out.append(
             {
                 "protein": p,
@@ -354,6 +368,10 @@ def pairs(records: list[dict]) -> list[dict]:
                 "t_FG_over_t_GNN": fg["wall_time_s"] / gnn["wall_time_s"],
                 "t_FG_over_t_GNN_excl_modes": fg["wall_time_s"]
                 / max(gnn["wall_time_s"] - gnn["modes_s"], 1e-9),
+                "E_both_reached": level,
+                "t_FG_reach": t_fg_reach,
+                "t_GNN_reach": t_gnn_reach,
+                "t_FG_over_t_GNN_equal_E": t_fg_reach / t_gnn_reach,
                 "rmsd_ca_FG": fg["final_rmsd_ca"],
                 "rmsd_ca_GNN": gnn["final_rmsd_ca"],
                 "steps_FG": fg["steps"],
@@ -384,7 +402,7 @@ def summarize(records: list[dict], proteins=tuple(PROTEINS)) -> list[dict]:
         gnn = [r for r in records if r["protein"] == p and r["method"] == "gnn"]
         s = {"protein": p, "label": PROTEINS[p][0] if p in PROTEINS else p, "pairs": len(rows)}
         for key in ("E_FG_over_E_GNN", "t_FG_over_t_GNN", "t_FG_over_t_GNN_excl_modes",
-                    "dE_GNN_minus_FG"):  # fmt: skip
+                    "dE_GNN_minus_FG", "t_FG_over_t_GNN_equal_E"):  # fmt: skip
             s[key], s[key + "_sd"] = _ms([r[key] for r in rows])
         for tag, rs in (("FG", fg), ("GNN", gnn)):
             for key, col in (("E", "final_energy"), ("t", "wall_time_s"), ("steps", "steps"),
@@ -421,9 +439,10 @@ def _pm(mean, sd, fmt: str) -> str:
 def table_lines(summary: list[dict]) -> list[str]:
     lines = [
         "| protein (atoms, start) | pairs | E_FG / E_GNN | E_GNN − E_FG kJ/mol | "
-        "t_FG / t_GNN (GNN incl. modes) | t_FG / t_GNN excl. modes | FG: E kJ/mol, t s, steps | "
-        "GNN: E kJ/mol, t s, steps | modes s | CA-RMSD nm FG / GNN (start) | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "t_FG / t_GNN (GNN incl. modes) | t_FG / t_GNN excl. modes | same, to the energy both "
+        "reached | FG: E kJ/mol, t s, steps | GNN: E kJ/mol, t s, steps | modes s | "
+        "CA-RMSD nm FG / GNN (start) | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         start = "unfolded" if s["start"].endswith(".pdb") else s["start"]
@@ -438,6 +457,7 @@ def table_lines(summary: list[dict]) -> list[str]:
             f"{_pm(s['dE_GNN_minus_FG'], s['dE_GNN_minus_FG_sd'], '.1f')} | "
             f"{_pm(s['t_FG_over_t_GNN'], s['t_FG_over_t_GNN_sd'], '.2f')} | "
             f"{_pm(s['t_FG_over_t_GNN_excl_modes'], s['t_FG_over_t_GNN_excl_modes_sd'], '.2f')} | "
+            f"{_pm(s['t_FG_over_t_GNN_equal_E'], s['t_FG_over_t_GNN_equal_E_sd'], '.2f')} | "
             f"{_f(s['E_FG'], '.1f')}, {_f(s['t_FG'], '.1f')}, {_f(s['steps_FG'], '.0f')} "
             f"({s['early_stopped_FG']}/{s['runs_FG']} stopped early) | "
             f"{_pm(s['E_GNN'], s['E_GNN_sd'], '.1f')}, {_f(s['t_GNN'], '.1f')}, "

@@ -91,3 +91,18 @@ def test_missing_reference_is_shown_as_such():
     (s,) = fig4.summarize(recs, proteins=("c",))
     assert math.isnan(s["rmsd_ca_FG"])
     assert "no reference offline" in fig4.table_lines([s])[-1]
+
+
+def test_speed_up_to_the_energy_both_reached():
+    fg = _rec("p", "fg", 0, -100.0, 10.0)
+    gnn = _rec("p", "gnn", 0, -110.0, 20.0, modes=5.0)
+    fg["curve"] = {"step": [0, 50, 100], "wall_time_s": [0.0, 5.0, 10.0],
+                   "energy": [0.0, -90.0, -100.0]}  # fmt: skip
+    gnn["curve"] = {"step": [0, 50, 100], "wall_time_s": [5.0, 8.0, 20.0],
+                    "energy": [0.0, -101.0, -110.0]}  # fmt: skip
+    (pr,) = fig4.pairs([fg, gnn])
+    # both reached -100 (FG's final): FG at 10 s, the GNN at 8 s (its modes included)
+    assert pr["E_both_reached"] == -100.0
+    assert (pr["t_FG_reach"], pr["t_GNN_reach"]) == (10.0, 8.0)
+    assert pr["t_FG_over_t_GNN_equal_E"] == pytest.approx(1.25)
+    assert math.isnan(fig4.reach_time({"curve": None}, -1.0))
