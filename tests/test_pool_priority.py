@@ -46,7 +46,8 @@ def test_jobs_run_niced_with_the_jax_compute_threads_and_the_caller_keeps_its_pr
 
 
 def test_engine_nice_is_a_server_setting_with_a_range():
-    assert ServerConfig().engine_nice == 10
+    assert ServerConfig().engine_nice == 0
+    assert ServerConfig(engine_nice=10).engine_nice == 10
     with pytest.raises(ValueError, match=r"engine_nice must be in \[0, 19\]"):
         ServerConfig(engine_nice=20)
     with pytest.raises(ValueError, match="nice must be in"):

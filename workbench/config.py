@@ -62,12 +62,13 @@ class ServerConfig:
     workers: int = setting(2, "engine runs executing at once; more submissions queue",
                            "WB_WORKERS")  # fmt: skip
     engine_nice: int = setting(
-        10,
+        0,
         "CPU priority of engine work (runs, spectra, their JAX/XLA compute threads) as a "
-        "Linux nice value, 0-19: the page and a browser on the same machine keep their share "
-        "of the cores while runs compute, so live 3D views keep drawing; runs then take "
-        "longer while something else wants the CPU (their reported wall times include it), "
-        "and as long as ever on an otherwise idle machine. 0: same priority as the page",
+        "Linux nice value, 0-19: above 0 the page and a browser on the same machine come "
+        "first; runs then take longer while anything else wants the CPU (their reported wall "
+        "times include it). Default 0: on the idle 2-core machine nice 10 drew no more live "
+        "frames (4.8-5.5 per view against 5.0-5.5) and cost 15-20 % of the steps/s "
+        "(docs/benchmarks-ui.md)",
         "WB_ENGINE_NICE",
     )
     max_active_per_session: int = setting(
