@@ -64,7 +64,7 @@ RESULT = ROOT / "bench" / "results" / "reliability.json"
 DOC = ROOT / "docs" / "benchmarks-reliability.md"
 HOST = "127.0.0.1"
 RSS_FLAT = 0.10  # round 2 may grow the server's RSS by at most this fraction
-POLL_S = 0.4  # the page's poll period (ServerConfig.poll_ms)
+POLL_S = 0.4  # simulated clients poll as the page did when measured (poll_ms was 400 ms)
 HONEST_AFTER_KILL = ("stopped", "interrupted", "cancelled")
 
 

@@ -149,7 +149,12 @@ class ServerConfig:
         "WB_FRAME_MS",
     )
     poll_ms: int = setting(
-        400, "period of the Dash poll that grows the curves and status lines", "WB_POLL_MS"
+        1000,
+        "period of the Dash poll that grows the curves and status lines; each poll re-renders "
+        "the cards' charts on the page's main thread, which delays the live 3D frames: on the "
+        "idle 2-core machine 1000 ms drew 8.7-9.3 frames/s per view at n=400 against 5.4-5.5 "
+        "at 400 ms (docs/benchmarks-ui.md)",
+        "WB_POLL_MS",
     )
     max_frames: int = setting(
         400, "frames kept per run for replay (older ones are thinned, never the last)",
