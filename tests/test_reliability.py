@@ -316,25 +316,38 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
-    args = ["--port", str(free_port()), "--host", "127.0.0.1", "--run-dir", str(tmp_path)]
-    args += ["--no-warm-up", "--compile-cache-dir", "", "--bundle-dir", str(tmp_path)]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        run_id, chunks = None, False
-        t0 = time.time()
-        while not chunks and time.time() - t0 < 120:  # past compiling: chunks are logged
+
+    def start():
+        """(process, run id, its output): the server up with a run past compiling."""
+        args = ["--port", str(free_port()), "--host", "127.0.0.1", "--run-dir", str(tmp_path)]
+        args += ["--no-warm-up", "--compile-cache-dir", "", "--bundle-dir", str(tmp_path)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE, *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        run_id, output, t0 = None, [], time.time()
+        while time.time() - t0 < 120:  # past compiling: chunks are logged
             line = proc.stdout.readline()
+            if not line:  # the server exited (its output says why)
+                proc.wait(timeout=30)
+                break
+            output.append(line)
             if line.startswith("RUN "):
                 run_id = line.split()[1]
-            chunks = line.startswith("CHUNKS")
-        assert run_id and chunks, "the run was not submitted or logged no chunk"
+            if line.startswith("CHUNKS"):
+                return proc, run_id, output
+        return proc, None, output
+
+    proc, run_id, output = start()
+    if run_id is None and proc.poll() is not None:
+        # The free port can be taken between free_port() and the server's bind; once more.
+        proc, run_id, output = start()
+    try:
+        assert run_id, "the run was not submitted or logged no chunk:\n" + "".join(output[-40:])
         meta = tmp_path / run_id / "meta.json"
         wait_for(
             lambda: json.loads(meta.read_text()).get("status") == "running",
