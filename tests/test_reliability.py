@@ -262,27 +262,22 @@ def test_pdb_and_trajectory_exports_of_a_diverged_run_keep_the_finite_frames():
 
 # ---- 1: Ctrl-C / SIGTERM stop the server and its runs -------------------------------------------
 SERVE = """
-import sys, threading, time
+import sys, threading
 sys.argv = ["app.py"] + sys.argv[1:]
 import app
 from engine import RunSpec, ScheduleConfig, SystemConfig
 from workbench import registry
 
-def until(value, what, deadline_s=120.0):
-    # poll value() until it is truthy: a deadline, not a fixed wait
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            got = value()
-        except RuntimeError:  # no registry installed yet
-            got = None
-        if got:
-            return got
-        time.sleep(0.02)
-    raise SystemExit("timed out waiting for " + what)
+from workbench_fakes import wait_for  # the tests' deadline poll (tests/ is on the path)
+
+def installed_registry():
+    try:
+        return registry.get()
+    except RuntimeError:  # app.main() has not installed it yet
+        return None
 
 def submit():
-    reg = until(registry.get, "the registry")
+    reg = wait_for(installed_registry, 120, "the registry")
     spec = RunSpec(
         system=SystemConfig(kind="lj-loop", n=50),
         schedule=ScheduleConfig(max_steps=10**7, stopping="none"),
@@ -290,7 +285,7 @@ def submit():
     )
     run_id = reg.submit(spec, owner="A")
     print("RUN", run_id, flush=True)
-    until(lambda: reg.snapshot(run_id, "A").n_rows > 1, "logged chunks")
+    wait_for(lambda: reg.snapshot(run_id, "A").n_rows > 1, 120, "logged chunks")
     print("CHUNKS", flush=True)
 
 threading.Thread(target=submit, daemon=True).start()
@@ -315,7 +310,8 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
     import time
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+    tests = os.path.join(root, "tests")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((root, tests)), "JAX_PLATFORMS": "cpu"}
 
     def start():
         """(process, run id, its output): the server up with a run past compiling."""
