@@ -284,9 +284,10 @@ def submit():
         chunk_size=10,
     )
     run_id = reg.submit(spec, owner="A")
-    print("RUN", run_id, flush=True)
+    # One write per marker: the server's banner, printed from another thread, can share its line.
+    sys.stdout.write(f"\\nRUN {run_id}\\n"); sys.stdout.flush()
     wait_for(lambda: reg.snapshot(run_id, "A").n_rows > 1, 120, "logged chunks")
-    print("CHUNKS", flush=True)
+    sys.stdout.write("\\nCHUNKS\\n"); sys.stdout.flush()
 
 threading.Thread(target=submit, daemon=True).start()
 app.main()
@@ -332,9 +333,9 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
                 proc.wait(timeout=30)
                 break
             output.append(line)
-            if line.startswith("RUN "):
-                run_id = line.split()[1]
-            if line.startswith("CHUNKS"):
+            if "RUN " in line:
+                run_id = line.split("RUN ", 1)[1].split()[0]
+            if "CHUNKS" in line:
                 return proc, run_id, output
         return proc, None, output
 
