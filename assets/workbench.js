@@ -70,6 +70,7 @@
   }
 
   const STRETCHED_COLOR = 0x9aa0a6;
+  const SOFTWARE_BEADS_MAX = 500;  // beads drawn up to this many on software WebGL
 
   // Bonds as sticks (cylinder impostors) on a real GPU; as lines on software WebGL, where
   // rasterizing the cylinders made up most of a frame's cost (about half of the ~100 ms a
@@ -122,8 +123,12 @@
       }
       model = viewer.addModel();
       model.addAtoms(atoms);
-      // a backbone tube with small beads, both coloured along the chain
-      model.setStyle({}, {sphere: {radius: 0.2}, [bondStyle()]: {radius: 0.17}});
+      // a backbone tube with small beads, both coloured along the chain; on software WebGL a
+      // long loop is its backbone line alone (rebuilding the beads' meshes each frame cost
+      // more than the line; docs/benchmarks-ui.md)
+      const beads = !(isSoftwareGL() && n > SOFTWARE_BEADS_MAX);
+      model.setStyle({}, beads ? {sphere: {radius: 0.2}, [bondStyle()]: {radius: 0.17}}
+                               : {[bondStyle()]: {radius: 0.17}});
     }
     const entry = {div: div, el: el, viewer: viewer, model: model, atoms: model.selectedAtoms({}),
                    key: view.key, linked: new Set(), fresh: true, follow: true, programmatic: 0,

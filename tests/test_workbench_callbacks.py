@@ -14,7 +14,7 @@ import pytest
 from dash import no_update
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
-from workbench_fakes import FakeEngine, wait_for
+from workbench_fakes import FakeEngine, release_all, wait_for
 
 from engine import SystemConfig
 from tests.conftest import shared_pdb
@@ -473,6 +473,37 @@ def test_runs_list_rerenders_only_on_change(engine):
     assert "No runs yet" in str(runs.refresh_runs(3, group, OTHER, None)[0])
 
 
+def test_runs_list_refreshes_a_live_runs_step_at_most_every_step_refresh_s(tmp_path, small_system):
+    fake = FakeEngine(system=small_system)
+    config = ServerConfig(run_dir=str(tmp_path), structure_dirs=())
+    registry = RunRegistry(config, fake.runner, bundle_reader=jobs.read_bundle)
+    reg.install(registry)
+    try:
+        _, _, _, group, _, _, _ = start(("gd",))
+        rid = group["runs"][0]["id"]
+        wait_for(lambda: fake.runs and fake.runs[0].started.is_set(), 30, "the run's start")
+        fake.runs[0].tokens.release()
+        wait_for(lambda: registry.snapshot(rid, SID).n_rows >= 1, 30, "a row")
+        table, digest = runs.refresh_runs(1, group, SID, None)
+        assert "running" in str(table) and "Td('0')" in str(table)
+        fake.runs[0].tokens.release()
+        wait_for(lambda: registry.snapshot(rid, SID).n_rows >= 2, 30, "a second row")
+        # only the step moved: the list waits (the card shows the step live) ...
+        assert runs.refresh_runs(2, group, SID, digest) == (no_update, no_update)
+        # ... until STEP_REFRESH_S have passed since it was drawn
+        older = {**digest, "t": digest["t"] - runs.STEP_REFRESH_S}
+        table, _ = runs.refresh_runs(3, group, SID, older)
+        assert "Td('20')" in str(table)  # the step column
+        fake.runs[0].release.set()  # a change of status is shown at once
+        wait_for(lambda: registry.snapshot(rid, SID).terminal, 30, "the run's end")
+        table, _ = runs.refresh_runs(4, group, SID, digest)
+        assert "done" in str(table)
+    finally:
+        release_all()
+        registry.shutdown()
+        reg.install(None)
+
+
 def test_speedup_threshold_input(engine):
     _, _, _, group, seen, _, _ = start(methods=("gnn", "gd"))  # GD second: still the reference
     poll_until_done(group, seen)
@@ -538,3 +569,54 @@ def test_cli_bundles_are_listed_for_every_session_and_replay(engine, tmp_path):
     out = call(runs.export_run, [1], OTHER, trigger=ids.export_btn(snap.run_id, "pdb"))
     assert out["content"].count("ATOM") == 50
     assert reg.get().cancel(snap.run_id, by=OTHER) is False
+
+
+def test_charts_are_redrawn_at_most_every_chart_ms_while_runs_are_live(tmp_path, small_system):
+    """Rows arriving between chart redraws wait (the status line still follows every poll);
+    the first rows and the runs' end are drawn at once, with every row."""
+    fake = FakeEngine(system=small_system)
+    config = ServerConfig(run_dir=str(tmp_path), structure_dirs=(), chart_ms=60_000)
+    registry = RunRegistry(config, with_structure(fake.runner), bundle_reader=jobs.read_bundle)
+    reg.install(registry)
+    try:
+        _, fig, _, group, seen, _, _ = start(("gd",))
+        wait_for(lambda: fake.runs and fake.runs[0].started.is_set(), 30, "the run's start")
+        run, frame_ids = fake.runs[0], [{"index": r["id"]} for r in group["runs"]]
+        rid = group["runs"][0]["id"]
+
+        def rows_logged(count):
+            wait_for(lambda: registry.snapshot(rid, SID).n_rows >= count, 30, f"{count} rows")
+
+        def poll(tick, seen):
+            out = live.poll_runs(tick, group, seen, SID, "energy", "", frame_ids)
+            return out[1][0], out[4], out[5]  # status, curves patch, seen
+
+        run.tokens.release()
+        rows_logged(1)
+        _, patch, seen = poll(1, seen)
+        assert patch is not no_update and seen["_charts"]  # the first rows: drawn at once
+        assert live.teaching_views(seen, group, SID, [{"index": rid}]) != (
+            [no_update],
+            [no_update],
+        )
+        run.tokens.release()
+        rows_logged(2)
+        status, patch, seen = poll(2, seen)
+        assert patch is no_update and seen["_dirty"] and not seen["_charts"]
+        assert status is not no_update  # the status line does not wait
+        assert live.teaching_views(seen, group, SID, [{"index": rid}]) == (
+            [no_update],
+            [no_update],
+        )
+        status, patch, seen = poll(3, seen)  # no new rows, still not due: still waiting
+        assert patch is no_update and seen["_dirty"]
+        run.release.set()
+        wait_for(lambda: registry.snapshot(rid, SID).terminal, 30, "the run's end")
+        _, patch, seen = poll(4, seen)
+        assert not seen["_active"] and seen["_charts"]
+        curves = apply_assignments(fig.to_plotly_json(), patch)
+        assert curves["data"][0]["x"] == [0, 20]  # both rows, the held one included
+    finally:
+        release_all()
+        registry.shutdown()
+        reg.install(None)

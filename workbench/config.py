@@ -156,6 +156,13 @@ class ServerConfig:
         "at 400 ms (docs/benchmarks-ui.md)",
         "WB_POLL_MS",
     )
+    chart_ms: int = setting(
+        3000,
+        "while runs are live, the curves, speed-up table and projection charts are redrawn at "
+        "most this often (at once when the runs end); the status lines follow every poll. "
+        "Redrawing charts is most of the page's main-thread work during a live run",
+        "WB_CHART_MS",
+    )
     max_frames: int = setting(
         400, "frames kept per run for replay (older ones are thinned, never the last)",
         flag=False,
@@ -223,6 +230,7 @@ class ServerConfig:
             "upload_retention_s": (60, 10**9),
             "poll_ms": (20, 10_000),
             "frame_ms": (10, 10_000),
+            "chart_ms": (0, 60_000),
             "max_frames": (2, 1_000_000),
         }
         for name, (lo, hi) in ranges.items():

@@ -41,7 +41,7 @@ from . import PageContext, live, triggered_value
 
 class ID:
     TABLE = "wb-runs-table"
-    DIGEST = "wb-runs-digest"  # Store: hash of the last rendered runs list (skip no-op renders)
+    DIGEST = "wb-runs-digest"  # Store: {"key", "shape", "t"} of the last rendered runs list
     TICK = "wb-runs-tick"  # Interval refreshing the runs list
     OPEN_ID = "wb-open-id"
     OPEN_BTN = "wb-open-btn"
@@ -200,10 +200,16 @@ def export_stem(spec: dict | None, label: str, created: float | None) -> str:
     return "_".join(part for part in (jobs.file_stem(system), jobs.file_stem(label), when) if part)
 
 
-def runs_digest(snaps: list) -> str:
-    """Changes when a run appears, changes status or logs a step (skip no-op re-renders)."""
-    key = repr([(s.run_id, s.status, s.last.get("step")) for s in snaps])
+def runs_digest(snaps: list, steps: bool = True) -> str:
+    """Changes when a run appears, changes status or (``steps``) logs a step (skip no-op
+    re-renders)."""
+    key = repr([(s.run_id, s.status) + ((s.last.get("step"),) if steps else ()) for s in snaps])
     return hashlib.sha1(key.encode()).hexdigest()
+
+
+# A live run's step and energy in the list are refreshed at most this often (its card shows
+# them live): re-rendering the table is a page-wide update that competes with the 3D frames.
+STEP_REFRESH_S = 10.0
 
 
 def run_from_search(search: str | None) -> str | None:
@@ -328,8 +334,13 @@ def refresh_runs(n, live_group, sid, digest):
         _last_bundle_scan[0] = now
         r.index_bundles(jobs.find_bundles(r.config.bundle_dirs))
     snaps = r.list_runs(sid)
-    key = runs_digest(snaps)
-    return (NU, NU) if key == digest else (runs_table(snaps), key)
+    last = digest if isinstance(digest, dict) else {}
+    key, shape = runs_digest(snaps), runs_digest(snaps, steps=False)
+    if key == last.get("key"):
+        return NU, NU
+    if shape == last.get("shape") and now - last.get("t", 0.0) < STEP_REFRESH_S:
+        return NU, NU  # only steps moved: wait
+    return runs_table(snaps), {"key": key, "shape": shape, "t": now}
 
 
 @callback(
