@@ -70,7 +70,7 @@
   }
 
   const STRETCHED_COLOR = 0x9aa0a6;
-  const SOFTWARE_BEADS_MAX = 500;  // beads drawn up to this many on software WebGL
+  const SOFTWARE_BEADS_MAX = 800;  // beads drawn up to this many on software WebGL (the opening demo: 600)
 
   // Bonds as sticks (cylinder impostors) on a real GPU; as lines on software WebGL, where
   // rasterizing the cylinders made up most of a frame's cost (about half of the ~100 ms a

@@ -98,12 +98,12 @@ def test_stretched_bonds_are_drawn_apart_and_counted(page):
 
 
 def test_a_long_loop_on_software_webgl_is_drawn_as_its_backbone_line(page):
-    """Beads are rebuilt every frame: above 500 beads on software WebGL (this browser), only
+    """Beads are rebuilt every frame: above 800 beads on software WebGL (this browser), only
     the backbone line is drawn; a short loop keeps its beads."""
     styles = page.evaluate(
         """() => {
         const out = {};
-        for (const n of [40, 600]) {
+        for (const n of [40, 1000]) {
           const el = document.createElement('div');
           el.id = 'wb-test-loop-' + n;
           el.style.cssText = 'position:relative;width:200px;height:200px';
@@ -112,14 +112,15 @@ def test_a_long_loop_on_software_webgl_is_drawn_as_its_backbone_line(page):
           for (let i = 0; i < n; i++) x.push(Math.cos(i / 10), Math.sin(i / 10), i / 50);
           for (let i = 0; i + 1 < n; i++) bonds.push(i, i + 1);
           window.dash_clientside.wb.frame({div: el.id, key: 'long' + n,
-            view: {kind: 'loop', n: n, scale: 1, stretch: 0, bonds: bonds, x0: x}, xyz: x, step: 0});
+            view: {kind: 'loop', n: n, scale: 1, stretch: 0, bonds: bonds, x0: x},
+            xyz: x, step: 0});
           out[n] = Object.keys(window.wbViewers[el.id].atoms[0].style).sort();
           el.remove();
         }
         return out;
     }"""
     )
-    assert styles == {"40": ["line", "sphere"], "600": ["line"]}
+    assert styles == {"40": ["line", "sphere"], "1000": ["line"]}
 
 
 def test_gd_and_gnn_cards_frame_follow_fit_and_speedup(page):

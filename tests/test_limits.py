@@ -472,3 +472,17 @@ def test_app_py_serves_with_waitress_and_exits_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_help_lists_every_flag_with_its_text(capsys):
+    """`python app.py --help` prints every setting (a "%" in a help text once broke it)."""
+    import dataclasses
+
+    with pytest.raises(SystemExit) as done:
+        from_argv(["--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(ServerConfig):
+        if f.metadata.get("flag"):
+            assert f.name.replace("_", "-").removesuffix("s") in out, f.name
+    assert "15-20 % of the steps/s" in out  # a literal "%" comes through

@@ -150,10 +150,10 @@ class ServerConfig:
     )
     poll_ms: int = setting(
         1000,
-        "period of the Dash poll that grows the curves and status lines; each poll re-renders "
-        "the cards' charts on the page's main thread, which delays the live 3D frames: on the "
-        "idle 2-core machine 1000 ms drew 8.7-9.3 frames/s per view at n=400 against 5.4-5.5 "
-        "at 400 ms (docs/benchmarks-ui.md)",
+        "period of the Dash poll that updates the cards' status lines (and the charts, see "
+        "--chart-ms); each poll's page update delays the live 3D frames: on the idle 2-core "
+        "machine 1000 ms drew 8.7-9.3 frames/s per view at n=400 against 5.4-5.5 at 400 ms "
+        "(docs/benchmarks-ui.md)",
         "WB_POLL_MS",
     )
     chart_ms: int = setting(
@@ -266,19 +266,20 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
         kind, env = meta["kind"], meta["env"]
         text = os.environ.get(env) if env else None
         hint = f" (env {env})" if env else ""
+        about = meta["help"].replace("%", "%%")  # argparse %-formats help texts
         if kind == "list":
             default = tuple(s.strip() for s in (text or "").split(",") if s.strip()) or None
             name = _flag(f.name.removesuffix("s"))  # --allowed-host, --bundle-dir, ...
             p.add_argument(name, dest=f.name, action="append", default=None,
-                           help=meta["help"] + hint)  # fmt: skip
+                           help=about + hint)  # fmt: skip
             p.set_defaults(**{f"_env_{f.name}": default})
         elif kind == "off":
             on = text is None or text.lower() not in ("0", "off", "no", "false")
             p.add_argument(_flag("no_" + f.name), dest=f.name, action="store_false", default=on,
-                           help=meta["help"] + hint)  # fmt: skip
+                           help=about + hint)  # fmt: skip
         elif kind == "on":
             p.add_argument(_flag(f.name), dest=f.name, action="store_true", default=f.default,
-                           help=meta["help"])  # fmt: skip
+                           help=about)  # fmt: skip
         else:
             convert = int if kind == "int?" or isinstance(f.default, int) else str
             try:
@@ -286,7 +287,7 @@ def from_argv(argv: list[str] | None = None) -> ServerConfig:
             except ValueError:
                 p.error(f"environment variable {env}={text!r} is not {convert.__name__}")
             p.add_argument(_flag(f.name), dest=f.name, type=convert, default=default,
-                           help=meta["help"] + hint)  # fmt: skip
+                           help=about + hint)  # fmt: skip
     a = vars(p.parse_args(argv))
     values = {}
     for f in flagged:
