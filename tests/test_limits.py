@@ -220,8 +220,8 @@ def test_the_page_states_the_limit_that_was_hit(make):
         assert live.start_run(1, *args, ["gd"], "loop", "file", None, "A")[5].startswith("Started")
         msg = live.start_run(1, *args, ["gd"], "loop", "file", None, "B")[5]
         assert msg == (
-            "Not started: the server has 1 active run(s) and task(s) from all sessions; the "
-            "limit is 1 per server (max_active_total): wait for some to finish"
+            "Not started: the server has 1 active run(s), task(s) and sweep(s) from all sessions; "
+            "the limit is 1 per server (max_active_total): wait for some to finish"
         )
         status = spectrum.start_spectrum(1, *args, "loop", "file", None, "C")[2]
         assert (
@@ -298,6 +298,40 @@ def test_widget_values_of_shapes_no_browser_sends_are_refused_with_the_field_nam
     assert guards.value_refusal(kinds, long, 1000) == (
         "Not accepted: system.n holds 5,000 characters; the limit is 1,000 (max_field_chars)."
     )
+
+
+def test_runs_and_sweeps_share_the_session_and_server_limits(make, tmp_path):
+    """An active sweep holds a slot of its session and of the server against runs, and runs
+    hold theirs against sweeps (refused before any cluster starts)."""
+    from workbench.sweeps import SweepManager
+
+    reg, _ = make(max_active_per_session=2, max_active_total=3)
+    sweeps = {"A": 2, "B": 0}  # active sweeps per session (3 on the server with C's one)
+    reg.outside_active = lambda owner: (sweeps.get(owner, 0), 3)
+    with pytest.raises(Busy, match=r"limit is 2 per session"):
+        reg.submit(RunSpec(), owner="A")
+    with pytest.raises(Busy, match=r"sweep\(s\) from all sessions; the limit is 3 per server"):
+        reg.submit(RunSpec(), owner="B")
+    reg.outside_active = lambda owner: (0, 0)
+    reg.submit(RunSpec(), owner="A")  # no sweeps: the run is taken
+    manager = SweepManager(tmp_path / "sweeps", limit=2, max_total=3,
+                           max_active=lambda owner: (2, 2))  # fmt: skip
+    with pytest.raises(ValueError, match=r"limit is 2 per session"):
+        manager.submit(None, "A")
+    manager = SweepManager(tmp_path / "sweeps", limit=2, max_total=3,
+                           max_active=lambda owner: (0, 3))  # fmt: skip
+    with pytest.raises(ValueError, match=r"limit is 3 per server \(max_active_total\)"):
+        manager.submit(None, "A")
+
+
+def test_the_server_connects_the_sweep_manager_to_the_run_limits(client):
+    from workbench import registry as reg
+    from workbench import sweeps
+
+    manager = sweeps.get()
+    assert reg.get().outside_active == manager.active_counts
+    assert manager._other_active == reg.get().active_counts
+    assert manager.max_total == reg.get().config.max_active_total
 
 
 # ---- 14: bind address, Host header --------------------------------------------------------------

@@ -56,6 +56,16 @@ def quota_error(active: int, adding: int, limit: int) -> str | None:
     )
 
 
+def total_error(total: int, adding: int, limit: int | None) -> str | None:
+    """Why ``adding`` more active runs, tasks or sweeps exceed the per-server limit, or None."""
+    if limit is None or total + adding <= limit:
+        return None
+    return (
+        f"the server has {total} active run(s), task(s) and sweep(s) from all sessions; the "
+        f"limit is {limit} per server (max_active_total): wait for some to finish"
+    )
+
+
 def limit_error(
     adding: int, session: int, total: int, config, tasks: int | None = None
 ) -> str | None:
@@ -63,13 +73,9 @@ def limit_error(
     analysis tasks) exceed a limit of ``config`` (a ServerConfig), or None when they fit.
     ``session``, ``total``: active runs and tasks of the session and of the server."""
     refused = quota_error(session, adding, config.max_active_per_session)
+    refused = refused or total_error(total, adding, config.max_active_total)
     if refused:
         return refused
-    if total + adding > config.max_active_total:
-        return (
-            f"the server has {total} active run(s) and task(s) from all sessions; the limit is "
-            f"{config.max_active_total} per server (max_active_total): wait for some to finish"
-        )
     if tasks is not None and tasks + adding > config.max_tasks_total:
         return (
             f"the server has {tasks} analysis task(s) under way from all sessions; the limit is "

@@ -98,6 +98,9 @@ class RunRegistry:
         bundle_reader: Callable[[str], dict] | None = None,
     ):
         self.config = config
+        # (the session's, the server's) active work held elsewhere, counted against the same
+        # limits: the sweep manager's active sweeps (workbench/server.py connects them)
+        self.outside_active: Callable[[str], tuple[int, int]] = lambda owner: (0, 0)
         self._runner = runner
         self._store = store or RunStore(config.run_dir)
         self._read = bundle_reader or read_run
@@ -148,6 +151,19 @@ class RunRegistry:
         with self._lock:
             return self._active(owner)[0]
 
+    def active_counts(self, owner: str) -> tuple[int, int]:
+        """(active runs and tasks of ``owner``, of the server), without ``outside_active``:
+        what the sweep manager adds to its own counts."""
+        with self._lock:
+            mine, total, _ = self._active(owner)
+        return mine, total
+
+    def _with_outside(self, owner: str, counts: tuple[int, int, int]) -> tuple[int, int, int]:
+        """``_active``'s counts plus the active work held elsewhere (``outside_active``)."""
+        mine, total, tasks = counts
+        out_mine, out_total = self.outside_active(owner)
+        return mine + out_mine, total + out_total, tasks
+
     def _active(self, owner: str) -> tuple[int, int, int]:
         """(active runs and tasks of ``owner``, of the server, active tasks of the server);
         call under the lock. A stopped queued run is already "cancelled", a stopped task is
@@ -192,7 +208,7 @@ class RunRegistry:
         access.check_submitter(owner)
         group, now = secrets.token_hex(4), time.time()
         with self._lock:
-            mine, total, _ = self._active(owner)
+            mine, total, _ = self._with_outside(owner, self._active(owner))
             refused = access.limit_error(len(specs), mine, total, self.config)
             if refused:
                 raise Busy(refused)
@@ -233,7 +249,7 @@ class RunRegistry:
             for old in self._records.values():
                 if old.kind == "task" and old.owner == owner and old.label == label:
                     _stop_task(old, rec.created)
-            mine, total, tasks = self._active(owner)
+            mine, total, tasks = self._with_outside(owner, self._active(owner))
             refused = access.limit_error(1, mine, total, self.config, tasks=tasks)
             if refused:
                 raise Busy(refused)

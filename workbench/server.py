@@ -55,16 +55,17 @@ def create_app(config: ServerConfig, runner=None) -> dash.Dash:
     registry = RunRegistry(config, runner or jobs.run_engine, bundle_reader=jobs.read_bundle)
     registry.index_bundles(jobs.find_bundles(config.bundle_dirs))
     reg.install(registry)
-    sweeps.install(
-        sweeps.SweepManager(
-            os.path.join(config.run_dir, "sweeps"),
-            scheduler=config.scheduler,
-            n_workers=config.sweep_workers,
-            max_running=config.max_running_sweeps,
-            limit=config.max_active_per_session,
-            max_active=registry.active_count,
-        )
+    manager = sweeps.SweepManager(
+        os.path.join(config.run_dir, "sweeps"),
+        scheduler=config.scheduler,
+        n_workers=config.sweep_workers,
+        max_running=config.max_running_sweeps,
+        limit=config.max_active_per_session,
+        max_total=config.max_active_total,
+        max_active=registry.active_counts,
     )
+    registry.outside_active = manager.active_counts  # one limit over runs, tasks and sweeps
+    sweeps.install(manager)
     app = dash.Dash(
         __name__,
         assets_folder=ASSETS,

@@ -7,7 +7,8 @@ existing scheduler named by ``--scheduler`` / SLOWMODE_SCHEDULER. Dash callbacks
 snapshots, so the server never waits on the cluster.
 
 Rules, as for runs: a sweep belongs to the session that started it (others read it as "not
-found"); an active sweep counts as one of the session's ``max_active_per_session``; at most
+found"); an active sweep counts as one of the session's ``max_active_per_session`` and of
+the server's ``max_active_total``, both ways (runs count against sweeps too); at most
 ``max_running`` sweeps run at once, more wait ("queued"). Each sweep lives in
 ``<run_dir>/sweeps/<sweep_id>/`` (sweep.json, meta.json, results.jsonl, one bundle per run
 under runs/) and is listed again after a restart; one that was active then reads
@@ -90,15 +91,17 @@ class SweepManager:
         scheduler: str | None = None,
         n_workers: int | None = None,
         max_running: int = 1,
-        max_active: Callable[[str], int] | None = None,
+        max_active: Callable[[str], tuple[int, int]] | None = None,
         limit: int = 4,
+        max_total: int | None = None,
         client=None,
     ):
         self.root = Path(root)
         self.scheduler = scheduler
         self.n_workers = n_workers
-        self.limit = limit
-        self._other_active = max_active or (lambda owner: 0)
+        self.limit, self.max_total = limit, max_total
+        # (the session's, the server's) active runs and tasks (RunRegistry.active_counts)
+        self._other_active = max_active or (lambda owner: (0, 0))
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_running)
         self._records: dict[str, SweepRecord] = {}
@@ -116,9 +119,10 @@ class SweepManager:
         """Start ``spec`` (or resume the owner's sweep ``sweep_id``); access.Busy-style
         ValueError when the session already holds its limit of active runs and sweeps."""
         access.check_submitter(owner)
-        with self._lock:
-            mine = sum(1 for r in self._records.values() if r.owner == owner and r.status in ACTIVE)
-        refused = access.quota_error(mine + self._other_active(owner), 1, self.limit)
+        mine, total = self.active_counts(owner)
+        other_mine, other_total = self._other_active(owner)
+        refused = access.quota_error(mine + other_mine, 1, self.limit)
+        refused = refused or access.total_error(total + other_total, 1, self.max_total)
         if refused:
             raise ValueError(refused)
         with self._lock:
@@ -131,6 +135,12 @@ class SweepManager:
         self._save_meta(rec)
         threading.Thread(target=self._drive, args=(rec,), daemon=True, name=f"sweep-{sid}").start()
         return sid
+
+    def active_counts(self, owner: str) -> tuple[int, int]:
+        """(queued and running sweeps of ``owner``, of the server)."""
+        with self._lock:
+            active = [r.owner for r in self._records.values() if r.status in ACTIVE]
+        return sum(o == owner for o in active), len(active)
 
     def cancel(self, sweep_id: str, by: str) -> bool:
         with self._lock:
