@@ -78,6 +78,14 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     from workbench.panels.teach import ID as T
 
     page.locator(".wb-lessons-summary").click()
+    # open on a wide page, the drawer docks beside the panels: it covers none of them
+    wait_until(page, lambda: page.evaluate("""() => {
+        const drawer = document.querySelector('.wb-lessons').getBoundingClientRect();
+        const panels = [...document.querySelectorAll('[data-panel]')]
+          .filter(p => p.offsetParent && p.dataset.panel !== 'lessons');
+        return panels.length > 3 && innerWidth >= 1200 &&
+          panels.every(p => p.getBoundingClientRect().right <= drawer.left);
+    }"""), 10, "the panels to make room for the open lessons drawer")  # fmt: skip
     page.locator("#wb-lesson-rehearse input").check()
     lesson = LESSONS["spectrum"]
     # step 1: the form is the opening demo's (rehearsed) and its spectrum is computed
