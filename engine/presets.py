@@ -10,6 +10,8 @@ workbench and ``python -m engine compare --preset`` run side by side.
 
 from __future__ import annotations
 
+import math
+
 from .config import (
     EnergyConfig,
     ModesConfig,
@@ -131,15 +133,31 @@ OPENING = "bondlj-n600-improved-4k"  # the chosen one (docs/benchmarks.md, "Open
 PROTOCOLS = {"paper": paper_spec, "improved": improved_spec, "tuned": tuned_spec}
 
 
+PAPER_PATIENCE_STEPS = 400  # reference: 20 checks, one every 20 steps (method.md §6.2)
+
+
+def auto_chunk(protein: bool, n: int | None) -> int:
+    """Steps per chunk when none is given: 20 (the paper's check every 20 steps), 10 for
+    systems over 500 atoms and proteins (so that rows, and the stopping rule's checks, keep
+    coming about as often in time). The live frame rate does not depend on it:
+    ``engine.run``'s FramePacer shows positions within a chunk slower than a frame period."""
+    return 10 if protein or (n or 0) > 500 else 20
+
+
+def auto_patience(chunk: int) -> int:
+    """Checks that span the paper's 400 steps without improvement."""
+    return max(1, math.ceil(PAPER_PATIENCE_STEPS / chunk))
+
+
 def demo_spec(name: str, method: str, seed: int = 0) -> RunSpec:
     """One method of the candidate demo ``name`` (DEMO_CANDIDATES) at its fixed step budget."""
     c = DEMO_CANDIDATES[name]
     spec = PROTOCOLS[c["protocol"]](c["system"], c["n"], method, seed, max_steps=c["steps"])
-    chunk = 10 if c["n"] > 500 else 20  # the form's automatic chunk (workbench/forms.py)
+    chunk = auto_chunk(False, c["n"])  # as the form's blank "check every"
     return spec.replace(
         **{
             "schedule.stopping": "none",
-            "schedule.patience": max(1, 400 // chunk),
+            "schedule.patience": auto_patience(chunk),
             "reparam.n_modes": None,
             "chunk_size": chunk,
             "frame_every": chunk,

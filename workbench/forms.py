@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from engine import RunSpec, SpecError, schema
+from engine import RunSpec, SpecError, presets, schema
 from engine.config import LOOP_SYSTEMS
 from engine.methods import DEFAULT_METHODS as DEFAULT_METHOD_KEYS
 from engine.methods import METHODS as METHOD_REGISTRY
@@ -411,23 +410,14 @@ def build_specs(
     return specs
 
 
-PAPER_PATIENCE_STEPS = 400  # reference: 20 checks, one every 20 steps (method.md §6.2)
-
-
 def auto_chunk(tab: str, n: int | None) -> int:
-    """Steps per chunk when left blank: 20 (the paper's check every 20 steps), 10 for larger
-    systems and proteins (so that rows, and the stopping rule's checks, keep coming about as
-    often in time). The live frame rate no longer depends on it: ``engine.run``'s FramePacer
-    shows positions within a chunk that takes longer than a frame period; engine/presets.py
-    ``demo_spec`` follows the same rule."""
-    if tab == "protein" or (n or 0) > 500:
-        return 10
-    return 20
+    """Steps per chunk when "check every" is left blank (engine.presets.auto_chunk)."""
+    return presets.auto_chunk(tab == "protein", n)
 
 
 def auto_patience(chunk: int) -> int:
-    """Checks that span the paper's 400 steps without improvement."""
-    return max(1, math.ceil(PAPER_PATIENCE_STEPS / chunk))
+    """Checks that span the paper's 400 steps without improvement (engine.presets)."""
+    return presets.auto_patience(chunk)
 
 
 def _protein_key(path: str) -> str:
