@@ -162,24 +162,14 @@ def downsample(metrics: dict, n: int = CURVE_POINTS) -> dict:
 _models: dict = {}  # protein -> its EnergyModel (one per process: the Hessian compiles once)
 
 
-def precompile_hessian(system, model) -> float | None:
+def precompile_hessian(system, model) -> float:
     """Compile the dense autodiff Hessian ahead of time (seconds), so that the first measured
     slow-mode computation is as warm as later ones (XLA's persistent cache, on in collect(),
     hands the executable to the jitted call; measured on chignolin under load: 12.4 s after
-    this vs 12.6 s for a second call). Uses engine.hessian's internals; None when they
-    changed (the caller then compiles by one full computation)."""
-    try:
-        import jax.numpy as jnp
+    this vs 12.6 s for a second call)."""
+    from engine.hessian import compile_autodiff_hessian
 
-        from engine import hessian as hess
-
-        n = system.n_atoms
-        fn = hess._hessian_columns_fn(model.energy_fn, n, hess._hvp_batch_size(n))
-        t = time.perf_counter()
-        fn.lower(jnp.asarray(hess._as_positions(system.x0))).compile()
-        return time.perf_counter() - t
-    except (AttributeError, TypeError):
-        return None
+    return compile_autodiff_hessian(model.energy_fn, system.x0)
 
 
 def measure_modes(name: str, system, spec, compiled: set):
@@ -198,8 +188,6 @@ def measure_modes(name: str, system, spec, compiled: set):
     cold = None
     if name not in compiled:
         cold = precompile_hessian(system, model)
-        if cold is None:  # no ahead-of-time route: a full cold computation compiles it
-            cold = compute_modes(spec, system, model).seconds
         compiled.add(name)
     modes = compute_modes(spec, system, model)
     timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}

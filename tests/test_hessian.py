@@ -191,3 +191,21 @@ def test_sparse_hessian_refuses_all_pairs_terms_and_sums_repeated_pairs():
     np.testing.assert_allclose(
         hs.sparse_block_norms(y, [term]).toarray(), hs.pair_block_norms(y, [term]), atol=1e-13
     )
+
+
+def test_compiling_the_autodiff_hessian_ahead_leaves_its_result_unchanged():
+    import jax.numpy as jnp
+
+    from engine.hessian import autodiff_hessian, compile_autodiff_hessian
+
+    def energy(x):
+        d = x[1:] - x[:-1]
+        return jnp.sum((jnp.sum(d * d, axis=1) - 1.0) ** 2)
+
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    seconds = compile_autodiff_hessian(energy, x)
+    assert 0.0 < seconds < 60.0
+    import jax
+
+    dense = np.asarray(jax.hessian(energy)(jnp.asarray(x))).reshape(15, 15)
+    np.testing.assert_allclose(autodiff_hessian(energy, x), dense, rtol=1e-6, atol=1e-9)
