@@ -620,3 +620,35 @@ def test_charts_are_redrawn_at_most_every_chart_ms_while_runs_are_live(tmp_path,
         release_all()
         registry.shutdown()
         reg.install(None)
+
+
+def test_an_analysis_task_is_polled_the_same_way_by_every_panel(engine):
+    """spectrum.poll_task (the spectrum and panel T's views): progress while it runs, why it
+    ended when it failed, its payload when done, and "not found" for another session."""
+    import threading
+
+    r, gate = reg.get(), threading.Event()
+
+    def work(report, should_stop):
+        report("step 1 of 2")
+        gate.wait(30)
+        return {"answer": 42}
+
+    task = {"id": r.submit_task(SID, "spectrum", work)}
+    wait_for(lambda: r.snapshot(task["id"], SID).progress, 30, "the task's progress")
+    status, payload, done = spectrum.poll_task(task, SID, "Spectrum")
+    assert payload is None and done is False and "step 1 of 2" in str(status)
+    assert spectrum.poll_task(task, OTHER, "Spectrum")[0].startswith("Spectrum not found")
+    gate.set()
+    wait_for(lambda: r.snapshot(task["id"], SID).terminal, 30, "the task's end")
+    assert spectrum.poll_task(task, SID, "Spectrum") == (None, {"answer": 42}, True)
+
+    def broken(report, should_stop):
+        raise RuntimeError("no modes here")
+
+    failed = {"id": r.submit_task(SID, "conditioning", broken)}
+    wait_for(lambda: r.snapshot(failed["id"], SID).terminal, 30, "the failed task's end")
+    status, payload, done = spectrum.poll_task(failed, SID, "Conditioning")
+    assert payload is None and done and status.startswith("Conditioning failed")
+    assert "no modes here" in status
+    assert spectrum.poll_task(None, SID) == (no_update, None, True)

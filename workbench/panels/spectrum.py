@@ -137,6 +137,23 @@ def task_progress(snap) -> list:
     return progress_bar(snap.progress or snap.status, snap.elapsed)
 
 
+def poll_task(task: dict | None, sid: str, what: str = "Task"):
+    """(status line, payload or None, poll disabled?) of an analysis task ``task`` ({"id"})
+    of session ``sid``: its progress while unfinished, why it ended when it did not finish,
+    its payload when done. ``what`` names it in those lines (the spectrum, the teaching views
+    of panel T)."""
+    if not task:
+        return NU, None, True
+    snap = reg.get().snapshot(task["id"], sid)
+    if snap is None:
+        return f"{what} not found (server restarted?).", None, True
+    if not snap.terminal:
+        return task_progress(snap), None, False
+    if snap.status != "done" or snap.payload is None:
+        return f"{what} {snap.status}: {snap.message}", None, True
+    return None, snap.payload, True
+
+
 def mode_payload(p: dict, key: str, index: int | None = None) -> dict:
     """Payload of the clientside animator: the structure, and mode ``index``'s displacement
     (None: the structure at rest). ``p`` is the spectrum task's payload."""
@@ -246,16 +263,10 @@ def start_spectrum(n, values, field_ids, tab, source, token, sid, previous=None)
 )
 def poll_spectrum(n, task, sid):
     """Progress of the spectrum task; its figure, heatmaps and structure once done."""
-    if not task:
-        return NU, NU, NU, True, NU, NU
-    snap = reg.get().snapshot(task["id"], sid)
-    if snap is None:
-        return NU, NU, "Spectrum task not found (server restarted?).", True, NU, NU
-    if not snap.terminal:
-        return NU, NU, task_progress(snap), False, NU, NU
-    if snap.status != "done":
-        return NU, NU, f"Spectrum {snap.status}: {snap.message}", True, NU, NU
-    fig, status, heat, mode = spectrum_result(snap.payload, task)
+    status, payload, done = poll_task(task, sid, "Spectrum")
+    if payload is None:
+        return NU, NU, status, done, NU, NU
+    fig, status, heat, mode = spectrum_result(payload, task)
     return fig, {"display": "block"}, status, True, mode, heat
 
 

@@ -41,7 +41,7 @@ from .. import components as C
 from .. import forms, ids, teach_views
 from .. import registry as reg
 from . import PageContext, live, runs, system
-from .spectrum import task_progress
+from .spectrum import poll_task
 
 
 class ID:
@@ -254,20 +254,6 @@ def check_modes(i, j, n_atoms: int) -> tuple[int, int]:
     if out[0] == out[1]:
         raise SpecError("mode j", "must differ from mode i")
     return out[0], out[1]
-
-
-def poll_task(task: dict | None, sid: str):
-    """(status, payload or None, poll disabled?) of a teaching task."""
-    if not task:
-        return NU, None, True
-    snap = reg.get().snapshot(task["id"], sid)
-    if snap is None:
-        return "Task not found (server restarted?).", None, True
-    if not snap.terminal:
-        return task_progress(snap), None, False
-    if snap.status != "done" or snap.payload is None:
-        return f"{snap.status}: {snap.message}", None, True
-    return None, snap.payload, True
 
 
 def _submit(sid, label, key, work, previous):
