@@ -97,7 +97,7 @@
     // stall per frame (~20-40 ms for two views on software WebGL, 3-4 ms with own contexts).
     const viewer = $3Dmol.createViewer(el, {backgroundColor: "white", antialias: !isSoftwareGL(),
                                             rows: 1, cols: 1, row: 0, col: 0});
-    let model;
+    let model, beads = true;
     if (view.kind === "protein") {
       model = viewer.addModel(view.pdb, "pdb");
       if (view.coarse) {  // one bead per residue: a CA trace with beads
@@ -126,7 +126,7 @@
       // a backbone tube with small beads, both coloured along the chain; on software WebGL a
       // long loop is its backbone line alone (rebuilding the beads' meshes each frame cost
       // more than the line; docs/benchmarks-ui.md)
-      const beads = !(isSoftwareGL() && n > SOFTWARE_BEADS_MAX);
+      beads = !(isSoftwareGL() && n > SOFTWARE_BEADS_MAX);
       model.setStyle({}, beads ? {sphere: {radius: 0.2}, [bondStyle()]: {radius: 0.17}}
                                : {[bondStyle()]: {radius: 0.17}});
     }
@@ -136,10 +136,15 @@
     if (view.kind !== "protein" && view.bonds && view.stretch !== 0) setupStretch(entry, view);
     const overlay = overlays[div];
     if (overlay && overlay.key === entry.key) setEdges(entry, overlay.pairs);
+    const notes = [];  // what the view leaves out, said on it
     if (view.every > 1) {  // a large loop: every k-th bead is drawn (workbench/jobs.py)
+      notes.push("every " + view.every + "th bead of " + view.n_atoms + " shown");
+    }
+    if (!beads) notes.push("backbone line only: beads off above " + SOFTWARE_BEADS_MAX + " without a GPU");
+    if (notes.length) {
       const note = document.createElement("div");
       note.className = ID.live.BADGE_CLASS;
-      note.textContent = "every " + view.every + "th bead of " + view.n_atoms + " shown";
+      note.textContent = notes.join(" · ");
       entry.el.appendChild(note);
     }
     viewer.setViewChangeCallback(v => onViewChange(entry, v));
