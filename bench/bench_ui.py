@@ -6,7 +6,7 @@ methods at n=400 and n=1000, and the time from Stop to "stopped" in every phase 
     python -m bench.bench_ui --screenshots docs/screenshots
     python -m bench.bench_ui --quick              # smallest settings: checks the script runs
     python -m bench.bench_ui --only click stop    # some parts (click, live, stop, synthetic,
-                                                  # pacer)
+                                                  # pacer, profile)
 
 What is measured (headless Debian Chromium through Playwright, software WebGL):
 
@@ -40,6 +40,11 @@ What is measured (headless Debian Chromium through Playwright, software WebGL):
    in the status line (building a loop takes milliseconds) is reported as not observed.
 7. What live frames within chunks cost the engine ("pacer"): steps/s of GD and the GNN at
    n=1000 with whole chunks and in 50 ms pieces, alternated in one process.
+8. Where the page's main thread goes during a live GD + GNN run ("profile"): a Chrome CPU
+   profile (DevTools protocol, ``Profiler``) over ``--window`` seconds at each ``--sizes``,
+   its samples sorted by the code on their stack: the 3D frames (assets/workbench.js),
+   Plotly charts, the Dash renderer and React otherwise, the browser's own work outside
+   JavaScript ("(program)": style, layout, paint), garbage collection, and idle.
 Targets (idle 2-core machine): warm click-to-motion <= 5 s, cold <= 20 s, stop <= 1 s.
 """
 
@@ -444,6 +449,70 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
     }
 
 
+PROFILE_CATEGORIES = (  # first match on a sample's stack, innermost frame first
+    ("3D frames (workbench.js)", ("workbench.js",)),
+    ("Plotly charts", ("plotly", "async-graph")),
+    ("Dash renderer and React", ("dash_renderer", "react")),
+)
+
+
+def profile_shares(profile: dict) -> dict:
+    """{category: share of the sampled time} of a DevTools CPU profile (PROFILE_CATEGORIES;
+    the V8 pseudo-frames "(program)", "(idle)", "(garbage collector)" by name)."""
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    parent = {c: node["id"] for node in profile["nodes"] for c in node.get("children", ())}
+    shares: dict[str, float] = {}
+    total = 0.0
+    for sample, dt in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        stack, node = [], sample
+        while node is not None:
+            frame = nodes[node]["callFrame"]
+            stack.append((frame["functionName"], frame["url"].rsplit("/", 1)[-1]))
+            node = parent.get(node)
+        name = stack[0][0]
+        if name in ("(program)", "(idle)", "(garbage collector)"):
+            key = name
+        else:
+            urls = [url for _, url in stack]
+            key = next((label for label, marks in PROFILE_CATEGORIES
+                        if any(u.startswith(marks) for u in urls)), "other")  # fmt: skip
+        shares[key] = shares.get(key, 0.0) + dt
+        total += dt
+    return {k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
+def measure_profile(page, n: int, window: float) -> dict:
+    """GD and the GNN side by side at n: drawn frames per view and the main thread's CPU
+    profile over ``window`` seconds of steady state."""
+    set_methods(page, ["gd", "gnn"])
+    set_field(page, "system.n", str(n))
+    page.wait_for_timeout(600)
+    old = set(viewer_ids(page))
+    page.click("#wb-run")
+
+    def new_cards():
+        new = [d for d in viewer_ids(page) if d not in old]
+        return new if len(new) == 2 else None
+
+    def steady():
+        return all(stats(page).get(d, {}).get("frames", 0) >= 5 for d in divs)
+
+    divs = wait_until(page, new_cards, 30, "two cards")
+    wait_until(page, steady, 300, "steady state")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 200})  # microseconds
+    s0, t0 = stats(page), time.time()
+    cdp.send("Profiler.start")
+    page.wait_for_timeout(window * 1000)
+    profile = cdp.send("Profiler.stop")["profile"]
+    s1, t1 = stats(page), time.time()
+    drawn = [(s1[d]["frames"] - s0[d]["frames"]) / (t1 - t0) for d in divs]
+    stop_all(page)
+    return {"n": n, "window_s": t1 - t0, "drawn_per_s": drawn, "load_avg_1min": os.getloadavg()[0],
+            "main_thread_shares": profile_shares(profile)}  # fmt: skip
+
+
 def published(page, divs: list[str]) -> dict:
     """{viewer div: frames its run has published so far} (the /_wb/frames counter)."""
     runs = ",".join(d.removeprefix("wb-view-") + ":0" for d in divs)
@@ -531,6 +600,10 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
                 spectrum_shot(page, shots)
                 demo_shot(page, shots)
             prepare_long_runs(page)
+            if "profile" in args.only:
+                out["profile"] = [measure_profile(page, n, args.window) for n in args.sizes]
+            if "live" not in args.only:
+                return out
             out["live"] = [
                 measure_live(page, n, args.window, METHOD_SETS[count])
                 for n in args.sizes
@@ -634,7 +707,7 @@ def _count_into(frames: list):
 
 
 METHOD_SETS = {2: ["gd", "gnn"], 4: ["gd", "cg", "gnn", "fire"]}
-PARTS = ("click", "live", "stop", "synthetic", "pacer")
+PARTS = ("click", "live", "stop", "synthetic", "pacer", "profile")
 
 
 def main(argv=None) -> None:
@@ -698,8 +771,12 @@ def main(argv=None) -> None:
     if "pacer" in args.only:
         result["pacer_overhead"] = measure_pacer(60 if args.quick else 1000)
         print(json.dumps(result["pacer_overhead"], indent=2), flush=True)
-    if "live" in args.only:
-        result["engine"] = session(args, None, args.screenshots)
+    if "live" in args.only or "profile" in args.only:
+        engine = session(args, None, args.screenshots)
+        if "profile" in engine:
+            result["main_thread_profile"] = engine.pop("profile")
+        if "live" in args.only:
+            result["engine"] = engine
     if "synthetic" in args.only and not args.skip_synthetic:
         result["synthetic"] = session(args, args.synthetic_rate, None)
         result["synthetic"]["rate_per_view"] = args.synthetic_rate
