@@ -172,16 +172,23 @@ def test_panels_read_in_workflow_order_and_run_is_visible(page, width, height):
         assert len({b["top"] for b in setup}) == 1
         assert setup[0]["right"] <= setup[1]["left"] and setup[1]["right"] <= setup[2]["left"]
         assert all(b["right"] <= width for b in boxes)
-        # Run is in the window without scrolling, and nothing covers it
+        # Run is in the window without scrolling, and nothing covers it. Box and hit test in
+        # one evaluation, repeated until the page has settled: a late render moving the
+        # button between the two once hit the panel under its old place.
         assert fresh.evaluate("window.scrollY") == 0
-        run = fresh.locator("#wb-run").bounding_box()
+        run = wait_until(
+            fresh,
+            """() => {
+                const b = document.getElementById('wb-run'), r = b.getBoundingClientRect();
+                const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                return (hit === b || b.contains(hit)) && {x: r.x, y: r.y, width: r.width,
+                                                          height: r.height};
+            }""",
+            10,
+            "the Run button on top at its place",
+        )
         assert 0 <= run["y"] and run["y"] + run["height"] <= height, run
         assert 0 <= run["x"] and run["x"] + run["width"] <= width, run
-        on_top = fresh.evaluate(
-            "([x, y]) => document.elementFromPoint(x, y).id",
-            [run["x"] + run["width"] / 2, run["y"] + run["height"] / 2],
-        )
-        assert on_top == "wb-run"
         assert fresh.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         fresh.close()
