@@ -162,32 +162,26 @@ def downsample(metrics: dict, n: int = CURVE_POINTS) -> dict:
 _models: dict = {}  # protein -> its EnergyModel (one per process: the Hessian compiles once)
 
 
-def precompile_hessian(system, model) -> float:
-    """Compile the dense autodiff Hessian ahead of time (seconds), so that the first measured
-    slow-mode computation is as warm as later ones (XLA's persistent cache, on in collect(),
-    hands the executable to the jitted call; measured on chignolin under load: 12.4 s after
-    this vs 12.6 s for a second call)."""
-    from engine.hessian import compile_autodiff_hessian
-
-    return compile_autodiff_hessian(model.energy_fn, system.x0)
-
-
 def measure_modes(name: str, system, spec, compiled: set):
     """The slow modes at x0 (the 120 lowest of the autodiff Hessian), computed afresh for
     every GNN run so that each run is charged modes timed under its own load.
 
     The first computation of a protein in a process would include XLA compiling the Hessian:
-    precompile_hessian compiles it first (bench_protein instead computes twice and charges
+    compile_autodiff_hessian compiles it first (bench_protein instead computes twice and charges
     the second). Every measurement and the load average go to protein_fold_modes.json.
     """
     from engine import make_energy
+    from engine.hessian import compile_autodiff_hessian
     from engine.run import compute_modes
 
     model = _models.setdefault(name, make_energy(system, spec.energy))
     load0 = list(os.getloadavg())
     cold = None
     if name not in compiled:
-        cold = precompile_hessian(system, model)
+        # compiled ahead, so the first measured computation is as warm as later ones (XLA's
+        # persistent cache, on in collect(), hands the executable to the jitted call; measured
+        # on chignolin under load: 12.4 s after this vs 12.6 s for a second call)
+        cold = compile_autodiff_hessian(model.energy_fn, system.x0)
         compiled.add(name)
     modes = compute_modes(spec, system, model)
     timing = json.loads(MODES_TIMING.read_text()) if MODES_TIMING.exists() else {}

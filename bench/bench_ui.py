@@ -375,23 +375,38 @@ def measure_stops(args, context) -> dict:
     return {"phases": results, "load_avg_1min": os.getloadavg()[0]}
 
 
-def measure_live(page, n: int, window: float, methods: list[str] | None = None) -> dict:
-    """Start ``methods`` (default GD+GNN) at n beads, measure frames per second per view over
-    ``window`` seconds."""
-    methods = methods or ["gd", "gnn"]
+def start_group(page, n: int, methods: list[str]) -> tuple[list[str], float]:
+    """Set the form to ``methods`` at n beads, press Run: (the new cards' viewer ids, the
+    time.time() of the click)."""
     set_methods(page, methods)
     set_field(page, "system.n", str(n))
     page.wait_for_timeout(600)
-    old = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
+    old = set(viewer_ids(page))
     t_click = time.time()
     page.click("#wb-run")
 
     def new_cards():
-        ids = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
-        new = [i for i in ids if i not in old]
+        new = [d for d in viewer_ids(page) if d not in old]
         return len(new) == len(methods) and new
 
-    divs = wait_until(page, new_cards, 30, "the new run cards")
+    return wait_until(page, new_cards, 30, "the new run cards"), t_click
+
+
+def wait_steady(page, divs: list[str]) -> None:
+    """Wait until every view in ``divs`` has drawn 5 frames (past compiling and start-up)."""
+
+    def steady():
+        s = stats(page)
+        return all(s.get(d, {}).get("frames", 0) >= 5 for d in divs)
+
+    wait_until(page, steady, 300, "steady state")
+
+
+def measure_live(page, n: int, window: float, methods: list[str] | None = None) -> dict:
+    """Start ``methods`` (default GD+GNN) at n beads, measure frames per second per view over
+    ``window`` seconds."""
+    methods = methods or ["gd", "gnn"]
+    divs, t_click = start_group(page, n, methods)
 
     def first_frames():
         s = stats(page)
@@ -400,11 +415,7 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
     wait_until(page, first_frames, 200, f"live frames at n={n}")
     t_first = time.time() - t_click
 
-    def warmed():
-        s = stats(page)
-        return all(s[d]["frames"] >= 5 for d in divs) and s
-
-    wait_until(page, warmed, 300, "steady state")
+    wait_steady(page, divs)
     load0 = os.getloadavg()[0]
     s0, t0, f0 = stats(page), time.time(), page.evaluate("({...window.wbStream})")
     p0 = published(page, divs)
@@ -484,21 +495,8 @@ def profile_shares(profile: dict) -> dict:
 def measure_profile(page, n: int, window: float) -> dict:
     """GD and the GNN side by side at n: drawn frames per view and the main thread's CPU
     profile over ``window`` seconds of steady state."""
-    set_methods(page, ["gd", "gnn"])
-    set_field(page, "system.n", str(n))
-    page.wait_for_timeout(600)
-    old = set(viewer_ids(page))
-    page.click("#wb-run")
-
-    def new_cards():
-        new = [d for d in viewer_ids(page) if d not in old]
-        return new if len(new) == 2 else None
-
-    def steady():
-        return all(stats(page).get(d, {}).get("frames", 0) >= 5 for d in divs)
-
-    divs = wait_until(page, new_cards, 30, "two cards")
-    wait_until(page, steady, 300, "steady state")
+    divs, _ = start_group(page, n, ["gd", "gnn"])
+    wait_steady(page, divs)
     cdp = page.context.new_cdp_session(page)
     cdp.send("Profiler.enable")
     cdp.send("Profiler.setSamplingInterval", {"interval": 200})  # microseconds

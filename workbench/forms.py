@@ -26,6 +26,7 @@ from engine.methods import DEFAULT_METHODS as DEFAULT_METHOD_KEYS
 from engine.methods import METHODS as METHOD_REGISTRY
 from engine.methods import check_system
 from engine.methods import method_of as _method_of
+from engine.presets import auto_patience
 from engine.schema import Param, number_text
 
 # ---- methods (engine/methods.py is their one declaration) -----------------------------------
@@ -413,11 +414,6 @@ def build_specs(
 def auto_chunk(tab: str, n: int | None) -> int:
     """Steps per chunk when "check every" is left blank (engine.presets.auto_chunk)."""
     return presets.auto_chunk(tab == "protein", n)
-
-
-def auto_patience(chunk: int) -> int:
-    """Checks that span the paper's 400 steps without improvement (engine.presets)."""
-    return presets.auto_patience(chunk)
 
 
 def _protein_key(path: str) -> str:

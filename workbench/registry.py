@@ -148,8 +148,7 @@ class RunRegistry:
     def active_count(self, owner: str) -> int:
         """Queued and running runs and tasks of ``owner`` (a sweep counts against the same
         limit)."""
-        with self._lock:
-            return self._active(owner)[0]
+        return self.active_counts(owner)[0]
 
     def active_counts(self, owner: str) -> tuple[int, int]:
         """(active runs and tasks of ``owner``, of the server), without ``outside_active``:
@@ -158,9 +157,10 @@ class RunRegistry:
             mine, total, _ = self._active(owner)
         return mine, total
 
-    def _with_outside(self, owner: str, counts: tuple[int, int, int]) -> tuple[int, int, int]:
-        """``_active``'s counts plus the active work held elsewhere (``outside_active``)."""
-        mine, total, tasks = counts
+    def _with_outside(self, owner: str) -> tuple[int, int, int]:
+        """``_active``'s counts plus the active work held elsewhere (``outside_active``); call
+        under the lock (the sweep manager never calls the registry under its own)."""
+        mine, total, tasks = self._active(owner)
         out_mine, out_total = self.outside_active(owner)
         return mine + out_mine, total + out_total, tasks
 
@@ -208,7 +208,7 @@ class RunRegistry:
         access.check_submitter(owner)
         group, now = secrets.token_hex(4), time.time()
         with self._lock:
-            mine, total, _ = self._with_outside(owner, self._active(owner))
+            mine, total, _ = self._with_outside(owner)
             refused = access.limit_error(len(specs), mine, total, self.config)
             if refused:
                 raise Busy(refused)
@@ -249,7 +249,7 @@ class RunRegistry:
             for old in self._records.values():
                 if old.kind == "task" and old.owner == owner and old.label == label:
                     _stop_task(old, rec.created)
-            mine, total, tasks = self._with_outside(owner, self._active(owner))
+            mine, total, tasks = self._with_outside(owner)
             refused = access.limit_error(1, mine, total, self.config, tasks=tasks)
             if refused:
                 raise Busy(refused)
