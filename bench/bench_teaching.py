@@ -7,7 +7,8 @@ fixed step budget) at n atoms. Measured:
 
 - ``modes_s``: every Hessian mode at x0 (engine.teaching.full_modes: Hessian + one
   single-threaded dense eigh of 3n x 3n), median of 2;
-- ``project_ms``: projecting one frame onto all 3n modes (engine.teaching.project);
+- ``project_ms``: one kept frame's charts as a run card computes them
+  (engine.teaching.project_frames: x - x0 and the gradient at x, each onto all 3n modes);
 - GD's steps/s alone and with the live projection running beside it as in the workbench: a
   second thread computes the modes once, then projects every frame the run reports. Runs
   alternate (alone, with, alone, with...) so load changes hit both alike; steps/s counts the
@@ -47,20 +48,13 @@ import numpy as np
 
 from engine import build_system, make_energy, run
 from engine.presets import OPENING, demo_spec
-from engine.run import default_n_modes
-from engine.teaching import BAND_NAMES, full_modes, mode_bands, project
+from engine.teaching import BAND_NAMES, SLOW, full_modes, project_frames, projection_basis
 
 from .common import save_json
 
 
 def _spec(method: str, n: int, steps: int):
     return demo_spec(OPENING, method).replace(**{"system.n": n, "schedule.max_steps": steps})
-
-
-def _bands(spec, modes):
-    k = default_n_modes(spec, spec.system.n)
-    n_slow = 3 * k if spec.modes.method == "block-laplacian" else k
-    return mode_bands(modes.rigid, min(n_slow, int((~modes.rigid).sum()) // 2))
 
 
 def _steps_per_s(result) -> float:
@@ -70,20 +64,22 @@ def _steps_per_s(result) -> float:
 
 def one_run(spec, system, project_live: bool):
     """(steps/s, shares by step, projector seconds) of one run, with or without the live
-    projection thread beside it."""
+    projection thread beside it: as a run card does, the thread computes the modes once
+    (engine.teaching.projection_basis) and then, per reported frame, the displacement's and
+    the gradient's bands (project_frames)."""
     frames: queue.Queue = queue.Queue()
     shares: dict[int, np.ndarray] = {}
     busy = [0.0]
 
     def projector():
         t = time.perf_counter()
-        modes = full_modes(make_energy(system, spec.energy), system.x0)
-        bands = _bands(spec, modes)
+        basis = projection_basis(system, spec)
         busy[0] += time.perf_counter() - t
         while (item := frames.get()) is not None:
             t = time.perf_counter()
             step, x = item
-            shares[step] = project(x - system.x0, modes.vectors, bands)
+            moved, _ = project_frames(basis, system.x0, x[None])
+            shares[step] = moved[0]
             busy[0] += time.perf_counter() - t
 
     worker = threading.Thread(target=projector) if project_live else None
@@ -98,36 +94,38 @@ def one_run(spec, system, project_live: bool):
     if worker:
         frames.put(None)
         worker.join()
-    return _steps_per_s(result), shares, busy[0]
+    return _steps_per_s(result), shares, busy[0], len(shares)
 
 
 def bench_size(n: int, steps: int, rounds: int) -> dict:
     spec = _spec("gd", n, steps)
     system = build_system(spec.system, spec.seed)
-    model = make_energy(system, spec.energy)
     modes_s = []
     for _ in range(2):
-        m = full_modes(model, system.x0)
-        modes_s.append(m.seconds)
-    bands = _bands(spec, m)
-    dx = np.random.default_rng(0).normal(size=(1, n, 3))
+        basis = projection_basis(system, spec)
+        modes_s.append(basis.modes.seconds)
+    x = np.asarray(system.x0, np.float64)[None] + np.random.default_rng(0).normal(size=(1, n, 3))
+    project_frames(basis, system.x0, x)
     t = time.perf_counter()
     for _ in range(20):
-        project(dx, m.vectors, bands)
+        project_frames(basis, system.x0, x)
     project_ms = (time.perf_counter() - t) / 20 * 1e3
     run(spec.replace(**{"schedule.max_steps": 2 * spec.chunk_size}), system=system)  # compile
-    alone, with_proj, busy = [], [], []
+    alone, with_proj, busy, count = [], [], [], []
     for _ in range(rounds):
         alone.append(one_run(spec, system, False)[0])
-        sps, _, b = one_run(spec, system, True)
+        sps, _, b, c = one_run(spec, system, True)
         with_proj.append(sps)
         busy.append(b)
+        count.append(c)
     out = {
         "n": n,
         "steps": steps,
+        "load_before": os.getloadavg(),
         "modes_s": statistics.median(modes_s),
-        "project_ms_per_frame": project_ms,
-        "n_slow": int((bands == 1).sum()),
+        "project_ms_per_frame": project_ms,  # displacement and gradient bands, one frame
+        "frames_projected": count,
+        "n_slow": int((basis.bands == SLOW).sum()),
         "gd_steps_per_s_alone": alone,
         "gd_steps_per_s_with_projection": with_proj,
         "projector_busy_s": busy,
@@ -136,12 +134,13 @@ def bench_size(n: int, steps: int, rounds: int) -> dict:
     out["shares"] = {}
     for method in ("gd", "gnn"):
         s = _spec(method, n, steps)
-        _, shares, _ = one_run(s, build_system(s.system, s.seed), True)
+        _, shares, _, _ = one_run(s, build_system(s.system, s.seed), True)
         keys = sorted(shares)
         half = min(keys, key=lambda k: abs(k - steps // 2))
         out["shares"][method] = {
             str(k): dict(zip(BAND_NAMES, _frac(shares[k]), strict=True)) for k in (half, keys[-1])
         }
+    out["load_after"] = os.getloadavg()
     return out
 
 

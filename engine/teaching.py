@@ -14,7 +14,8 @@ Numpy on host arrays (JAX only for Jacobian and Hessian products; no files, no t
   rotations are not zero modes of H; they are still rigid motions, and counted apart.)
 - ``mode_bands`` / ``project``: each mode's band (rigid, the k slowest, the middle, the
   fastest by |eigenvalue|) and a displacement's squared norm per band. The bands of a full
-  basis sum to ||dx||^2.
+  basis sum to ||dx||^2. ``projection_basis`` / ``project_frames``: what a run card's live
+  charts compute (the workbench and bench/bench_teaching.py share them).
 - ``loop_verdict``: "loop closed" / "partly closed" / "loop open" / "torn apart" from a
   logged row's structure metrics, with the thresholds in ``VERDICT_THRESHOLDS``.
 - ``effective_spectrum``: eigenvalues of J^T H J (the Hessian seen by a linear map x = J z,
@@ -162,6 +163,48 @@ def project(dx, vectors: np.ndarray, bands: np.ndarray, n_bands: int = 4) -> np.
     with single_threaded():  # small products: threads only contend with the running engine
         out = ((flat @ vectors) ** 2) @ onehot.astype(np.float64)
     return out if batched else out[0]
+
+
+class ProjectionBasis(NamedTuple):
+    """What a run card's live projection charts need for one system (``projection_basis``).
+
+    Fields: modes (every Hessian mode at x0), bands ([3n] band of each mode), grad (the
+    energy's jitted gradient, [n, 3] -> [n, 3])."""
+
+    modes: FullModes
+    bands: np.ndarray
+    grad: object
+
+
+def projection_basis(system, spec) -> ProjectionBasis:
+    """Every Hessian mode of ``system`` at x0 banded as the run's slow modes are counted (the
+    k = n/4 node-space modes of the run's settings: 3k Hessian modes for block-Laplacian
+    modes), and the energy's gradient compiled once (the charts' per-frame cost)."""
+    import jax
+    import jax.numpy as jnp
+
+    from .run import default_n_modes
+    from .systems import make_energy
+
+    model = make_energy(system, spec.energy)
+    modes = full_modes(model, system.x0)
+    k = default_n_modes(spec, system.n_atoms)
+    n_slow = 3 * k if spec.modes.method == "block-laplacian" else k
+    n_slow = min(n_slow, int((~modes.rigid).sum()) // 2)
+    grad = jax.jit(jax.grad(model.energy_fn))
+    grad(jnp.asarray(system.x0))  # compiled now, not at the first frame
+    return ProjectionBasis(modes, mode_bands(modes.rigid, n_slow), grad)
+
+
+def project_frames(basis: ProjectionBasis, x0, xs) -> tuple[np.ndarray, np.ndarray]:
+    """([T, 4], [T, 4]): the squared norm per band of x - x0 and of the gradient at x, for
+    the T kept frames ``xs`` [T, n, 3] (one gradient per frame)."""
+    import jax.numpy as jnp
+
+    xs = np.asarray(xs, np.float64)
+    moved = project(xs - np.asarray(x0, np.float64), basis.modes.vectors, basis.bands)
+    grads = np.stack([np.asarray(basis.grad(jnp.asarray(x)), np.float64) for x in xs])
+    return moved, project(grads, basis.modes.vectors, basis.bands)
 
 
 # ---- loop verdict ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from engine import build_system, make_energy
 from engine.hessian import hessian
 from engine.modes import rigid_body_basis
 from engine.presets import OPENING, demo_spec
+from engine.run import default_n_modes
 from engine.teaching import (
     FAST,
     MIDDLE,
@@ -26,6 +27,8 @@ from engine.teaching import (
     loop_verdict,
     mode_bands,
     project,
+    project_frames,
+    projection_basis,
 )
 
 
@@ -98,6 +101,25 @@ def test_band_totals_equal_the_squared_norm(small_loop, key):
     np.testing.assert_allclose(shares.sum(axis=1), (frames**2).sum(axis=(1, 2)), rtol=1e-10)
     one = project(frames[2].ravel(), m.vectors, bands)
     np.testing.assert_allclose(one, shares[2])
+
+
+def test_projection_basis_bands_the_runs_slow_modes_and_frames_split_both_charts(small_loop):
+    """A card's charts: k = n/4 node modes are 3k Hessian modes (block-Laplacian), and each
+    frame gives the bands of x - x0 and of the gradient at x, each summing to its norm."""
+    system, model, m = small_loop
+    spec = demo_spec(OPENING, "gd").replace(**{"system.n": 50})
+    basis = projection_basis(system, spec)
+    assert spec.modes.method == "block-laplacian"
+    assert int((basis.bands == SLOW).sum()) == 3 * default_n_modes(spec, 50) == 39
+    np.testing.assert_allclose(basis.modes.values, m.values, rtol=1e-9, atol=1e-12)
+    x0 = np.asarray(system.x0, np.float64)
+    xs = x0 + 0.01 * np.random.default_rng(2).normal(size=(3, *x0.shape))
+    moved, grads = project_frames(basis, x0, xs)
+    assert moved.shape == grads.shape == (3, 4)
+    np.testing.assert_allclose(moved.sum(axis=1), ((xs - x0) ** 2).sum(axis=(1, 2)), rtol=1e-9)
+    g = np.stack([np.asarray(jax.grad(model.energy_fn)(jnp.asarray(x))) for x in xs])
+    np.testing.assert_allclose(grads.sum(axis=1), (g**2).sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(grads, project(g, basis.modes.vectors, basis.bands), rtol=1e-6)
 
 
 # ---- loop verdict ----------------------------------------------------------------------------

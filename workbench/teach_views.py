@@ -31,7 +31,6 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import plotly.graph_objects as go
@@ -39,17 +38,15 @@ from dash import html
 from plotly.subplots import make_subplots
 
 from engine import RunSpec, make_energy
-from engine.run import default_n_modes
 from engine.teaching import (
     BAND_NAMES,
     FAST,
     MIDDLE,
     RIGID,
     SLOW,
-    full_modes,
     loop_verdict,
-    mode_bands,
-    project,
+    project_frames,
+    projection_basis,
 )
 
 MAX_ATOMS = 1000  # above: no projection (dense eigh of 3n x 3n: 6.6-9.5 s at n = 1000)
@@ -67,7 +64,7 @@ class _Modes:
     def __init__(self):
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teach-modes")
-        self._systems: OrderedDict = OrderedDict()  # key -> Future[(FullModes, bands)]
+        self._systems: OrderedDict = OrderedDict()  # key -> Future[ProjectionBasis]
         # (reader, run id) -> {"shares": {step: [4]}, ...}, the most recently drawn last
         self._runs: OrderedDict = OrderedDict()
 
@@ -76,7 +73,7 @@ class _Modes:
         with self._lock:
             fut = self._systems.get(key)
             if fut is None:
-                fut = self._pool.submit(_compute, system, spec)
+                fut = self._pool.submit(projection_basis, system, spec)
                 self._systems[key] = fut
                 while len(self._systems) > MAX_SYSTEMS:
                     self._systems.popitem(last=False)
@@ -96,17 +93,6 @@ class _Modes:
         with self._lock:
             self._systems.clear()
             self._runs.clear()
-
-
-def _compute(system, spec: RunSpec):
-    model = make_energy(system, spec.energy)
-    modes = full_modes(model, system.x0)
-    k = default_n_modes(spec, system.n_atoms)
-    n_slow = 3 * k if spec.modes.method == "block-laplacian" else k
-    n_slow = min(n_slow, int((~modes.rigid).sum()) // 2)
-    grad = jax.jit(jax.grad(model.energy_fn))
-    grad(jnp.asarray(system.x0))  # compiled here, off the request thread
-    return modes, mode_bands(modes.rigid, n_slow), grad
 
 
 CACHE = _Modes()
@@ -218,20 +204,18 @@ def card_projection(r, run_id: str, sid: str, spec_dict: dict | None, final: boo
     if fut.exception() is not None:
         state["failed"] = state.get("failed") or str(fut.exception())
         return projection_figure([], [], note="modes failed: " + state["failed"][:60])
-    modes, bands, grad = fut.result()
+    basis = fut.result()
     frames = r.frames(run_id, sid) or []
     new = [(s, x) for s, x in frames if s not in state["shares"]]
     if not new and state.get("drawn") == len(frames):
         return None
     if new:
-        got = project(np.stack([x - state["x0"] for _, x in new]), modes.vectors, bands)
-        grads = np.stack([np.asarray(grad(jnp.asarray(x)), np.float64) for _, x in new])
-        got_g = project(grads, modes.vectors, bands)
+        got, got_g = project_frames(basis, state["x0"], [x for _, x in new])
         state["shares"].update({s: v for (s, _), v in zip(new, got, strict=True)})
         state.setdefault("grad", {}).update({s: v for (s, _), v in zip(new, got_g, strict=True)})
     steps = [s for s, _ in frames]
     state["drawn"] = len(frames)
-    n_slow = int((bands == SLOW).sum())
+    n_slow = int((basis.bands == SLOW).sum())
     return projection_figure(
         steps,
         [state["shares"][s] for s in steps],
