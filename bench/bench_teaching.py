@@ -1,21 +1,25 @@
 """Cost of the live slow-mode projection (workbench/teach_views.py), and what it shows.
 
-``python -m bench.bench_teaching [--sizes 400 1000] [--steps 2000] [--rounds 2]``
+``python -m bench.bench_teaching [--sizes 400 1000] [--steps 20000] [--rounds 2]``
 
 For each size: the opening demo's Bond+LJ loop (engine.presets.demo_spec, improved protocol,
-fixed step budget) at n atoms. Measured:
+fixed step budget, ``--steps``: long enough that a run spans several chart redraws) at n
+atoms. Measured:
 
 - ``modes_s``: every Hessian mode at x0 (engine.teaching.full_modes: Hessian + one
   single-threaded dense eigh of 3n x 3n), median of 2;
 - ``project_ms``: one kept frame's charts as a run card computes them
-  (engine.teaching.project_frames: x - x0 and the gradient at x, each onto all 3n modes);
+  (engine.teaching.project_frames: x - x0 and the gradient at x, each onto all 3n modes),
+  alone, and ``project_ms_batched`` per frame in a batch of 50 (the cards project the frames
+  kept since their last chart redraw in one batch);
 - GD's steps/s alone and with the live projection running beside it as in the workbench: a
-  second thread computes the modes once, then projects every frame the run reports. Runs
+  second thread computes the modes once, then every CHART_S projects the frames the run
+  kept since (displacement and gradient bands, as ``one_run`` says). Runs
   alternate (alone, with, alone, with...) so load changes hit both alike; steps/s counts the
   run's logged steps over its own logged wall time (compilation excluded, as the engine logs);
 - the shares of |x - x0|^2 in each band (rigid, k slowest, middle, k fastest; k = n/4 of
-  the node-space modes = 3n/4 Hessian modes, as the chart) at half budget and at the end,
-  for GD and the GNN (seed 0).
+  the node-space modes = 3n/4 Hessian modes, as the chart) at steps 1000 and 2000, for GD
+  and the GNN (seed 0).
 
 Results: bench/results/teaching.json. Numbers on the shared machine under load are noisy;
 the script records the load average before and after.
@@ -49,8 +53,12 @@ import numpy as np
 from engine import build_system, make_energy, run
 from engine.presets import OPENING, demo_spec
 from engine.teaching import BAND_NAMES, SLOW, full_modes, project_frames, projection_basis
+from workbench.config import ServerConfig
 
 from .common import save_json
+
+CHART_S = ServerConfig().chart_ms / 1000  # the cards' charts (and projections) redraw period
+SHARES_STEPS = 2000  # the shares' runs (the lessons quote them at steps 1000 and 2000)
 
 
 def _spec(method: str, n: int, steps: int):
@@ -63,10 +71,11 @@ def _steps_per_s(result) -> float:
 
 
 def one_run(spec, system, project_live: bool):
-    """(steps/s, shares by step, projector seconds) of one run, with or without the live
-    projection thread beside it: as a run card does, the thread computes the modes once
-    (engine.teaching.projection_basis) and then, per reported frame, the displacement's and
-    the gradient's bands (project_frames)."""
+    """(steps/s, shares by step, projector seconds, frames projected) of one run, with or
+    without the live projection thread beside it: as the run cards do, the thread computes
+    the modes once (engine.teaching.projection_basis), then at each chart redraw (every
+    CHART_S) the displacement's and the gradient's bands of the frames kept since the last
+    (project_frames, one batch)."""
     frames: queue.Queue = queue.Queue()
     shares: dict[int, np.ndarray] = {}
     busy = [0.0]
@@ -75,12 +84,23 @@ def one_run(spec, system, project_live: bool):
         t = time.perf_counter()
         basis = projection_basis(system, spec)
         busy[0] += time.perf_counter() - t
-        while (item := frames.get()) is not None:
-            t = time.perf_counter()
-            step, x = item
-            moved, _ = project_frames(basis, system.x0, x[None])
-            shares[step] = moved[0]
-            busy[0] += time.perf_counter() - t
+        ended = False
+        while not ended:  # one batch per chart redraw, as the cards' poll does
+            batch, deadline = [], time.perf_counter() + CHART_S
+            while (wait := deadline - time.perf_counter()) > 0:
+                try:
+                    item = frames.get(timeout=wait)
+                except queue.Empty:
+                    break
+                if item is None:
+                    ended = True
+                    break
+                batch.append(item)
+            if batch:
+                t = time.perf_counter()
+                moved, _ = project_frames(basis, system.x0, np.stack([x for _, x in batch]))
+                shares.update({step: m for (step, _), m in zip(batch, moved, strict=True)})
+                busy[0] += time.perf_counter() - t
 
     worker = threading.Thread(target=projector) if project_live else None
     if worker:
@@ -110,6 +130,10 @@ def bench_size(n: int, steps: int, rounds: int) -> dict:
     for _ in range(20):
         project_frames(basis, system.x0, x)
     project_ms = (time.perf_counter() - t) / 20 * 1e3
+    xs = np.repeat(x, 50, axis=0)
+    t = time.perf_counter()
+    project_frames(basis, system.x0, xs)
+    project_ms_batched = (time.perf_counter() - t) / 50 * 1e3
     run(spec.replace(**{"schedule.max_steps": 2 * spec.chunk_size}), system=system)  # compile
     alone, with_proj, busy, count = [], [], [], []
     for _ in range(rounds):
@@ -124,6 +148,7 @@ def bench_size(n: int, steps: int, rounds: int) -> dict:
         "load_before": os.getloadavg(),
         "modes_s": statistics.median(modes_s),
         "project_ms_per_frame": project_ms,  # displacement and gradient bands, one frame
+        "project_ms_per_frame_batched": project_ms_batched,
         "frames_projected": count,
         "n_slow": int((basis.bands == SLOW).sum()),
         "gd_steps_per_s_alone": alone,
@@ -133,10 +158,10 @@ def bench_size(n: int, steps: int, rounds: int) -> dict:
     }
     out["shares"] = {}
     for method in ("gd", "gnn"):
-        s = _spec(method, n, steps)
+        s = _spec(method, n, SHARES_STEPS)
         _, shares, _, _ = one_run(s, build_system(s.system, s.seed), True)
         keys = sorted(shares)
-        half = min(keys, key=lambda k: abs(k - steps // 2))
+        half = min(keys, key=lambda k: abs(k - SHARES_STEPS // 2))
         out["shares"][method] = {
             str(k): dict(zip(BAND_NAMES, _frac(shares[k]), strict=True)) for k in (half, keys[-1])
         }
@@ -220,7 +245,7 @@ def bench_views(n: int) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[400])
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--part", choices=("projection", "views"), default="projection")
     args = ap.parse_args(argv)

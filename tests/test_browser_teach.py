@@ -1,5 +1,6 @@
 """Real-browser test of panel T (issue 12 items 2-4): the conditioning view, the propagation
-graph over a run's structure (toggled, at a chosen frame) and the landscape slice render from
+graph over a run's structure (toggled, at a chosen frame; over the run's card and over the
+replay viewer, whose slider moves the graph's frame) and the landscape slice render from
 the real engine on a small Bond+LJ loop; each wait names what it waits for.
 
 Set WB_SCREENSHOT_DIR to keep a screenshot of each view (docs/screenshots/teaching-*.png).
@@ -109,6 +110,21 @@ def test_conditioning_graph_and_landscape_render(page):
     wait_until(page, lambda: page.evaluate(drawn) == 200, 20, "200 edges over the GNN's card")
     assert "drawn over the run's 3D views too" in page.inner_text(f"#{ID.GRAPH_STATUS}")
     _shot(page, ".wb-cards", "teaching-graph-cards.png")
+    # a replayed run: opening the GNN run for replay keeps it the graph's run, draws the edges
+    # over the replay viewer, and the replay slider moves the graph's frame
+    page.locator("#wb-runs-table tr", has_text="· GNN ·").locator("button").first.click()
+    page.wait_for_selector("#wb-replay-box >> visible=true")
+    replay_edges = "(() => ((window.wbStats['wb-replay-view'] || {}).edges || 0))()"
+    wait_until(page, lambda: page.evaluate(replay_edges) == 200, 30, "edges over the replay")
+    frames = re.search(r"frame (\d+) of (\d+)", page.inner_text(f"#{ID.GRAPH_STATUS}"))
+    assert frames and frames[1] == frames[2], page.inner_text(f"#{ID.GRAPH_STATUS}")
+    page.locator("#wb-replay-slider [role=slider]").press("Home")  # the replay's first frame
+    wait_until(
+        page,
+        lambda: f"frame 1 of {frames[2]}." in page.inner_text(f"#{ID.GRAPH_STATUS}"),
+        20,
+        "the graph at the replay's first frame",
+    )
     page.locator(f"#{ID.GRAPH_EDGES} input").click()  # edges off
     wait_until(
         page,
@@ -117,6 +133,7 @@ def test_conditioning_graph_and_landscape_render(page):
         "the edges toggled off",
     )
     wait_until(page, lambda: page.evaluate(drawn) == 0, 20, "the card's edges gone")
+    wait_until(page, lambda: page.evaluate(replay_edges) == 0, 20, "the replay's edges gone")
     # the landscape slice with both runs' paths
     page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
     page.locator(f"#{ID.LAND_RUNS}").click()

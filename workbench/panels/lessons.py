@@ -118,7 +118,7 @@ LESSONS: dict[str, Lesson] = {
                 "displacement x − x0 over the Hessian's modes at x0: green the slowest, blue "
                 "the middle, red the fastest, grey rigid-body motion. In our run (n = 400, "
                 "seed 0) the "
-                "slowest quarter held 10.9 % of GD's displacement after 2000 steps and 31.5 % "
+                "slowest quarter held 10.9 % of GD's displacement after 2000 steps and 31.2 % "
                 "of the GNN's; the fastest quarter 54.3 % of GD's: GD moves mostly along stiff "
                 "directions.",
                 look="the run cards' projection charts",
