@@ -73,7 +73,9 @@ def enter(page, lesson, i: int, runs_before: list[str]) -> None:
 
 
 def test_every_lesson_runs_with_one_button_per_step(page):
-    from workbench.panels.lessons import LESSONS, REHEARSAL_N
+    from engine.presets import OPENING_PRESET
+    from workbench import forms
+    from workbench.panels.lessons import LESSONS, REHEARSAL_N, REHEARSAL_STEPS, form_of
     from workbench.panels.spectrum import ID as S
     from workbench.panels.teach import ID as T
 
@@ -161,5 +163,23 @@ def test_every_lesson_runs_with_one_button_per_step(page):
             page.click("#wb-lesson-next")
             enter(page, lesson, i, runs)
         assert page.is_disabled("#wb-lesson-next")
+    # from the protein tab back to a loop lesson: the tab switch keeps the step's loop form
+    # (it used to restore the protein lesson's optimiser settings over it)
+    protein_note = page.inner_text("#wb-tab-note")  # the switch to the protein tab said so
+    assert "Protein settings" in protein_note
+    choose(page, LESSONS["spectrum"].title)
+    enter(page, LESSONS["spectrum"], 0, card_runs(page))
+    wait_until(
+        page,
+        lambda: page.inner_text("#wb-tab-note") != protein_note,
+        20,
+        "the switch back to the loop tab",
+    )
+    loop_values, _ = forms.values_from_specs(form_of(OPENING_PRESET)[1])
+    for name in ("gd.learning_rate", "gnn.learning_rate", "schedule.stage1_steps"):
+        want = loop_values[name]
+        if name == "schedule.stage1_steps":
+            want = str(min(int(want), REHEARSAL_STEPS // 2))
+        assert page.input_value(field(name)) == want, name
     page.click("#wb-stop-all")
     assert not page.errors

@@ -189,15 +189,38 @@ def test_protein_tab_loads_the_benchmark_settings_and_loop_tab_restores():
     assert dict(zip(names, again, strict=True))["gd.learning_rate"] == "0.0002"
 
 
-def test_a_preset_switching_the_tab_is_not_overwritten():
+def test_a_fill_switching_the_tab_is_not_overwritten():
     names = _names()
-    values, *_ = method.preset_form(*PRESETS["trp-cage"], names)
+    values, *_, tab, _ = method.preset_form(*PRESETS["trp-cage"], names)
+    filled = method.fill_record(values, names, tab)
     current = [None if v is method.NU else v for v in values]
-    assert method.preset_just_filled("trp-cage", "protein", names, current)
-    assert not method.preset_just_filled("trp-cage", "loop", names, current)
-    assert not method.preset_just_filled(None, "protein", names, current)
+    assert method.form_just_filled(filled, "protein", names, current)
+    assert not method.form_just_filled(filled, "loop", names, current)
+    assert not method.form_just_filled(None, "protein", names, current)
+    assert not method.form_just_filled({"tab": "protein", "values": {}}, "protein", names, current)
     current[names.index("gd.learning_rate")] = "0.5"  # the user changed it since
-    assert not method.preset_just_filled("trp-cage", "protein", names, current)
+    assert not method.form_just_filled(filled, "protein", names, current)
+
+
+def test_a_lesson_step_leaving_the_protein_tab_keeps_its_loop_form():
+    """A lesson step that fills a loop form while the protein tab is open: the tab switch
+    it causes neither restores the saved loop settings over it nor saves it as the
+    protein's (before, the protein lesson's 3000 steps leaked into the next lesson's run)."""
+    from workbench.panels import lessons
+
+    names = _names()
+    protein = lessons.fill(lessons.LESSONS["protein"].steps[0], names)
+    on_protein = [None if v is method.NU else v for v in protein[0]]
+    saved = {"loop": {"schedule.max_steps": "20000"}}
+    _, saved, _ = forms.tab_switch("protein", names, on_protein, saved)
+    step = lessons.LESSONS["spectrum"].steps[0]
+    values, _, _, tab, _, record = lessons.fill(step, names)
+    assert tab == "loop" and record["tab"] == "loop"
+    current = [c if v is method.NU else v for v, c in zip(values, on_protein, strict=True)]
+    out = method.switch_tab(tab, record, saved, [{"name": n} for n in names], current)
+    assert out[0] == [method.NU] * len(names) and out[1] is method.NU
+    form = dict(zip(names, current, strict=True))
+    assert form["schedule.max_steps"] == str(demo_spec(OPENING, "gd").schedule.max_steps)
 
 
 # ---- warnings about settings known to blow up ----------------------------------------------------

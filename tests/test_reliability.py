@@ -445,7 +445,8 @@ def test_forged_preset_k_pick_and_methods_in_the_method_panel():
     blocks = [method.ID.params("gd"), method.ID.params("cg")]
     assert method.show_method_params(5, blocks) == [{"display": "none"}] * 2
     assert method.show_method_params("gd", blocks) == [None, {"display": "none"}]
-    assert method.preset_just_filled([1], "loop", ["system.n"], ["50"]) is False
+    assert method.form_just_filled([1], "loop", ["system.n"], ["50"]) is False
+    assert method.form_just_filled({"tab": "loop", "values": 5}, "loop", ["n"], ["5"]) is False
 
 
 def test_forged_upload_contents_and_file_names():

@@ -265,10 +265,11 @@ def test_lesson_steps_fill_the_form_as_the_presets_do():
     for lesson in lessons.LESSONS.values():
         for step in lesson.steps:
             assert step.action is None or step.action in lessons.ACTIONS
-            values, methods, desc, tab, source = lessons.fill(step, names)
+            values, methods, desc, tab, source, record = lessons.fill(step, names)
             if step.form is None:
-                assert methods is NU and tab is NU
+                assert methods is NU and tab is NU and record is NU
                 continue
+            assert record == method.fill_record(values, names, tab)  # kept by a tab switch
             _, specs = lessons.form_of(step.form)
             # exactly what the method panel's preset fill sets (tab and protein source too)
             want = method.preset_form(*lessons.form_of(step.form), names)

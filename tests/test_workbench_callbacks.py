@@ -380,7 +380,7 @@ def test_upload_cap_and_acceptance(engine):
 
 def test_fill_form_from_preset_and_from_a_k_pick(engine):
     field_ids = [ids.field(n) for n in ("system.n", "cg.n_modes", "gnn.n_modes", "gnn.hidden")]
-    values, methods, desc, tab, source = call(
+    values, methods, desc, tab, source, filled = call(
         method.fill_form,
         "fig2-lj-n400",
         None,
@@ -391,7 +391,9 @@ def test_fill_form_from_preset_and_from_a_k_pick(engine):
     assert values == ["400", "100", "80", "32"] and methods == ["gd", "cg", "gnn"] and tab == "loop"
     assert source is no_update
     assert "Figure 2" in desc
-    values, *_ = call(
+    names = ("system.n", "cg.n_modes", "gnn.n_modes", "gnn.hidden")
+    assert filled == {"tab": "loop", "values": dict(zip(names, values, strict=True))}
+    values, *_, filled = call(
         method.fill_form,
         None,
         {"k": 7},
@@ -399,7 +401,7 @@ def test_fill_form_from_preset_and_from_a_k_pick(engine):
         [None] * 4,
         trigger=(spectrum.ID.K_PICK, "data"),
     )
-    assert values == [no_update, "7", "7", no_update]
+    assert values == [no_update, "7", "7", no_update] and filled is no_update
 
 
 def test_spectrum_click_animates_or_sets_k(engine, small_system):

@@ -349,12 +349,13 @@ def rehearsed(values: dict, tab: str) -> dict:
 
 
 def fill(step: Step, names: list[str], rehearse: bool = False) -> tuple:
-    """(field values, methods, description, tab, protein source) a step sets; NU where it
-    leaves the form alone. The whole form in one response (the tab and protein source as
-    the method panel's preset fill sets them), so the button the step presses after it
-    reads the form as filled."""
+    """(field values, methods, description, tab, protein source, fill record) a step sets;
+    NU where it leaves the form alone. The whole form in one response (the tab and protein
+    source as the method panel's preset fill sets them), so the button the step presses
+    after it reads the form as filled; the record (method.fill_record) keeps the tab switch
+    this may cause from overwriting it."""
     if not step.form:
-        return [NU] * len(names), NU, NU, NU, NU
+        return [NU] * len(names), NU, NU, NU, NU, NU
     desc, specs = form_of(step.form)
     values, methods = forms.values_from_specs(specs)
     tab = "protein" if specs[0].system.kind == "protein" else "loop"
@@ -366,7 +367,8 @@ def fill(step: Step, names: list[str], rehearse: bool = False) -> tuple:
         values = rehearsed(values, tab)
         desc = f"{desc} Rehearsal: n ≤ {REHEARSAL_N}, ≤ {REHEARSAL_STEPS} steps."
     field_values = [values.get(name, NU) for name in names]
-    return field_values, methods, f"Set by the lesson: {desc}", tab, source
+    record = method.fill_record(field_values, names, tab)
+    return field_values, methods, f"Set by the lesson: {desc}", tab, source, record
 
 
 def presses(step: Step, clicks: list) -> list:
@@ -402,6 +404,7 @@ def stop_runs(sid: str) -> int:
     Output(method.ID.PRESET_DESC, "children", allow_duplicate=True),
     Output(system.ID.TABS, "value", allow_duplicate=True),
     Output(system.ID.PROTEIN_SOURCE, "value", allow_duplicate=True),
+    Output(method.ID.FILLED, "data", allow_duplicate=True),
     *[Output(button, "n_clicks", allow_duplicate=True) for button, _ in ACTIONS.values()],
     Output(teach.ID.TABS, "value", allow_duplicate=True),
     Output(ID.SCROLL, "data"),
@@ -422,7 +425,7 @@ def navigate(lesson, back, nxt, state, field_ids, rehearse, sid, *clicks):
     move = {ID.BACK: -1, ID.NEXT: 1}.get(ctx.triggered_id, 0)
     new = go_to(state, lesson, move)
     names = [f["name"] for f in field_ids]
-    untouched = ([NU] * len(names), NU, NU, NU, NU, *([NU] * len(ACTIONS)), NU, NU)
+    untouched = ([NU] * len(names), NU, NU, NU, NU, NU, *([NU] * len(ACTIONS)), NU, NU)
     if new is None:
         return None, "", "", True, True, *untouched
     n = len(LESSONS[new["lesson"]].steps)

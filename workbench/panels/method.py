@@ -32,6 +32,7 @@ class ID:
     RUN_MSG = "wb-run-msg"
     TAB_NOTE = "wb-tab-note"  # what switching the system tab changed in the form
     TAB_SAVED = "wb-tab-saved"  # Store: each tab's optimiser/schedule/method settings
+    FILLED = "wb-form-filled"  # Store: {"tab", "values"} the last whole-form fill set
     RISKS = "wb-run-risks"  # settings known to blow up, shown next to Run
 
     @staticmethod
@@ -81,6 +82,7 @@ def layout(ctx: PageContext):
                 className="wb-muted",
             ),
             dcc.Store(id=ID.TAB_SAVED, data=None),
+            dcc.Store(id=ID.FILLED, data=None),
             html.Div(id=ID.TAB_NOTE, className="wb-note", role="status"),
             C.extra_row(
                 "methods",
@@ -156,15 +158,24 @@ def run_risks(values: dict, tab: str, methods: list, protein_fn) -> list[str]:
     return out
 
 
-def preset_just_filled(preset: str | None, tab: str, names: list[str], current: list) -> bool:
-    """True when the form holds exactly what ``preset`` fills on ``tab``: the tab change
-    came from choosing the preset (fill_form), so a tab switch must not overwrite it."""
-    if not isinstance(preset, str) or preset not in PRESETS:
+def fill_record(values: list, names: list[str], tab: str) -> dict:
+    """What a whole-form fill (a preset, a lesson step) set: {"tab", "values" {name: value}}
+    of the fields it did not leave alone (ID.FILLED)."""
+    return {"tab": tab, "values": {n: v for n, v in zip(names, values, strict=True) if v is not NU}}
+
+
+def form_just_filled(filled, tab: str, names: list[str], current: list) -> bool:
+    """True when the form holds exactly what the last whole-form fill ``filled`` (a
+    fill_record) set on ``tab``: the tab change came with that fill (a preset or a lesson step
+    on the other tab), so the tab switch must neither save these values as the old tab's
+    nor overwrite them with the new tab's saved ones."""
+    if not isinstance(filled, dict) or filled.get("tab") != tab:
         return False
-    values, _, _, preset_tab, _ = preset_form(*PRESETS[preset], names)
-    if preset_tab != tab:
+    values = filled.get("values")
+    if not isinstance(values, dict) or not values:
         return False
-    return all(v is NU or v == c for v, c in zip(values, current, strict=True))
+    now = dict(zip(names, current, strict=True))
+    return all(n in now and now[n] == v for n, v in values.items())
 
 
 def k_values(k: int, names: list[str]) -> list:
@@ -224,16 +235,17 @@ def show_risks(values, methods, tab, source, token, field_ids):
     Output(ID.TAB_SAVED, "data"),
     Output(ID.TAB_NOTE, "children"),
     Input(system.ID.TABS, "value"),
-    State(ID.PRESET, "value"),
+    State(ID.FILLED, "data"),
     State(ID.TAB_SAVED, "data"),
     State(ids.field(ALL), "id"),
     State(ids.field(ALL), "value"),
     prevent_initial_call=True,
 )
-def switch_tab(tab, preset, saved, field_ids, current):
-    """Protein tab: load the protein settings (saving the loop's); back: restore them."""
+def switch_tab(tab, filled, saved, field_ids, current):
+    """Protein tab: load the protein settings (saving the loop's); back: restore them. A tab
+    change that came with a whole-form fill (a preset, a lesson step) keeps the fill."""
     names = [f["name"] for f in field_ids]
-    if preset_just_filled(preset, tab, names, current):
+    if form_just_filled(filled, tab, names, current):
         return [NU] * len(names), NU, forms.protein_note() if tab == "protein" else ""
     values, saved, note = forms.tab_switch(tab, names, current, saved)
     return [NU if v is None else v for v in values], saved, note
@@ -260,6 +272,7 @@ def show_method_params(methods, block_ids):
     Output(ID.PRESET_DESC, "children"),
     Output(system.ID.TABS, "value"),
     Output(system.ID.PROTEIN_SOURCE, "value", allow_duplicate=True),
+    Output(ID.FILLED, "data", allow_duplicate=True),
     Input(ID.PRESET, "value"),
     Input(spectrum.ID.K_PICK, "data"),
     State(ids.field(ALL), "id"),
@@ -272,12 +285,13 @@ def fill_form(preset, k_pick, field_ids, current):
     if ctx.triggered_id == spectrum.ID.K_PICK:
         k = k_pick.get("k") if isinstance(k_pick, dict) else None
         ok = isinstance(k, int) and not isinstance(k, bool)  # the spectrum's click sends one
-        return (k_values(k, names) if ok else [NU] * len(names)), NU, NU, NU, NU
+        return (k_values(k, names) if ok else [NU] * len(names)), NU, NU, NU, NU, NU
     if not preset:
-        return [NU] * len(names), NU, "", NU, NU
+        return [NU] * len(names), NU, "", NU, NU, NU
     if not isinstance(preset, str) or preset not in PRESETS:  # only a forged request sends it
-        return [NU] * len(names), NU, f"Unknown preset {guards.clip(preset)!r}.", NU, NU
-    return preset_form(*PRESETS[preset], names)
+        return [NU] * len(names), NU, f"Unknown preset {guards.clip(preset)!r}.", NU, NU, NU
+    values, methods, desc, tab, source = preset_form(*PRESETS[preset], names)
+    return values, methods, desc, tab, source, fill_record(values, names, tab)
 
 
 @callback(
