@@ -1,0 +1,150 @@
+"""How long each lesson takes at full size (issue 12: "each lesson runs in about a minute on
+the 2-core machine"), in a real browser, one button per step, as a teacher would press it.
+
+    python -m bench.bench_lessons                 # every lesson, writes bench/results/lessons.json
+    python -m bench.bench_lessons --only gnn trap # some lessons (their keys in LESSONS)
+
+``python app.py`` is spawned on a fresh run directory (an empty compilation cache unless
+``--warm``: then every lesson runs twice and both passes are kept, the second on a warm
+cache), headless Debian Chromium opens it, and each lesson is chosen and stepped through with
+Next, the rehearsal box off (full sizes and budgets). Per step: seconds from the click
+(choosing the lesson, or Next) until what the step pressed has finished, and what the page
+then says:
+
+- Compute spectrum: the spectrum chart drawn (its status line kept);
+- Run: the step's cards all ended (done, stopped, diverged or failed; their status lines
+  kept);
+- Compute conditioning: the view's second part (the GNN's switch row) shown;
+- a step that presses nothing: 0 (its text only).
+
+A lesson's total is the sum of its steps' waits: the time a class waits, reading excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import time
+
+from bench.bench_ui import (
+    free_port,
+    guard_offline,
+    is_terminal,
+    launch_browser,
+    spawn,
+    status_texts,
+    wait_http,
+    wait_until,
+)
+from bench.common import save_json
+from workbench.panels.lessons import LESSONS
+from workbench.panels.spectrum import ID as S
+from workbench.panels.teach import ID as T
+
+STEP_LIMIT_S = 900.0  # one step's wait before the benchmark gives up on it
+SWITCH_ROW = re.compile(r"GNN at its switch \(step \d+\)|did not reach its stage switch")
+
+
+def card_runs(page) -> list[str]:
+    return page.eval_on_selector_all(".wb-card [data-run]", "els => els.map(e => e.dataset.run)")
+
+
+def step_text(page) -> str:
+    return page.inner_text("#wb-lesson-step")
+
+
+def wait_pressed(page, action: str | None, before: list[str]) -> str:
+    """Wait until what ``action`` started has finished; what the page then says."""
+    if action == "spectrum":
+        drawn = f"#{S.GRAPH} .scatterlayer .points path"
+        wait_until(
+            page,
+            lambda: page.locator(drawn).count() or "Not" in page.inner_text(f"#{S.STATUS}"),
+            STEP_LIMIT_S,
+            "the spectrum",
+        )
+        return page.inner_text(f"#{S.STATUS}")
+    if action == "run":  # a group's cards all appear in one render
+
+        def ended():
+            runs = card_runs(page)
+            fresh = runs and not set(runs) & set(before)
+            return fresh and all(is_terminal(t) for t in status_texts(page))
+
+        wait_until(page, ended, STEP_LIMIT_S, "the step's runs to end")
+        return " | ".join(status_texts(page))
+    if action == "conditioning":
+        wait_until(
+            page,
+            lambda: SWITCH_ROW.search(page.inner_text(f"#{T.COND_STATUS}")),
+            STEP_LIMIT_S,
+            "the conditioning view's switch row",
+        )
+        return page.inner_text(f"#{T.COND_STATUS}")
+    return ""
+
+
+def time_lesson(page, key: str) -> dict:
+    lesson = LESSONS[key]
+    steps = []
+    for i, step in enumerate(lesson.steps):
+        before = card_runs(page)
+        t = time.time()
+        if i == 0:
+            page.click("#wb-lesson-pick")
+            page.get_by_role("option", name=lesson.title, exact=True).click()
+        else:
+            page.click("#wb-lesson-next")
+        wait_until(page, lambda s=step: s.text[:40] in step_text(page), 30, f"step {i + 1}")
+        try:
+            said = wait_pressed(page, step.action, before)
+        except TimeoutError as err:  # kept, with the other lessons' numbers
+            said = f"timed out: {err}"
+        steps.append({"step": i + 1, "pressed": step.action, "seconds": time.time() - t,
+                      "page_says": said})  # fmt: skip
+        print(f"{key} step {i + 1} ({step.action}): {steps[-1]['seconds']:.1f} s", flush=True)
+    return {"lesson": key, "title": lesson.title, "steps": steps,
+            "total_s": sum(s["seconds"] for s in steps)}  # fmt: skip
+
+
+def main(argv=None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", choices=list(LESSONS), default=list(LESSONS))
+    ap.add_argument("--warm", action="store_true", help="run every lesson twice")
+    args = ap.parse_args(argv)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    out: dict = {"load_before": os.getloadavg(), "passes": []}
+    with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
+        proc = spawn(port, run_dir, warm_up=False)
+        browser = launch_browser(p)
+        try:
+            context = browser.new_context(viewport={"width": 1500, "height": 1250})
+            attempted: list[str] = []
+            guard_offline(context, attempted)
+            page = context.new_page()
+            wait_http(url)
+            page.goto(url)
+            page.wait_for_selector("#wb-run")
+            page.locator(".wb-lessons-summary").click()
+            for cache in ("cold", "warm")[: 2 if args.warm else 1]:
+                lessons = [time_lesson(page, key) for key in args.only]
+                out["passes"].append({"cache": cache, "lessons": lessons})
+            out["non_loopback_requests"] = attempted
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            browser.close()
+    out["load_after"] = os.getloadavg()
+    out["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"
+    print(json.dumps(out, indent=2))
+    print(f"wrote {save_json('lessons', out)}")
+
+
+if __name__ == "__main__":
+    main()
