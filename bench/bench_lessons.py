@@ -4,12 +4,13 @@ the 2-core machine"), in a real browser, one button per step, as a teacher would
     python -m bench.bench_lessons                 # every lesson, writes bench/results/lessons.json
     python -m bench.bench_lessons --only gnn trap # some lessons (their keys in LESSONS)
 
-``python app.py`` is spawned on a fresh run directory (an empty compilation cache unless
-``--warm``: then every lesson runs twice and both passes are kept, the second on a warm
-cache), headless Debian Chromium opens it, and each lesson is chosen and stepped through with
-Next, the rehearsal box off (full sizes and budgets). Per step: seconds from the click
-(choosing the lesson, or Next) until what the step pressed has finished, and what the page
-then says:
+``python app.py`` is spawned on a fresh run directory (an empty compilation cache; with
+``--warm`` a second server is then started on the same directory, a new page opened and
+every lesson timed again: only the compilation cache on disk is warm, as when a teacher
+restarts the workbench), headless Debian Chromium opens it, and each lesson is chosen and
+stepped through with Next, the rehearsal box off (full sizes and budgets). Per step: seconds
+from the click (choosing the lesson, or Next) until what the step pressed has finished, and
+what the page then says:
 
 - Compute spectrum: the spectrum chart drawn (its status line kept);
 - Run: the step's cards all ended (done, stopped, diverged or failed; their status lines
@@ -101,13 +102,37 @@ def time_lesson(page, key: str) -> dict:
         wait_until(page, lambda s=step: s.text[:40] in step_text(page), 30, f"step {i + 1}")
         try:
             said = wait_pressed(page, step.action, before)
-        except TimeoutError as err:  # kept, with the other lessons' numbers
-            said = f"timed out: {err}"
+        except TimeoutError as err:  # kept, with the other lessons' numbers and the page
+            said = (f"timed out: {err}; cards {card_runs(page)} (before: {before}): "
+                    + " | ".join(status_texts(page)))  # fmt: skip
+            page.screenshot(path=f"/tmp/bench_lessons_{key}_{i + 1}.png", full_page=True)
         steps.append({"step": i + 1, "pressed": step.action, "seconds": time.time() - t,
                       "page_says": said})  # fmt: skip
         print(f"{key} step {i + 1} ({step.action}): {steps[-1]['seconds']:.1f} s", flush=True)
     return {"lesson": key, "title": lesson.title, "steps": steps,
             "total_s": sum(s["seconds"] for s in steps)}  # fmt: skip
+
+
+def serve_and_time(browser, run_dir: str, keys: list[str]) -> tuple[list[dict], list[str]]:
+    """Start ``python app.py`` on ``run_dir``, open a page, time the lessons ``keys``, stop
+    the server (a second pass starts afresh: only the compilation cache on disk is warm)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = spawn(port, run_dir, warm_up=False)
+    context = browser.new_context(viewport={"width": 1500, "height": 1250})
+    attempted: list[str] = []
+    guard_offline(context, attempted)
+    try:
+        page = context.new_page()
+        wait_http(url)
+        page.goto(url)
+        page.wait_for_selector("#wb-run")
+        page.locator(".wb-lessons-summary").click()
+        return [time_lesson(page, key) for key in keys], attempted
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def main(argv=None) -> None:
@@ -117,28 +142,15 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="+", choices=list(LESSONS), default=list(LESSONS))
     ap.add_argument("--warm", action="store_true", help="run every lesson twice")
     args = ap.parse_args(argv)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
     out: dict = {"load_before": os.getloadavg(), "passes": []}
     with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
-        proc = spawn(port, run_dir, warm_up=False)
         browser = launch_browser(p)
         try:
-            context = browser.new_context(viewport={"width": 1500, "height": 1250})
-            attempted: list[str] = []
-            guard_offline(context, attempted)
-            page = context.new_page()
-            wait_http(url)
-            page.goto(url)
-            page.wait_for_selector("#wb-run")
-            page.locator(".wb-lessons-summary").click()
             for cache in ("cold", "warm")[: 2 if args.warm else 1]:
-                lessons = [time_lesson(page, key) for key in args.only]
-                out["passes"].append({"cache": cache, "lessons": lessons})
-            out["non_loopback_requests"] = attempted
+                lessons, attempted = serve_and_time(browser, run_dir, args.only)
+                out["passes"].append({"cache": cache, "lessons": lessons,
+                                      "non_loopback_requests": attempted})  # fmt: skip
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
             browser.close()
     out["load_after"] = os.getloadavg()
     out["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"

@@ -251,6 +251,21 @@ def test_poll_update_collects_cards_and_stops_when_all_are_done():
     assert not u.new_rows and not u.seen["_active"] and u.seen["_ms"] == 300
 
 
+def test_poll_chain_stays_alive_until_every_run_of_the_group_has_its_card():
+    """A poll that read the page before the new group's cards were there (it saw only the
+    previous group's ended cards) must not end the chain: the new cards would never be
+    polled (a lesson's Run once left its cards at their first status for 15 minutes)."""
+    g = live.new_group(["r2", "r3"], loop_specs(("gd", "gnn")), False, workers=2, poll_ms=300)
+    old = {"r1": snap(status="done", terminal=True)}
+    seen = {**g.seen, "r1": {"done": True, "view": True, "version": 1}}
+    u = live.poll_update(g.live, seen, ["r1"], old, 50)
+    assert u.seen["_active"]  # r2 and r3 have no card yet
+    done = {rid: snap(status="done", terminal=True) for rid in ("r2", "r3")}
+    seen = {**u.seen, **{rid: {"done": True, "view": True, "version": 1} for rid in done}}
+    u = live.poll_update(g.live, seen, ["r2", "r3"], done, 50)
+    assert not u.seen["_active"]
+
+
 def test_reference_is_gd_whenever_gd_runs_else_the_pick():
     with_gd = {"runs": [{"id": "a", "label": "gnn", "method": "gnn"},
                         {"id": "b", "label": "gd", "method": "gd"}]}  # fmt: skip

@@ -479,7 +479,11 @@ def poll_update(live: dict, seen: dict, card_ids: list[str], snaps: dict, period
     for rid in card_ids:
         u = card_update(snaps.get(rid), seen.get(rid) or {}, link, period, kind)
         updates[rid], seen[rid] = u, u.seen
-    seen["_active"] = not all(seen[rid].get("done") for rid in card_ids)
+    # The chain ends only when every run of the group has a card here and is done: a poll
+    # that saw the page before the group's cards (or another group's cards) keeps it going.
+    group = [r["id"] for r in live["runs"]]
+    shown = all(rid in card_ids for rid in group)
+    seen["_active"] = not (shown and all(seen[rid].get("done") for rid in card_ids))
     fields = ("frame", "status", "structure", "stop")
     cols = [[getattr(updates[rid], f) for rid in card_ids] for f in fields]
     switches = {
