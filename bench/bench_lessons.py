@@ -1,7 +1,8 @@
 """How long each lesson takes at full size (issue 12: "each lesson runs in about a minute on
 the 2-core machine"), in a real browser, one button per step, as a teacher would press it.
 
-    python -m bench.bench_lessons                 # every lesson, writes bench/results/lessons.json
+    python -m bench.bench_lessons --warm          # every lesson, twice: bench/results/lessons.json
+                                                  # and the table in docs/benchmarks.md
     python -m bench.bench_lessons --only gnn trap # some lessons (their keys in LESSONS)
 
 ``python app.py`` is spawned on a fresh run directory (an empty compilation cache; with
@@ -29,6 +30,7 @@ import os
 import re
 import tempfile
 import time
+from pathlib import Path
 
 from bench.bench_ui import (
     free_port,
@@ -40,7 +42,7 @@ from bench.bench_ui import (
     wait_http,
     wait_until,
 )
-from bench.common import save_json
+from bench.common import replace_marked, save_json
 from workbench.panels.lessons import LESSONS
 from workbench.panels.spectrum import ID as S
 from workbench.panels.teach import ID as T
@@ -135,6 +137,33 @@ def serve_and_time(browser, run_dir: str, keys: list[str]) -> tuple[list[dict], 
         proc.wait(timeout=30)
 
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DOC_MARK = "lessons-table"
+
+
+def doc_table(data: dict) -> str:
+    """The lessons table of docs/benchmarks.md: per lesson, each pressing step's wait and the
+    total, per pass."""
+    passes = data["passes"]
+    head = "| lesson | what its steps press | " + " | ".join(
+        f"waits, {p['cache']} (s) | total, {p['cache']} (s)" for p in passes
+    )
+    out = [head + " |", "|---|---|" + "---|---|" * len(passes)]
+    for i, lesson in enumerate(passes[0]["lessons"]):
+        pressed = [s for s in lesson["steps"] if s["pressed"]]
+        what = ", ".join(f"{s['step']}: {s['pressed']}" for s in pressed)
+        cells = []
+        for p in passes:
+            steps = [s for s in p["lessons"][i]["steps"] if s["pressed"]]
+            waits = " + ".join(
+                "timed out" if s["page_says"].startswith("timed out") else f"{s['seconds']:.1f}"
+                for s in steps
+            )
+            cells += [waits, f"{p['lessons'][i]['total_s']:.1f}"]
+        out.append(f"| {lesson['title']} | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -156,6 +185,8 @@ def main(argv=None) -> None:
     out["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"
     print(json.dumps(out, indent=2))
     print(f"wrote {save_json('lessons', out)}")
+    if set(args.only) == set(LESSONS):
+        replace_marked(DOC, DOC_MARK, doc_table(out))
 
 
 if __name__ == "__main__":
