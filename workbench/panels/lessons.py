@@ -135,7 +135,7 @@ LESSONS: dict[str, Lesson] = {
                 "Does the GNN help because it compresses the spectrum? The lesson pressed "
                 "Compute conditioning (panel T). It does not: at the demo's size (n = 600) κ₁₀ "
                 "(largest |λ| over the 10th percentile) is 232 for H, 14,183 for CG's map and "
-                "3631 for the GNN at step 0, 162,058 at its switch. What changes is where a "
+                "3631 for the GNN at step 0, 127,130 at its switch. What changes is where a "
                 "step moves, as the projection charts showed.",
                 look="panel T, Conditioning, and the cards' projection charts",
                 action="conditioning",
