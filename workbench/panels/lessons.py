@@ -5,7 +5,7 @@ A lesson is a sequence of steps (``LESSONS``, the one declaration of every lesso
 step may fill the form: with a preset of ``engine.presets.PRESETS`` or with a group of specs
 built by ``engine.presets`` functions (``LESSON_FORMS``: the opening demo's settings with other
 methods, the tuned Figure 3 protocol), filled as the method panel's preset fill does (the same
-``forms.values_from_specs``, tab and protein source), all in one response. No lesson restates
+``method.preset_values``: fields, tab and protein source), all in one response. No lesson restates
 a parameter value. A step may then press one button for the teacher (``Step.action``, one of
 ``ACTIONS``: Compute spectrum, Run, Compute conditioning) by setting its n_clicks in that same
 response, so the button's callback reads the form as filled; before Run the session's
@@ -33,7 +33,7 @@ from dash import no_update as NU
 
 from engine.presets import OPENING, OPENING_PRESET, PRESETS, demo_spec, tuned_spec
 
-from .. import forms, ids
+from .. import ids
 from .. import registry as reg
 from ..records import STOP_GRACE_S
 from . import PageContext, method, spectrum, system, teach
@@ -359,12 +359,7 @@ def fill(step: Step, names: list[str], rehearse: bool = False) -> tuple:
     if not step.form:
         return [NU] * len(names), NU, NU, NU, NU, NU
     desc, specs = form_of(step.form)
-    values, methods = forms.values_from_specs(specs)
-    tab = "protein" if specs[0].system.kind == "protein" else "loop"
-    source = NU
-    if tab == "protein":
-        source, widgets = forms.protein_widgets(specs[0])
-        values.update(widgets)
+    values, methods, tab, source = method.preset_values(specs)
     if rehearse:
         values = rehearsed(values, tab)
         desc = f"{desc} Rehearsal: n ≤ {REHEARSAL_N}, ≤ {REHEARSAL_STEPS} steps."

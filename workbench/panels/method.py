@@ -183,14 +183,21 @@ def k_values(k: int, names: list[str]) -> list:
     return [str(k) if name in K_FIELDS else NU for name in names]
 
 
-def preset_form(desc: str, specs: list, names: list[str]) -> tuple:
-    """(values of the fields ``names``, methods, description, tab, protein source) of a preset."""
+def preset_values(specs: list) -> tuple[dict, list, str, object]:
+    """({field name: value}, methods, tab, protein source) that fill the whole form with
+    ``specs`` (a preset's, a lesson step's)."""
     values, methods = forms.values_from_specs(specs)
     source = NU
     tab = "protein" if specs[0].system.kind == "protein" else "loop"
     if tab == "protein":
         source, widgets = forms.protein_widgets(specs[0])
         values.update(widgets)
+    return values, methods, tab, source
+
+
+def preset_form(desc: str, specs: list, names: list[str]) -> tuple:
+    """(values of the fields ``names``, methods, description, tab, protein source) of a preset."""
+    values, methods, tab, source = preset_values(specs)
     return [values.get(name, NU) for name in names], methods, desc, tab, source
 
 
