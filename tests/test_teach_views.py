@@ -355,10 +355,16 @@ def test_projection_figure_has_displacement_and_gradient():
     shares = [[0, 1, 1, 2], [0, 2, 1, 1]]
     grads = [[0, 0, 1, 3], [0, 1, 1, 2]]
     fig = teach_views.projection_figure([0, 20], shares, 12, grad_shares=grads)
-    disp = {t.name.split(" (")[0]: t for t in fig.data if t.stackgroup == "bands"}
-    grad = {t.name.split(" (")[0]: t for t in fig.data if t.stackgroup == "grad"}
-    assert list(disp["slowest"].y) == [25.0, 50.0] and list(grad["fastest"].y) == [75.0, 50.0]
-    assert all(not t.showlegend for t in grad.values())
+    disp = {t["name"].split(" (")[0]: t for t in fig["data"] if t["stackgroup"] == "bands"}
+    grad = {t["name"].split(" (")[0]: t for t in fig["data"] if t["stackgroup"] == "grad"}
+    assert disp["slowest"]["y"] == [25.0, 50.0] and grad["fastest"]["y"] == [75.0, 50.0]
+    assert disp["slowest"]["name"] == "slowest (12)" and disp["slowest"]["x"] == [0, 20]
+    assert all(not t["showlegend"] for t in grad.values())
+    # a second chart with other values leaves the first (and the shared template) unchanged
+    teach_views.projection_figure([5], [[1, 0, 0, 0]], 12, grad_shares=[[1, 0, 0, 0]])
+    assert disp["slowest"]["y"] == [25.0, 50.0]
+    empty = teach_views.projection_figure([], [], 12)
+    assert all(t["x"] == [] for t in empty["data"])
 
 
 # ---- the panel's callbacks on a registry with fake runs ------------------------------------

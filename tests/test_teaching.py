@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from dash import no_update as NU
 
@@ -199,12 +200,12 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     live = {"runs": [{"id": "run-a"}], "rmsd": False}
     teach_views.CACHE.clear()  # modes of this system computed by another test would be reused
     figs, badges = teach_views.card_views(r, live, "sid-test", ["run-a"])
-    assert "computing" in figs[0].layout.annotations[0].text
+    assert "computing" in go.Figure(figs[0]).layout.annotations[0].text
     assert badges[0].children == "loop closed: contacts 100 %, bonds intact 100 %"
     wait([teach_views.CACHE.run_state("run-a", "sid-test")["future"]])
     figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
-    traces = {t.name.split(" (")[0]: t for t in figs[0].data if t.stackgroup == "bands"}
-    grads = {t.name.split(" (")[0]: t for t in figs[0].data if t.stackgroup == "grad"}
+    traces = {t.name.split(" (")[0]: t for t in go.Figure(figs[0]).data if t.stackgroup == "bands"}
+    grads = {t.name.split(" (")[0]: t for t in go.Figure(figs[0]).data if t.stackgroup == "grad"}
     assert list(traces["slowest"].x) == [0, 20, 40] == list(grads["slowest"].x)
     assert traces["slowest"].y[-1] == pytest.approx(100.0)
     assert traces["fastest"].y[-1] == pytest.approx(0.0, abs=1e-9)
@@ -221,12 +222,12 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
     teach_views.CACHE.clear()
     r.terminal = True
     figs, _ = teach_views.card_views(r, live, "sid-test", ["run-a"])
-    assert not figs[0].layout.annotations and len(figs[0].data[0].x) == 3
+    assert not go.Figure(figs[0]).layout.annotations and len(go.Figure(figs[0]).data[0].x) == 3
     # a protein group: no verdict; too large a system: the chart says so
     big = spec.replace(**{"system.n": teach_views.MAX_ATOMS + 1})
     r2 = _Reg(big, system, frames, finals)
     figs, badges = teach_views.card_views(r2, {"runs": [{"id": "b"}], "rmsd": True}, "s", ["b"])
-    assert badges == [None] and "off above" in figs[0].layout.annotations[0].text
+    assert badges == [None] and "off above" in go.Figure(figs[0]).layout.annotations[0].text
 
 
 # ---- lessons -------------------------------------------------------------------------------
