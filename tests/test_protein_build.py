@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import random
 import threading
 import warnings
 
@@ -84,6 +85,33 @@ def test_file_path_and_bytes_give_the_same_system():
     assert a.meta["sequence"] == "DAYAQWLKDGGPSSGRPPPS"
     np.testing.assert_allclose(a.x0, b.x0)
     assert a.meta["notes"] == []  # complete file with hydrogens: nothing to report
+
+
+def test_builds_on_threads_give_the_sequential_hydrogens():
+    """Modeller's hydrogens come from a seeded generator of the build's own: builds running
+    side by side (a group's runs) or any other use of `random` do not move them."""
+    cfg = _protein(sequence="NLYIQWLKDGGPSSGRPPPS")  # Trp-cage from sequence: hydrogens added
+    want = build_protein_system(cfg, 0).x0
+    built, stop = [], threading.Event()
+
+    def draw_elsewhere():
+        while not stop.is_set():
+            random.random()
+
+    others = [threading.Thread(target=draw_elsewhere)]
+    builds = [
+        threading.Thread(target=lambda: built.append(build_protein_system(cfg, 0).x0))
+        for _ in range(3)
+    ]
+    for t in others + builds:
+        t.start()
+    for t in builds:
+        t.join()
+    stop.set()
+    others[0].join()
+    assert len(built) == 3
+    for x0 in built:
+        np.testing.assert_array_equal(x0, want)
 
 
 def test_multi_model_takes_model_one_by_default():

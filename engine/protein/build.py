@@ -26,6 +26,7 @@ Every problem with the input is a ``StructureError`` (a ``ValueError``) with one
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io as _stringio
 import os
@@ -377,21 +378,38 @@ def _complete_and_protonate(omm_top, pos, forcefield, notes, variants=None, plat
             fixer.addMissingAtoms(seed=0)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     n_before = modeller.topology.getNumAtoms()
-    # Modeller puts new hydrogens at positions from Python's global `random`, then minimizes
-    # them: seed it for this call only (and restore its state) so builds are reproducible
-    state = random.getstate()
-    random.seed(0)
     try:
-        used = modeller.addHydrogens(forcefield, pH=7.0, variants=variants, platform=reference)
+        with _seeded_modeller_random(0):
+            used = modeller.addHydrogens(forcefield, pH=7.0, variants=variants, platform=reference)
     except ValueError as err:  # no template for a residue: OpenMM's message names it
         raise StructureError(f"cannot add hydrogens: {err}") from None
-    finally:
-        random.setstate(state)
     n_added = modeller.topology.getNumAtoms() - n_before
     if n_added:
         notes.append(f"added {n_added} hydrogens (OpenMM Modeller, pH 7)")
     xyz = np.asarray(modeller.positions.value_in_unit(unit.nanometer), dtype=np.float64)
     return modeller.topology, xyz, used
+
+
+# Modeller places new hydrogens at positions drawn from the `random` module it imported, then
+# minimizes them. Seeding the process-wide generator was not enough: two builds on two threads
+# (a group's runs) interleaved their draws, so the same spec gave different hydrogens, and
+# GD from them ended anywhere in -2066..-2020 kJ/mol instead of -2051.8. Each build now draws
+# from its own seeded generator, one build at a time.
+_MODELLER_RANDOM_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _seeded_modeller_random(seed: int):
+    """Inside: openmm.app.modeller draws from ``random.Random(seed)``, not the global one."""
+    from openmm.app import modeller
+
+    with _MODELLER_RANDOM_LOCK:
+        shared = modeller.random
+        modeller.random = random.Random(seed)
+        try:
+            yield
+        finally:
+            modeller.random = shared
 
 
 def _create_system(forcefield, omm_top):
