@@ -20,6 +20,13 @@ what the page then says:
 - a step that presses nothing: 0 (its text only).
 
 A lesson's total is the sum of its steps' waits: the time a class waits, reading excluded.
+
+``--cpu-by-thread``: each lesson also records the CPU seconds the app's process spent in it,
+by thread (``/proc/<pid>/task``, sampled every half second; Python threads named by
+``py-spy dump`` when py-spy is installed, the bench extra; native threads by their kernel
+name: XLA's compute pool ``tf_XLAEigen``, LLVM's compile workers, and ``python`` for the
+unnamed ones, such as OpenMM's CPU-platform and the BLAS threads). Where the waits go.
+With ``--only``, results go to ``lessons_<keys>.json`` (the full table's file is kept).
 """
 
 from __future__ import annotations
@@ -28,8 +35,13 @@ import argparse
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.bench_ui import (
@@ -115,12 +127,75 @@ def time_lesson(page, key: str) -> dict:
             "total_s": sum(s["seconds"] for s in steps)}  # fmt: skip
 
 
-def serve_and_time(browser, run_dir: str, keys: list[str]) -> tuple[list[dict], list[str]]:
+class ThreadCPU:
+    """CPU seconds of process ``pid`` by thread name, sampled on a daemon thread until the
+    process exits (a thread's last sample counts: threads that end keep their time)."""
+
+    PERIOD_S = 0.5
+    NAMES_EVERY_S = 8.0  # py-spy dump costs ~0.1 s: thread names, now and then
+
+    def __init__(self, pid: int, name_threads: bool = True):
+        self.pid = pid
+        self._cpu: dict[str, tuple[str, float]] = {}  # tid -> (kernel name, CPU s)
+        self._names: dict[str, str] = {}  # tid -> Python thread name
+        self._lock = threading.Lock()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        beside = Path(sys.executable).with_name("py-spy")  # a venv's, without activating it
+        self._py_spy = str(beside) if beside.is_file() else shutil.which("py-spy")
+        self._py_spy = self._py_spy if name_threads else None
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        named_at = 0.0
+        while os.path.isdir(f"/proc/{self.pid}/task"):
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                try:
+                    with open(f"/proc/{self.pid}/task/{tid}/stat") as fh:
+                        stat = fh.read()
+                except OSError:
+                    continue  # the thread ended between listing and reading
+                fields = stat[stat.rindex(")") + 2 :].split()  # utime, stime: 12th, 13th
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                with self._lock:
+                    self._cpu[tid] = (comm, (int(fields[11]) + int(fields[12])) / self._tick)
+            if self._py_spy and time.time() - named_at > self.NAMES_EVERY_S:
+                named_at = time.time()
+                self._name_threads()
+            time.sleep(self.PERIOD_S)
+
+    def _name_threads(self) -> None:
+        dump = subprocess.run([self._py_spy, "dump", "--pid", str(self.pid), "--nonblocking"],
+                              capture_output=True, text=True, check=False).stdout  # fmt: skip
+        with self._lock:
+            for tid, name in re.findall(r'Thread (\d+) \([^)]*\): "([^"]+)"', dump):
+                self._names[tid] = name
+
+    def totals(self) -> dict[str, float]:
+        """{thread name without its number: CPU s so far}, largest first."""
+        by = Counter()
+        with self._lock:
+            for tid, (comm, cpu) in self._cpu.items():
+                name = self._names.get(tid, comm)
+                by[name.rstrip("0123456789_-") or name] += cpu
+        return {name: round(cpu, 1) for name, cpu in by.most_common()}
+
+
+def cpu_since(before: dict[str, float], now: dict[str, float]) -> dict[str, float]:
+    """Per thread name, the CPU seconds between two ``ThreadCPU.totals``."""
+    spent = {k: round(v - before.get(k, 0.0), 1) for k, v in now.items()}
+    return dict(sorted(((k, v) for k, v in spent.items() if v > 0), key=lambda kv: -kv[1]))
+
+
+def serve_and_time(
+    browser, run_dir: str, keys: list[str], by_thread: bool = False
+) -> tuple[list[dict], list[str]]:
     """Start ``python app.py`` on ``run_dir``, open a page, time the lessons ``keys``, stop
-    the server (a second pass starts afresh: only the compilation cache on disk is warm)."""
+    the server (a second pass starts afresh: only the compilation cache on disk is warm).
+    ``by_thread``: each lesson also gets ``app_cpu_s_by_thread`` (``ThreadCPU``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     proc = spawn(port, run_dir, warm_up=False)
+    threads = ThreadCPU(proc.pid) if by_thread else None
     context = browser.new_context(viewport={"width": 1500, "height": 1250})
     attempted: list[str] = []
     guard_offline(context, attempted)
@@ -130,7 +205,13 @@ def serve_and_time(browser, run_dir: str, keys: list[str]) -> tuple[list[dict], 
         page.goto(url)
         page.wait_for_selector("#wb-run")
         page.locator(".wb-lessons-summary").click()
-        return [time_lesson(page, key) for key in keys], attempted
+        lessons = []
+        for key in keys:
+            before = threads.totals() if threads else {}
+            lessons.append(time_lesson(page, key))
+            if threads:
+                lessons[-1]["app_cpu_s_by_thread"] = cpu_since(before, threads.totals())
+        return lessons, attempted
     finally:
         context.close()
         proc.terminate()
@@ -170,13 +251,16 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=list(LESSONS), default=list(LESSONS))
     ap.add_argument("--warm", action="store_true", help="run every lesson twice")
+    ap.add_argument("--cpu-by-thread", action="store_true",
+                    help="also record the app's CPU seconds per lesson by thread")  # fmt: skip
     args = ap.parse_args(argv)
     out: dict = {"load_before": os.getloadavg(), "passes": []}
     with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
         browser = launch_browser(p)
         try:
             for cache in ("cold", "warm")[: 2 if args.warm else 1]:
-                lessons, attempted = serve_and_time(browser, run_dir, args.only)
+                lessons, attempted = serve_and_time(browser, run_dir, args.only,
+                                                    args.cpu_by_thread)  # fmt: skip
                 out["passes"].append({"cache": cache, "lessons": lessons,
                                       "non_loopback_requests": attempted})  # fmt: skip
         finally:
@@ -184,8 +268,9 @@ def main(argv=None) -> None:
     out["load_after"] = os.getloadavg()
     out["browser"] = "Debian chromium, headless, software WebGL (SwiftShader)"
     print(json.dumps(out, indent=2))
-    print(f"wrote {save_json('lessons', out)}")
-    if set(args.only) == set(LESSONS):
+    every = set(args.only) == set(LESSONS)
+    print(f"wrote {save_json('lessons' if every else 'lessons_' + '_'.join(args.only), out)}")
+    if every:
         replace_marked(DOC, DOC_MARK, doc_table(out))
 
 
