@@ -485,13 +485,15 @@ def plot(rows):
 
 # Written from the committed runs (update when they change).
 READING = """
-Reading (idle machine, one process per case; numbers from the tables above):
+Reading (idle machine, one process per case; numbers from the tables above; 2JOF extended
+re-run in session 9 with today's engine, beside two nice-19 benchmarks: its energies are
+deterministic, its times 5–7 % above the idle run's):
 
 - **No reparametrization beats GD here by more than 0.5 % in energy, and none is faster.**
   Every Adam run used its whole 3000-step budget (none met the stopping rule), so at equal
   steps the wall-time ratio is the per-step cost plus the slow modes. Final energies relative
-  to GD (E_GD / E_X): slow-mode GNN 0.9993 (2JOF unfolded), 1.0048 (2JOF extended), 1.0003
-  (1PLW), 0.9973 (2WXC); bond-graph GNN 1.0017, 1.0112, 1.0007, 0.9974; CG 1.0082, 1.0063,
+  to GD (E_GD / E_X): slow-mode GNN 0.9993 (2JOF unfolded), 1.0017 (2JOF extended), 1.0003
+  (1PLW), 0.9973 (2WXC); bond-graph GNN 1.0017, 1.0095, 1.0007, 0.9974; CG 1.0082, 1.0046,
   0.9992, 0.9959. Below 1 means X ended lower: only on 2WXC do all three end lower than GD,
   by 0.3–0.4 % (21–33 kJ/mol of −8052).
 - **Why the GNN does not help: its head start is gone by the switch.** Energies at steps
@@ -505,18 +507,18 @@ Reading (idle machine, one process per case; numbers from the tables above):
   Cartesian modes (of 852 or 2133 coordinates) cannot relax the stiff bonded terms: 2JOF
   unfolded went from +583 to +134 kJ/mol in 200 steps while GD reached −2283, and 2WXC from
   −5564 to −5971 in 1000 steps (GD: −7960). After the switch a fresh Adam on positions
-  ends near (2JOF: 0.6–0.8 % above) or below (2WXC: 0.4 % below) GD; a restarted Adam after
+  ends near (2JOF: 0.5–0.8 % above) or below (2WXC: 0.4 % below) GD; a restarted Adam after
   a stall, not the slow modes, is the likely cause.
 - **The slow modes cost more than half a GD run.** K = 120 modes of the dense autodiff
   Hessian at x0 took 4.0 s for 2JOF (852 coordinates; GD's whole 3000-step run: 6.4 s) and
   74 s for 2WXC (2133 coordinates; GD: 96 s), after an XLA compilation of 7.5 s (2JOF) and
   10 s (2WXC) on the first call. One Hessian-vector product costs about one AMBER/OBC2
   gradient, and the dense Hessian needs one per coordinate. Charged to the run (the paper's
-  accounting), t_GD / t_GNN = 0.58 (2JOF) and 0.56 (2WXC); the bond-graph GNN needs no modes
-  and runs at GD's speed (t_GD / t_X = 0.97–1.01 on 2JOF and 2WXC; 0.83 on 1PLW where the
+  accounting), t_GD / t_GNN = 0.55–0.58 (2JOF) and 0.56 (2WXC); the bond-graph GNN needs no modes
+  and runs at GD's speed (t_GD / t_X = 0.95–1.01 on 2JOF and 2WXC; 0.83 on 1PLW where the
   GNN map is a larger share of a 0.3 ms step).
 - **OpenMM's L-BFGS wins on the identical energy:** −2471.5 (2JOF unfolded, converged to
-  1 kJ/mol/nm in ≈ 1500 iterations, 12 s), −2267 (extended), −771.2 (1PLW), −8191 (2WXC),
+  1 kJ/mol/nm in ≈ 1500 iterations, 12 s), −2266 (extended), −771.2 (1PLW), −8191 (2WXC),
   i.e. 0.3–10 % below the best Adam run, and it reaches GD's final energy (±1 %) before GD
   itself does except on the tiny 1PLW (2.3 s vs 3.1 s on 2JOF unfolded; 10 s vs 39 s on 2WXC).
 - **GD's learning rate matters more than the method:** lr 4e-3 (method.md §6.4's GD value
