@@ -353,8 +353,10 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
         )
         proc.send_signal(getattr(signal, signum))
         t_sig = time.time()
-        proc.wait(timeout=10)
-        assert time.time() - t_sig < 10
+        # app.SHUTDOWN_WAIT_S (4 s) for the run, then the interpreter's exit: once over 10 s
+        # in the full suite beside two benchmarks; a hung server never exits
+        proc.wait(timeout=30)
+        assert time.time() - t_sig < 30
         status = json.loads(meta.read_text())["status"]
         assert status in ("stopped", "interrupted")
     finally:
