@@ -99,6 +99,10 @@ def main(argv=None) -> None:
         flush=True,
     )
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C / SIGINT stops the server even when it was started with SIGINT ignored (a shell
+    # that starts a command in the background without job control ignores SIGINT for it, and
+    # Python then leaves it ignored): the server would otherwise never stop on SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         serve(app, config)
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""bench_lessons' CPU-by-thread sampler: a busy thread's CPU time shows up under its name."""
+"""bench_lessons' CPU-by-thread sampler: a busy thread's CPU time shows up in its totals."""
 
 import os
 import sys

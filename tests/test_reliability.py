@@ -325,6 +325,9 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # as a shell without job control starts a background command: SIGINT ignored,
+            # which Python keeps; the server must still stop on it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         run_id, output, t0 = None, [], time.time()
         while time.time() - t0 < 120:  # past compiling: chunks are logged
@@ -353,10 +356,8 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
         )
         proc.send_signal(getattr(signal, signum))
         t_sig = time.time()
-        # app.SHUTDOWN_WAIT_S (4 s) for the run, then the interpreter's exit: once over 10 s
-        # in the full suite beside two benchmarks; a hung server never exits
-        proc.wait(timeout=30)
-        assert time.time() - t_sig < 30
+        proc.wait(timeout=10)
+        assert time.time() - t_sig < 10
         status = json.loads(meta.read_text())["status"]
         assert status in ("stopped", "interrupted")
     finally:
