@@ -302,6 +302,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# As a shell without job control starts a background command: with SIGINT ignored, which
+# Python keeps; the server must still stop on it. (Set in the child: a preexec_fn would fork
+# this JAX-threaded test process.)
+IGNORING_SIGINT = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
     import os
@@ -319,15 +325,12 @@ def test_a_signal_stops_the_server_and_marks_its_runs(tmp_path, signum):
         args = ["--port", str(free_port()), "--host", "127.0.0.1", "--run-dir", str(tmp_path)]
         args += ["--no-warm-up", "--compile-cache-dir", "", "--bundle-dir", str(tmp_path)]
         proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, *args],
+            [sys.executable, "-c", IGNORING_SIGINT + SERVE, *args],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            # as a shell without job control starts a background command: SIGINT ignored,
-            # which Python keeps; the server must still stop on it
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         run_id, output, t0 = None, [], time.time()
         while time.time() - t0 < 120:  # past compiling: chunks are logged
