@@ -129,7 +129,8 @@ def time_lesson(page, key: str) -> dict:
 
 class ThreadCPU:
     """CPU seconds of process ``pid`` by thread name, sampled on a daemon thread until the
-    process exits (a thread's last sample counts: threads that end keep their time)."""
+    process exits or ``stop`` (a thread's last sample counts: threads that end keep their
+    time)."""
 
     PERIOD_S = 0.5
     NAMES_EVERY_S = 8.0  # py-spy dump costs ~0.1 s: thread names, now and then
@@ -139,6 +140,7 @@ class ThreadCPU:
         self._cpu: dict[str, tuple[str, float]] = {}  # tid -> (kernel name, CPU s)
         self._names: dict[str, str] = {}  # tid -> Python thread name
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
         beside = Path(sys.executable).with_name("py-spy")  # a venv's, without activating it
         self._py_spy = str(beside) if beside.is_file() else shutil.which("py-spy")
@@ -147,7 +149,7 @@ class ThreadCPU:
 
     def _sample(self) -> None:
         named_at = 0.0
-        while os.path.isdir(f"/proc/{self.pid}/task"):
+        while not self._stopped.is_set() and os.path.isdir(f"/proc/{self.pid}/task"):
             for tid in os.listdir(f"/proc/{self.pid}/task"):
                 try:
                     with open(f"/proc/{self.pid}/task/{tid}/stat") as fh:
@@ -161,7 +163,11 @@ class ThreadCPU:
             if self._py_spy and time.time() - named_at > self.NAMES_EVERY_S:
                 named_at = time.time()
                 self._name_threads()
-            time.sleep(self.PERIOD_S)
+            self._stopped.wait(self.PERIOD_S)
+
+    def stop(self) -> None:
+        """End the sampling (``totals`` keeps what was sampled)."""
+        self._stopped.set()
 
     def _name_threads(self) -> None:
         dump = subprocess.run([self._py_spy, "dump", "--pid", str(self.pid), "--nonblocking"],

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from workbench_fakes import wait_for
 
 from bench.bench_lessons import ThreadCPU, cpu_since
 
@@ -20,9 +21,7 @@ def test_cpu_since_keeps_what_grew_largest_first():
 
 def test_a_busy_thread_is_counted():
     sampler = ThreadCPU(os.getpid(), name_threads=False)  # no py-spy attaching to ourselves
-    deadline = time.time() + 30
-    while not sampler.totals() and time.time() < deadline:
-        time.sleep(0.05)  # the first sample
+    wait_for(sampler.totals, 30, "the first sample")
     before = sum(sampler.totals().values())
 
     def burn():
@@ -32,6 +31,7 @@ def test_a_busy_thread_is_counted():
     worker = threading.Thread(target=burn)
     worker.start()
     worker.join()
-    while sum(sampler.totals().values()) - before < 0.5 and time.time() < deadline:
-        time.sleep(0.05)  # until a sample after the burn
-    assert sum(sampler.totals().values()) - before >= 0.5
+    try:
+        wait_for(lambda: sum(sampler.totals().values()) - before >= 0.5, 30, "a later sample")
+    finally:
+        sampler.stop()
