@@ -639,6 +639,7 @@ def summarize(curves: list[dict]) -> dict:
     partial = any(c["status"] == "running" for c in curves)
     data = {
         "partial": partial,
+        "by_method": by_method(table),
         "what": "Figure 5 (issue 14): CA-RMSD to 2JOF_native and AMBER14+OBC2 energy against "
         "step and wall time; see bench/bench_fold.py's docstring for the protocol",
         "settings": {"engine_steps": ENGINE_STEPS, "md_steps": MD_STEPS, "chunk": CHUNK,
@@ -652,6 +653,28 @@ def summarize(curves: list[dict]) -> dict:
         "&& .venv/bin/python -m bench.bench_fold --report",
     }  # fmt: skip
     return data
+
+
+def by_method(table: list[dict]) -> list[dict]:
+    """Per start and method, over its seeds: end CA-RMSD, wall time, energy, and MD's CA-RMSD
+    at each seed's wall time (mean, min, max); "finished" counts seeds done or on a plateau."""
+    out = []
+    for start in STARTS:
+        for m in METHODS:
+            rows = [r for r in table if r["start"] == start and r["method"] == m]
+            if not rows:
+                continue
+            entry = {"start": start, "method": m, "seeds": len(rows),
+                     "finished": sum(r["status"] != "running" for r in rows)}  # fmt: skip
+            for col in ("rmsd_ca_end", "rmsd_ca_min", "wall_s", "steps", "energy_end",
+                        "md_rmsd_ca_at_same_wall"):  # fmt: skip
+                v = np.array([r.get(col, math.nan) for r in rows], float)
+                v = v[~np.isnan(v)]
+                if len(v):
+                    entry[col] = {"mean": float(v.mean()), "min": float(v.min()),
+                                  "max": float(v.max())}  # fmt: skip
+            out.append(entry)
+    return out
 
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-protein.md"
@@ -684,6 +707,31 @@ def doc_tables(data: dict) -> str:
                 f"= {p['total_h']:.1f} h of one process at that pace (the plateau rule can "
                 "only shorten it).", ""]  # fmt: skip
     out += [
+        "Per method over its seeds (mean [min, max]; MD's CA-RMSD is read at each seed's own wall "
+        "time, from the MD run of the same seed):",
+        "",
+        "| start | method | seeds (finished) | steps | wall s | CA-RMSD end nm | "
+        "lowest on the way | E end kJ/mol | MD CA-RMSD at same wall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def span(entry, col, fmt):
+        v = entry.get(col)
+        if v is None:
+            return "–"
+        if v["min"] == v["max"]:
+            return format(v["mean"], fmt)
+        return f"{format(v['mean'], fmt)} [{format(v['min'], fmt)}, {format(v['max'], fmt)}]"
+
+    for e in data["by_method"]:
+        out.append(
+            f"| {e['start']} | {e['method']} | {e['seeds']} ({e['finished']}) | "
+            f"{span(e, 'steps', ',.0f')} | {span(e, 'wall_s', ',.0f')} | "
+            f"{span(e, 'rmsd_ca_end', '.3f')} | {span(e, 'rmsd_ca_min', '.3f')} | "
+            f"{span(e, 'energy_end', '.0f')} | {span(e, 'md_rmsd_ca_at_same_wall', '.3f')} |"
+        )
+    out += [
+        "",
         "| curve | status | steps done / budget | wall s | machine | load | CA-RMSD nm "
         "start → now (min) | E kJ/mol start → now (min) | Q now | MD CA-RMSD at same wall |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -701,7 +749,34 @@ def doc_tables(data: dict) -> str:
     return "\n".join(out)
 
 
+MINIMIZERS = tuple(m for m in METHODS if m != "md")
+WALL_FROM_S = 10.0  # wall-time axes start here: before it nothing has moved (modes, stage 1)
+
+
+def on_grid(curves: list[dict], x: str, y: str, grid: np.ndarray) -> np.ndarray:
+    """Each curve's ``y`` interpolated onto ``grid`` of ``x`` [curves, grid], NaN outside the
+    x range it has run (a partial curve does not extend its last value)."""
+    out = np.full((len(curves), len(grid)), np.nan)
+    for k, c in enumerate(curves):
+        xs, ys = np.asarray(c["rows"][x], float), np.asarray(c["rows"][y], float)
+        inside = (grid >= xs[0]) & (grid <= xs[-1])
+        out[k, inside] = np.interp(grid[inside], xs, ys)
+    return out
+
+
+def seed_band(curves: list[dict], x: str, y: str, grid: np.ndarray):
+    """Mean over the seeds where every seed has run, and the seeds' min-max band there."""
+    ys = on_grid(curves, x, y, grid)
+    full = ~np.isnan(ys).any(axis=0)
+    mean, lo, hi = (np.where(full, f(np.where(np.isnan(ys), 0, ys), axis=0), np.nan)
+                    for f in (np.mean, np.min, np.max))  # fmt: skip
+    return mean, lo, hi
+
+
 def plot(curves: list[dict], partial: bool) -> None:
+    """fold.png. Per start, row 1: CA-RMSD and energy against step and wall time (log), each
+    method's mean over its seeds with the seeds' min-max band; row 2: one panel per
+    minimizer, its seeds against the MD seeds' band, CA-RMSD against wall time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -710,28 +785,76 @@ def plot(curves: list[dict], partial: bool) -> None:
     starts = [s for s in STARTS if any(c["start"] == s for c in curves)]
     if not starts:
         return
-    fig, axes = plt.subplots(len(starts), 4, figsize=(18, 4.2 * len(starts)), squeeze=False)
+    ncol = len(MINIMIZERS)
+    fig, axes = plt.subplots(2 * len(starts), ncol, figsize=(3.3 * ncol, 7.6 * len(starts)),
+                             squeeze=False)  # fmt: skip
     for i, start in enumerate(starts):
-        for c in (c for c in curves if c["start"] == start):
-            r = c["rows"]
-            style = {"color": COLORS.get(c["method"], "grey"), "lw": 1.0 if c["seed"] else 1.6,
-                     "alpha": 1.0 if c["seed"] == 0 else 0.5,
-                     "label": c["method"] if c["seed"] == 0 else None}  # fmt: skip
-            for j, (x, y) in enumerate(
-                [("step", "rmsd_ca"), ("wall_time_s", "rmsd_ca"),
-                 ("step", "energy"), ("wall_time_s", "energy")]
-            ):  # fmt: skip
-                axes[i, j].plot(r[x], r[y], **style)
-        for j, (xl, yl) in enumerate(
-            [("step", "CA-RMSD to native (nm)"), ("wall time (s)", "CA-RMSD to native (nm)"),
-             ("step", "energy (kJ/mol)"), ("wall time (s)", "energy (kJ/mol)")]
-        ):  # fmt: skip
-            ax = axes[i, j]
-            ax.set_xlabel(xl)
-            ax.set_ylabel(yl)
-            ax.set_title(f"2JOF from {STARTS[start]}", fontsize=9)
+        mine = [c for c in curves if c["start"] == start]
+        by_method = {m: [c for c in mine if c["method"] == m] for m in METHODS}
+        by_method = {m: cs for m, cs in by_method.items() if cs}
+        top = axes[2 * i]
+        for ax in top[4:]:
+            ax.axis("off")
+        t_max = max(max(c["rows"]["wall_time_s"]) for c in mine)
+        t_min = WALL_FROM_S
+        grids = {"step": np.arange(0, max(c["step"] for c in mine) + 1, LOG_EVERY, dtype=float),
+                 "wall_time_s": np.geomspace(t_min, t_max, 600)}  # fmt: skip
+        panels = [("step", "rmsd_ca"), ("wall_time_s", "rmsd_ca"),
+                  ("step", "energy"), ("wall_time_s", "energy")]  # fmt: skip
+        for ax, (x, y) in zip(top, panels, strict=False):
+            for m, cs in by_method.items():
+                mean, lo, hi = seed_band(cs, x, y, grids[x])
+                label = f"{m} ({len(cs)} seed{'s' if len(cs) > 1 else ''})"
+                ax.plot(grids[x], mean, color=COLORS[m], lw=1.4, label=label)
+                if len(cs) > 1:
+                    ax.fill_between(grids[x], lo, hi, color=COLORS[m], alpha=0.15, lw=0)
+            ax.set_xlabel("step" if x == "step" else "wall time (s, log)")
+            ax.set_ylabel("CA-RMSD to native (nm)" if y == "rmsd_ca" else "energy (kJ/mol)")
+            if x == "wall_time_s":
+                ax.set_xscale("log")
+                ax.set_xlim(left=WALL_FROM_S)
+            else:
+                ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")
+            ax.set_title(f"{STARTS[start]}: {'CA-RMSD' if y == 'rmsd_ca' else 'energy'}",
+                         fontsize=9)  # fmt: skip
+            if y == "energy":
+                # the start (+884 kJ/mol) and CG's stage 1 would squash the rest
+                late = [e for c in mine for s, e in zip(c["rows"]["step"], c["rows"]["energy"],
+                        strict=True) if s > STAGE1_STEPS]  # fmt: skip
+                if late:
+                    ax.set_ylim(min(late) - 40, max(late) + 40)
+                ax.set_title(f"{STARTS[start]}: energy after step {STAGE1_STEPS:,}", fontsize=9)
             ax.grid(alpha=0.3)
-        axes[i, 0].legend(fontsize=8)
+        handles, labels = top[0].get_legend_handles_labels()
+        top[4].legend(
+            handles,
+            labels,
+            loc="center left",
+            fontsize=8,
+            title="mean of the seeds where all have run;\nband: the seeds' min-max",
+        )
+        md = by_method.get("md", [])
+        for ax, m in zip(axes[2 * i + 1], MINIMIZERS, strict=True):
+            if md:
+                _, lo, hi = seed_band(md, "wall_time_s", "rmsd_ca", grids["wall_time_s"])
+                ax.fill_between(grids["wall_time_s"], lo, hi, color="k", alpha=0.15, lw=0,
+                                label=f"MD 298 K, {len(md)} seeds: min-max")  # fmt: skip
+            for c in by_method.get(m, []):
+                r = c["rows"]
+                ax.plot(
+                    r["wall_time_s"],
+                    r["rmsd_ca"],
+                    color=COLORS[m],
+                    lw=1.0,
+                    label=f"seed {c['seed']}: {c['step']:,} steps, {c['status']}",
+                )
+            ax.set_xscale("log")
+            ax.set_xlim(left=WALL_FROM_S)
+            ax.set_title(f"{m}: CA-RMSD against wall time", fontsize=9)
+            ax.set_xlabel("wall time (s, log)")
+            ax.set_ylabel("CA-RMSD to native (nm)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
     title = "Figure 5: Trp-cage, GD / CG / GNN (hidden 10-500) vs OpenMM MD 298 K (black)"
     if partial:
         title += "  —  PARTIAL: curves still running (see fold.json fraction_done)"

@@ -20,6 +20,37 @@ from workbench.panels import live, method
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
+# ---- the report's seed statistics ---------------------------------------------------------------
+def _curve(seed, steps, rmsd, status="running", method="gnn-h10"):
+    rows = {"step": list(steps), "wall_time_s": [2.0 * s for s in steps], "rmsd_ca": list(rmsd)}
+    return {"seed": seed, "method": method, "step": steps[-1], "status": status, "rows": rows}
+
+
+def test_seed_band_averages_only_where_every_seed_has_run():
+    a = _curve(0, [0, 10, 20, 30], [0.7, 0.6, 0.5, 0.4], status="done")
+    b = _curve(1, [0, 10, 20], [0.7, 0.8, 0.9])
+    grid = np.array([0.0, 5.0, 20.0, 30.0])
+    mean, lo, hi = bench_fold.seed_band([a, b], "step", "rmsd_ca", grid)
+    np.testing.assert_allclose(mean[:3], [0.7, 0.7, 0.7])
+    np.testing.assert_allclose(lo[:3], [0.7, 0.65, 0.5])
+    np.testing.assert_allclose(hi[:3], [0.7, 0.75, 0.9])
+    assert np.isnan(mean[3]) and np.isnan(lo[3])  # seed 1 has not reached step 30
+
+
+def test_by_method_summarizes_each_methods_seeds_and_counts_the_finished():
+    table = [
+        {"start": "unfolded", "method": "gnn-h10", "status": s, "rmsd_ca_end": r, "steps": n,
+         "md_rmsd_ca_at_same_wall": md}
+        for s, r, n, md in (("done", 0.6, 400_000, 0.5), ("running", 0.7, 200_000, float("nan")),
+                            ("plateau", 0.8, 300_000, 0.7))
+    ]  # fmt: skip
+    (entry,) = bench_fold.by_method(table)
+    assert (entry["method"], entry["seeds"], entry["finished"]) == ("gnn-h10", 3, 2)
+    assert entry["rmsd_ca_end"] == pytest.approx({"mean": 0.7, "min": 0.6, "max": 0.8})
+    assert entry["md_rmsd_ca_at_same_wall"] == pytest.approx({"mean": 0.6, "min": 0.5, "max": 0.7})
+    assert "wall_s" not in entry  # absent from every row: no made-up statistic
+
+
 # ---- the plateau rule ---------------------------------------------------------------------------
 def _rows(n=301, every=1000, e=None, r=None):
     steps = np.arange(n) * every
