@@ -9,6 +9,10 @@ steps, reference early stopping with min_delta 0.1 kJ/mol, patience 20 checks) w
   gd     optim.learning_rate in GD_LRS (plain positions)
   gnn-1  optim.stage1_lr in GNN_LRS, 1 graph layer (stage 2: Adam lr 4e-4 on positions)
   gnn-2  the same with 2 graph layers
+  gd-init  GD at lr GD_INIT_LR from ``--init-seeds`` seeded random-coil starts (start "random":
+         engine/protein/build.py), the paper's panel c ("GD is sensitive to initialisation"):
+         each start's and end's CA-RMSD to native, and the pairwise CA-RMSD between the starts
+         and between the ends (do different inits end in different conformations?)
 GD has no randomness from a fixed start, so it runs seed 0 only; the GNNs run ``--seeds``
 seeds (default 3: the network's initialization) and each setting shows its best run (lowest
 final energy), as the paper's "best of 3". OpenMM: Langevin MD at 298 K, 2 fs (method
@@ -34,19 +38,21 @@ from .common import RESULTS, save_json
 DATA = Path(os.environ.get("SLOWMODE_PDB_DIR", "/work/shared/data/pdb"))
 GD_LRS = (1e-4, 4e-4, 1e-3, 4e-3)
 GNN_LRS = (3e-5, 1e-4, 3e-4, 1e-3)
-FAMILIES = ("gd", "gnn-1", "gnn-2", "md")
+GD_INIT_LR = 4e-4  # protein_spec's GD learning rate, the fastest GD of the lr sweep
+FAMILIES = ("gd", "gnn-1", "gnn-2", "md", "gd-init")
 MD_MARKS = (5000, 10000)
 OUT_ROOT = Path("runs") / "sweeps"
 COLORS = {"gd": "Reds", "gnn-1": "Blues", "gnn-2": "Greens"}
 
 
-def system_config():
+def system_config(start: str | None = None):
+    """Trp-cage (2JOF) from the unfolded structure, or from ``start`` (e.g. "random")."""
     from engine import SystemConfig
 
     return SystemConfig(
         kind="protein",
         pdb=str(DATA / "2JOF_native.pdb"),
-        start=str(DATA / "2JOF_unfolded.pdb"),
+        start=start or str(DATA / "2JOF_unfolded.pdb"),
         model="amber-obc2",
     )
 
@@ -61,6 +67,12 @@ def sweep_of(family: str, lrs, seeds, steps: int):
             system=system_config(), chunk_size=1000, frame_every=MD_MARKS[-1], method_label=None
         )
         return SweepSpec(base, (), ("openmm-md",), tuple(seeds), name="fig6-md")
+    if family == "gd-init":
+        base = protein_spec("gd", max_steps=steps).replace(
+            system=system_config("random"), frame_every=steps, method_label=None,
+            **{"optim.learning_rate": GD_INIT_LR},
+        )  # fmt: skip
+        return SweepSpec(base, (), ("gd",), tuple(seeds), name="fig6-gd-init")
     method = "gd" if family == "gd" else "gnn"
     base = protein_spec(method, max_steps=steps).replace(
         system=system_config(), frame_every=steps, method_label=None
@@ -94,6 +106,48 @@ def curves_of(out: Path, rows: list[dict]) -> list[dict]:
     return curves
 
 
+def pairwise_ca_rmsd(xs: list[np.ndarray], system) -> dict:
+    """CA-RMSD (nm, after superposition) over every pair of structures: mean, min, max."""
+    from engine.protein.measures import rmsd
+
+    ca = [a.index for a in system.topology.atoms if a.name == "CA"]
+    d = [rmsd(a, b, system.topology, ca) for i, a in enumerate(xs) for b in xs[i + 1 :]]
+    return {"pairs": len(d), "mean": float(np.mean(d)), "min": float(np.min(d)),
+            "max": float(np.max(d))}  # fmt: skip
+
+
+def init_sensitivity(out: Path, rows: list[dict]) -> dict:
+    """Panel c: per random-coil start, its energy and CA-RMSD to native at the start and the
+    end; and how far apart the starts are, and the ends, pair by pair."""
+    from engine import build_system, io
+
+    done = [r for r in rows if r["status"] == "done"]
+    if len(done) < 2:
+        return {}
+    bundles = [io.read_bundle(out / "runs" / r["key"]) for r in done]
+    system = build_system(system_config("random"), 0)  # the topology (same for every seed)
+    runs = [{"seed": r["seed"], "energy_start": float(b["metrics"]["energy"][0]),
+             "energy_end": float(b["metrics"]["energy"][-1]),
+             "rmsd_ca_start": float(b["metrics"]["rmsd_ca"][0]),
+             "rmsd_ca_end": float(b["metrics"]["rmsd_ca"][-1]),
+             "steps": int(b["metrics"]["step"][-1])}
+            for r, b in zip(done, bundles, strict=True)]  # fmt: skip
+    return {
+        "lr": GD_INIT_LR,
+        "runs": runs,
+        "between_starts": pairwise_ca_rmsd([b["frames_x"][0] for b in bundles], system),
+        "between_ends": pairwise_ca_rmsd([b["x_final"] for b in bundles], system),
+        "curves": [
+            {
+                "seed": r["seed"],
+                "step": [int(v) for v in b["metrics"]["step"]],
+                "energy": [float(v) for v in b["metrics"]["energy"]],
+            }
+            for r, b in zip(done, bundles, strict=True)
+        ],  # fmt: skip
+    }
+
+
 def best_of(curves: list[dict]) -> dict:
     """lr -> the curve with the lowest final energy among that setting's seeds."""
     out = {}
@@ -118,13 +172,18 @@ def md_marks(curves: list[dict]) -> list[dict]:
     return out
 
 
-def plot(best: dict, marks: list[dict]) -> None:
+def plot(best: dict, marks: list[dict], init: dict) -> None:
+    """fig6.png: a, b energy against iteration and wall time (the starts, +884 kJ/mol, and
+    the GNNs' first stage-1 steps off scale); a zoomed onto the ends, where the families
+    differ by ~0.5 %; c GD from random-coil starts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9.5))
+    (a, b), (zoom, c_ax) = axes
+    ends = []
     for family, by_lr in best.items():
         cmap = plt.get_cmap(COLORS[family])
         lrs = sorted(by_lr)
@@ -132,19 +191,50 @@ def plot(best: dict, marks: list[dict]) -> None:
             c = by_lr[lr]
             color = cmap(0.4 + 0.6 * i / max(len(lrs) - 1, 1))
             label = f"{family} lr {lr:g}" if family == "gd" else f"{family} stage-1 lr {lr:g}"
-            axes[0].plot(c["step"], c["energy"], color=color, label=label, lw=1.2)
-            axes[1].plot(c["wall_time_s"], c["energy"], color=color, lw=1.2)
+            for ax in (a, zoom):
+                ax.plot(c["step"], c["energy"], color=color, label=label, lw=1.2)
+            b.plot(c["wall_time_s"], c["energy"], color=color, lw=1.2)
+            ends.append(c["energy"][-1])
     for m in marks:
-        for ax, x in ((axes[0], m["steps"]), (axes[1], m["wall_s_mean"])):
+        for ax, x in ((a, m["steps"]), (b, m["wall_s_mean"])):
             ax.axhline(m["energy_mean"], color="k", ls=":", lw=0.8)
             ax.plot([x], [m["energy_mean"]], "k*", ms=10)
-            ax.annotate(f"OpenMM MD {m['steps'] // 1000}k", (x, m["energy_mean"]), fontsize=8)
-    axes[0].set_xlabel("iteration (optimizer step; MD step for OpenMM)")
-    axes[1].set_xlabel("wall time (s; compilation excluded, slow modes included)")
-    for ax in axes:
+            ax.annotate(f"OpenMM MD {m['steps'] // 1000}k", (x, m["energy_mean"]), fontsize=8,
+                        xytext=(-40, 8), textcoords="offset points")  # fmt: skip
+    if ends:
+        top = max([m["energy_mean"] for m in marks] or [min(ends)]) + 400
+        for ax in (a, b):
+            ax.set_ylim(min(ends) - 40, top)
+        zoom.set_ylim(min(ends) - 5, min(ends) + 80)
+        zoom.set_xlim(4000, max(c["step"][-1] for v in best.values() for c in v.values()))
+    a.set_title("a: energy against iteration (starts at +884 kJ/mol, off scale)", fontsize=9)
+    b.set_title("b: against wall time (compilation excluded, slow modes included)", fontsize=9)
+    zoom.set_title("a, zoomed: the last iterations (best of the seeds per setting)", fontsize=9)
+    a.set_xlabel("iteration (optimizer step; MD step for OpenMM)")
+    zoom.set_xlabel("iteration")
+    b.set_xlabel("wall time (s)")
+    for ax in (a, b, zoom, c_ax):
         ax.set_ylabel("energy (kJ/mol)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
+    zoom.legend(fontsize=7, ncol=2)
+    if init:
+        for c, r in zip(init["curves"], init["runs"], strict=True):
+            c_ax.plot(c["step"], c["energy"], lw=1.2,
+                      label=f"seed {c['seed']}: CA-RMSD to native {r['rmsd_ca_start']:.2f} → "
+                      f"{r['rmsd_ca_end']:.2f} nm")  # fmt: skip
+        late = [e for c in init["curves"] for e in c["energy"][len(c["energy"]) // 10 :]]
+        c_ax.set_ylim(min(late) - 30, max(late) + 30)
+        e, s = init["between_ends"], init["between_starts"]
+        c_ax.set_title(
+            f"c: GD lr {init['lr']:g} from {len(init['runs'])} random-coil starts\n"
+            f"pairwise CA-RMSD: starts {s['mean']:.2f} nm ({s['min']:.2f}–{s['max']:.2f}),"
+            f" ends {e['mean']:.2f} nm ({e['min']:.2f}–{e['max']:.2f})",
+            fontsize=9,
+        )
+        c_ax.set_xlabel("iteration")
+        c_ax.legend(fontsize=7)
+    else:
+        c_ax.axis("off")
     fig.suptitle("Figure 6: Trp-cage (2JOF, unfolded start), best of the seeds per setting")
     fig.tight_layout()
     fig.savefig(RESULTS / "fig6.png", dpi=80)
@@ -159,6 +249,7 @@ def main(argv=None) -> None:
     p.add_argument("--lrs-gd", default=",".join(f"{v:g}" for v in GD_LRS))
     p.add_argument("--lrs-gnn", default=",".join(f"{v:g}" for v in GNN_LRS))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--init-seeds", type=int, default=5, help="random-coil starts (gd-init)")
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=1, help="Dask workers (one core each)")
     args = p.parse_args(argv)
@@ -168,6 +259,8 @@ def main(argv=None) -> None:
             p.error(f"--families: {f!r} is not one of {', '.join(FAMILIES)}")
     if not 1 <= args.seeds <= 10:
         p.error("--seeds must be in [1, 10]")
+    if not 2 <= args.init_seeds <= 20:
+        p.error("--init-seeds must be in [2, 20]")
     if not 100 <= args.steps <= 10**6:
         p.error("--steps must be in [100, 1000000]")
     lrs = {"gd": [float(v) for v in args.lrs_gd.split(",")],
@@ -175,11 +268,11 @@ def main(argv=None) -> None:
     from engine.cluster import connect
 
     client, cluster = connect(n_workers=args.workers)
-    best, marks, runs = {}, [], {}
+    best, marks, runs, init = {}, [], {}, {}
     try:
         for family in families:
-            sweep = sweep_of(family, lrs["gd" if family == "gd" else "gnn"],
-                             range(args.seeds), args.steps)  # fmt: skip
+            seeds = range(args.init_seeds if family == "gd-init" else args.seeds)
+            sweep = sweep_of(family, lrs["gd" if family == "gd" else "gnn"], seeds, args.steps)
             out = OUT_ROOT / sweep.name
             rows = engine.sweep(sweep, client, out_dir=out)
             curves = curves_of(out, rows)
@@ -188,6 +281,8 @@ def main(argv=None) -> None:
                                "wall_s": c["wall_time_s"][-1]} for c in curves]  # fmt: skip
             if family == "md":
                 marks = md_marks(curves)
+            elif family == "gd-init":
+                init = init_sensitivity(out, rows)
             else:
                 best[family] = best_of(curves)
             print(family, len(curves), "runs finished", flush=True)
@@ -202,11 +297,14 @@ def main(argv=None) -> None:
         "what": "Figure 6 (issue 14): see bench/bench_fig6.py's docstring",
         "loadavg_end": list(os.getloadavg()), "steps": args.steps, "table": table,
         "openmm_md": marks, "runs": runs,
+        "init_sensitivity": {k: v for k, v in init.items() if k != "curves"},
     })  # fmt: skip
-    plot(best, marks)
+    plot(best, marks, init)
     for r in table:
         print(r, flush=True)
     print("OpenMM MD:", marks)
+    if init:
+        print("GD from random coils:", {k: v for k, v in init.items() if k != "curves"})
 
 
 if __name__ == "__main__":
