@@ -790,8 +790,8 @@ def plot(curves: list[dict], partial: bool) -> None:
                              squeeze=False)  # fmt: skip
     for i, start in enumerate(starts):
         mine = [c for c in curves if c["start"] == start]
-        by_method = {m: [c for c in mine if c["method"] == m] for m in METHODS}
-        by_method = {m: cs for m, cs in by_method.items() if cs}
+        groups = {m: [c for c in mine if c["method"] == m] for m in METHODS}
+        groups = {m: cs for m, cs in groups.items() if cs}
         top = axes[2 * i]
         for ax in top[4:]:
             ax.axis("off")
@@ -802,7 +802,7 @@ def plot(curves: list[dict], partial: bool) -> None:
         panels = [("step", "rmsd_ca"), ("wall_time_s", "rmsd_ca"),
                   ("step", "energy"), ("wall_time_s", "energy")]  # fmt: skip
         for ax, (x, y) in zip(top, panels, strict=False):
-            for m, cs in by_method.items():
+            for m, cs in groups.items():
                 mean, lo, hi = seed_band(cs, x, y, grids[x])
                 label = f"{m} ({len(cs)} seed{'s' if len(cs) > 1 else ''})"
                 ax.plot(grids[x], mean, color=COLORS[m], lw=1.4, label=label)
@@ -833,13 +833,13 @@ def plot(curves: list[dict], partial: bool) -> None:
             fontsize=8,
             title="mean of the seeds where all have run;\nband: the seeds' min-max",
         )
-        md = by_method.get("md", [])
+        md = groups.get("md", [])
         for ax, m in zip(axes[2 * i + 1], MINIMIZERS, strict=True):
             if md:
                 _, lo, hi = seed_band(md, "wall_time_s", "rmsd_ca", grids["wall_time_s"])
                 ax.fill_between(grids["wall_time_s"], lo, hi, color="k", alpha=0.15, lw=0,
                                 label=f"MD 298 K, {len(md)} seeds: min-max")  # fmt: skip
-            for c in by_method.get(m, []):
+            for c in groups.get(m, []):
                 r = c["rows"]
                 ax.plot(
                     r["wall_time_s"],
