@@ -116,35 +116,26 @@ def pairwise_ca_rmsd(xs: list[np.ndarray], system) -> dict:
             "max": float(np.max(d))}  # fmt: skip
 
 
-def init_sensitivity(out: Path, rows: list[dict]) -> dict:
-    """Panel c: per random-coil start, its energy and CA-RMSD to native at the start and the
-    end; and how far apart the starts are, and the ends, pair by pair."""
+def init_sensitivity(out: Path, curves: list[dict]) -> dict:
+    """Panel c from the gd-init family's curves (``curves_of``): per random-coil start, its
+    energy and CA-RMSD to native at the start and the end; and how far apart the starts are,
+    and the ends, pair by pair (positions read from the run bundles)."""
     from engine import build_system, io
 
-    done = [r for r in rows if r["status"] == "done"]
+    done = [c for c in curves if c["status"] == "done"]
     if len(done) < 2:
         return {}
-    bundles = [io.read_bundle(out / "runs" / r["key"]) for r in done]
+    frames = [io.read_bundle(out / "runs" / c["key"]) for c in done]
     system = build_system(system_config("random"), 0)  # the topology (same for every seed)
-    runs = [{"seed": r["seed"], "energy_start": float(b["metrics"]["energy"][0]),
-             "energy_end": float(b["metrics"]["energy"][-1]),
-             "rmsd_ca_start": float(b["metrics"]["rmsd_ca"][0]),
-             "rmsd_ca_end": float(b["metrics"]["rmsd_ca"][-1]),
-             "steps": int(b["metrics"]["step"][-1])}
-            for r, b in zip(done, bundles, strict=True)]  # fmt: skip
+    runs = [{"seed": c["seed"], "energy_start": c["energy"][0], "energy_end": c["energy"][-1],
+             "rmsd_ca_start": c["rmsd_ca"][0], "rmsd_ca_end": c["rmsd_ca"][-1],
+             "steps": c["step"][-1]} for c in done]  # fmt: skip
     return {
         "lr": GD_INIT_LR,
         "runs": runs,
-        "between_starts": pairwise_ca_rmsd([b["frames_x"][0] for b in bundles], system),
-        "between_ends": pairwise_ca_rmsd([b["x_final"] for b in bundles], system),
-        "curves": [
-            {
-                "seed": r["seed"],
-                "step": [int(v) for v in b["metrics"]["step"]],
-                "energy": [float(v) for v in b["metrics"]["energy"]],
-            }
-            for r, b in zip(done, bundles, strict=True)
-        ],  # fmt: skip
+        "between_starts": pairwise_ca_rmsd([f["frames_x"][0] for f in frames], system),
+        "between_ends": pairwise_ca_rmsd([f["x_final"] for f in frames], system),
+        "curves": done,
     }
 
 
@@ -282,7 +273,7 @@ def main(argv=None) -> None:
             if family == "md":
                 marks = md_marks(curves)
             elif family == "gd-init":
-                init = init_sensitivity(out, rows)
+                init = init_sensitivity(out, curves)
             else:
                 best[family] = best_of(curves)
             print(family, len(curves), "runs finished", flush=True)

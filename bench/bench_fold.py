@@ -796,9 +796,8 @@ def plot(curves: list[dict], partial: bool) -> None:
         for ax in top[4:]:
             ax.axis("off")
         t_max = max(max(c["rows"]["wall_time_s"]) for c in mine)
-        t_min = WALL_FROM_S
         grids = {"step": np.arange(0, max(c["step"] for c in mine) + 1, LOG_EVERY, dtype=float),
-                 "wall_time_s": np.geomspace(t_min, t_max, 600)}  # fmt: skip
+                 "wall_time_s": np.geomspace(WALL_FROM_S, t_max, 600)}  # fmt: skip
         panels = [("step", "rmsd_ca"), ("wall_time_s", "rmsd_ca"),
                   ("step", "energy"), ("wall_time_s", "energy")]  # fmt: skip
         for ax, (x, y) in zip(top, panels, strict=False):
