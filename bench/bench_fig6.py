@@ -94,10 +94,13 @@ def curves_of(out: Path, rows: list[dict]) -> list[dict]:
     for row in rows:
         if row["status"] not in ("done", "diverged"):
             continue
-        m = io.read_bundle(out / "runs" / row["key"])["metrics"]
+        bundle = io.read_bundle(out / "runs" / row["key"])
+        m, optim = bundle["metrics"], bundle["config"]["spec"]["optim"]
+        # the learning rate of the stage the sweep varies (GNN: stage 1), an axis or not
+        lr = optim["stage1_lr"] or optim["learning_rate"]
         curves.append({
             **{k: row[k] for k in ("key", "method", "seed", "status")},
-            "lr": row.get("optim.learning_rate", row.get("optim.stage1_lr")),
+            "lr": None if row["method"] == "openmm-md" else lr,
             "step": [int(v) for v in m["step"]],
             "wall_time_s": [float(v) for v in m["wall_time_s"]],
             "energy": [float(v) for v in m["energy"]],

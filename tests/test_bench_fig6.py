@@ -33,3 +33,21 @@ def test_pairwise_ca_rmsd_ignores_rigid_motion_and_sees_a_different_fold():
     assert out["pairs"] == 3
     assert out["min"] == pytest.approx(0.0, abs=1e-3)  # the same structure, rotated and moved
     assert out["max"] > 0.1  # native against extended
+
+
+def test_each_curve_states_the_learning_rate_its_run_used_whether_swept_or_fixed(tmp_path):
+    from engine import io
+
+    runs = [*expand(bench_fig6.sweep_of("gd-init", (), range(1), 500)),
+            *expand(bench_fig6.sweep_of("gnn-1", (3e-5,), range(1), 500)),
+            *expand(bench_fig6.sweep_of("md", (), range(1), 500))]  # fmt: skip
+    metrics = {"step": np.array([0, 500]), "wall_time_s": np.array([0.0, 1.0]),
+               "energy": np.array([1.0, 0.5])}  # fmt: skip
+    rows = []
+    for i, r in enumerate(runs):
+        key = f"run{i}"
+        io.write_bundle_data(tmp_path / "runs" / key, {"spec": r.spec.to_dict()}, metrics,
+                             [0], np.zeros((1, 2, 3)), np.zeros((2, 3)))  # fmt: skip
+        rows.append({"key": key, "method": r.method, "seed": r.seed, "status": "done"})
+    lrs = {c["method"]: c["lr"] for c in bench_fig6.curves_of(tmp_path, rows)}
+    assert lrs == {"gd": bench_fig6.GD_INIT_LR, "gnn": 3e-5, "openmm-md": None}
