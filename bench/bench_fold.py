@@ -781,6 +781,7 @@ def plot(curves: list[dict], partial: bool) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     starts = [s for s in STARTS if any(c["start"] == s for c in curves)]
     if not starts:
@@ -853,7 +854,13 @@ def plot(curves: list[dict], partial: bool) -> None:
             ax.set_xlabel("wall time (s, log)")
             ax.set_ylabel("CA-RMSD to native (nm)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
+            else:
+                ax.text(0.5, 0.5, "not started yet", ha="center", transform=ax.transAxes)
+    for ax in axes.flat:
+        if ax.get_xscale() == "log":  # minor labels collide on a short range (one decade)
+            ax.xaxis.set_minor_formatter(NullFormatter())
     title = "Figure 5: Trp-cage, GD / CG / GNN (hidden 10-500) vs OpenMM MD 298 K (black)"
     if partial:
         title += "  —  PARTIAL: curves still running (see fold.json fraction_done)"
