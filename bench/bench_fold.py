@@ -590,11 +590,12 @@ COLORS = {"gd": "#d62728", "cg": "#2ca02c", "gnn-h10": "#9ecae1", "gnn-h100": "#
 
 def at_wall_time(curve: dict, seconds: float, column: str) -> float:
     """``column`` of the last row logged at or before ``seconds`` of wall time (nan if the
-    curve has not run that long)."""
+    curve has not run that long). Before its first row (a CG/GNN curve's is logged after its
+    slow modes) the curve still stands at its start, row 0."""
     t = np.asarray(curve["rows"]["wall_time_s"])
     if not len(t) or t[-1] < seconds:
         return math.nan
-    return float(np.asarray(curve["rows"][column])[np.searchsorted(t, seconds, "right") - 1])
+    return float(curve["rows"][column][max(np.searchsorted(t, seconds, "right") - 1, 0)])
 
 
 def report() -> dict:
@@ -640,6 +641,7 @@ def summarize(curves: list[dict]) -> dict:
     data = {
         "partial": partial,
         "by_method": by_method(table),
+        "race": race(curves),
         "what": "Figure 5 (issue 14): CA-RMSD to 2JOF_native and AMBER14+OBC2 energy against "
         "step and wall time; see bench/bench_fold.py's docstring for the protocol",
         "settings": {"engine_steps": ENGINE_STEPS, "md_steps": MD_STEPS, "chunk": CHUNK,
@@ -674,6 +676,30 @@ def by_method(table: list[dict]) -> list[dict]:
                     entry[col] = {"mean": float(v.mean()), "min": float(v.min()),
                                   "max": float(v.max())}  # fmt: skip
             out.append(entry)
+    return out
+
+
+RACE_WALLS_S = (30, 100, 300, 1000, 1500, 3000, 8000)  # the race's checkpoints (s of wall time)
+
+
+def race(curves: list[dict]) -> list[dict]:
+    """Figure 5's question read at fixed wall times: per start and method, the CA-RMSD at
+    each of RACE_WALLS_S over the seeds that have run that long (mean, min, max, seeds), so
+    partial curves are compared only where they have run."""
+    out = []
+    for start in STARTS:
+        for m in METHODS:
+            mine = [c for c in curves if c["start"] == start and c["method"] == m]
+            if not mine:
+                continue
+            at = {}
+            for w in RACE_WALLS_S:
+                v = np.array([at_wall_time(c, w, "rmsd_ca") for c in mine])
+                v = v[~np.isnan(v)]
+                if len(v):
+                    at[str(w)] = {"seeds": len(v), "mean": float(v.mean()),
+                                  "min": float(v.min()), "max": float(v.max())}  # fmt: skip
+            out.append({"start": start, "method": m, "seeds": len(mine), "rmsd_ca_at_wall": at})
     return out
 
 
@@ -730,6 +756,20 @@ def doc_tables(data: dict) -> str:
             f"{span(e, 'rmsd_ca_end', '.3f')} | {span(e, 'rmsd_ca_min', '.3f')} | "
             f"{span(e, 'energy_end', '.0f')} | {span(e, 'md_rmsd_ca_at_same_wall', '.3f')} |"
         )
+    out += [
+        "",
+        "The race at fixed wall times: CA-RMSD to native (nm), mean [min, max] over the seeds "
+        "that have run that long (their number after ×; – where none has):",
+        "",
+        "| start | method | " + " | ".join(f"{w:,} s" for w in RACE_WALLS_S) + " |",
+        "|---|---|" + "---|" * len(RACE_WALLS_S),
+    ]
+    for e in data["race"]:
+        cells = []
+        for w in RACE_WALLS_S:
+            v = e["rmsd_ca_at_wall"].get(str(w))
+            cells.append("–" if v is None else f"{span({'v': v}, 'v', '.3f')} ×{v['seeds']}")
+        out.append(f"| {e['start']} | {e['method']} | " + " | ".join(cells) + " |")
     out += [
         "",
         "| curve | status | steps done / budget | wall s | machine | load | CA-RMSD nm "

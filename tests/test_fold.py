@@ -51,6 +51,28 @@ def test_by_method_summarizes_each_methods_seeds_and_counts_the_finished():
     assert "wall_s" not in entry  # absent from every row: no made-up statistic
 
 
+def test_the_race_reads_each_method_at_fixed_wall_times_over_the_seeds_that_ran_that_long():
+    def curve(method, seed, walls, rmsd):
+        return {"start": "unfolded", "method": method, "seed": seed,
+                "rows": {"wall_time_s": walls, "rmsd_ca": rmsd}}  # fmt: skip
+
+    curves = [
+        curve("gnn-h10", 0, [80.0, 200.0, 1500.0], [0.73, 0.70, 0.60]),  # modes took 80 s
+        curve("gnn-h10", 1, [90.0, 400.0], [0.73, 0.65]),  # stopped before 1000 s
+        curve("md", 0, [0.0, 50.0, 3500.0], [0.73, 0.50, 0.45]),
+    ]
+    by = {e["method"]: e["rmsd_ca_at_wall"] for e in bench_fold.race(curves)}
+    # at 30 s both GNN seeds still compute their modes: they stand at the start
+    assert by["gnn-h10"]["30"] == pytest.approx({"seeds": 2, "mean": 0.73, "min": 0.73,
+                                                 "max": 0.73})  # fmt: skip
+    # the last row logged at or before 300 s: seed 0's at 200 s, seed 1's at 90 s
+    assert by["gnn-h10"]["300"] == pytest.approx({"seeds": 2, "mean": 0.715, "min": 0.70,
+                                                  "max": 0.73})  # fmt: skip
+    assert by["gnn-h10"]["1000"]["seeds"] == 1  # seed 1 never ran that long
+    assert "3000" not in by["gnn-h10"] and by["md"]["3000"]["mean"] == pytest.approx(0.50)
+    assert "8000" not in by["md"]
+
+
 # ---- the plateau rule ---------------------------------------------------------------------------
 def _rows(n=301, every=1000, e=None, r=None):
     steps = np.arange(n) * every
