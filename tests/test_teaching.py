@@ -314,3 +314,16 @@ def test_projection_charts_kept_are_bounded():
         cache.run_state(f"run-{i}", "sid")
     assert len(cache._runs) == teach_views.MAX_RUN_CHARTS
     assert cache.run_state("run-0", "sid")["shares"] == {}  # the oldest was dropped
+
+
+def test_the_trap_lesson_quotes_the_step_and_radius_at_which_its_gnn_run_diverges():
+    import engine
+    from engine import presets
+    from workbench.panels import lessons
+
+    step = lessons.LESSONS["trap"].steps[0]
+    (gnn,) = [s for s in presets.PRESETS[step.form][1] if s.reparam.kind == "gnn"]
+    result = engine.run(gnn)
+    assert result.status == "diverged"
+    at, rg = re.search(r"radius of gyration ([\d.]+) .* at step (\d+)", result.message).group(2, 1)
+    assert f"'diverged' at step {int(at):,} with a radius of gyration of {rg}" in step.text
