@@ -488,12 +488,12 @@ READING = """
 Reading (idle machine, one process per case; numbers from the tables above; 2JOF extended
 re-run in session 9 with today's engine, beside two nice-19 benchmarks: its energies are
 deterministic, its times 5–7 % above the idle run's). The other three cases come from the
-engine of 2026-11-24 (commit db406a3); they build the same systems today (start energies equal within
-0.001 kJ/mol), and a spot check in session 11 (six runs of today's engine) ended within
-1.6 kJ/mol of the recorded ones: 2JOF unfolded GD −2423.5 (recorded −2423.8), GNN seed 0
-−2423.1 (−2424.7); 1PLW GD −768.3 (−768.2), CG −769.0 (−768.8), GNN seeds 0 and 1 −768.1
-and −767.9 (−768.0, −768.1). That is as large as the GNN–GD gaps on those two cases, so their
-E_GD / E_GNN (0.9993, 1.0003) are ties, not orderings:
+engine of 2026-11-24 (commit db406a3). They build the same systems today (start energies
+equal within 0.001 kJ/mol), and a spot check in session 11 (six runs of today's engine)
+ended within 1.6 kJ/mol of the recorded ones: 2JOF unfolded GD −2423.5 (recorded −2423.8),
+GNN seed 0 −2423.1 (−2424.7); 1PLW GD −768.3 (−768.2), CG −769.0 (−768.8), GNN seeds 0 and
+1 −768.1 and −767.9 (−768.0, −768.1). That is as large as the GNN–GD gaps on those two
+cases, so their E_GD / E_GNN (0.9993, 1.0003) are ties, not orderings:
 
 - **No reparametrization beats GD here by more than 0.5 % in energy, and none is faster.**
   Every Adam run used its whole 3000-step budget (none met the stopping rule), so at equal
