@@ -741,8 +741,7 @@ def doc_tables(data: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def span(entry, col, fmt):
-        v = entry.get(col)
+    def span(v, fmt):  # a {mean, min, max} statistic, or None
         if v is None:
             return "–"
         if v["min"] == v["max"]:
@@ -752,9 +751,10 @@ def doc_tables(data: dict) -> str:
     for e in data["by_method"]:
         out.append(
             f"| {e['start']} | {e['method']} | {e['seeds']} ({e['finished']}) | "
-            f"{span(e, 'steps', ',.0f')} | {span(e, 'wall_s', ',.0f')} | "
-            f"{span(e, 'rmsd_ca_end', '.3f')} | {span(e, 'rmsd_ca_min', '.3f')} | "
-            f"{span(e, 'energy_end', '.0f')} | {span(e, 'md_rmsd_ca_at_same_wall', '.3f')} |"
+            f"{span(e.get('steps'), ',.0f')} | {span(e.get('wall_s'), ',.0f')} | "
+            f"{span(e.get('rmsd_ca_end'), '.3f')} | {span(e.get('rmsd_ca_min'), '.3f')} | "
+            f"{span(e.get('energy_end'), '.0f')} | "
+            f"{span(e.get('md_rmsd_ca_at_same_wall'), '.3f')} |"
         )
     out += [
         "",
@@ -768,7 +768,7 @@ def doc_tables(data: dict) -> str:
         cells = []
         for w in RACE_WALLS_S:
             v = e["rmsd_ca_at_wall"].get(str(w))
-            cells.append("–" if v is None else f"{span({'v': v}, 'v', '.3f')} ×{v['seeds']}")
+            cells.append("–" if v is None else f"{span(v, '.3f')} ×{v['seeds']}")
         out.append(f"| {e['start']} | {e['method']} | " + " | ".join(cells) + " |")
     out += [
         "",
