@@ -150,7 +150,11 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     # Back to step 2 shows its text and presses nothing (its runs stay)
     for text in (lesson.steps[2].text[:40], lesson.steps[1].text[:40]):
         page.click("#wb-lesson-back")
-        wait_until(page, lambda t=text: t in step_text(page), 10, "the step before")
+        try:
+            wait_until(page, lambda t=text: t in step_text(page), 10, "the step before")
+        except AssertionError as e:  # seen once under load (session 11): say where it stood
+            at = page.inner_text("#wb-lesson-count")
+            raise AssertionError(f"{e}; the drawer shows {at}: {step_text(page)[:60]!r}") from None
     assert card_runs(page) == runs
     # every other lesson, one Next per step; each Run stops the previous group first
     for key in ("cg", "gnn", "trap", "protein"):
