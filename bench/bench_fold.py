@@ -670,13 +670,20 @@ def by_method(table: list[dict]) -> list[dict]:
                      "finished": sum(r["status"] != "running" for r in rows)}  # fmt: skip
             for col in ("rmsd_ca_end", "rmsd_ca_min", "wall_s", "steps", "energy_end",
                         "md_rmsd_ca_at_same_wall"):  # fmt: skip
-                v = np.array([r.get(col, math.nan) for r in rows], float)
-                v = v[~np.isnan(v)]
-                if len(v):
-                    entry[col] = {"mean": float(v.mean()), "min": float(v.min()),
-                                  "max": float(v.max())}  # fmt: skip
+                stat = spread([r.get(col, math.nan) for r in rows])
+                if stat:
+                    entry[col] = stat
             out.append(entry)
     return out
+
+
+def spread(values) -> dict:
+    """Mean, min and max of the values that are not NaN ({} when none is)."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return {}
+    return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
 
 
 RACE_WALLS_S = (30, 100, 300, 1000, 1500, 3000, 8000)  # the race's checkpoints (s of wall time)
@@ -694,11 +701,10 @@ def race(curves: list[dict]) -> list[dict]:
                 continue
             at = {}
             for w in RACE_WALLS_S:
-                v = np.array([at_wall_time(c, w, "rmsd_ca") for c in mine])
-                v = v[~np.isnan(v)]
-                if len(v):
-                    at[str(w)] = {"seeds": len(v), "mean": float(v.mean()),
-                                  "min": float(v.min()), "max": float(v.max())}  # fmt: skip
+                ran = [at_wall_time(c, w, "rmsd_ca") for c in mine]
+                ran = [x for x in ran if not math.isnan(x)]
+                if ran:
+                    at[str(w)] = {"seeds": len(ran), **spread(ran)}
             out.append({"start": start, "method": m, "seeds": len(mine), "rmsd_ca_at_wall": at})
     return out
 
