@@ -168,10 +168,14 @@ def finished(curve: dict | None) -> bool:
 
 
 def where_run() -> dict:
-    """What a segment ran on: load average, the JAX backend and devices, the date."""
+    """What a segment ran on: the code's commit, load average, the JAX backend and devices,
+    the date."""
     import jax
 
+    from .common import source_commit
+
     return {
+        "commit": source_commit(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
@@ -628,6 +632,7 @@ def summarize(curves: list[dict]) -> dict:
             "q_end": r["q"][-1],
             "machines": sorted({f"{s['backend']}" + (f"/{s['openmm_platform']}"
                                 if "openmm_platform" in s else "") for s in c["segments"]}),
+            "commits": sorted({s.get("commit") or "not recorded" for s in c["segments"]}),
             "loadavg_mean": float(np.mean([s["loadavg"][0] for s in c["segments"]]))
             if c["segments"] else math.nan,
             "ms_per_step_last": c["segments"][-1]["ms_per_step"] if c["segments"] else math.nan,

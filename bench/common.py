@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -39,8 +40,26 @@ def timeit_interleaved(fns: dict, *, rounds: int = 7) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def source_commit() -> str | None:
+    """The commit the benchmark's code came from, with "+dirty" when engine/ or bench/*.py
+    differ from it, so a result says which engine made it; None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", "engine", "bench/*.py")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def machine() -> dict:
     return {
+        "commit": source_commit(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "jax": jax.__version__,

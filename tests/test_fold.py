@@ -2,6 +2,7 @@
 fold preset, OpenMM MD in the workbench form, the RMSD-first curves and the native overlay."""
 
 import json
+import subprocess
 import types
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench import bench_fold
+from bench.common import machine, source_commit
 from engine import RunSpec, presets
 from engine.methods import METHODS
 from engine.presets import FOLD_PRESET, PRESETS, fold_spec
@@ -140,7 +142,15 @@ def test_an_engine_curve_resumed_in_a_new_process_continues_the_same_run(tiny):
     assert resumed["rows"]["energy"][-1] < resumed["rows"]["energy"][0] - 10  # it minimizes
     seg = resumed["segments"][-1]
     assert seg["backend"] in ("cpu", "gpu") and len(seg["loadavg"]) == 3 and seg["ms_per_step"] > 0
-    assert resumed["wall_s"] > first["wall_s"] > 0
+    assert seg["commit"] == source_commit() and resumed["wall_s"] > first["wall_s"] > 0
+
+
+def test_benchmark_results_name_the_commit_of_the_code_that_made_them():
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True, cwd=RESULTS.parents[1]).stdout.strip()  # fmt: skip
+    commit = source_commit()
+    assert commit in (head, head + "+dirty")
+    assert machine()["commit"] == commit
 
 
 def test_a_gnn_curve_checkpoints_after_its_switch_and_resumes_in_stage_2(tiny):
@@ -188,6 +198,7 @@ def test_report_marks_partial_results_and_compares_with_md_at_the_same_wall_time
     assert row["steps"] == 200 and row["fraction_done"] == pytest.approx(200 / 600)
     want = bench_fold.at_wall_time(md, gd["wall_s"], "rmsd_ca")  # nan: MD ran less long
     np.testing.assert_equal(row["md_rmsd_ca_at_same_wall"], want)
+    assert row["commits"] == [source_commit()]
     table = bench_fold.doc_tables(data)
     assert "| unfolded_gd_s0 | running | 200 / 600 |" in table
 
