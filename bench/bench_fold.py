@@ -172,10 +172,11 @@ def where_run() -> dict:
     the date."""
     import jax
 
-    from .common import source_commit
+    from .common import cpu_model, source_commit
 
     return {
         "commit": source_commit(),
+        "cpu": cpu_model(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),

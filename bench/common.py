@@ -57,9 +57,25 @@ def source_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name and widest vector extension: XLA compiles for the host's, so a
+    chaotic run (a blow-up) can end at a different step on another CPU."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                 if ln.startswith("model name")), "unknown")  # fmt: skip
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return f"{name} ({vector})" if vector else name
+
+
 def machine() -> dict:
     return {
         "commit": source_commit(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "jax": jax.__version__,

@@ -232,7 +232,7 @@ def test_card_views_project_kept_frames_and_give_the_verdict(small_loop):
 
 # ---- lessons -------------------------------------------------------------------------------
 DOCS = Path(__file__).resolve().parents[1]
-_NUM = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")  # 4,660 and 0.54; a list's commas are not part of it
 
 
 def _quoted_in(token: str, doc: str) -> bool:
@@ -326,4 +326,7 @@ def test_the_trap_lesson_quotes_the_step_and_radius_at_which_its_gnn_run_diverge
     result = engine.run(gnn)
     assert result.status == "diverged"
     at, rg = re.search(r"radius of gyration ([\d.]+) .* at step (\d+)", result.message).group(2, 1)
-    assert f"'diverged' at step {int(at):,} with a radius of gyration of {rg}" in step.text
+    assert "'diverged' around step 5,000 with a radius of gyration near 31 " in step.text
+    # "around": the step is chaotic in the last bit of rounding (4,660 to 5,160 seen across
+    # CPUs), so within a fifth of 5,000; the torn-apart chain itself is not in doubt
+    assert 4000 <= int(at) <= 6000 and abs(float(rg) - 31) < 1.5
