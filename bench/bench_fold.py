@@ -616,6 +616,14 @@ def report() -> dict:
     return data
 
 
+def machine_of(segment: dict) -> str:
+    """Where a segment ran: JAX backend[/OpenMM platform][ on CPU model] (the CPU model is
+    recorded since session 12; earlier segments name the backend only)."""
+    out = segment["backend"] + (f"/{segment['openmm_platform']}" if "openmm_platform" in segment
+                                else "")  # fmt: skip
+    return out + (f" on {segment['cpu']}" if segment.get("cpu") else "")
+
+
 def summarize(curves: list[dict]) -> dict:
     """The summary of curve records: one row per curve, partial when any is still running."""
     table = []
@@ -631,8 +639,7 @@ def summarize(curves: list[dict]) -> dict:
             "rmsd_ca_min": min(r["rmsd_ca"]), "energy_start": r["energy"][0],
             "energy_end": r["energy"][-1], "energy_min": min(r["energy"]),
             "q_end": r["q"][-1],
-            "machines": sorted({f"{s['backend']}" + (f"/{s['openmm_platform']}"
-                                if "openmm_platform" in s else "") for s in c["segments"]}),
+            "machines": sorted({machine_of(s) for s in c["segments"]}),
             "commits": sorted({s.get("commit") or "not recorded" for s in c["segments"]}),
             "loadavg_mean": float(np.mean([s["loadavg"][0] for s in c["segments"]]))
             if c["segments"] else math.nan,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import bench_fold
-from bench.common import machine, source_commit
+from bench.common import cpu_model, machine, source_commit
 from engine import RunSpec, presets
 from engine.methods import METHODS
 from engine.presets import FOLD_PRESET, PRESETS, fold_spec
@@ -201,6 +201,7 @@ def test_report_marks_partial_results_and_compares_with_md_at_the_same_wall_time
     want = bench_fold.at_wall_time(md, gd["wall_s"], "rmsd_ca")  # nan: MD ran less long
     np.testing.assert_equal(row["md_rmsd_ca_at_same_wall"], want)
     assert row["commits"] == [source_commit()]
+    assert row["machines"] == [f"{gd['segments'][0]['backend']} on {cpu_model()}"]
     table = bench_fold.doc_tables(data)
     assert "| unfolded_gd_s0 | running | 200 / 600 |" in table
 
