@@ -53,14 +53,15 @@ def test_by_method_summarizes_each_methods_seeds_and_counts_the_finished():
     assert "wall_s" not in entry  # absent from every row: no made-up statistic
 
 
-def test_the_race_reads_each_method_at_fixed_wall_times_over_the_seeds_that_ran_that_long():
-    def curve(method, seed, walls, rmsd):
-        return {"start": "unfolded", "method": method, "seed": seed,
+def test_the_race_reads_each_method_at_fixed_wall_times_where_its_seeds_ran_or_ended():
+    def curve(method, seed, walls, rmsd, status="running"):
+        return {"start": "unfolded", "method": method, "seed": seed, "status": status,
                 "rows": {"wall_time_s": walls, "rmsd_ca": rmsd}}  # fmt: skip
 
     curves = [
         curve("gnn-h10", 0, [80.0, 200.0, 1500.0], [0.73, 0.70, 0.60]),  # modes took 80 s
-        curve("gnn-h10", 1, [90.0, 400.0], [0.73, 0.65]),  # stopped before 1000 s
+        curve("gnn-h10", 1, [90.0, 400.0], [0.73, 0.65]),  # paused by the session before 1000 s
+        curve("gnn-h100", 0, [90.0, 400.0], [0.73, 0.55], status="plateau"),  # ended at 400 s
         curve("md", 0, [0.0, 50.0, 3500.0], [0.73, 0.50, 0.45]),
     ]
     by = {e["method"]: e["rmsd_ca_at_wall"] for e in bench_fold.race(curves)}
@@ -73,6 +74,9 @@ def test_the_race_reads_each_method_at_fixed_wall_times_over_the_seeds_that_ran_
     assert by["gnn-h10"]["1000"]["seeds"] == 1  # seed 1 never ran that long
     assert "3000" not in by["gnn-h10"] and by["md"]["3000"]["mean"] == pytest.approx(0.50)
     assert "8000" not in by["md"]
+    # a curve that ended stays where it ended: later checkpoints read its last value
+    assert by["gnn-h100"]["8000"] == pytest.approx({"seeds": 1, "mean": 0.55, "min": 0.55,
+                                                    "max": 0.55})  # fmt: skip
 
 
 # ---- the plateau rule ---------------------------------------------------------------------------
