@@ -202,8 +202,8 @@ LESSONS: dict[str, Lesson] = {
                 "GD 54 %, GNN 14 %. The GNN's lower energy comes with its chain torn apart: "
                 "on this seed its card ends 'diverged' around step 5,000 with a radius of "
                 "gyration near 31 against 3.13 at the start (the step moves with the CPU's "
-                "last-bit rounding, since the blow-up is chaotic: 4,660, 4,860 and 5,160 on "
-                "the machines we ran it on).",
+                "last-bit rounding, since the blow-up is chaotic: 4,660, 4,860 and 5,160 in "
+                "our runs).",
                 form="fig2-lj-n400",
                 look="the verdict badges and the GNN card's status line",
                 action="run",
