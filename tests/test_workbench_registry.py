@@ -4,6 +4,7 @@ run_dir (house style §3.16)."""
 
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -255,6 +256,33 @@ def test_tasks_run_beside_busy_workers_and_report_progress(make):
     assert snap.status == "done" and snap.payload == {"answer": 42} and snap.progress == "halfway"
     assert reg.snapshot(task_id, "B") is None
     assert all(s.kind == "run" for s in reg.list_runs("A"))
+
+
+def test_a_new_task_replaces_an_active_one_unless_it_joins_it(make):
+    reg, _ = make(workers=1)
+    release = threading.Event()
+    calls = []
+
+    def task(report, should_stop):
+        calls.append(1)
+        while not (release.wait(0.01) or should_stop()):
+            pass
+        return None if should_stop() else {"done": True}
+
+    first = reg.submit_task("A", "conditioning", task)
+    wait_for(lambda: reg.snapshot(first, "A").status == "running", what="first task runs")
+    # a second poll starting the same next part joins the task the page already holds
+    assert reg.submit_task("A", "conditioning", task, join_active=True) == first
+    assert reg.snapshot(first, "A").status == "running" and len(calls) == 1
+    # a plain submission of the label replaces it (a new spectrum, a new conditioning)
+    second = reg.submit_task("A", "conditioning", task)
+    assert second != first
+    wait_for(lambda: reg.snapshot(first, "A").terminal, what="the replaced task stops")
+    release.set()
+    done = wait_for(
+        lambda: reg.snapshot(second, "A").terminal and reg.snapshot(second, "A"), what="second"
+    )
+    assert done.status == "done" and done.payload == {"done": True}
 
 
 def test_upload_tokens_never_resolve_paths(tmp_path):

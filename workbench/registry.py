@@ -237,18 +237,32 @@ class RunRegistry:
         return self.submit_group([spec], owner, [label] if label else None)[0]
 
     def submit_task(
-        self, owner: str, label: str, fn: Callable[[Callable[[str], None], Callable[[], bool]], Any]
+        self,
+        owner: str,
+        label: str,
+        fn: Callable[[Callable[[str], None], Callable[[], bool]], Any],
+        *,
+        join_active: bool = False,
     ) -> str:
         """Run ``fn(report, should_stop) -> payload`` on the analysis threads (not persisted).
         The owner's active tasks of the same ``label`` are stopped first (a new spectrum
-        replaces the previous one); Busy when a limit is reached."""
+        replaces the previous one); with ``join_active`` an active one is returned instead
+        and ``fn`` not run (two overlapping polls that each start the next part of a view
+        get one task, rather than the second stopping the task the first one's page holds).
+        Busy when a limit is reached."""
         access.check_submitter(owner)
         rec = TaskRecord(run_id=secrets.token_hex(8), owner=owner, label=label)
         rec.created = time.time()
         with self._lock:
-            for old in self._records.values():
-                if old.kind == "task" and old.owner == owner and old.label == label:
-                    _stop_task(old, rec.created)
+            mine_active = [
+                old for old in self._records.values()
+                if old.kind == "task" and old.owner == owner and old.label == label
+                and old.status in ACTIVE
+            ]  # fmt: skip
+            if join_active and mine_active:
+                return max(mine_active, key=lambda r: r.seq).run_id
+            for old in mine_active:
+                _stop_task(old, rec.created)
             mine, total, tasks = self._with_outside(owner)
             refused = access.limit_error(1, mine, total, self.config, tasks=tasks)
             if refused:

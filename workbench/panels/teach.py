@@ -256,11 +256,12 @@ def check_modes(i, j, n_atoms: int) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _submit(sid, label, key, work, previous):
+def _submit(sid, label, key, work, previous, join_active=False):
     r = reg.get()
     if previous and previous.get("id"):
         r.cancel(previous["id"], by=sid)
-    return {"id": r.submit_task(sid, label, teach_views.background(key, work))}
+    task = teach_views.background(key, work)
+    return {"id": r.submit_task(sid, label, task, join_active=join_active)}
 
 
 # ---- callbacks -------------------------------------------------------------------------------
@@ -342,7 +343,9 @@ def poll_conditioning(n, task, sid):
     specs = [RunSpec.from_dict(d) for d in payload["specs"]]
     key = teach_views.spec_key("conditioning-switch", *payload["specs"])
     work = teach_views.conditioning_work(specs, parts=("switch",), before=payload)
-    nxt = _submit(sid, "conditioning", key, work, None)
+    # join_active: polls 400 ms apart can overlap on a loaded server; the second must not
+    # stop the switch task that the first one's response hands to the page
+    nxt = _submit(sid, "conditioning", key, work, None, join_active=True)
     status = f"{text} Now the GNN at its switch: queued."
     return fig, {"display": "block"}, status, False, {**nxt, "shown": text}
 
