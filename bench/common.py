@@ -64,10 +64,10 @@ def cpu_model() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                 if ln.startswith("model name")), "unknown")  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
+    # one "key : value" per line; every CPU lists the same model and flags
+    fields = dict(ln.split(":", 1) for ln in info.splitlines() if ":" in ln)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name, flags = fields.get("model name", "unknown"), fields.get("flags", "").split()
     vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
     return f"{name} ({vector})" if vector else name
 
