@@ -42,6 +42,19 @@ CHROMIUM_ARGS = [
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
+def workbench_config(run_dir, **overrides):
+    """A test server's ServerConfig: runs under ``run_dir``, no bundle or structure folders,
+    2 run workers, the session's JAX compilation cache (conftest) and no warm-up of the
+    opening demo unless asked (``warm_up=True``: tests that run that demo)."""
+    from workbench.config import ServerConfig
+
+    defaults = {
+        "run_dir": str(run_dir), "bundle_dirs": (), "structure_dirs": (), "workers": 2,
+        "compile_cache_dir": os.environ.get("SLOWMODE_JAX_CACHE"), "warm_up": False,
+    }  # fmt: skip
+    return ServerConfig(**{**defaults, **overrides})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

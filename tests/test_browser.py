@@ -25,6 +25,7 @@ from browser_util import (
     launch_browser,
     text_of,
     wait_until,
+    workbench_config,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,13 +54,10 @@ def msg(name: str) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from workbench import registry as reg
-    from workbench.config import ServerConfig
     from workbench.server import create_app
 
     run_dir = tmp_path_factory.mktemp("runs")
-    app = create_app(
-        ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
-    )
+    app = create_app(workbench_config(run_dir, warm_up=True))  # its runs are the opening demo
     srv = ServerThread(app).start()
     yield srv
     srv.stop()

@@ -14,7 +14,7 @@ import os
 import re
 
 import pytest
-from browser_util import chromium_missing, open_workbench
+from browser_util import chromium_missing, open_workbench, workbench_config
 from test_browser_live import field, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,10 +25,8 @@ if chromium_missing():
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench.config import ServerConfig
-
     run_dir = tmp_path_factory.mktemp("runs")
-    config = ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
+    config = workbench_config(run_dir, warm_up=True)  # its first lesson is the opening demo
     with open_workbench(config) as page:
         yield page
 

@@ -14,7 +14,7 @@ import re
 import time
 
 import pytest
-from browser_util import chromium_missing, open_workbench
+from browser_util import chromium_missing, open_workbench, workbench_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,10 +42,8 @@ def wait_until(page, predicate, timeout_s: float, what: str):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench.config import ServerConfig
-
     run_dir = tmp_path_factory.mktemp("runs")
-    config = ServerConfig(run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), workers=2)
+    config = workbench_config(run_dir)
     with open_workbench(config) as page:
         yield page
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_util import chromium_missing, open_workbench, text_of, wait_until
+from browser_util import chromium_missing, open_workbench, text_of, wait_until, workbench_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,12 +27,8 @@ def type_into(page, selector: str, value: str) -> None:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench.config import ServerConfig
-
     run_dir = tmp_path_factory.mktemp("runs")
-    config = ServerConfig(
-        run_dir=str(run_dir), bundle_dirs=(), structure_dirs=(), warm_up=False, sweep_workers=2
-    )
+    config = workbench_config(run_dir, sweep_workers=2)
     with open_workbench(config, ready="#wb-sweep-start") as page:
         yield page
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_util import chromium_missing, open_workbench, text_of, wait_until
+from browser_util import chromium_missing, open_workbench, text_of, wait_until, workbench_config
 
 from engine.protein.build import MAX_HEAVY_ATOMS
 from tests.conftest import shared_pdb
@@ -24,18 +24,11 @@ MSG = "#wb-upload-msg"
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from workbench.config import ServerConfig
-
     protein = shared_pdb("1PLW_native.pdb")
     folder = tmp_path_factory.mktemp("structures")
     with open(protein, "rb") as src, open(folder / "mini.pdb", "wb") as dst:
         dst.write(src.read())
-    config = ServerConfig(
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        bundle_dirs=(),
-        structure_dirs=(str(folder),),
-        warm_up=False,
-    )
+    config = workbench_config(tmp_path_factory.mktemp("runs"), structure_dirs=(str(folder),))
     with open_workbench(config, viewport=(1366, 768)) as page:
         page.folder, page.protein = str(folder), protein
         yield page
