@@ -357,14 +357,14 @@ class MDCurves:
             MD_FRICTION,
             MD_TEMPERATURE,
             MD_TIMESTEP,
-            _with_hbond_constraints,
             best_platform,
+            md_system,
         )
 
         t = time.perf_counter()
         if start not in self.systems:
             omm = self.engine.system(start).payload["openmm_system"]
-            self.systems[start] = _with_hbond_constraints(omm)
+            self.systems[start] = md_system(omm)
         integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
         integrator.setRandomNumberSeed(seed)
         platform = best_platform()
@@ -405,6 +405,9 @@ class MDCurves:
         curve["setup_s"].append(setup_s)
         rows, seg_start, where = curve["rows"], curve["step"], where_run()
         where["openmm_platform"] = platform
+        where["gb_force"] = next(  # segments without it ran obc2.xml's CustomGBForce
+            type(f).__name__ for f in self.systems[start].getForces() if "GB" in type(f).__name__
+        )
         end = min(curve["step"] + SEGMENT, MD_STEPS)
         step, t0 = curve["step"], time.perf_counter()
         while step < end:

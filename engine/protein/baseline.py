@@ -10,8 +10,9 @@ Progress come from the recorder the JAX runs use (engine/recorder.py).
   every ``spec.chunk_size`` iterations; a step is one L-BFGS iteration; tolerance
   ``MIN_TOLERANCE`` (RMS force, kJ/mol/nm), at most ``n_steps`` iterations.
 - "openmm-md": ``LangevinMiddleIntegrator`` at 298 K, friction 1/ps, 2 fs, seeded by
-  ``spec.seed``; bonds to hydrogen are constrained (HBonds, as usual at 2 fs), on a copy of
-  the System, so the energy function is unchanged. A step is one MD step.
+  ``spec.seed``; bonds to hydrogen are constrained (HBonds, as usual at 2 fs) and the OBC2
+  term runs in OpenMM's built-in GBSAOBCForce (``md_system``), on a copy of the System, so the
+  energy function is unchanged. A step is one MD step.
 
 The System is the one ``build_protein_system`` made (amber14-all + implicit/obc2, NoCutoff),
 so OpenMM minimizes exactly the energy engine/protein/amber.py computes. Platform: CUDA, then
@@ -53,6 +54,49 @@ def best_platform():
         if name in names:
             return openmm.Platform.getPlatformByName(name)
     return openmm.Platform.getPlatformByName("Reference")
+
+
+def with_builtin_obc2(system):
+    """A copy of an OpenMM System whose OBC2 CustomGBForce (implicit/obc2.xml, read and checked
+    by ``amber._read_obc2``) is OpenMM's built-in GBSAOBCForce with the same per-atom charges,
+    radii and scale factors: the same OBC II energy (alpha, beta, gamma = 1, 0.8, 4.85; ACE
+    surface term 4 pi x 2.25936 kJ/mol/nm^2, probe 0.14 nm; offset 0.009 nm) from a compiled
+    kernel instead of an interpreted expression. Energies and forces agree to float32 rounding
+    (tests/test_protein_baseline.py); an MD step of Trp-cage on 2 CPU cores took 1.9 ms
+    instead of 8.6. The System is returned as it is when it has no CustomGBForce."""
+    import openmm
+
+    from .amber import _read_obc2
+
+    out = copy.deepcopy(system)
+    found = [
+        k for k in range(out.getNumForces()) if isinstance(out.getForce(k), openmm.CustomGBForce)
+    ]
+    if not found:
+        return out
+    (k,) = found
+    p = _read_obc2(out.getForce(k))
+    if p["kappa"] != 0.0:
+        raise ValueError("GBSAOBCForce has no salt screening; keep the CustomGBForce (kappa != 0)")
+    gb = openmm.GBSAOBCForce()
+    gb.setNonbondedMethod(openmm.GBSAOBCForce.NoCutoff)
+    gb.setSoluteDielectric(p["solute_dielectric"])
+    gb.setSolventDielectric(p["solvent_dielectric"])
+    gb.setSurfaceAreaEnergy(2.25936)  # kJ/mol/nm^2: the 28.3919551 of obc2.xml over 4 pi
+    for charge, offset_radius, scaled in zip(
+        p["charge"], p["offset_radius"], p["scaled_radius"], strict=True
+    ):
+        gb.addParticle(charge, offset_radius + p["offset"], scaled / offset_radius)
+    gb.setForceGroup(out.getForce(k).getForceGroup())
+    out.removeForce(k)
+    out.addForce(gb)
+    return out
+
+
+def md_system(system):
+    """The OpenMM System Langevin MD integrates: bonds to hydrogen constrained (2 fs steps) and
+    the built-in OBC2 kernel (``with_builtin_obc2``), on a copy."""
+    return _with_hbond_constraints(with_builtin_obc2(system))
 
 
 def _with_hbond_constraints(system):
@@ -159,7 +203,7 @@ def _make_context(spec, system: System, method: str):
 
     omm_system = system.payload["openmm_system"]
     if method == "openmm-md":
-        omm_system = _with_hbond_constraints(omm_system)
+        omm_system = md_system(omm_system)
         integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
         integrator.setRandomNumberSeed(spec.seed + 1)  # OpenMM treats 0 as "pick a random seed"
     else:
