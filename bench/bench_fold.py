@@ -620,10 +620,12 @@ def report() -> dict:
 
 
 def machine_of(segment: dict) -> str:
-    """Where a segment ran: JAX backend[/OpenMM platform][ on CPU model] (the CPU model is
-    recorded since session 12; earlier segments name the backend only)."""
-    out = segment["backend"] + (f"/{segment['openmm_platform']}" if "openmm_platform" in segment
-                                else "")  # fmt: skip
+    """Where a segment ran: JAX backend[/OpenMM platform and its OBC2 kernel][ on CPU model]
+    (the CPU model is recorded since session 12; the kernel since session 13, before which MD
+    ran obc2.xml's CustomGBForce)."""
+    out = segment["backend"]
+    if "openmm_platform" in segment:
+        out += f"/{segment['openmm_platform']} {segment.get('gb_force', 'CustomGBForce')}"
     return out + (f" on {segment['cpu']}" if segment.get("cpu") else "")
 
 

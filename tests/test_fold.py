@@ -184,6 +184,11 @@ def test_an_md_curve_resumes_with_positions_and_velocities_and_ends_at_its_budge
     done = _advance(bench_fold.MDCurves(bench_fold.EngineCurves()), key)
     assert done["step"] == 400 and done["status"] == "done" and "298 K" in done["message"]
     assert done["segments"][-1]["openmm_platform"] in ("CPU", "CUDA", "OpenCL", "Reference")
+    # MD runs the built-in OBC2 kernel; a segment from before that records none
+    assert done["segments"][-1]["gb_force"] == "GBSAOBCForce"
+    assert bench_fold.machine_of(done["segments"][-1]).split(" on ")[0].endswith(" GBSAOBCForce")
+    older = {k: v for k, v in done["segments"][-1].items() if k != "gb_force"}
+    assert bench_fold.machine_of(older).split(" on ")[0].endswith(" CustomGBForce")
     # 298 K dynamics: the potential energy fluctuates well above the start's minimum-free value
     assert np.isfinite(done["rows"]["energy"]).all() and len(done["rows"]["step"]) == 5
 

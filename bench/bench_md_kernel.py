@@ -1,0 +1,134 @@
+"""OpenMM MD's cost per step with each OBC2 kernel, against a GD step of the JAX engine, in one
+run on one machine (Figure 6's claim "OpenMM after 5k steps is much faster").
+
+System: Trp-cage from ../shared/data/pdb/2JOF_unfolded.pdb, AMBER14 + OBC2 (Figure 6's).
+  md-custom   Langevin MD, 298 K, 2 fs, HBonds, with implicit/obc2.xml's CustomGBForce (the
+              kernel of every MD run before session 13)
+  md-builtin  the same with OpenMM's built-in GBSAOBCForce (engine.protein.baseline.md_system,
+              what MD runs now)
+  gd          engine.run of presets.protein_spec("gd") (Adam, float32), its wall time without
+              compilation, as Figure 6's runs report it
+Each is timed for ``--steps`` steps per round, round-robin over ``--rounds`` rounds, so load
+changes hit all alike; medians. Also the energy of both kernels at the start (CPU platform).
+Writes bench/results/md_kernel.json and the table in docs/benchmarks.md.
+  .venv/bin/python -m bench.bench_md_kernel [--steps 1000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from .bench_fig6 import system_config
+from .common import save_json
+
+DOC_MARK = "md-kernel"
+
+
+def measure(steps: int, rounds: int) -> dict:
+    import openmm
+
+    from engine import build_system
+    from engine.presets import protein_spec
+    from engine.protein.baseline import (
+        MD_FRICTION,
+        MD_TEMPERATURE,
+        MD_TIMESTEP,
+        _with_hbond_constraints,
+        best_platform,
+        md_system,
+    )
+    from engine.run import run
+
+    spec = protein_spec("gd", max_steps=steps).replace(
+        system=system_config(), frame_every=steps, **{"schedule.stopping": "none"}
+    )
+    system = build_system(spec.system, 0)
+    omm = system.payload["openmm_system"]
+    contexts, energies = {}, {}
+    for name, sys_ in (("md-custom", _with_hbond_constraints(omm)), ("md-builtin", md_system(omm))):
+        integrator = openmm.LangevinMiddleIntegrator(MD_TEMPERATURE, MD_FRICTION, MD_TIMESTEP)
+        integrator.setRandomNumberSeed(1)
+        context = openmm.Context(sys_, integrator, best_platform())
+        context.setPositions(np.asarray(system.x0, np.float64))
+        energies[name] = context.getState(getEnergy=True).getPotentialEnergy()._value
+        context.applyConstraints(1e-6)
+        context.setVelocitiesToTemperature(MD_TEMPERATURE, 1)
+        integrator.step(100)  # warm-up
+        contexts[name] = (context, integrator)
+
+    def md_round(name):
+        integrator = contexts[name][1]
+        t = time.perf_counter()
+        integrator.step(steps)
+        contexts[name][0].getState(getEnergy=True)  # waits for the steps
+        return time.perf_counter() - t
+
+    def gd_round():
+        summary = run(spec, system=system).summary()
+        assert summary["status"] == "done" and summary["steps"] >= steps, summary
+        return summary["wall_time_s"] * steps / summary["steps"]  # whole chunks: >= steps
+
+    gd_round()  # compiles
+    seconds = {"md-custom": [], "md-builtin": [], "gd": []}
+    for _ in range(rounds):
+        for name in seconds:
+            seconds[name].append(gd_round() if name == "gd" else md_round(name))
+    ms = {name: 1000 * statistics.median(s) / steps for name, s in seconds.items()}
+    return {
+        "steps_per_round": steps,
+        "rounds": rounds,
+        "platform": best_platform().getName(),
+        "ms_per_step": ms,
+        "ms_per_step_rounds": {k: [1000 * v / steps for v in s] for k, s in seconds.items()},
+        "custom_over_builtin": ms["md-custom"] / ms["md-builtin"],
+        "seconds_for_5000_steps": {k: 5 * v for k, v in ms.items()},
+        "energy_at_start_kj_mol": energies,
+        "energy_difference_kj_mol": energies["md-builtin"] - energies["md-custom"],
+    }
+
+
+def doc_table(data: dict) -> str:
+    ms, s5 = data["ms_per_step"], data["seconds_for_5000_steps"]
+    rows = [
+        "| kernel | ms per step (median of rounds) | 5,000 steps (s) |",
+        "|---|---|---|",
+    ]
+    names = {
+        "md-custom": "MD, obc2.xml CustomGBForce (before session 13)",
+        "md-builtin": "MD, built-in GBSAOBCForce (now)",
+        "gd": "GD (JAX engine, float32, Adam; compilation excluded)",
+    }
+    for k, label in names.items():
+        rows.append(f"| {label} | {ms[k]:.2f} | {s5[k]:.1f} |")
+    return "\n".join(rows) + (
+        f"\n\nCustomGBForce / built-in: **{data['custom_over_builtin']:.1f}×** per MD step; "
+        f"the two kernels' energies at the start differ by "
+        f"{abs(data['energy_difference_kj_mol']):.1e} kJ/mol "
+        f"(of {data['energy_at_start_kj_mol']['md-custom']:.1f}; "
+        f"{data['platform']} platform; {data['rounds']} rounds of "
+        f"{data['steps_per_round']:,} steps, round-robin).\n"
+    )
+
+
+def main(argv=None) -> None:
+    from pathlib import Path
+
+    from .common import replace_marked
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args(argv)
+    data = measure(args.steps, args.rounds)
+    print(data["ms_per_step"], data["custom_over_builtin"], data["energy_difference_kj_mol"])
+    save_json("md_kernel", {"what": __doc__.splitlines()[0], **data})
+    doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    replace_marked(doc, DOC_MARK, doc_table(data))
+
+
+if __name__ == "__main__":
+    main()
