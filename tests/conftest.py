@@ -15,12 +15,12 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-# One persistent JAX compilation cache for the test session, in this process and in every
-# process it starts (CLI runs and sweep workers read SLOWMODE_JAX_CACHE; browser_util's
-# servers use it too). _fresh_prepared_runs below makes each test prepare its runs anew, and a
-# kernel an earlier test compiled (same system, same shapes) then loads instead of compiling:
-# tests/test_run.py ran in 54 s instead of 98. A fresh folder, so no result depends on what
-# earlier sessions left in ~/.cache.
+# One persistent JAX compilation cache for the test session, in this process, in the CLI
+# processes it starts (`python -m engine` reads SLOWMODE_JAX_CACHE) and in browser_util's
+# servers (sweeps keep their own <out>/.jax-cache). _fresh_prepared_runs below makes each
+# test prepare its runs anew, and a kernel an earlier test compiled (same system, same
+# shapes) then loads instead of compiling: tests/test_run.py ran in 54 s instead of 98. A
+# fresh folder, so no result depends on what earlier sessions left in ~/.cache.
 JAX_CACHE = tempfile.mkdtemp(prefix="slowmode-tests-jax-")
 atexit.register(shutil.rmtree, JAX_CACHE, ignore_errors=True)
 os.environ["SLOWMODE_JAX_CACHE"] = JAX_CACHE
