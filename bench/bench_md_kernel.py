@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .bench_fig6 import system_config
-from .common import save_json
+from .common import replace_marked, save_json
 
 DOC_MARK = "md-kernel"
 
@@ -115,10 +116,6 @@ def doc_table(data: dict) -> str:
 
 
 def main(argv=None) -> None:
-    from pathlib import Path
-
-    from .common import replace_marked
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=5)
