@@ -64,7 +64,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # browser_util: Chromium flags, offline guard
 
-from browser_util import free_port, guard_offline, launch_browser  # noqa: E402
+from browser_util import (  # noqa: E402
+    click_plot_point,
+    free_port,
+    guard_offline,
+    launch_browser,
+)
 
 from workbench.forms import auto_chunk  # noqa: E402
 from workbench.server import START_PRESET  # noqa: E402
@@ -531,10 +536,9 @@ def published(page, divs: list[str]) -> dict:
 def spectrum_shot(page, shots: str) -> None:
     page.click("#wb-spec-run")
     page.wait_for_selector("#wb-spec-graph .scatterlayer .points path", timeout=300_000)
-    point = page.locator("#wb-spec-graph .scatterlayer .trace").first.locator(".points path").nth(8)
-    box = point.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_timeout(1500)
+    click_plot_point(page, "#wb-spec-graph", 8)
+    info = page.locator("#wb-spec-mode-info")
+    wait_until(page, lambda: "Animating mode" in info.inner_text(), 60, "the mode animation")
     page.screenshot(path=os.path.join(shots, "02-spectrum.png"), full_page=True)
 
 

@@ -152,6 +152,37 @@ def wait_until(page, predicate_js: str, timeout_s: float, what: str, arg=None):
     return handle.json_value()
 
 
+def click_plot_point(page, graph: str, index: int, timeout_s: float = 30) -> None:
+    """Click point ``index`` of the first trace of the plotly graph ``graph`` (a selector).
+
+    Plotly turns a click into ``clickData`` only for the point it is hovering, and a graph
+    that has just appeared may still move (its container is shown, then autosized). So the
+    mouse rests on the point until plotly shows that point's hover label, the point is
+    re-measured, and the click lands where the label was raised; otherwise it tries again."""
+    import time
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    point = page.locator(f"{graph} .scatterlayer .trace").first.locator(".points path").nth(index)
+    hover = f"document.querySelector({json.dumps(graph + ' .hoverlayer .hovertext')})"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        box = point.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        try:
+            page.wait_for_function(hover, polling=100, timeout=2_000)
+        except PlaywrightTimeout:
+            page.mouse.move(0, 0)
+            continue
+        if point.bounding_box() == box:
+            page.mouse.down()
+            page.mouse.up()
+            return
+        page.mouse.move(0, 0)
+    raise AssertionError(f"timed out after {timeout_s} s hovering point {index} of {graph}")
+
+
 def text_of(selector: str) -> str:
     """JavaScript expression: the inner text of ``selector`` ("" when absent)."""
     return f"((document.querySelector({json.dumps(selector)}) || {{}}).innerText || '')"

@@ -21,6 +21,7 @@ import pytest
 from browser_util import (
     ServerThread,
     chromium_missing,
+    click_plot_point,
     guard_offline,
     launch_browser,
     text_of,
@@ -197,9 +198,7 @@ def test_spectrum_and_mode_animation(page):
     page.wait_for_selector("#wb-spec-graph .scatterlayer .points path", timeout=90_000)
     status = page.inner_text("#wb-spec-status")
     assert f"{N_BEADS} modes" in status and "rigid-body" in status
-    point = page.locator("#wb-spec-graph .scatterlayer .trace").first.locator(".points path").nth(3)
-    box = point.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    click_plot_point(page, "#wb-spec-graph", 3)
     wait_until(
         page, f"{text_of('#wb-spec-mode-info')}.includes('Animating mode')", 20, "mode animation"
     )
