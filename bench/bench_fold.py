@@ -372,7 +372,7 @@ class MDCurves:
         return context, integrator, platform.getName(), time.perf_counter() - t
 
     def segment(self, curve: dict, state_file: dict | None) -> dict:
-        from engine.protein.baseline import MD_FRICTION, MD_TEMPERATURE, MD_TIMESTEP
+        from engine.protein.baseline import MD_FRICTION, MD_TEMPERATURE, MD_TIMESTEP, gb_force_name
         from engine.protein.measures import protein_metrics
 
         start, seed = curve["start"], curve["seed"]
@@ -405,9 +405,8 @@ class MDCurves:
         curve["setup_s"].append(setup_s)
         rows, seg_start, where = curve["rows"], curve["step"], where_run()
         where["openmm_platform"] = platform
-        where["gb_force"] = next(  # segments without it ran obc2.xml's CustomGBForce
-            type(f).__name__ for f in self.systems[start].getForces() if "GB" in type(f).__name__
-        )
+        # segments without it ran obc2.xml's CustomGBForce
+        where["gb_force"] = gb_force_name(self.systems[start])
         end = min(curve["step"] + SEGMENT, MD_STEPS)
         step, t0 = curve["step"], time.perf_counter()
         while step < end:

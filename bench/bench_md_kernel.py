@@ -1,15 +1,20 @@
-"""OpenMM MD's cost per step with each OBC2 kernel, against a GD step of the JAX engine, in one
-run on one machine (Figure 6's claim "OpenMM after 5k steps is much faster").
+"""OpenMM's cost per MD step and per L-BFGS iteration with each OBC2 kernel, against a GD step
+of the JAX engine, in one run on one machine (Figure 6's claim "OpenMM after 5k steps is much
+faster"; the openmm-min rows of the protein benchmark).
 
 System: Trp-cage from ../shared/data/pdb/2JOF_unfolded.pdb, AMBER14 + OBC2 (Figure 6's).
-  md-custom   Langevin MD, 298 K, 2 fs, HBonds, with implicit/obc2.xml's CustomGBForce (the
-              kernel of every MD run before session 13)
-  md-builtin  the same with OpenMM's built-in GBSAOBCForce (engine.protein.baseline.md_system,
-              what MD runs now)
-  gd          engine.run of presets.protein_spec("gd") (Adam, float32), its wall time without
-              compilation, as Figure 6's runs report it
-Each is timed for ``--steps`` steps per round, round-robin over ``--rounds`` rounds, so load
-changes hit all alike; medians. Also the energy of both kernels at the start (CPU platform).
+  md-custom    Langevin MD, 298 K, 2 fs, HBonds, with implicit/obc2.xml's CustomGBForce (the
+               kernel of every MD run before session 13)
+  md-builtin   the same with OpenMM's built-in GBSAOBCForce (engine.protein.baseline.md_system,
+               what MD runs now)
+  min-custom   LocalEnergyMinimizer (L-BFGS) from the start with the CustomGBForce (openmm-min
+               before session 14), timed per iteration
+  min-builtin  the same with the built-in kernel (openmm-min now)
+  gd           engine.run of presets.protein_spec("gd") (Adam, float32), its wall time without
+               compilation, as Figure 6's runs report it
+Each is timed for ``--steps`` steps (L-BFGS: iterations, counted by a reporter) per round,
+round-robin over ``--rounds`` rounds, so load changes hit all alike; medians. Also the energy
+of both kernels at the start (CPU platform) and where each L-BFGS ended.
 Writes bench/results/md_kernel.json and the table in docs/benchmarks.md.
   .venv/bin/python -m bench.bench_md_kernel [--steps 1000] [--rounds 5]
 """
@@ -41,6 +46,7 @@ def measure(steps: int, rounds: int) -> dict:
         _with_hbond_constraints,
         best_platform,
         md_system,
+        with_builtin_obc2,
     )
     from engine.run import run
 
@@ -68,16 +74,45 @@ def measure(steps: int, rounds: int) -> dict:
         contexts[name][0].getState(getEnergy=True)  # waits for the steps
         return time.perf_counter() - t
 
+    minimizers = {
+        name: openmm.Context(sys_, openmm.VerletIntegrator(MD_TIMESTEP), best_platform())
+        for name, sys_ in (("min-custom", omm), ("min-builtin", with_builtin_obc2(omm)))
+    }
+    min_ends = {}
+
+    def min_round(name):
+        """Seconds per iteration of L-BFGS from x0 over ``steps`` iterations (or until it
+        converges), scaled to ``steps``."""
+        context, iterations = minimizers[name], [0]
+
+        class Count(openmm.MinimizationReporter):
+            def report(self, iteration, x, grad, args):
+                iterations[0] = iteration + 1
+                return False
+
+        context.setPositions(np.asarray(system.x0, np.float64))
+        t = time.perf_counter()
+        openmm.LocalEnergyMinimizer.minimize(context, 1e-3, steps, Count())
+        seconds = time.perf_counter() - t
+        min_ends[name] = (
+            iterations[0],
+            context.getState(getEnergy=True).getPotentialEnergy()._value,
+        )
+        return seconds * steps / iterations[0]
+
     def gd_round():
         summary = run(spec, system=system).summary()
         assert summary["status"] == "done" and summary["steps"] >= steps, summary
         return summary["wall_time_s"] * steps / summary["steps"]  # whole chunks: >= steps
 
     gd_round()  # compiles
-    seconds = {"md-custom": [], "md-builtin": [], "gd": []}
+    for name in minimizers:
+        min_round(name)  # warm-up
+    seconds = {name: [] for name in ("md-custom", "md-builtin", "min-custom", "min-builtin", "gd")}
     for _ in range(rounds):
         for name in seconds:
-            seconds[name].append(gd_round() if name == "gd" else md_round(name))
+            timer = gd_round if name == "gd" else min_round if name in minimizers else md_round
+            seconds[name].append(timer() if name == "gd" else timer(name))
     ms = {name: 1000 * statistics.median(s) / steps for name, s in seconds.items()}
     return {
         "steps_per_round": steps,
@@ -86,6 +121,8 @@ def measure(steps: int, rounds: int) -> dict:
         "ms_per_step": ms,
         "ms_per_step_rounds": {k: [1000 * v / steps for v in s] for k, s in seconds.items()},
         "custom_over_builtin": ms["md-custom"] / ms["md-builtin"],
+        "min_custom_over_builtin": ms["min-custom"] / ms["min-builtin"],
+        "min_end": {k: {"iterations": n, "energy_kj_mol": e} for k, (n, e) in min_ends.items()},
         "seconds_for_5000_steps": {k: 5 * v for k, v in ms.items()},
         "energy_at_start_kj_mol": energies,
         "energy_difference_kj_mol": energies["md-builtin"] - energies["md-custom"],
@@ -95,19 +132,27 @@ def measure(steps: int, rounds: int) -> dict:
 def doc_table(data: dict) -> str:
     ms, s5 = data["ms_per_step"], data["seconds_for_5000_steps"]
     rows = [
-        "| kernel | ms per step (median of rounds) | 5,000 steps (s) |",
+        "| kernel | ms per step or iteration (median of rounds) | 5,000 of them (s) |",
         "|---|---|---|",
     ]
     names = {
         "md-custom": "MD, obc2.xml CustomGBForce (before session 13)",
         "md-builtin": "MD, built-in GBSAOBCForce (now)",
+        "min-custom": "L-BFGS iteration, CustomGBForce (openmm-min before session 14)",
+        "min-builtin": "L-BFGS iteration, built-in GBSAOBCForce (openmm-min now)",
         "gd": "GD (JAX engine, float32, Adam; compilation excluded)",
     }
     for k, label in names.items():
         rows.append(f"| {label} | {ms[k]:.2f} | {s5[k]:.1f} |")
+    ends = "; ".join(
+        f"{k} {v['iterations']:,} iterations to {v['energy_kj_mol']:.1f} kJ/mol"
+        for k, v in data["min_end"].items()
+    )
     return "\n".join(rows) + (
-        f"\n\nCustomGBForce / built-in: **{data['custom_over_builtin']:.1f}×** per MD step; "
-        f"the two kernels' energies at the start differ by "
+        f"\n\nCustomGBForce / built-in: **{data['custom_over_builtin']:.1f}×** per MD step;"
+        f" per L-BFGS iteration **{data['min_custom_over_builtin']:.1f}×** (from the start, "
+        f"at most {data['steps_per_round']:,} iterations: {ends}). "
+        "The two kernels' energies at the start differ by "
         f"{abs(data['energy_difference_kj_mol']):.1e} kJ/mol "
         f"(of {data['energy_at_start_kj_mol']['md-custom']:.1f}; "
         f"{data['platform']} platform; {data['rounds']} rounds of "

@@ -191,7 +191,7 @@ def get_modes(case: str, system, spec):
 
 def run_one(case: str, method: str, seed: int, spec, system, modes) -> dict:
     from engine import run
-    from engine.protein.baseline import run_openmm_result
+    from engine.protein.baseline import gb_force_name, minimizer_system, run_openmm_result
 
     t = time.perf_counter()
     if method == "openmm":
@@ -206,6 +206,11 @@ def run_one(case: str, method: str, seed: int, spec, system, modes) -> dict:
         "case": case,
         "method": method,
         "seed": seed,
+        **(
+            {"gb_force": gb_force_name(minimizer_system(system.payload["openmm_system"]))}
+            if method == "openmm"
+            else {}
+        ),
         "n_atoms": int(system.n_atoms),
         "status": result.status,
         "message": result.message,
@@ -422,7 +427,7 @@ def report():
         )
     print("\n".join(lines + [""] + mlines + [""] + tlines))
     plot(rows)
-    write_doc(lines, mlines, tlines, shared)
+    write_doc(lines, mlines, tlines, shared, openmm_kernels(rows))
 
 
 COLORS = {
@@ -540,7 +545,27 @@ cases, so their E_GD / E_GNN (0.9993, 1.0003) are ties, not orderings:
 """
 
 
-def write_doc(lines, mlines, tlines, shared):
+def openmm_kernels(rows: list[dict]) -> str:
+    """Which OBC2 kernel the openmm rows ran (rows without ``gb_force`` ran obc2.xml's
+    CustomGBForce, before session 14), as a sentence for the report."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r["method"] == "openmm":
+            kernel = r.get("gb_force", "CustomGBForce")
+            counts[kernel] = counts.get(kernel, 0) + 1
+    said = ", ".join(f"{n} with {k}" for k, n in sorted(counts.items()))
+    note = (
+        " The CustomGBForce evaluates obc2.xml's expressions; openmm-min now runs OpenMM's"
+        " built-in GBSAOBCForce, the same energy to 2e-7 and 5.6× faster per iteration"
+        ' (docs/benchmarks.md, "OpenMM: the OBC2 kernel"), so these rows\' OpenMM times are'
+        " an upper bound."
+        if "CustomGBForce" in counts
+        else ""
+    )
+    return f"OpenMM runs: {said}.{note}" if counts else ""
+
+
+def write_doc(lines, mlines, tlines, shared, kernels: str = ""):
     text = DOC.read_text() if DOC.exists() else "# Protein benchmarks\n"
     if HEADING in text:
         text = text[: text.index(HEADING)].rstrip() + "\n"
@@ -584,6 +609,7 @@ early stopping (min_delta {shared["min_delta"]} kJ/mol, patience {shared["patien
 checks of 20 steps); stage 1 ends on its own early stop (min_delta × 10) or after
 {shared["stage1_max_steps"]} steps. OpenMM: LocalEnergyMinimizer
 (L-BFGS, tolerance 1 kJ/mol/nm RMS force, at most {max_steps} iterations, CPU platform).
+{kernels}
 
 Accounting: the slow modes are computed once per case and every CG/GNN run is charged their
 full time (the paper's accounting), measured on a second call so that, like the runs' own

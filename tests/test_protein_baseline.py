@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from engine.config import RunSpec, ScheduleConfig, SystemConfig
-from engine.protein.baseline import run_openmm, run_openmm_result, with_builtin_obc2
+from engine.protein.baseline import (
+    _make_context,
+    run_openmm,
+    run_openmm_result,
+    with_builtin_obc2,
+)
 from engine.protein.build import build_protein_system
 from engine.protein.energy import energy_terms
 
@@ -82,10 +87,11 @@ def test_residue_model_and_unknown_method_are_refused(spec, peptide):
 
 
 def test_builtin_obc2_kernel_gives_the_energy_and_forces_of_obc2_xml(peptide):
-    """MD runs OpenMM's GBSAOBCForce in place of implicit/obc2.xml's CustomGBForce: the same
-    energy and forces, on the double-precision Reference platform, at x0 and at a jiggled x.
-    They differ by 2e-7 of the GB terms: obc2.xml writes Coulomb's constant as 138.935485, the
-    built-in kernel uses 138.935456 kJ nm/mol/e^2 (float32 CPU MD rounds at 1e-7 anyway)."""
+    """Both baselines run OpenMM's GBSAOBCForce in place of implicit/obc2.xml's CustomGBForce:
+    the same energy and forces, on the double-precision Reference platform, at x0 and at a
+    jiggled x. They differ by 2e-7 of the GB terms: obc2.xml writes Coulomb's constant as
+    138.935485, the built-in kernel uses 138.935456 kJ nm/mol/e^2 (float32 CPU MD rounds at
+    1e-7 anyway)."""
     import openmm
 
     custom = peptide.payload["openmm_system"]
@@ -109,3 +115,14 @@ def test_builtin_obc2_kernel_gives_the_energy_and_forces_of_obc2_xml(peptide):
         assert e_builtin == pytest.approx(e_custom, rel=5e-7)
         assert e_builtin != e_custom  # two implementations, not one force read twice
         np.testing.assert_allclose(f_builtin, f_custom, rtol=5e-7, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["openmm-min", "openmm-md"])
+def test_both_baselines_run_the_builtin_kernel_and_md_alone_constrains_hydrogens(
+    spec, peptide, method
+):
+    context, _ = _make_context(spec, peptide, method)
+    system = context.getSystem()
+    kinds = {type(f).__name__ for f in system.getForces()}
+    assert "GBSAOBCForce" in kinds and "CustomGBForce" not in kinds
+    assert (system.getNumConstraints() > 0) == (method == "openmm-md")
