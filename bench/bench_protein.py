@@ -488,56 +488,61 @@ def plot(rows):
     fig.savefig(RESULTS / "protein.png", dpi=100)
 
 
-# Written from the committed runs (update when they change).
+# Written from the committed runs of session 14 (update when they change).
 READING = """
-Reading (idle machine, one process per case; numbers from the tables above; 2JOF extended
-re-run in session 9 with today's engine, beside two nice-19 benchmarks: its energies are
-deterministic, its times 5–7 % above the idle run's). The other three cases come from the
-engine of 2026-11-24 (commit db406a3). They build the same systems today (start energies
-equal within 0.001 kJ/mol), and a spot check in session 11 (six runs of today's engine)
-ended within 1.6 kJ/mol of the recorded ones: 2JOF unfolded GD −2423.5 (recorded −2423.8),
-GNN seed 0 −2423.1 (−2424.7); 1PLW GD −768.3 (−768.2), CG −769.0 (−768.8), GNN seeds 0 and
-1 −768.1 and −767.9 (−768.0, −768.1). That is as large as the GNN–GD gaps on those two
-cases, so their E_GD / E_GNN (0.9993, 1.0003) are ties, not orderings:
+Reading (numbers from the tables above). All four cases were re-run in session 14 with one
+engine version, OpenMM on its built-in OBC2 kernel, one process per case, on the otherwise
+idle machine. That machine was slower than the one of the earlier recording (sessions 3–9):
+a GD step 2.4 against 2.1 ms on 2JOF and 42 against 32 ms on 2WXC, the slow modes 7.8
+against 4.0 s on 2JOF, so only ratios within this run are quoted. Against that recording
+the lr-4e-4 runs' mean final energies moved by at most 8.6 kJ/mol (GD by at most 1.5:
+2JOF extended −2053.3 against −2051.8); the lr-4e-3 runs, which oscillate, by up to 18.
+Gaps of that size make the 2JOF and 1PLW E_GD / E_GNN (0.9992–1.0031) ties, not orderings:
 
-- **No reparametrization beats GD here by more than 0.5 % in energy, and none is faster.**
-  Every Adam run used its whole 3000-step budget (none met the stopping rule), so at equal
-  steps the wall-time ratio is the per-step cost plus the slow modes. Final energies relative
-  to GD (E_GD / E_X): slow-mode GNN 0.9993 (2JOF unfolded), 1.0017 (2JOF extended), 1.0003
-  (1PLW), 0.9973 (2WXC); bond-graph GNN 1.0017, 1.0095, 1.0007, 0.9974; CG 1.0082, 1.0046,
-  0.9992, 0.9959. Below 1 means X ended lower: only on 2WXC do all three end lower than GD,
-  by 0.3–0.4 % (21–33 kJ/mol of −8052).
+- **No reparametrization beats GD here by more than 0.4 % in energy, and none is faster
+  beyond timing noise.** Every run at lr 4e-4 used its whole 3000-step budget (none met the
+  stopping rule), so at equal steps the wall-time ratio is the per-step cost plus the slow
+  modes. Final energies relative to GD (E_GD / E_X): slow-mode GNN 0.9992 (2JOF unfolded),
+  1.0031 (2JOF extended), 1.0006 (1PLW), 0.9977 (2WXC); bond-graph GNN 1.0019, 1.0096,
+  1.0008, 0.9984; CG 1.0097, 1.0021, 0.9993, 0.9960. Below 1 means X ended lower: only on
+  2WXC do all three end lower than GD, by 0.2–0.4 % (13–32 kJ/mol of −8052). The bond-graph
+  GNN's t_GD / t_X of 1.03 on 2JOF extended is inside GD's own spread (7.7 ± 1.6 s).
 - **Why the GNN does not help: its head start is gone by the switch.** Energies at steps
-  200 / 1000 / 3000, 2JOF unfolded (start +583 kJ/mol): GD −2283 / −2390 / −2424, slow-mode
-  GNN −2313 / −2371 / −2425, bond-graph GNN −2296 / −2352 / −2420. The GNN is ahead early
-  (its stage-1 map moves many atoms together), GD overtakes it well before the switch at
-  step 1000, and after the switch the GNN is plain Adam on positions again, landing where
-  GD does. 2WXC is the same picture (GD −7733 / −7960, GNN −7777 / −7957 at steps 200 /
-  1000); its small final gain appears after the switch.
+  200 / 1000 / 3000, 2JOF unfolded (start +583 kJ/mol, seed 0): GD −2284 / −2390 / −2424,
+  slow-mode GNN −2292 / −2360 / −2425, bond-graph GNN −2279 / −2348 / −2420. The slow-mode
+  GNN is ahead early (its stage-1 map moves many atoms together), GD overtakes it well
+  before the switch at step 1000, and after the switch the GNN is plain Adam on positions
+  again, landing where GD does. 2WXC is the same picture (GD −7734 / −7960, GNN −7761 /
+  −7951 at steps 200 / 1000); its small final gain appears after the switch.
 - **CG's stage 1 hardly moves and its gain comes from the restart.** x = x0 + Ψz with 120
   Cartesian modes (of 852 or 2133 coordinates) cannot relax the stiff bonded terms: 2JOF
-  unfolded went from +583 to +134 kJ/mol in 200 steps while GD reached −2283, and 2WXC from
+  unfolded went from +583 to +134 kJ/mol in 200 steps while GD reached −2284, and 2WXC from
   −5564 to −5971 in 1000 steps (GD: −7960). After the switch a fresh Adam on positions
-  ends near (2JOF: 0.5–0.8 % above) or below (2WXC: 0.4 % below) GD; a restarted Adam after
+  ends near (2JOF: 0.2–1.0 % above) or below (2WXC: 0.4 % below) GD; a restarted Adam after
   a stall, not the slow modes, is the likely cause.
-- **The slow modes cost more than half a GD run.** K = 120 modes of the dense autodiff
-  Hessian at x0 took 4.0 s for 2JOF (852 coordinates; GD's whole 3000-step run: 6.4 s) and
-  74 s for 2WXC (2133 coordinates; GD: 96 s), after an XLA compilation of 7.5 s (2JOF) and
-  10 s (2WXC) on the first call. One Hessian-vector product costs about one AMBER/OBC2
+- **The slow modes cost about a whole GD run.** K = 120 modes of the dense autodiff Hessian
+  at x0 took 6.3–7.8 s for 2JOF (852 coordinates; GD's whole 3000-step run: 7.3–7.7 s) and
+  96 s for 2WXC (2133 coordinates; GD: 126 s); the first call, which also compiles the
+  Hessian, took 17–20 s and 104 s. One Hessian-vector product costs about one AMBER/OBC2
   gradient, and the dense Hessian needs one per coordinate. Charged to the run (the paper's
-  accounting), t_GD / t_GNN = 0.55–0.58 (2JOF) and 0.56 (2WXC); the bond-graph GNN needs no modes
-  and runs at GD's speed (t_GD / t_X = 0.95–1.01 on 2JOF and 2WXC; 0.83 on 1PLW where the
-  GNN map is a larger share of a 0.3 ms step).
-- **OpenMM's L-BFGS wins on the identical energy:** −2471.5 (2JOF unfolded, converged to
-  1 kJ/mol/nm in ≈ 1500 iterations, 12 s), −2266 (extended), −771.2 (1PLW), −8191 (2WXC),
-  i.e. 0.3–10 % below the best Adam run, and it reaches GD's final energy (±1 %) before GD
-  itself does except on the tiny 1PLW (2.3 s vs 3.1 s on 2JOF unfolded; 10 s vs 39 s on 2WXC).
+  accounting), t_GD / t_GNN = 0.46–0.56 (2JOF) and 0.55 (2WXC); the bond-graph GNN needs no
+  modes and runs at GD's speed (t_GD / t_X = 0.92–1.03 on 2JOF and 2WXC; 0.79 on 1PLW, where
+  the GNN map is a larger share of a 0.5 ms step).
+- **OpenMM's L-BFGS wins on the identical energy, and now in time too:** −2471.5 (2JOF
+  unfolded, converged to 1 kJ/mol/nm in 1,384–1,466 iterations, 3.1 s), −2266 (extended),
+  −771.2 (1PLW), −8189 (2WXC), i.e. 0.3–10 % below the best Adam run. It reaches GD's final
+  energy (±1 %) before GD itself does on every case (0.6 s against 3.6 s on 2JOF unfolded;
+  2.3 s against 51.5 s on 2WXC), and its whole run is shorter than GD's except on 2JOF
+  extended (t_GD / t_OpenMM = 2.4, 0.98, 3.1 and 5.4). Before session 14 it ran obc2.xml's
+  CustomGBForce, 5.6× slower per iteration (docs/benchmarks.md), and took 12 s on 2JOF
+  unfolded and 111 s on 2WXC.
 - **GD's learning rate matters more than the method:** lr 4e-3 (method.md §6.4's GD value
-  from native or unfolded starts) oscillates and ends 2–7 % above lr 4e-4 on every case.
+  from native or unfolded starts) oscillates and ends 2–6 % above lr 4e-4 on every case; on
+  the three small cases its early stopping ends it after 1,420–2,500 steps.
 - **Structure: nothing folds; these are local minimizations.** CA-RMSD to the native stays
   at the start's (0.35 nm from the unfolded 2JOF, 1.50 nm from the extended chain) for every
-  Adam run; L-BFGS moves further (0.375 and 1.31 nm). From the native 2WXC, the Adam runs
-  drift 0.06–0.07 nm and L-BFGS 0.18 nm.
+  Adam run; L-BFGS moves further (0.375 and 1.27 nm). From the native 2WXC, the Adam runs
+  drift 0.06–0.07 nm and L-BFGS 0.17 nm.
 - **Stage-1 learning rates** were chosen by 300-step trials on 2JOF unfolded (stage 1 only):
   the bond-graph GNN at 1e-4 reached −2305 kJ/mol, at 4e-4 −2055, at 1.6e-3 it rose to
   +2222 (GD at lr 4e-4: −2327 in the same 300 steps); the slow-mode GNN and CG rates are

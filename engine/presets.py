@@ -366,8 +366,8 @@ PRESETS: dict[str, tuple[str, list[RunSpec]]] = {
         "Trp-cage (2JOF: the structure on this machine when there, else downloaded once) from "
         "an extended chain: GD, the slow-mode GNN and OpenMM's L-BFGS on one AMBER14 + OBC2 "
         "energy, at the protein benchmark's settings. Our runs (docs/benchmarks-protein.md, "
-        "case 2jof-extended): GD -2051.8, GNN -2048.3 ± 11.7, OpenMM L-BFGS -2266.0 kJ/mol; "
-        "E_GD / E_GNN = 1.0017 and t_GD / t_GNN = 0.55 (the GNN pays for its slow modes). "
+        "case 2jof-extended): GD -2053.3, GNN -2046.9 ± 11.8, OpenMM L-BFGS -2266.2 kJ/mol; "
+        "E_GD / E_GNN = 1.0031 and t_GD / t_GNN = 0.55 (the GNN pays for its slow modes). "
         "Nothing folds: the CA-RMSD stays at 1.50 nm.",
         [protein_spec(m) for m in ("gd", "gnn", "openmm-min")],
     ),

@@ -233,7 +233,7 @@ LESSONS: dict[str, Lesson] = {
             Step(
                 "The form holds Trp-cage from an extended chain: GD, the slow-mode GNN and "
                 "OpenMM's L-BFGS on one AMBER energy; the lesson pressed Run. On this case, over "
-                "5 GNN seeds, E_GD / E_GNN = 1.0017 and t_GD / t_GNN = 0.55: the GNN ends "
+                "5 GNN seeds, E_GD / E_GNN = 1.0031 and t_GD / t_GNN = 0.55: the GNN ends "
                 "within 1 % of GD (this run is seed 0) and takes longer.",
                 form="trp-cage",
                 look="the curves and the speed-up table",
@@ -241,7 +241,7 @@ LESSONS: dict[str, Lesson] = {
                 panel="live",
             ),
             Step(
-                "OpenMM's L-BFGS ends lower, −2266.0 against GD's −2051.8 kJ/mol. Nothing "
+                "OpenMM's L-BFGS ends lower, −2266.2 against GD's −2053.3 kJ/mol. Nothing "
                 "folds: the CA-RMSD in each card's structure line stays at its start.",
                 look="the cards' structure lines",
             ),
