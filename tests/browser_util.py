@@ -167,7 +167,10 @@ def click_plot_point(page, graph: str, index: int, timeout_s: float = 30) -> Non
     hover = f"document.querySelector({json.dumps(graph + ' .hoverlayer .hovertext')})"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        point.wait_for(state="visible", timeout=max(1, deadline - time.monotonic()) * 1000)
         box = point.bounding_box()
+        if box is None:  # redrawn between the two calls
+            continue
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.move(x, y)
         try:

@@ -55,15 +55,19 @@ def test_conditioning_graph_and_landscape_render(page):
     )
     assert sum("κ = " in t for t in ticks) >= 3
     # then the GNN's replay to its switch adds its row (or says it never switched)
-    wait_until(
-        page,
-        lambda: re.search(
-            r"GNN at its switch \(step \d+\)|did not reach its stage switch",
-            page.inner_text(f"#{ID.COND_STATUS}"),
-        ),
-        240,
-        "the conditioning view's second part",
-    )
+    try:
+        wait_until(
+            page,
+            lambda: re.search(
+                r"GNN at its switch \(step \d+\)|did not reach its stage switch",
+                page.inner_text(f"#{ID.COND_STATUS}"),
+            ),
+            240,
+            "the conditioning view's second part",
+        )
+    except AssertionError as timed_out:  # say where it stood (it stalled once under load)
+        status = page.inner_text(f"#{ID.COND_STATUS}")
+        raise AssertionError(f"{timed_out}; status: {status!r}") from None
     _shot(page, "[data-panel=teach]", "teaching-conditioning.png")
     # two runs, then the GNN's graph over its structure
     checks = page.locator("#wb-methods input")
