@@ -251,12 +251,12 @@ def lr_text(lr: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def first_reach(c: dict, target: float) -> str:
+def reach_text(c: dict, target: float) -> str:
     """ "step, s" of the first logged energy at or below ``target`` ("not reached")."""
-    for step, t, e in zip(c["step"], c["wall_time_s"], c["energy"], strict=True):
-        if e <= target:
-            return f"{step:,}, {t:.1f}"
-    return "not reached"
+    from engine.analysis import first_reach
+
+    hit = first_reach(c["energy"], target, c["step"], c["wall_time_s"])
+    return "not reached" if hit is None else f"{hit.step:,}, {hit.time_s:.1f}"
 
 
 def doc_tables(best: dict, marks: list[dict], init: dict, steps: int) -> str:
@@ -275,7 +275,7 @@ def doc_tables(best: dict, marks: list[dict], init: dict, steps: int) -> str:
                 end += f" (early stop at {c['step'][-1]:,})"
             at5k = kj(c["energy"][c["step"].index(5000)]) if 5000 in c["step"] else "–"
             rows.append(f"| {names[family].format(lr_text(lr))} | {c['seed']} | {end} | {at5k} "
-                        f"| {first_reach(c, TARGET)} | {c['wall_time_s'][-1]:.1f} |")  # fmt: skip
+                        f"| {reach_text(c, TARGET)} | {c['wall_time_s'][-1]:.1f} |")  # fmt: skip
     for m in marks:
         rows.append(f"| OpenMM MD 298 K, {m['steps']:,} steps ({m['runs']} seeds) | – "
                     f"| {kj(m['energy_mean'])} ± {m['energy_sd']:.1f} | – | – "

@@ -22,6 +22,7 @@ Writes bench/results/md_kernel.json and the table in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from pathlib import Path
@@ -108,11 +109,15 @@ def measure(steps: int, rounds: int) -> dict:
     gd_round()  # compiles
     for name in minimizers:
         min_round(name)  # warm-up
-    seconds = {name: [] for name in ("md-custom", "md-builtin", "min-custom", "min-builtin", "gd")}
+    timers = {
+        **{name: functools.partial(md_round, name) for name in contexts},
+        **{name: functools.partial(min_round, name) for name in minimizers},
+        "gd": gd_round,
+    }
+    seconds = {name: [] for name in timers}
     for _ in range(rounds):
-        for name in seconds:
-            timer = gd_round if name == "gd" else min_round if name in minimizers else md_round
-            seconds[name].append(timer() if name == "gd" else timer(name))
+        for name, timer in timers.items():
+            seconds[name].append(timer())
     ms = {name: 1000 * statistics.median(s) / steps for name, s in seconds.items()}
     return {
         "steps_per_round": steps,

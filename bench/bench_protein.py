@@ -35,6 +35,7 @@ import math
 import pickle
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -553,11 +554,7 @@ Gaps of that size make the 2JOF and 1PLW E_GD / E_GNN (0.9992–1.0031) ties, no
 def openmm_kernels(rows: list[dict]) -> str:
     """Which OBC2 kernel the openmm rows ran (rows without ``gb_force`` ran obc2.xml's
     CustomGBForce, before session 14), as a sentence for the report."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        if r["method"] == "openmm":
-            kernel = r.get("gb_force", "CustomGBForce")
-            counts[kernel] = counts.get(kernel, 0) + 1
+    counts = Counter(r.get("gb_force", "CustomGBForce") for r in rows if r["method"] == "openmm")
     said = ", ".join(f"{n} with {k}" for k, n in sorted(counts.items()))
     note = (
         " The CustomGBForce evaluates obc2.xml's expressions; openmm-min now runs OpenMM's"
