@@ -46,13 +46,13 @@ from pathlib import Path
 
 from bench.bench_ui import (
     free_port,
-    guard_offline,
     is_terminal,
     launch_browser,
+    offline_context,
+    poll_until,
     spawn,
     status_texts,
     wait_http,
-    wait_until,
 )
 from bench.common import replace_marked, save_json
 from workbench.panels.lessons import LESSONS
@@ -75,7 +75,7 @@ def wait_pressed(page, action: str | None, before: list[str]) -> str:
     """Wait until what ``action`` started has finished; what the page then says."""
     if action == "spectrum":
         drawn = f"#{S.GRAPH} .scatterlayer .points path"
-        wait_until(
+        poll_until(
             page,
             lambda: page.locator(drawn).count() or "Not" in page.inner_text(f"#{S.STATUS}"),
             STEP_LIMIT_S,
@@ -89,10 +89,10 @@ def wait_pressed(page, action: str | None, before: list[str]) -> str:
             fresh = runs and not set(runs) & set(before)
             return fresh and all(is_terminal(t) for t in status_texts(page))
 
-        wait_until(page, ended, STEP_LIMIT_S, "the step's runs to end")
+        poll_until(page, ended, STEP_LIMIT_S, "the step's runs to end")
         return " | ".join(status_texts(page))
     if action == "conditioning":
-        wait_until(
+        poll_until(
             page,
             lambda: SWITCH_ROW.search(page.inner_text(f"#{T.COND_STATUS}")),
             STEP_LIMIT_S,
@@ -113,7 +113,7 @@ def time_lesson(page, key: str) -> dict:
             page.get_by_role("option", name=lesson.title, exact=True).click()
         else:
             page.click("#wb-lesson-next")
-        wait_until(page, lambda s=step: s.text[:40] in step_text(page), 30, f"step {i + 1}")
+        poll_until(page, lambda s=step: s.text[:40] in step_text(page), 30, f"step {i + 1}")
         try:
             said = wait_pressed(page, step.action, before)
         except TimeoutError as err:  # kept, with the other lessons' numbers and the page
@@ -202,9 +202,8 @@ def serve_and_time(
     url = f"http://127.0.0.1:{port}/"
     proc = spawn(port, run_dir, warm_up=False)
     threads = ThreadCPU(proc.pid) if by_thread else None
-    context = browser.new_context(viewport={"width": 1500, "height": 1250})
     attempted: list[str] = []
-    guard_offline(context, attempted)
+    context = offline_context(browser, attempted, viewport={"width": 1500, "height": 1250})
     try:
         page = context.new_page()
         wait_http(url)

@@ -67,8 +67,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # browser_util: Chromium flags, offline
 from browser_util import (  # noqa: E402
     click_plot_point,
     free_port,
-    guard_offline,
     launch_browser,
+    offline_context,
+    poll_until,
 )
 
 from workbench.forms import auto_chunk  # noqa: E402
@@ -138,16 +139,6 @@ def wait_http(url: str, timeout: float = 120.0) -> float:
 
 def stats(page) -> dict:
     return page.evaluate("JSON.parse(JSON.stringify(window.wbStats || {}))")
-
-
-def wait_until(page, predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        page.wait_for_timeout(100)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def set_field(page, name: str, value: str) -> None:
@@ -239,7 +230,7 @@ def click_to_motion(page, limit: float = 600.0) -> dict:
 
 def stop_all(page, timeout: float = 120.0) -> None:
     page.click("#wb-stop-all")
-    wait_until(page, lambda: all(is_terminal(t) for t in status_texts(page)), timeout, "stop")
+    poll_until(page, lambda: all(is_terminal(t) for t in status_texts(page)), timeout, "stop")
 
 
 def open_page(context, url: str):
@@ -333,7 +324,7 @@ def stop_in_phase(page, phase: str, methods: list[str], n: int, timeout: float) 
         new = [d for d in viewer_ids(page) if d not in old]
         return len(new) == len(methods) and new
 
-    divs = wait_until(page, new_divs, 30, "the new cards")
+    divs = poll_until(page, new_divs, 30, "the new cards")
     card = card_in_phase(page, divs, phase, timeout)
     out: dict = {"phase": phase, "methods": methods, "n": n}
     if card is None:
@@ -347,7 +338,7 @@ def stop_in_phase(page, phase: str, methods: list[str], n: int, timeout: float) 
         button.wait_for(state="visible")
         t = time.time()
         button.evaluate("b => b.click()")
-        wait_until(page, lambda: is_terminal(card.locator(".wb-status").inner_text()), 120,
+        poll_until(page, lambda: is_terminal(card.locator(".wb-status").inner_text()), 120,
                    f"stop in {phase}")  # fmt: skip
         out["seconds"] = time.time() - t
         out["status_after"] = card.locator(".wb-status").inner_text()
@@ -394,7 +385,7 @@ def start_group(page, n: int, methods: list[str]) -> tuple[list[str], float]:
         new = [d for d in viewer_ids(page) if d not in old]
         return len(new) == len(methods) and new
 
-    return wait_until(page, new_cards, 30, "the new run cards"), t_click
+    return poll_until(page, new_cards, 30, "the new run cards"), t_click
 
 
 def wait_steady(page, divs: list[str]) -> None:
@@ -404,7 +395,7 @@ def wait_steady(page, divs: list[str]) -> None:
         s = stats(page)
         return all(s.get(d, {}).get("frames", 0) >= 5 for d in divs)
 
-    wait_until(page, steady, 300, "steady state")
+    poll_until(page, steady, 300, "steady state")
 
 
 def measure_live(page, n: int, window: float, methods: list[str] | None = None) -> dict:
@@ -417,7 +408,7 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
         s = stats(page)
         return all(d in s and (s[d]["step"] or 0) > 0 for d in divs) and s
 
-    wait_until(page, first_frames, 200, f"live frames at n={n}")
+    poll_until(page, first_frames, 200, f"live frames at n={n}")
     t_first = time.time() - t_click
 
     wait_steady(page, divs)
@@ -443,7 +434,7 @@ def measure_live(page, n: int, window: float, methods: list[str] | None = None) 
             "draw_ms_per_frame": (s1[d]["draw_ms"] - s0[d]["draw_ms"]) / max(drawn, 1),
         }
     page.click("#wb-stop-all")
-    wait_until(
+    poll_until(
         page,
         lambda: all(
             ("stopped" in t or "done" in t) for t in page.locator(".wb-status").all_inner_texts()
@@ -538,7 +529,7 @@ def spectrum_shot(page, shots: str) -> None:
     page.wait_for_selector("#wb-spec-graph .scatterlayer .points path", timeout=300_000)
     click_plot_point(page, "#wb-spec-graph", 8)
     info = page.locator("#wb-spec-mode-info")
-    wait_until(page, lambda: "Animating mode" in info.inner_text(), 60, "the mode animation")
+    poll_until(page, lambda: "Animating mode" in info.inner_text(), 60, "the mode animation")
     page.screenshot(path=os.path.join(shots, "02-spectrum.png"), full_page=True)
 
 
@@ -569,9 +560,8 @@ def session(args, synthetic_rate: float | None, shots: str | None) -> dict:
     out: dict = {"load_avg_1min_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as run_dir, sync_playwright() as p:
         browser = launch_browser(p)
-        context = browser.new_context(viewport={"width": 1500, "height": 1250})
         attempted: list[str] = []
-        guard_offline(context, attempted)
+        context = offline_context(browser, attempted, viewport={"width": 1500, "height": 1250})
         page = context.new_page()
         t_spawn = time.time()
         # four methods side by side need four workers, or two of them queue behind runs
@@ -759,9 +749,8 @@ def main(argv=None) -> None:
 
         with sync_playwright() as p:
             browser = launch_browser(p)
-            context = browser.new_context(viewport={"width": 1500, "height": 1250})
             attempted: list[str] = []
-            guard_offline(context, attempted)
+            context = offline_context(browser, attempted, viewport={"width": 1500, "height": 1250})
             if "click" in args.only:
                 result["click_to_motion"] = measure_click_to_motion(args, context)
                 print(json.dumps(result["click_to_motion"], indent=2), flush=True)

@@ -41,6 +41,12 @@ CHROMIUM_ARGS = [
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
+# Every browser wait's bound is stretched this much. The bounds are written for an idle machine;
+# CI runs the browser tests beside a second test worker on 2 cores, where a first page load
+# (plotly parsed, every panel rendered: ~5 s idle) and a callback's round trip took 3-4x as
+# long. A wait ends as soon as its condition holds, so a pass costs no more.
+PATIENCE = 3
+
 
 def workbench_config(run_dir, **overrides):
     """A test server's ServerConfig: runs under ``run_dir``, no bundle or structure folders,
@@ -120,6 +126,16 @@ def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
+def offline_context(browser, attempted: list[str], **options):
+    """A new browser context (``options`` as Playwright's ``new_context``) whose actions wait
+    up to PATIENCE x Playwright's 30 s default, with every non-loopback request recorded in
+    ``attempted`` (see guard_offline)."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(PATIENCE * 30_000)
+    guard_offline(context, attempted)
+    return context
+
+
 def guard_offline(context, attempted: list[str]) -> None:
     """Record every request that tries to leave the loopback interface (the proxy flag makes
     it fail)."""
@@ -140,16 +156,33 @@ def chromium_missing() -> str | None:
 
 def wait_until(page, predicate_js: str, timeout_s: float, what: str, arg=None):
     """The truthy value of the JavaScript ``predicate_js`` (a function of ``arg``) once it is
-    truthy, polled in the page every 100 ms; AssertionError naming ``what`` after timeout_s."""
+    truthy, polled in the page every 100 ms; AssertionError naming ``what`` after
+    PATIENCE x timeout_s."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    bound = PATIENCE * timeout_s
     try:
-        handle = page.wait_for_function(
-            predicate_js, arg=arg, polling=100, timeout=timeout_s * 1000
-        )
+        handle = page.wait_for_function(predicate_js, arg=arg, polling=100, timeout=bound * 1000)
     except PlaywrightTimeout:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+        raise AssertionError(f"timed out after {bound} s waiting for {what}") from None
     return handle.json_value()
+
+
+def poll_until(page, predicate, timeout_s: float, what: str):
+    """The truthy value of the Python ``predicate()`` once it is truthy, tried every 200 ms
+    (Playwright handles the page's events in between); AssertionError naming ``what`` after
+    PATIENCE x timeout_s. For conditions read through Playwright calls; a JavaScript condition
+    is cheaper with wait_until."""
+    import time
+
+    bound = PATIENCE * timeout_s
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        page.wait_for_timeout(200)
+    raise AssertionError(f"timed out after {bound} s waiting for {what}")
 
 
 def click_plot_point(page, graph: str, index: int, timeout_s: float = 30) -> None:
@@ -158,13 +191,15 @@ def click_plot_point(page, graph: str, index: int, timeout_s: float = 30) -> Non
     Plotly turns a click into ``clickData`` only for the point it is hovering, and a graph
     that has just appeared may still move (its container is shown, then autosized). So the
     mouse rests on the point until plotly shows that point's hover label, the point is
-    re-measured, and the click lands where the label was raised; otherwise it tries again."""
+    re-measured, and the click lands where the label was raised; otherwise it tries again
+    (for up to PATIENCE x timeout_s)."""
     import time
 
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     point = page.locator(f"{graph} .scatterlayer .trace").first.locator(".points path").nth(index)
     hover = f"document.querySelector({json.dumps(graph + ' .hoverlayer .hovertext')})"
+    timeout_s *= PATIENCE
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         point.wait_for(state="visible", timeout=max(1, deadline - time.monotonic()) * 1000)
@@ -208,8 +243,9 @@ def open_workbench(config, viewport=(1500, 1300), ready: str = "#wb-run"):
     try:
         with sync_playwright() as p:
             browser = launch_browser(p)
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-            guard_offline(context, attempted)
+            context = offline_context(
+                browser, attempted, viewport={"width": viewport[0], "height": viewport[1]}
+            )
             page = context.new_page()
             page.errors = []
             page.on("pageerror", lambda e: page.errors.append(str(e)))

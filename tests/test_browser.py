@@ -19,11 +19,12 @@ import re
 
 import pytest
 from browser_util import (
+    PATIENCE,
     ServerThread,
     chromium_missing,
     click_plot_point,
-    guard_offline,
     launch_browser,
+    offline_context,
     text_of,
     wait_until,
     workbench_config,
@@ -70,8 +71,7 @@ def page(server):
     attempted: list[str] = []
     with sync_playwright() as p:
         browser = launch_browser(p)
-        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        guard_offline(context, attempted)
+        context = offline_context(browser, attempted, viewport=VIEWPORT, accept_downloads=True)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -158,7 +158,10 @@ def panel_boxes(page) -> list[dict]:
 
 @pytest.mark.parametrize("width, height", [(1366, 768), (1600, 1000)])
 def test_panels_read_in_workflow_order_and_run_is_visible(page, width, height):
-    fresh = page.context.browser.new_page(viewport={"width": width, "height": height})
+    context = offline_context(
+        page.context.browser, page.attempted, viewport={"width": width, "height": height}
+    )
+    fresh = context.new_page()
     try:
         fresh.goto(page.url.split("?")[0])
         fresh.wait_for_selector("#wb-run")
@@ -190,12 +193,12 @@ def test_panels_read_in_workflow_order_and_run_is_visible(page, width, height):
         assert 0 <= run["x"] and run["x"] + run["width"] <= width, run
         assert fresh.evaluate("document.documentElement.scrollWidth") <= width
     finally:
-        fresh.close()
+        context.close()
 
 
 def test_spectrum_and_mode_animation(page):
     page.click("#wb-spec-run")
-    page.wait_for_selector("#wb-spec-graph .scatterlayer .points path", timeout=90_000)
+    page.wait_for_selector("#wb-spec-graph .scatterlayer .points path", timeout=PATIENCE * 90_000)
     status = page.inner_text("#wb-spec-status")
     assert f"{N_BEADS} modes" in status and "rigid-body" in status
     click_plot_point(page, "#wb-spec-graph", 3)
@@ -241,7 +244,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
     set_field(page, "schedule.patience", "10000")
     set_field(page, "schedule.stage1_max_steps", "400")
     page.click("#wb-run")
-    page.wait_for_selector(".wb-card >> nth=1", timeout=20_000)
+    page.wait_for_selector(".wb-card >> nth=1")
     divs = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
     assert len(divs) == 2
 
@@ -251,7 +254,7 @@ def test_gd_and_gnn_side_by_side_live_stop_and_export(page):
             const s = (window.wbStats || {})[d];
             return s && s.frames >= 4 && s.recv >= 2 && (s.step || 0) > 0;
         })""",
-        180,
+        90,
         "3D frames of both runs",
         arg=divs,
     )
@@ -387,7 +390,7 @@ def test_a_run_without_frames_replaces_the_replay_and_exports_its_own_data(page)
     spec = RunSpec(system=SystemConfig(kind="protein", pdb="/nonexistent/lost.pdb"))
     run_id = reg.get().submit(spec, owner=session_id(page), label="gd")
     button = f"[id='{json.dumps({'index': run_id, 'type': 'run-open'}, separators=(',', ':'))}']"
-    page.wait_for_selector(button, timeout=20_000)  # the list refreshes every 2 s
+    page.wait_for_selector(button)  # the list refreshes every 2 s
     wait_until(page, f"{text_of('#wb-runs-table')}.includes('failed')", 30, "the failed run")
     assert "atoms" in page.evaluate("Object.keys(window.wbViewers['wb-replay-view'])")
     assert page.evaluate("window.wbViewers['wb-replay-view'].atoms.length") == N_BEADS
@@ -438,8 +441,9 @@ def test_runs_table_stays_inside_its_panel(page, width):
 
 
 def test_second_session_sees_only_what_is_shared_with_it(page):
-    other = page.context.browser.new_context(viewport={"width": 1300, "height": 1000})
-    guard_offline(other, page.attempted)
+    other = offline_context(
+        page.context.browser, page.attempted, viewport={"width": 1300, "height": 1000}
+    )
     try:
         page2 = other.new_page()
         page2.goto(page.url.split("?")[0])

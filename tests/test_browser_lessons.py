@@ -14,8 +14,8 @@ import os
 import re
 
 import pytest
-from browser_util import chromium_missing, open_workbench, workbench_config
-from test_browser_live import field, wait_until
+from browser_util import chromium_missing, open_workbench, poll_until, workbench_config
+from test_browser_live import field
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ def card_runs(page) -> list[str]:
 def choose(page, title: str) -> None:
     page.click("#wb-lesson-pick")
     page.get_by_role("option", name=title, exact=True).click()
-    wait_until(page, lambda: title in step_text(page), 10, f"the lesson {title!r}")
+    poll_until(page, lambda: title in step_text(page), 10, f"the lesson {title!r}")
 
 
 def enter(page, lesson, i: int, runs_before: list[str]) -> None:
@@ -51,7 +51,7 @@ def enter(page, lesson, i: int, runs_before: list[str]) -> None:
     from workbench.panels.lessons import form_of
 
     step = lesson.steps[i]
-    wait_until(page, lambda: step.text[:40] in step_text(page), 10, f"step {i + 1}'s text")
+    poll_until(page, lambda: step.text[:40] in step_text(page), 10, f"step {i + 1}'s text")
     assert page.inner_text("#wb-lesson-count") == f"step {i + 1} of {len(lesson.steps)}"
     if step.action != "run":
         return
@@ -66,7 +66,7 @@ def enter(page, lesson, i: int, runs_before: list[str]) -> None:
         runs = card_runs(page)
         return len(runs) == len(want) and not set(runs) & set(runs_before)
 
-    wait_until(page, started, 30, f"the runs step {i + 1} started ({want})")
+    poll_until(page, started, 30, f"the runs step {i + 1} started ({want})")
     assert "Not started" not in page.inner_text("#wb-run-msg")
 
 
@@ -79,7 +79,7 @@ def test_every_lesson_runs_with_one_button_per_step(page):
 
     page.locator(".wb-lessons-summary").click()
     # open on a wide page, the drawer docks beside the panels: it covers none of them
-    wait_until(page, lambda: page.evaluate("""() => {
+    poll_until(page, lambda: page.evaluate("""() => {
         const drawer = document.querySelector('.wb-lessons').getBoundingClientRect();
         const panels = [...document.querySelectorAll('[data-panel]')]
           .filter(p => p.offsetParent && p.dataset.panel !== 'lessons');
@@ -94,7 +94,7 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     assert page.input_value(field("system.n")) == str(REHEARSAL_N)
     assert "Set by the lesson" in page.inner_text("#wb-preset-desc")
     spectrum = f"#{S.GRAPH} .scatterlayer .points path"
-    wait_until(
+    poll_until(
         page,
         lambda: page.locator(spectrum).count() or "Not" in page.inner_text(f"#{S.STATUS}"),
         120,
@@ -112,11 +112,11 @@ def test_every_lesson_runs_with_one_button_per_step(page):
         )
         return sum(n.startswith("slowest") for n in names) == 2
 
-    wait_until(page, charts_drawn, 180, "both projection charts drawn")
+    poll_until(page, charts_drawn, 90, "both projection charts drawn")
     assert page.locator(".wb-projection .scatterlayer .trace").count() >= 8
     badge = re.compile(r"^(loop closed|partly closed|loop open|torn apart): contacts \d+ %, "
                        r"bonds intact \d+ %$")  # fmt: skip
-    wait_until(
+    poll_until(
         page,
         lambda: (
             [bool(badge.match(t)) for t in page.locator(".wb-verdict").all_inner_texts()]
@@ -132,7 +132,7 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     # step 4: the conditioning view, computed and shown in panel T, the cards still there
     page.click("#wb-lesson-next")
     enter(page, lesson, 3, runs)
-    wait_until(page, lambda: page.is_visible(f"#{T.COND_GRAPH} .main-svg"), 120, "conditioning")
+    poll_until(page, lambda: page.is_visible(f"#{T.COND_GRAPH} .main-svg"), 120, "conditioning")
     status = page.inner_text(f"#{T.COND_STATUS}")
     assert status.startswith("H in positions, at x0: κ = ") and "GNN at step 0" in status
     on_screen = page.eval_on_selector(  # scrolled into view by the step
@@ -149,7 +149,7 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     for text in (lesson.steps[2].text[:40], lesson.steps[1].text[:40]):
         page.click("#wb-lesson-back")
         try:
-            wait_until(page, lambda t=text: t in step_text(page), 10, "the step before")
+            poll_until(page, lambda t=text: t in step_text(page), 10, "the step before")
         except AssertionError as e:  # failed 2 of 8 runs under load: say where it stood
             at = page.inner_text("#wb-lesson-count")
             raise AssertionError(f"{e}; the drawer shows {at}: {step_text(page)[:60]!r}") from None
@@ -171,7 +171,7 @@ def test_every_lesson_runs_with_one_button_per_step(page):
     assert "Protein settings" in protein_note
     choose(page, LESSONS["spectrum"].title)
     enter(page, LESSONS["spectrum"], 0, card_runs(page))
-    wait_until(
+    poll_until(
         page,
         lambda: page.inner_text("#wb-tab-note") != protein_note,
         20,

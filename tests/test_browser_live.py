@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import pytest
-from browser_util import chromium_missing, open_workbench, workbench_config
+from browser_util import chromium_missing, open_workbench, poll_until, workbench_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,16 +27,6 @@ N_BEADS = 60
 def field(name: str) -> str:
     key = json.dumps({"name": name, "type": "field"}, sort_keys=True, separators=(",", ":"))
     return f"[id='{key}']"
-
-
-def wait_until(page, predicate, timeout_s: float, what: str):
-    end = time.time() + timeout_s
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        page.wait_for_timeout(200)  # lets Playwright process page events meanwhile
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +123,7 @@ def test_gd_and_gnn_cards_frame_follow_fit_and_speedup(page):
     set_field(page, "schedule.stage1_max_steps", "400")
     page.wait_for_timeout(500)
     page.click("#wb-run")
-    page.wait_for_selector(".wb-card >> nth=1", timeout=20_000)
+    page.wait_for_selector(".wb-card >> nth=1")
     titles = page.locator(".wb-card-title").all_inner_texts()
     divs = page.eval_on_selector_all(".wb-card .wb-viewer", "els => els.map(e => e.id)")
     assert titles == ["GD", "GNN"] and len(divs) == 2
@@ -144,29 +133,29 @@ def test_gd_and_gnn_cards_frame_follow_fit_and_speedup(page):
         s = stats(page)
         return all(d in s and s[d]["frames"] >= n and (s[d]["step"] or 0) > 0 for d in divs)
 
-    wait_until(page, lambda: moving(4), 180, "3D frames of both runs")
+    poll_until(page, lambda: moving(4), 90, "3D frames of both runs")
     # the backbone is coloured along the chain: blue end, red end
     colors = page.evaluate(f"window.wbViewers['{a}'].atoms.map(x => x.color)")
     assert len(colors) == N_BEADS and colors[0] != colors[-1] and len(set(colors)) > N_BEADS // 2
     # each view frames its own structure and follows it while frames arrive
     n0 = stats(page)[a]["frames"]  # before the view: a frame between the two is then counted
     start = view(page, a)
-    wait_until(page, lambda: view(page, a)[:4] != start[:4], 60, "view A following")
+    poll_until(page, lambda: view(page, a)[:4] != start[:4], 60, "view A following")
     assert stats(page)[a]["frames"] > n0 and stats(page)[a]["follow"]
     # the user rotates A: A stops following, B takes the rotation and keeps its own framing
     drag(page, a)
-    wait_until(page, lambda: not stats(page)[a]["follow"], 10, "A stops following")
+    poll_until(page, lambda: not stats(page)[a]["follow"], 10, "A stops following")
     held = view(page, a)
     assert view(page, b)[4:] == held[4:]  # rotation linked
     assert stats(page)[b]["follow"]
     n1 = stats(page)[a]["frames"]
-    wait_until(page, lambda: stats(page)[a]["frames"] >= n1 + 3, 60, "more frames of A: "
+    poll_until(page, lambda: stats(page)[a]["frames"] >= n1 + 3, 60, "more frames of A: "
                + " | ".join(page.locator(".wb-status").all_inner_texts()))  # fmt: skip
     assert view(page, a) == held  # new coordinates, the user's camera stays
     # the card's status line ticks and the structure line is there
     status = page.locator(".wb-status").first.inner_text()
     assert status.startswith("GD")
-    wait_until(
+    poll_until(
         page,
         lambda: all("bonds intact" in t for t in page.locator(".wb-structure").all_inner_texts()),
         30,
@@ -174,7 +163,7 @@ def test_gd_and_gnn_cards_frame_follow_fit_and_speedup(page):
     )
 
     page.click("#wb-stop-all")
-    wait_until(
+    poll_until(
         page,
         lambda: all(
             ("stopped" in t or "done" in t or "cancelled" in t)
@@ -191,17 +180,17 @@ def test_gd_and_gnn_cards_frame_follow_fit_and_speedup(page):
                   for m in (re.search(r"\((\d+) stretched", t) for t in lines)]  # fmt: skip
         return counts == [stats(page)[d]["stretched"] for d in divs]
 
-    wait_until(page, agree, 20, "view and card agree on stretched bonds")
+    poll_until(page, agree, 20, "view and card agree on stretched bonds")
     # Fit on card A frames A only: B's camera (target, zoom, rotation) stays where it was
     drag(page, b)
-    wait_until(page, lambda: not stats(page)[b]["follow"], 10, "B stops following")
+    poll_until(page, lambda: not stats(page)[b]["follow"], 10, "B stops following")
     before_b, before_a = view(page, b), view(page, a)
     page.locator(".wb-card").first.get_by_role("button", name="Fit view").click()
-    wait_until(page, lambda: stats(page)[a]["follow"], 10, "A follows again")
+    poll_until(page, lambda: stats(page)[a]["follow"], 10, "A follows again")
     assert view(page, a) != before_a
     assert view(page, b) == before_b
     # the speed-up table: GD is the reference, best entries marked, the threshold explained
-    wait_until(page, lambda: "Threshold" in page.inner_text("#wb-speedup"), 30, "speed-up")
+    poll_until(page, lambda: "Threshold" in page.inner_text("#wb-speedup"), 30, "speed-up")
     ref = page.locator("#wb-speedup td.wb-ref").all_inner_texts()
     assert len(ref) == 1 and ref[0].startswith("GD")
     assert page.locator("#wb-speedup td.wb-best").count() >= 1

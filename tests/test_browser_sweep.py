@@ -50,7 +50,7 @@ def test_a_sweep_fills_the_figure3_scatter_and_opens_a_run(page):
             page,
             f"""(k) => {{ const t = {text_of('#wb-sweep-status')};
                          const m = t.match(/(\\d+) of 12 runs/); return m && +m[1] >= k && t; }}""",
-            240, f"{target} finished runs", arg=target,
+            120, f"{target} finished runs", arg=target,
         )  # fmt: skip
         seen.add(status)
     assert "done" in status and "12 of 12 runs" in status

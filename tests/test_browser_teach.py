@@ -12,8 +12,8 @@ import os
 import re
 
 import pytest
-from browser_util import chromium_missing, open_workbench, workbench_config
-from test_browser_live import set_field, wait_until
+from browser_util import chromium_missing, open_workbench, poll_until, workbench_config
+from test_browser_live import set_field
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ def test_conditioning_graph_and_landscape_render(page):
     set_field(page, "schedule.max_steps", "400")
     # conditioning of the form's system
     page.click(f"#{ID.COND_BTN}")
-    wait_until(page, lambda: _visible(page, ID.COND_GRAPH), 240, "the conditioning chart")
+    poll_until(page, lambda: _visible(page, ID.COND_GRAPH), 120, "the conditioning chart")
     status = page.inner_text(f"#{ID.COND_STATUS}")
     assert status.startswith("H in positions, at x0: κ = ") and "CG at its start" in status
     ticks = page.eval_on_selector_all(
@@ -56,13 +56,13 @@ def test_conditioning_graph_and_landscape_render(page):
     assert sum("κ = " in t for t in ticks) >= 3
     # then the GNN's replay to its switch adds its row (or says it never switched)
     try:
-        wait_until(
+        poll_until(
             page,
             lambda: re.search(
                 r"GNN at its switch \(step \d+\)|did not reach its stage switch",
                 page.inner_text(f"#{ID.COND_STATUS}"),
             ),
-            240,
+            120,
             "the conditioning view's second part",
         )
     except AssertionError as timed_out:  # say where it stood (it stalled once under load)
@@ -76,17 +76,17 @@ def test_conditioning_graph_and_landscape_render(page):
         if checks.nth(i).is_checked() != (value in ("gd", "gnn")):
             checks.nth(i).click()
     page.click("#wb-run")
-    wait_until(
+    poll_until(
         page,
         lambda: page.locator(".wb-card").count() == 2 or "Not" in page.inner_text("#wb-run-msg"),
         60,
         "two run cards",
     )
     assert page.locator(".wb-card").count() == 2, page.inner_text("#wb-run-msg")
-    wait_until(
+    poll_until(
         page,
         lambda: page.locator(".wb-status", has_text="done").count() == 2,
-        240,
+        120,
         "both runs done",
     )
     page.click(f"#{ID.REFRESH}")
@@ -94,8 +94,8 @@ def test_conditioning_graph_and_landscape_render(page):
     page.click(f"#{ID.GRAPH_RUN}")
     page.get_by_role("option", name=re.compile(r"^gnn.* · run ", re.IGNORECASE)).first.click()
     page.click(f"#{ID.GRAPH_BTN}")
-    wait_until(page, lambda: _visible(page, ID.GRAPH_3D), 120, "the propagation graph")
-    wait_until(
+    poll_until(page, lambda: _visible(page, ID.GRAPH_3D), 120, "the propagation graph")
+    poll_until(
         page, lambda: "strongest edges" in page.inner_text(f"#{ID.GRAPH_3D}"), 20, "its title"
     )
     assert "frame" in page.inner_text(f"#{ID.GRAPH_STATUS}")
@@ -109,7 +109,7 @@ def test_conditioning_graph_and_landscape_render(page):
     )[0]
     drawn = f"(() => ((window.wbStats[{gnn_div!r}] || {{}}).edges || 0))()"
     page.locator(f"#{ID.GRAPH_CARDS} input").click()
-    wait_until(page, lambda: page.evaluate(drawn) == 200, 20, "200 edges over the GNN's card")
+    poll_until(page, lambda: page.evaluate(drawn) == 200, 20, "200 edges over the GNN's card")
     assert "drawn over the run's 3D views too" in page.inner_text(f"#{ID.GRAPH_STATUS}")
     _shot(page, ".wb-cards", "teaching-graph-cards.png")
     # a replayed run: opening the GNN run for replay keeps it the graph's run, draws the edges
@@ -117,30 +117,30 @@ def test_conditioning_graph_and_landscape_render(page):
     page.locator("#wb-runs-table tr", has_text="· GNN ·").locator("button").first.click()
     page.wait_for_selector("#wb-replay-box >> visible=true")
     replay_edges = "(() => ((window.wbStats['wb-replay-view'] || {}).edges || 0))()"
-    wait_until(page, lambda: page.evaluate(replay_edges) == 200, 30, "edges over the replay")
+    poll_until(page, lambda: page.evaluate(replay_edges) == 200, 30, "edges over the replay")
     frames = re.search(r"frame (\d+) of (\d+)", page.inner_text(f"#{ID.GRAPH_STATUS}"))
     assert frames and frames[1] == frames[2], page.inner_text(f"#{ID.GRAPH_STATUS}")
     page.locator("#wb-replay-slider [role=slider]").press("Home")  # the replay's first frame
-    wait_until(
+    poll_until(
         page,
         lambda: f"frame 1 of {frames[2]}." in page.inner_text(f"#{ID.GRAPH_STATUS}"),
         20,
         "the graph at the replay's first frame",
     )
     page.locator(f"#{ID.GRAPH_EDGES} input").click()  # edges off
-    wait_until(
+    poll_until(
         page,
         lambda: "the 0 strongest edges" in page.inner_text(f"#{ID.GRAPH_3D}"),
         20,
         "the edges toggled off",
     )
-    wait_until(page, lambda: page.evaluate(drawn) == 0, 20, "the card's edges gone")
-    wait_until(page, lambda: page.evaluate(replay_edges) == 0, 20, "the replay's edges gone")
+    poll_until(page, lambda: page.evaluate(drawn) == 0, 20, "the card's edges gone")
+    poll_until(page, lambda: page.evaluate(replay_edges) == 0, 20, "the replay's edges gone")
     # the landscape slice with both runs' paths
     page.locator("[data-panel=teach]").get_by_text("Landscape slice", exact=True).click()
     page.locator(f"#{ID.LAND_RUNS}").click()
     options = page.locator("[role=option]:visible", has_text=" · run ")
-    wait_until(page, lambda: options.count() >= 2, 20, "the landscape's run options")
+    poll_until(page, lambda: options.count() >= 2, 20, "the landscape's run options")
     for k in range(2):  # two runs: the menu of a multiple choice stays open
         options.nth(k).click()
     page.keyboard.press("Escape")
@@ -152,7 +152,7 @@ def test_conditioning_graph_and_landscape_render(page):
         status = page.inner_text(f"#{ID.LAND_STATUS}")
         return _visible(page, ID.LAND_GRAPH) or "Not computed" in status or "failed" in status
 
-    wait_until(page, landscape_done, 240, "the landscape slice")
+    poll_until(page, landscape_done, 120, "the landscape slice")
     status = page.inner_text(f"#{ID.LAND_STATUS}")
     assert _visible(page, ID.LAND_GRAPH) and "2 path(s)" in status, status
     legend = page.eval_on_selector_all(

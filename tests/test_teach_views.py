@@ -409,14 +409,17 @@ def test_panel_graph_and_landscape_on_runs(registry):
     opts = teach.run_options(registry.list_runs(SID))
     assert sorted(o["value"] for o in opts) == sorted(ids_)
     # graph of the GNN run
-    task, poll_off, msg = teach.start_graph(1, ids_[1], SID, None)
-    assert poll_off is False and "queued" in msg
+    task, poll, msg = teach.start_graph(1, ids_[1], SID, None)
+    assert poll["more"] is True and "queued" in msg  # its poll chain starts
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the graph task")
-    poll = teach.ID.GRAPH_POLL
-    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, [], task, SID, trigger=poll)
-    fig, _, hist, _, text, done, last, frame, overlay = out
+    tick = teach.GRAPH_POLL.tick
+    out = _call(teach.show_graph, 1, 0, ["on"], 50, None, [], task, SID, trigger=tick)
+    fig, _, hist, _, text, reply, last, frame, overlay = out
     assert overlay == {"targets": [], "pairs": []}
-    assert done and frame == last == len(registry.frames(ids_[1], SID)) - 1 >= 1
+    assert (
+        reply == {"more": False, "tick": 1}
+        and frame == last == len(registry.frames(ids_[1], SID)) - 1 >= 1
+    )
     assert f"A ({specs[1].reparam.propagation}; GNN)" in text
     assert "the 50 strongest edges" in fig.layout.title.text
     # the replay slider moves the frame when the graph's run is the replayed one
@@ -434,15 +437,18 @@ def test_panel_graph_and_landscape_on_runs(registry):
     assert "drawn over the run's 3D views too" in out[4]
     other = {"id": ids_[0]}
     out = _call(teach.show_graph, 1, last, on, 50, 0, on, task, SID, other, trigger=runs.ID.SLIDER)
-    assert all(o is NU for o in out)
+    assert out[5] == {"more": False, "tick": 1}  # the poll chain's answer, whatever fired
+    assert all(o is NU for i, o in enumerate(out) if i != 5)
     # landscape over both runs; a bad mode number is refused, naming the field
     assert "mode j must differ" in teach.start_landscape(1, ids_, 2, 2, SID, None)[2]
     bad = teach.start_landscape(1, ids_, 0, 2, SID, None)[2]
     assert "mode i must be a whole number in [1, 144]" in bad
     task, _, _ = teach.start_landscape(1, ids_, 1, 2, SID, None)
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 60, "the landscape task")
-    fig, style, text, done = teach.poll_landscape(1, task, SID)
-    assert done and style == {"display": "block"} and len(fig.data) == 3
+    fig, style, text, reply = teach.poll_landscape(1, task, SID)
+    assert (
+        reply == {"more": False, "tick": 1} and style == {"display": "block"} and len(fig.data) == 3
+    )
     assert "41 × 41 energies and 2 path(s)" in text
     assert teach.start_landscape(1, [], 1, 2, SID, None)[2].startswith("Not computed")
 
@@ -455,19 +461,21 @@ def test_panel_conditioning_from_the_form(registry):
     values.update({"system.n": "50", "schedule.max_steps": "200"})
     names = list(values)
     args = ([values[n] for n in names], [ids.field(n) for n in names], "loop", "file", None)
-    task, poll_off, _ = teach.start_conditioning(1, *args, SID, None)
-    assert poll_off is False
+    task, poll, _ = teach.start_conditioning(1, *args, SID, None)
+    assert poll["more"] is True
     wait_for(lambda: registry.snapshot(task["id"], SID).terminal, 240, "the conditioning task")
     # the first part is drawn at once, and the GNN's replay to its switch starts
-    fig, style, text, done, switch = teach.poll_conditioning(1, task, SID)
-    assert not done and style == {"display": "block"}, text
+    fig, style, text, reply, switch = teach.poll_conditioning(1, task, SID)
+    assert reply["more"] and style == {"display": "block"}, text
     assert text.startswith("H in positions, at x0: κ = ") and "CG at its start, x = Ψz" in text
     assert text.endswith("Now the GNN at its switch: queued.")
     assert len(fig.layout.yaxis.ticktext) == 3
     assert switch["shown"] in text and switch["id"] != task["id"]
     wait_for(lambda: registry.snapshot(switch["id"], SID).terminal, 240, "the switch part")
-    fig, style, text, done, nxt = teach.poll_conditioning(1, switch, SID)
-    assert done and nxt is NU, text  # 200 steps: the GNN's stage 1 does not end
+    fig, style, text, reply, nxt = teach.poll_conditioning(2, switch, SID)
+    assert reply == {"more": False, "tick": 2} and nxt is NU, (
+        text
+    )  # 200 steps: the GNN's stage 1 does not end
     assert text.endswith("did not reach its stage switch within its 200 steps: no switch row.")
     assert len(fig.layout.yaxis.ticktext) == 3
     bad = dict(values, **{"system.n": "abc"})

@@ -469,9 +469,14 @@ def test_spectrum_click_animates_or_sets_k(engine, small_system):
 def test_runs_list_rerenders_only_on_change(engine):
     _, _, _, group, seen, _, _ = start(methods=("gd",))
     poll_until_done(group, seen)
-    table, digest = runs.refresh_runs(1, group, SID, None)
+    table, digest, reply = runs.refresh_runs(1, group, SID, None)
     assert "GD" in str(table) and digest
-    assert runs.refresh_runs(2, group, SID, digest) == (no_update, no_update)
+    assert reply == {"more": True, "tick": 1}  # the list is polled for as long as the page is open
+    assert runs.refresh_runs(2, group, SID, digest) == (
+        no_update,
+        no_update,
+        runs.POLL.answer(2, True),
+    )
     assert "No runs yet" in str(runs.refresh_runs(3, group, OTHER, None)[0])
 
 
@@ -486,19 +491,19 @@ def test_runs_list_refreshes_a_live_runs_step_at_most_every_step_refresh_s(tmp_p
         wait_for(lambda: fake.runs and fake.runs[0].started.is_set(), 30, "the run's start")
         fake.runs[0].tokens.release()
         wait_for(lambda: registry.snapshot(rid, SID).n_rows >= 1, 30, "a row")
-        table, digest = runs.refresh_runs(1, group, SID, None)
+        table, digest, _ = runs.refresh_runs(1, group, SID, None)
         assert "running" in str(table) and "Td('0')" in str(table)
         fake.runs[0].tokens.release()
         wait_for(lambda: registry.snapshot(rid, SID).n_rows >= 2, 30, "a second row")
         # only the step moved: the list waits (the card shows the step live) ...
-        assert runs.refresh_runs(2, group, SID, digest) == (no_update, no_update)
+        assert runs.refresh_runs(2, group, SID, digest)[:2] == (no_update, no_update)
         # ... until STEP_REFRESH_S have passed since it was drawn
         older = {**digest, "t": digest["t"] - runs.STEP_REFRESH_S}
-        table, _ = runs.refresh_runs(3, group, SID, older)
+        table, _, _ = runs.refresh_runs(3, group, SID, older)
         assert "Td('20')" in str(table)  # the step column
         fake.runs[0].release.set()  # a change of status is shown at once
         wait_for(lambda: registry.snapshot(rid, SID).terminal, 30, "the run's end")
-        table, _ = runs.refresh_runs(4, group, SID, digest)
+        table, _, _ = runs.refresh_runs(4, group, SID, digest)
         assert "done" in str(table)
     finally:
         release_all()

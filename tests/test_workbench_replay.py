@@ -149,7 +149,7 @@ def blocking(monkeypatch):
 
 def start_spectrum(previous=None, **changes):
     values, field_ids = form(**changes)
-    task, enabled, status = spectrum.start_spectrum(
+    task, _, _ = spectrum.start_spectrum(
         1, values, field_ids, "loop", "file", None, SID, previous
     )
     return task

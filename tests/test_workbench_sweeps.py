@@ -115,10 +115,10 @@ def test_the_panel_says_what_its_plots_will_show_before_a_sweep(tmp_path):
     manager = SweepManager(tmp_path)  # no cluster is started until a sweep is submitted
     sweeps.install(manager)
     try:
-        status, scatter, parallel, columns, data, disabled = panel.poll_sweep(0, None, "sid")
+        status, scatter, parallel, columns, data, reply = panel.poll_sweep(0, None, "sid")
     finally:
         sweeps.install(None)
         manager.shutdown()
     texts = [a.text for fig in (scatter, parallel) for a in fig.layout.annotations]
     assert "No sweep yet" in texts[0] and "parallel coordinates" in texts[1]
-    assert not scatter.layout.xaxis.visible and disabled is True
+    assert not scatter.layout.xaxis.visible and reply == {"more": False, "tick": 0}

@@ -34,7 +34,7 @@ from engine import RunSpec, SpecError
 from engine.methods import METHODS
 
 from .. import components as C
-from .. import figures, forms, ids, jobs
+from .. import figures, forms, ids, jobs, polls
 from .. import registry as reg
 from . import PageContext, live, triggered_value
 
@@ -42,7 +42,7 @@ from . import PageContext, live, triggered_value
 class ID:
     TABLE = "wb-runs-table"
     DIGEST = "wb-runs-digest"  # Store: {"key", "shape", "t"} of the last rendered runs list
-    TICK = "wb-runs-tick"  # Interval refreshing the runs list
+    POLL = "wb-runs-poll"  # tick and reply stores of the list's refresh (workbench/polls.py)
     OPEN_ID = "wb-open-id"
     OPEN_BTN = "wb-open-btn"
     OPEN_MSG = "wb-open-msg"
@@ -67,6 +67,9 @@ class ID:
 BUNDLE_SCAN_S = 10.0  # CLI bundles written while the server runs appear within this
 _last_bundle_scan = [0.0]
 NO_COLOR = "#333"  # a run whose spec does not parse
+
+
+POLL = polls.chain(ID.POLL, 2000)
 
 
 # ---- layout --------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ def layout(ctx: PageContext):
             dcc.Store(id=ID.REPLAY, data=None),
             dcc.Store(id=ID.FRAME, data=None),
             dcc.Store(id=ID.ACK),
-            dcc.Interval(id=ID.TICK, interval=2000),
+            *POLL.stores(),
             html.Div([runs_list, replay], className="wb-runs-body"),
         ],
         number="6",
@@ -321,13 +324,15 @@ def replay_marker(step: int, switch_step: int | None) -> Patch:
 @callback(
     Output(ID.TABLE, "children"),
     Output(ID.DIGEST, "data"),
-    Input(ID.TICK, "n_intervals"),
+    Output(POLL.reply, "data"),
+    Input(POLL.tick, "data"),
     Input(live.ID.LIVE, "data"),
     State(ids.SESSION, "data"),
     State(ID.DIGEST, "data"),
 )
 def refresh_runs(n, live_group, sid, digest):
-    """This session's runs and the CLI bundles; re-rendered only when something changed."""
+    """This session's runs and the CLI bundles; re-rendered only when something changed.
+    Polled from page load on, every 2 s after the previous reply."""
     r = reg.get()
     now = time.time()
     if now - _last_bundle_scan[0] > BUNDLE_SCAN_S:
@@ -336,11 +341,12 @@ def refresh_runs(n, live_group, sid, digest):
     snaps = r.list_runs(sid)
     last = digest if isinstance(digest, dict) else {}
     key, shape = runs_digest(snaps), runs_digest(snaps, steps=False)
+    again = POLL.answer(n, True)
     if key == last.get("key"):
-        return NU, NU
+        return NU, NU, again
     if shape == last.get("shape") and now - last.get("t", 0.0) < STEP_REFRESH_S:
-        return NU, NU  # only steps moved: wait
-    return runs_table(snaps), {"key": key, "shape": shape, "t": now}
+        return NU, NU, again  # only steps moved: wait
+    return runs_table(snaps), {"key": key, "shape": shape, "t": now}, again
 
 
 @callback(

@@ -32,7 +32,7 @@ from dash import no_update as NU
 from engine import SpecError
 
 from .. import components as C
-from .. import figures, forms, ids, jobs
+from .. import figures, forms, ids, jobs, polls
 from .. import registry as reg
 from ..registry import Busy
 from . import PageContext, system
@@ -41,7 +41,7 @@ from . import PageContext, system
 class ID:
     BTN = "wb-spec-run"
     TASK = "wb-spec-task"  # Store: {"id": task id, "k": k of the form, "n": n}
-    POLL = "wb-spec-poll"
+    POLL = "wb-spec-poll"  # its tick and reply stores (workbench/polls.py)
     STATUS = "wb-spec-status"
     GRAPH = "wb-spec-graph"
     CLICK = "wb-spec-click"  # radio: a click on the spectrum animates a mode or sets k
@@ -54,6 +54,9 @@ class ID:
     K_PICK = "wb-k-pick"  # Store: {"k", "t"} chosen here, applied to the CG and GNN k fields
 
 
+POLL = polls.chain(ID.POLL, 250)
+
+
 # ---- layout --------------------------------------------------------------------------------
 def layout(ctx: PageContext):
     del ctx  # nothing server-specific in this panel
@@ -64,7 +67,7 @@ def layout(ctx: PageContext):
             dcc.Store(id=ID.MODE, data=None),
             dcc.Store(id=ID.ACK),
             dcc.Store(id=ID.K_PICK, data=None),
-            dcc.Interval(id=ID.POLL, interval=250, disabled=True),
+            *POLL.stores(),
             html.Div(
                 [
                     html.Button("Compute spectrum", id=ID.BTN, className="wb-btn"),
@@ -218,7 +221,7 @@ def pick_k(k: int) -> tuple[str, dict, Patch]:
 # ---- callbacks -------------------------------------------------------------------------------
 @callback(
     Output(ID.TASK, "data"),
-    Output(ID.POLL, "disabled"),
+    Output(POLL.reply, "data"),
     Output(ID.STATUS, "children"),
     Input(ID.BTN, "n_clicks"),
     State(ids.field(ALL), "value"),
@@ -246,17 +249,17 @@ def start_spectrum(n, values, field_ids, tab, source, token, sid, previous=None)
     except (Busy, PermissionError) as err:
         return NU, NU, f"Not computed: {err}"
     k = spec.reparam.n_modes
-    return {"id": task_id, "k": k, "n": spec.system.n}, False, progress_bar("queued")
+    return {"id": task_id, "k": k, "n": spec.system.n}, POLL.start(), progress_bar("queued")
 
 
 @callback(
     Output(ID.GRAPH, "figure"),
     Output(ID.GRAPH, "style"),
     Output(ID.STATUS, "children", allow_duplicate=True),
-    Output(ID.POLL, "disabled", allow_duplicate=True),
+    Output(POLL.reply, "data", allow_duplicate=True),
     Output(ID.MODE, "data"),
     Output(ID.HEATMAPS, "children"),
-    Input(ID.POLL, "n_intervals"),
+    Input(POLL.tick, "data"),
     State(ID.TASK, "data"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
@@ -265,9 +268,9 @@ def poll_spectrum(n, task, sid):
     """Progress of the spectrum task; its figure, heatmaps and structure once done."""
     status, payload, done = poll_task(task, sid, "Spectrum")
     if payload is None:
-        return NU, NU, status, done, NU, NU
+        return NU, NU, status, POLL.answer(n, not done), NU, NU
     fig, status, heat, mode = spectrum_result(payload, task)
-    return fig, {"display": "block"}, status, True, mode, heat
+    return fig, {"display": "block"}, status, POLL.answer(n, False), mode, heat
 
 
 @callback(

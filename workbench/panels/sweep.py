@@ -20,7 +20,7 @@ from engine import RunSpec, SpecError, schema
 from engine.sweeps import SweepSpec, parse_seeds, parse_vary
 
 from .. import components as C
-from .. import forms, ids, sweep_views, sweeps
+from .. import forms, ids, polls, sweep_views, sweeps
 from .. import registry as reg
 from . import PageContext, method, runs, system
 
@@ -36,7 +36,7 @@ class ID:
     CANCEL = "wb-sweep-cancel"
     MSG = "wb-sweep-msg"
     CURRENT = "wb-sweep-current"  # Store: {"id": sweep id, "version": n}
-    POLL = "wb-sweep-poll"
+    POLL = "wb-sweep-poll"  # tick and reply stores of its poll (workbench/polls.py)
     STATUS = "wb-sweep-status"
     SCATTER = "wb-sweep-scatter"
     PARALLEL = "wb-sweep-parallel"
@@ -54,6 +54,9 @@ def field_options() -> list[dict]:
             rng = e.param.interval() or ", ".join(map(str, e.param.values))
             out.append({"label": f"{e.param.label} ({e.path}; {rng})", "value": e.path})
     return out
+
+
+POLL = polls.chain(ID.POLL, 1000)  # a followed sweep's progress, until it ends
 
 
 # ---- layout ----------------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def layout(ctx: PageContext):
             style_cell={"fontSize": 12, "padding": "2px 6px"},
         ),  # fmt: skip
         dcc.Store(id=ID.CURRENT, storage_type="session"),
-        dcc.Interval(id=ID.POLL, interval=1000, disabled=True),
+        *POLL.stores(),
         dcc.Download(id=ID.DOWNLOAD),
     ]
     hint = (
@@ -243,8 +246,8 @@ def cancel_sweep(n, current, sid):
     Output(ID.PARALLEL, "figure"),
     Output(ID.TABLE, "columns"),
     Output(ID.TABLE, "data"),
-    Output(ID.POLL, "disabled"),
-    Input(ID.POLL, "n_intervals"),
+    Output(POLL.reply, "data"),
+    Input(POLL.tick, "data"),
     Input(ID.CURRENT, "data"),
     State(ids.SESSION, "data"),
 )
@@ -262,7 +265,7 @@ def poll_sweep(n, current, sid):
             ),
             NU,
             NU,
-            True,
+            POLL.answer(n, False),
         )
     fields = [a.field for a in snap.spec.axes]
     columns, data = sweep_views.table(snap.rows, fields)
@@ -272,7 +275,7 @@ def poll_sweep(n, current, sid):
         sweep_views.parallel_figure(snap.rows, fields),
         columns,
         data,
-        snap.terminal,
+        POLL.answer(n, not snap.terminal),
     )
 
 

@@ -38,7 +38,7 @@ from dash import no_update as NU
 from engine import RunSpec, SpecError
 
 from .. import components as C
-from .. import forms, ids, teach_views
+from .. import forms, ids, polls, teach_views
 from .. import registry as reg
 from . import PageContext, live, runs, system
 from .spectrum import poll_task
@@ -49,7 +49,7 @@ class ID:
     REFRESH = "wb-teach-refresh"
     COND_BTN = "wb-cond-run"
     COND_TASK = "wb-cond-task"  # Store: {"id": task id}
-    COND_POLL = "wb-cond-poll"
+    COND_POLL = "wb-cond-poll"  # tick and reply stores of its poll (workbench/polls.py)
     COND_STATUS = "wb-cond-status"
     COND_GRAPH = "wb-cond-graph"
     GRAPH_RUN = "wb-tgraph-run"
@@ -76,6 +76,9 @@ class ID:
 
 
 M_MAX = 5000  # most edges drawn
+COND_POLL, GRAPH_POLL, LAND_POLL = (
+    polls.chain(name, 400) for name in (ID.COND_POLL, ID.GRAPH_POLL, ID.LAND_POLL)
+)
 
 
 def _hidden_graph(gid: str) -> dcc.Graph:
@@ -95,10 +98,8 @@ def _task_row(btn: str, label: str, status: str) -> html.Div:
 def layout(ctx: PageContext):
     del ctx
     tasks = (ID.COND_TASK, ID.GRAPH_TASK, ID.LAND_TASK, ID.GRAPH_OVERLAY, ID.GRAPH_OVERLAY_ACK)
-    stores = [dcc.Store(id=s, data=None) for s in tasks] + [
-        dcc.Interval(id=p, interval=400, disabled=True)
-        for p in (ID.COND_POLL, ID.GRAPH_POLL, ID.LAND_POLL)
-    ]
+    stores = [dcc.Store(id=s, data=None) for s in tasks]
+    stores += [*COND_POLL.stores(), *GRAPH_POLL.stores(), *LAND_POLL.stores()]
     conditioning = [
         html.P(
             "How a reparametrization x = f(p) changes the curvature a step sees: the Hessian "
@@ -288,7 +289,7 @@ def refresh_runs(n, live_data, replay, sid, current):
 
 @callback(
     Output(ID.COND_TASK, "data"),
-    Output(ID.COND_POLL, "disabled"),
+    Output(COND_POLL.reply, "data"),
     Output(ID.COND_STATUS, "children"),
     Input(ID.COND_BTN, "n_clicks"),
     State(ids.field(ALL), "value"),
@@ -313,16 +314,16 @@ def start_conditioning(n, values, field_ids, tab, source, token, sid, previous):
     key = teach_views.spec_key("conditioning", *[s.to_dict() for s in specs])
     work = teach_views.conditioning_work(specs)
     task = _submit(sid, "conditioning", key, work, previous)
-    return task, False, "queued: waiting for the analysis thread"
+    return task, COND_POLL.start(), "queued: waiting for the analysis thread"
 
 
 @callback(
     Output(ID.COND_GRAPH, "figure"),
     Output(ID.COND_GRAPH, "style"),
     Output(ID.COND_STATUS, "children", allow_duplicate=True),
-    Output(ID.COND_POLL, "disabled", allow_duplicate=True),
+    Output(COND_POLL.reply, "data", allow_duplicate=True),
     Output(ID.COND_TASK, "data", allow_duplicate=True),
-    Input(ID.COND_POLL, "n_intervals"),
+    Input(COND_POLL.tick, "data"),
     State(ID.COND_TASK, "data"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
@@ -334,25 +335,26 @@ def poll_conditioning(n, task, sid):
     if payload is None:
         if task and task.get("shown") and status is not NU:  # the switch part under way
             status = [html.Div(task["shown"]), html.Div(["The GNN at its switch: ", status])]
-        return NU, NU, status, done, NU
+        return NU, NU, status, COND_POLL.answer(n, not done), NU
     rows = payload["rows"]
     fig = teach_views.conditioning_figure(rows)
     text = teach_views.conditioning_text(rows, payload["seconds"])
     if not teach_views.switch_pending(payload):
-        return fig, {"display": "block"}, text + teach_views.switch_note(payload), True, NU
+        note = text + teach_views.switch_note(payload)
+        return fig, {"display": "block"}, note, COND_POLL.answer(n, False), NU
     specs = [RunSpec.from_dict(d) for d in payload["specs"]]
     key = teach_views.spec_key("conditioning-switch", *payload["specs"])
     work = teach_views.conditioning_work(specs, parts=("switch",), before=payload)
-    # join_active: polls 400 ms apart can overlap on a loaded server; the second must not
-    # stop the switch task that the first one's response hands to the page
+    # join_active: a poll overlaps another when the page re-sends a lost tick; the second
+    # must not stop the switch task that the first one's response hands to the page
     nxt = _submit(sid, "conditioning", key, work, None, join_active=True)
     status = f"{text} Now the GNN at its switch: queued."
-    return fig, {"display": "block"}, status, False, {**nxt, "shown": text}
+    return fig, {"display": "block"}, status, COND_POLL.answer(n, True), {**nxt, "shown": text}
 
 
 @callback(
     Output(ID.GRAPH_TASK, "data"),
-    Output(ID.GRAPH_POLL, "disabled"),
+    Output(GRAPH_POLL.reply, "data"),
     Output(ID.GRAPH_STATUS, "children"),
     Input(ID.GRAPH_BTN, "n_clicks"),
     State(ID.GRAPH_RUN, "value"),
@@ -371,7 +373,7 @@ def start_graph(n, run_id, sid, previous):
         return NU, NU, f"Not drawn: n must be at most {teach_views.TEACH_MAX_ATOMS} here."
     key = ("graph", run_id, len(frames))
     task = _submit(sid, "graph", key, teach_views.graph_work(spec, sys_, frames), previous)
-    return {**task, "run": run_id}, False, "queued: waiting for the analysis thread"
+    return {**task, "run": run_id}, GRAPH_POLL.start(), "queued: waiting for the analysis thread"
 
 
 @callback(
@@ -380,11 +382,11 @@ def start_graph(n, run_id, sid, previous):
     Output(ID.GRAPH_HIST, "figure"),
     Output(ID.GRAPH_HIST, "style"),
     Output(ID.GRAPH_STATUS, "children", allow_duplicate=True),
-    Output(ID.GRAPH_POLL, "disabled", allow_duplicate=True),
+    Output(GRAPH_POLL.reply, "data", allow_duplicate=True),
     Output(ID.GRAPH_FRAME, "max"),
     Output(ID.GRAPH_FRAME, "value"),
     Output(ID.GRAPH_OVERLAY, "data"),
-    Input(ID.GRAPH_POLL, "n_intervals"),
+    Input(GRAPH_POLL.tick, "data"),
     Input(ID.GRAPH_FRAME, "value"),
     Input(ID.GRAPH_EDGES, "value"),
     Input(ID.GRAPH_M, "value"),
@@ -398,15 +400,19 @@ def start_graph(n, run_id, sid, previous):
 def show_graph(n, frame, edges, m, replay_index, cards, task, sid, replay=None):
     """The graph at the chosen frame: a new result starts at the last kept frame, and the
     replay slider moves it when the replayed run is the graph's run. With "also over the
-    run's 3D views", the same edges go to the run's live card and replay viewers."""
-    if ctx.triggered_id == runs.ID.SLIDER and not follows_replay(task, replay):
-        return (NU,) * 9
+    run's 3D views", the same edges go to the run's live card and replay viewers.
+
+    Every reply answers the poll's tick, whatever triggered it: Dash drops a poll in flight
+    when another input fires this callback, and its chain must go on from this reply."""
     status, p, done = poll_task(task, sid)
+    reply = GRAPH_POLL.answer(n, not done)
+    if ctx.triggered_id == runs.ID.SLIDER and not follows_replay(task, replay):
+        return (NU,) * 5 + (reply,) + (NU,) * 3
     if p is None:
-        return NU, NU, NU, NU, status, done, NU, NU, NU
+        return NU, NU, NU, NU, status, reply, NU, NU, NU
     m = graph_m(m)
     last = len(p["frames"]) - 1
-    if ctx.triggered_id == ID.GRAPH_POLL:
+    if ctx.triggered_id == GRAPH_POLL.tick:
         frame = last
     elif ctx.triggered_id == runs.ID.SLIDER and replay_index is not None:
         frame = replay_index
@@ -423,7 +429,7 @@ def show_graph(n, frame, edges, m, replay_index, cards, task, sid, replay=None):
     overlay = card_overlay(task.get("run"), p, m) if on else {"targets": [], "pairs": []}
     if on:
         text += f" The {m} strongest edges are drawn over the run's 3D views too (red lines)."
-    return fig, show, hist, show, text, True, last, frame, overlay
+    return fig, show, hist, show, text, reply, last, frame, overlay
 
 
 def card_overlay(run_id: str | None, p: dict, m: int) -> dict:
@@ -462,7 +468,7 @@ def graph_m(m) -> int:
 
 @callback(
     Output(ID.LAND_TASK, "data"),
-    Output(ID.LAND_POLL, "disabled"),
+    Output(LAND_POLL.reply, "data"),
     Output(ID.LAND_STATUS, "children"),
     Input(ID.LAND_BTN, "n_clicks"),
     State(ID.LAND_RUNS, "value"),
@@ -504,15 +510,15 @@ def start_landscape(n, run_ids, i, j, sid, previous):
     work = teach_views.landscape_work(spec, ref[2], paths, i, j)
     task = _submit(sid, "landscape", key, work, previous)
     note = f" (skipped, another system or no frames: {', '.join(skipped)})" if skipped else ""
-    return task, False, "queued: waiting for the analysis thread" + note
+    return task, LAND_POLL.start(), "queued: waiting for the analysis thread" + note
 
 
 @callback(
     Output(ID.LAND_GRAPH, "figure"),
     Output(ID.LAND_GRAPH, "style"),
     Output(ID.LAND_STATUS, "children", allow_duplicate=True),
-    Output(ID.LAND_POLL, "disabled", allow_duplicate=True),
-    Input(ID.LAND_POLL, "n_intervals"),
+    Output(LAND_POLL.reply, "data", allow_duplicate=True),
+    Input(LAND_POLL.tick, "data"),
     State(ID.LAND_TASK, "data"),
     State(ids.SESSION, "data"),
     prevent_initial_call=True,
@@ -520,9 +526,9 @@ def start_landscape(n, run_ids, i, j, sid, previous):
 def poll_landscape(n, task, sid):
     status, p, done = poll_task(task, sid)
     if p is None:
-        return NU, NU, status, done
+        return NU, NU, status, LAND_POLL.answer(n, not done)
     text = (
         f"Slice of {len(p['a'])} × {len(p['b'])} energies and {len(p['paths'])} path(s) in "
         f"{p['seconds']:.1f} s; E(x0) = {p['e0']:.5g}."
     )
-    return teach_views.landscape_figure(p), {"display": "block"}, text, True
+    return teach_views.landscape_figure(p), {"display": "block"}, text, LAND_POLL.answer(n, False)
