@@ -149,9 +149,7 @@ def blocking(monkeypatch):
 
 def start_spectrum(previous=None, **changes):
     values, field_ids = form(**changes)
-    task, _, _ = spectrum.start_spectrum(
-        1, values, field_ids, "loop", "file", None, SID, previous
-    )
+    task, _, _ = spectrum.start_spectrum(1, values, field_ids, "loop", "file", None, SID, previous)
     return task
 
 
