@@ -98,9 +98,17 @@ def test_the_embedded_cluster_takes_no_fixed_port(client):
     assert address[0] == "127.0.0.1" and address[1] != 8787
 
 
-def test_sweep_on_a_local_cluster_writes_bundles_and_resumes(client, tmp_path):
-    seen = []
-    outcome = run_sweep(TINY, tmp_path, client=client, on_row=lambda r, c: seen.append(c))
+@pytest.fixture(scope="module")
+def tiny(client, tmp_path_factory):
+    """TINY run once on the embedded cluster: (its outcome, its folder, the progress counts
+    it reported). Two tests read it: the sweep's own checks, and the separate scheduler's."""
+    folder, seen = tmp_path_factory.mktemp("tiny"), []
+    outcome = run_sweep(TINY, folder, client=client, on_row=lambda r, c: seen.append(c))
+    return outcome, folder, seen
+
+
+def test_sweep_on_a_local_cluster_writes_bundles_and_resumes(client, tiny):
+    outcome, tmp_path, seen = tiny
     assert outcome.status == "done" and outcome.ran == 8 and len(outcome.rows) == 8
     assert seen[-1]["done"] == 8 and seen[-1]["pending"] == 0
     for row in outcome.rows:
@@ -151,9 +159,7 @@ def _spawn(args, **kw):
 
 
 @pytest.mark.slow
-def test_sweep_through_a_separately_started_scheduler_matches_the_embedded_cluster(
-    client, tmp_path
-):
+def test_sweep_through_a_separately_started_scheduler_matches_the_embedded_cluster(tiny, tmp_path):
     bindir = os.path.dirname(sys.executable)
     sched_file = tmp_path / "scheduler.json"
     dask = os.path.join(bindir, "dask")
@@ -177,7 +183,7 @@ def test_sweep_through_a_separately_started_scheduler_matches_the_embedded_clust
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "| optim.learning_rate | method |" in proc.stdout
         remote = {r["key"]: r for r in map(json.loads, (out / "results.jsonl").open())}
-        local = {r["key"]: r for r in run_sweep(TINY, tmp_path / "local", client=client).rows}
+        local = {r["key"]: r for r in tiny[0].rows}
         assert set(remote) == set(local) and len(local) == 8  # same specs, same keys
         for key, row in local.items():
             assert remote[key]["final_energy"] == row["final_energy"], key
