@@ -33,7 +33,9 @@ run: setup
 # Lint and format are part of the test command, so CI enforces one style. Two pytest-xdist
 # workers, one per core of the CI machine (XLA runs single-threaded in tests, and the browser
 # tests wait on their server much of the time); --dist loadfile keeps each module, and its
-# module-scoped server, on one worker. Measured: 12 min 44 s against 16 min 37 s serial.
+# module-scoped server, on one worker. Measured: 12 min 44 s against 16 min 37 s serial; later,
+# on the same machine grown slower, 19 min 0 s, and 17 min 0 s with three workers at 98 % CPU
+# (a third worker buys little and loads every browser test's server more).
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -564,36 +564,6 @@
     return window.dash_clientside.no_update;
   }
 
-  /* Task, sweep and runs-list polls (workbench/polls.py): the next tick is set only once the
-     reply to the last one has arrived, so a slow reply is never superseded and discarded (what
-     a dcc.Interval shorter than the round trip does, for ever). At most one tick is pending
-     per poll; a reply missing for 60 s (a lost request) sends the tick again. */
-  const polls = {};
-  function sendTick(id) {
-    const p = polls[id];
-    p.timer = null;
-    p.n += 1;
-    p.sentAt = performance.now();
-    window.dash_clientside.set_props(id, {data: p.n});
-  }
-  const wbPolls = {
-    next: function (id, reply, ms) {
-      const p = polls[id] || (polls[id] = {timer: null, n: 0, sentAt: 0, more: false});
-      p.more = !!(reply && reply.more);
-      p.sentAt = 0;  // answered
-      if (p.more && p.timer === null) p.timer = setTimeout(function () { sendTick(id); }, ms);
-      return window.dash_clientside.no_update;
-    },
-  };
-  setInterval(function () {
-    const now = performance.now();
-    Object.keys(polls).forEach(function (id) {
-      const p = polls[id];
-      if (p.more && p.timer === null && p.sentAt && now - p.sentAt > 60000) sendTick(id);
-    });
-  }, 5000);
-  window.wbPolls = wbPolls;
-
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     wb: {frame: frame, animate: animate, fit: fit, onSeen: onSeen, watchdog: watchdog, edges: edges},
   });

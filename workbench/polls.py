@@ -6,7 +6,7 @@ round trip takes longer than the period (a loaded 2-core server, a large figure)
 ever applied: the view stalls while the server is asked again and again. A ``Poll`` asks
 again only after the reply to its last tick has arrived: the server callback listens to the
 poll's ``tick`` store and writes ``answer(...)`` to its ``reply`` store; a clientside callback
-(assets/workbench.js, ``wbPolls.next``) sets the next tick ``ms`` later while the reply says
+(assets/polls.js, ``wbPolls.next``) sets the next tick ``ms`` later while the reply says
 there is more to fetch. A reply missing for a minute (a request lost) re-sends the tick.
 
 A callback that starts work writes ``start()`` to the reply store. A poll that also runs on page
