@@ -20,9 +20,14 @@ jax.config.update("jax_enable_x64", True)
 # servers (sweeps keep their own <out>/.jax-cache). _fresh_prepared_runs below makes each
 # test prepare its runs anew, and a kernel an earlier test compiled (same system, same
 # shapes) then loads instead of compiling: tests/test_run.py ran in 54 s instead of 98. A
-# fresh folder, so no result depends on what earlier sessions left in ~/.cache.
-JAX_CACHE = tempfile.mkdtemp(prefix="slowmode-tests-jax-")
-atexit.register(shutil.rmtree, JAX_CACHE, ignore_errors=True)
+# fresh folder, so no result depends on what earlier sessions left in ~/.cache. Under
+# pytest-xdist the controller makes the folder and its workers inherit the path, so a kernel
+# one worker compiled loads in the other (JAX writes each entry atomically).
+JAX_CACHE = os.environ.get("SLOWMODE_TEST_JAX_CACHE")
+if JAX_CACHE is None:  # the process that makes the folder removes it
+    JAX_CACHE = tempfile.mkdtemp(prefix="slowmode-tests-jax-")
+    os.environ["SLOWMODE_TEST_JAX_CACHE"] = JAX_CACHE
+    atexit.register(shutil.rmtree, JAX_CACHE, ignore_errors=True)
 os.environ["SLOWMODE_JAX_CACHE"] = JAX_CACHE
 
 from engine.run import use_compilation_cache  # noqa: E402
