@@ -168,11 +168,21 @@ def wait_until(page, predicate_js: str, timeout_s: float, what: str, arg=None):
     return handle.json_value()
 
 
+# Resolves when the page's DOM next changes, or after 1 s for state outside the DOM (the 3D
+# views' window.wbStats): poll_until re-reads its condition then, not on a fixed period.
+_NEXT_CHANGE_JS = """() => new Promise(done => {
+    const seen = new MutationObserver(() => { seen.disconnect(); clearTimeout(cap); done(); });
+    const cap = setTimeout(() => { seen.disconnect(); done(); }, 1000);
+    seen.observe(document, {subtree: true, childList: true, attributes: true,
+                            characterData: true});
+})"""
+
+
 def poll_until(page, predicate, timeout_s: float, what: str):
-    """The truthy value of the Python ``predicate()`` once it is truthy, tried every 200 ms
-    (Playwright handles the page's events in between); AssertionError naming ``what`` after
-    PATIENCE x timeout_s. For conditions read through Playwright calls; a JavaScript condition
-    is cheaper with wait_until."""
+    """The truthy value of the Python ``predicate()`` once it is truthy, re-read whenever the
+    page changes (Playwright handles the page's events in between); AssertionError naming
+    ``what`` after PATIENCE x timeout_s. For conditions read through Playwright calls; a
+    JavaScript condition is cheaper with wait_until."""
     import time
 
     bound = PATIENCE * timeout_s
@@ -181,7 +191,7 @@ def poll_until(page, predicate, timeout_s: float, what: str):
         value = predicate()
         if value:
             return value
-        page.wait_for_timeout(200)
+        page.evaluate(_NEXT_CHANGE_JS)
     raise AssertionError(f"timed out after {bound} s waiting for {what}")
 
 

@@ -32,7 +32,7 @@ def test_a_poll_slower_than_its_pause_is_answered_and_never_overlaps(tmp_path, m
             seen["in_flight"] += 1
             seen["most_in_flight"] = max(seen["most_in_flight"], seen["in_flight"])
         try:
-            time.sleep(ROUND_TRIP_S)  # a loaded server
+            time.sleep(ROUND_TRIP_S)  # the stimulus: a loaded server's latency, not a wait
             return real_poll_task(*args, **kwargs)
         finally:
             with lock:
